@@ -1,0 +1,1 @@
+"""Plain-Python helpers: GRID text, splits, metrics, decoding, video and storage (no MXNet)."""

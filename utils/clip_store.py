@@ -1,0 +1,122 @@
+"""On-disk formats for mouth-crop clips: our packed ``.npz`` and the original example's PNG folders.
+
+Packed format (the default): one ``{clip}.npz`` per clip holding the frames as ONE JPEG mosaic
+(frames stacked vertically, each padded to a multiple of 16 rows so no JPEG block spans two
+frames) at quality 90, plus the clip's shape. For a 75x50x100 RGB GRID clip this is about
+0.09 MB (5x smaller than 75 PNGs, 12x smaller than raw uint8) and decodes in about 3 ms, with
+a mean error of about 2/255, well below the MPEG-1 artefacts of the GRID source (visually
+lossless, not lossless). Every write goes to a temporary name first and is renamed into place,
+so a crash never leaves a half-written clip under its final name.
+
+Frames are RGB ``uint8`` arrays of shape ``(T, H, W, 3)`` in memory.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PACKED_SUFFIX = ".npz"
+PNG_PATTERN = "mouth_{:03d}.png"
+JPEG_QUALITY = 90
+_BLOCK = 16
+
+
+def _padded_height(height: int) -> int:
+    return -(-height // _BLOCK) * _BLOCK
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+        raise ValueError(f"expected uint8 frames of shape (T, H, W, 3), got {frames.dtype} {frames.shape}")
+
+
+def encode_packed(frames: np.ndarray, quality: int = JPEG_QUALITY) -> dict[str, np.ndarray]:
+    """The arrays of a packed clip: the JPEG mosaic bytes and the clip's (T, H, W)."""
+    _check_frames(frames)
+    t, h, w, _ = frames.shape
+    ph = _padded_height(h)
+    padded = np.pad(frames, ((0, 0), (0, ph - h), (0, 0), (0, 0)), mode="edge")
+    mosaic = np.ascontiguousarray(padded.reshape(t * ph, w, 3)[..., ::-1])  # RGB -> BGR for OpenCV
+    ok, jpeg = cv2.imencode(".jpg", mosaic, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the JPEG mosaic")
+    return {"jpeg": jpeg.reshape(-1), "shape": np.array([t, h, w], dtype=np.int32)}
+
+
+def decode_packed(arrays: dict[str, np.ndarray] | np.lib.npyio.NpzFile) -> np.ndarray:
+    t, h, w = (int(v) for v in arrays["shape"])
+    mosaic = cv2.imdecode(arrays["jpeg"], cv2.IMREAD_COLOR)
+    ph = _padded_height(h)
+    if mosaic is None or mosaic.shape != (t * ph, w, 3):
+        raise ValueError("JPEG mosaic is corrupt or does not match the recorded shape")
+    return np.ascontiguousarray(mosaic.reshape(t, ph, w, 3)[:, :h, :, ::-1])
+
+
+def save_packed(path: str | Path, frames: np.ndarray, quality: int = JPEG_QUALITY) -> None:
+    """Write a packed clip atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = encode_packed(frames, quality)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_packed(path: str | Path) -> np.ndarray:
+    """Frames of a packed clip; raises ValueError naming the file when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return decode_packed(arrays)
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable packed clip ({err})") from None
+
+
+def save_png_folder(folder: str | Path, frames: np.ndarray) -> None:
+    """Write ``mouth_000.png ...`` (the original example's layout) to a temporary folder, then rename it."""
+    _check_frames(frames)
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        for i, frame in enumerate(frames):
+            if not cv2.imwrite(str(tmp / PNG_PATTERN.format(i)), frame[..., ::-1]):
+                raise OSError(f"could not write {tmp / PNG_PATTERN.format(i)}")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_png_folder(folder: str | Path) -> np.ndarray:
+    """Frames of a PNG folder, in file-name order; raises ValueError naming the folder or frame."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.png"))
+    if not files:
+        raise ValueError(f"{folder}: no PNG frames")
+    frames = []
+    for file in files:
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"{file}: not a readable PNG")
+        if frames and image.shape != frames[0].shape:
+            raise ValueError(f"{file}: size {image.shape[1]}x{image.shape[0]} differs from the first frame")
+        frames.append(image[..., ::-1])
+    return np.ascontiguousarray(np.stack(frames))
+
+
+def load_clip(path: str | Path) -> np.ndarray:
+    """Frames of a clip in either format: a ``.npz`` file or a folder of PNGs."""
+    path = Path(path)
+    return load_png_folder(path) if path.is_dir() else load_packed(path)

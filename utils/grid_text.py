@@ -1,0 +1,116 @@
+"""The GRID corpus as text: the 28-class alphabet, align files and the sentence grammar.
+
+The class layout (a-z = 0-25, space = 26, CTC blank = 27) is the one of the original Apache
+MXNet example's published checkpoint, so its output layer can be read without remapping.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ALPHABET = "abcdefghijklmnopqrstuvwxyz "
+SPACE = ALPHABET.index(" ")
+BLANK = len(ALPHABET)
+NUM_CLASSES = len(ALPHABET) + 1
+_CHAR_TO_ID = {c: i for i, c in enumerate(ALPHABET)}
+
+# The six slots of a GRID sentence, each as (file-name code -> word).
+COMMANDS = {"b": "bin", "l": "lay", "p": "place", "s": "set"}
+COLOURS = {"b": "blue", "g": "green", "r": "red", "w": "white"}
+PREPOSITIONS = {"a": "at", "b": "by", "i": "in", "w": "with"}
+LETTERS = {c: c for c in "abcdefghijklmnopqrstuvxyz"}  # every letter but w
+DIGITS = {"z": "zero", **{str(i): w for i, w in enumerate(
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]) if i}}
+ADVERBS = {"a": "again", "n": "now", "p": "please", "s": "soon"}
+GRAMMAR: tuple[dict[str, str], ...] = (COMMANDS, COLOURS, PREPOSITIONS, LETTERS, DIGITS, ADVERBS)
+SILENCE_WORDS = frozenset({"sil", "sp"})
+FPS = 25
+
+
+def encode(text: str) -> list[int]:
+    """Class ids of ``text``; raises ValueError naming a character outside a-z and space."""
+    try:
+        return [_CHAR_TO_ID[c] for c in text]
+    except KeyError as err:
+        raise ValueError(f"character {err.args[0]!r} in {text!r} is not in the GRID alphabet") from None
+
+
+def decode(ids: Iterable[int]) -> str:
+    """Text of class ids; blanks and padding (negative ids) are dropped."""
+    return "".join(ALPHABET[i] for i in ids if 0 <= i < BLANK)
+
+
+@dataclass(frozen=True)
+class AlignedWord:
+    """One spoken word of an align file, in video frames (end exclusive)."""
+
+    word: str
+    start: int
+    end: int
+
+
+def parse_align(path: str | Path) -> list[AlignedWord]:
+    """Words of a GRID align file, without ``sil`` and ``sp``.
+
+    Times in align files are in 1/1000 of a frame at 25 fps, so ``time // 1000`` is the frame.
+    Raises ValueError naming the file and line for anything that is not ``start end word``.
+    """
+    path = Path(path)
+    words = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            raise ValueError(f"{path}:{number}: expected 'start end word', got {line!r}")
+        start, end, word = int(parts[0]), int(parts[1]), parts[2].lower()
+        if end < start:
+            raise ValueError(f"{path}:{number}: end {end} is before start {start}")
+        if word in SILENCE_WORDS:
+            continue
+        encode(word)  # validates the characters
+        words.append(AlignedWord(word, start // 1000, end // 1000))
+    if not words:
+        raise ValueError(f"{path}: no words (only silence)")
+    return words
+
+
+def align_sentence(words: Sequence[AlignedWord]) -> str:
+    """The sentence spoken in an align file."""
+    return " ".join(w.word for w in words)
+
+
+_CLIP_NAME = re.compile(r"^[a-z0-9]{6}$")
+
+
+def sentence_from_clip_name(name: str) -> str:
+    """The sentence a GRID clip name spells, one letter per word (``bbaf2n`` -> ``bin blue at f two now``).
+
+    Raises ValueError when the name does not follow the GRID code.
+    """
+    stem = Path(name).name.split(".")[0].lower()
+    if not _CLIP_NAME.match(stem):
+        raise ValueError(f"{name!r} is not a GRID clip name (six letters/digits such as 'bbaf2n')")
+    words = []
+    for code, slot in zip(stem, GRAMMAR):
+        if code not in slot:
+            raise ValueError(f"{name!r} is not a GRID clip name: {code!r} is not a valid code "
+                             f"for slot {len(words) + 1}")
+        words.append(slot[code])
+    return " ".join(words)
+
+
+def is_grid_sentence(sentence: str) -> bool:
+    """True when ``sentence`` is one of the 64,000 sentences of the GRID grammar."""
+    words = sentence.split(" ")
+    return len(words) == len(GRAMMAR) and all(w in slot.values() for w, slot in zip(words, GRAMMAR))
+
+
+def check_align_matches_name(words: Sequence[AlignedWord], clip_name: str) -> None:
+    """Raise ValueError when an align's sentence is not the one its clip's name spells."""
+    expected = sentence_from_clip_name(clip_name)
+    actual = align_sentence(words)
+    if actual != expected:
+        raise ValueError(f"align of {clip_name} says {actual!r} but the name spells {expected!r}")

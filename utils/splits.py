@@ -1,0 +1,87 @@
+"""The two standard GRID evaluation protocols of LipNet, built from the clips that are present.
+
+Clip ids are ``SPEAKER/CLIP`` strings such as ``s14/bbaq7n``, the form published split lists use.
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+UNSEEN_VALIDATION_SPEAKERS = frozenset({"s1", "s2", "s20", "s22"})
+OVERLAP_HELD_OUT_PER_SPEAKER = 255
+OVERLAP_SEED = 1611  # the LipNet arXiv number; any fixed value keeps the split reproducible
+SPLITS = ("unseen", "overlapped")
+_CLIP_ID = re.compile(r"^s\d+/[^/\s]+$")
+
+
+def speaker_of(clip_id: str) -> str:
+    """``s14`` for ``s14/bbaq7n``."""
+    return clip_id.split("/", 1)[0]
+
+
+def check_clip_id(clip_id: str) -> str:
+    if not _CLIP_ID.match(clip_id):
+        raise ValueError(f"{clip_id!r} is not a clip id of the form SPEAKER/CLIP such as s14/bbaq7n")
+    return clip_id
+
+
+def unseen_split(clip_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Train on every speaker but s1, s2, s20 and s22; validate on all clips of those four."""
+    train, val = [], []
+    for clip_id in sorted(set(clip_ids)):
+        (val if speaker_of(check_clip_id(clip_id)) in UNSEEN_VALIDATION_SPEAKERS else train).append(clip_id)
+    return train, val
+
+
+def overlapped_split(
+    clip_ids: Iterable[str],
+    held_out_per_speaker: int = OVERLAP_HELD_OUT_PER_SPEAKER,
+    seed: int = OVERLAP_SEED,
+) -> tuple[list[str], list[str]]:
+    """Pool all speakers; hold out ``held_out_per_speaker`` clips of each, drawn with ``seed``.
+
+    The draw depends only on the set of clips, not on their order. A speaker with fewer clips
+    than asked for keeps half of them for training so that it is seen in both halves.
+    """
+    by_speaker: dict[str, list[str]] = defaultdict(list)
+    for clip_id in sorted(set(clip_ids)):
+        by_speaker[speaker_of(check_clip_id(clip_id))].append(clip_id)
+    train, val = [], []
+    for speaker in sorted(by_speaker, key=lambda s: int(s[1:])):
+        clips = by_speaker[speaker]
+        n_val = min(held_out_per_speaker, len(clips) // 2)
+        held = set(random.Random(f"{seed}/{speaker}").sample(clips, n_val))
+        for clip_id in clips:
+            (val if clip_id in held else train).append(clip_id)
+    return train, val
+
+
+def make_split(name: str, clip_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(train, validation)`` clip ids of the protocol ``name`` (``unseen`` or ``overlapped``)."""
+    if name == "unseen":
+        return unseen_split(clip_ids)
+    if name == "overlapped":
+        return overlapped_split(clip_ids)
+    raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+
+
+def read_clip_list(path: str | Path) -> list[str]:
+    """Clip ids from a list file, one ``SPEAKER/CLIP`` a line (blank lines and ``#`` comments skipped)."""
+    path = Path(path)
+    ids = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            ids.append(check_clip_id(line))
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: {err}") from None
+    return ids
+
+
+def write_clip_list(path: str | Path, clip_ids: Iterable[str]) -> None:
+    Path(path).write_text("".join(f"{c}\n" for c in clip_ids))
