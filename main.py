@@ -1,0 +1,87 @@
+"""Train LipNet: ``python main.py [--key=value | key=value ...]`` (``--help`` lists every option).
+
+The defaults are the original Apache MXNet example's (batch 64, 100 epochs, dropout 0.5, one GPU)
+with Adam at 1e-4. ``model_path=checkpoint/last`` resumes a run exactly; ``model_path`` naming the
+example's published parameter file fine-tunes from it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from utils.cli import parse_args, parse_speakers, str2bool
+from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
+from utils.splits import SPLITS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--image_path", default=str(DATASET_DIR),
+                      help="mouth crops: sN/{clip}.npz (packed) or sN/{clip}/mouth_*.png folders")
+    data.add_argument("--align_path", default=str(ALIGN_DIR),
+                      help="align files (sN/{clip}.align or flat {clip}.align); clips without one are "
+                           "labelled from their GRID name")
+    data.add_argument("--split", default="unseen", choices=SPLITS,
+                      help="standard protocol: unseen speakers (s1, s2, s20, s22 held out) or overlapped "
+                           "(255 clips of each speaker held out)")
+    data.add_argument("--train_list", default=None, help="file of SPEAKER/CLIP lines to train on (with --val_list)")
+    data.add_argument("--val_list", default=None, help="file of SPEAKER/CLIP lines to validate on")
+    data.add_argument("--speakers", type=parse_speakers, default=None, help="only these speakers, e.g. 1-34 or 1,2,20")
+    data.add_argument("--val_speakers", type=parse_speakers, default=None,
+                      help="validate on these speakers and train on the rest (overrides --split)")
+    data.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes")
+    data.add_argument("--flip_prob", type=float, default=0.5, help="probability of a horizontal flip")
+    data.add_argument("--jitter_prob", type=float, default=0.05,
+                      help="per-frame probability of deletion and of duplication (the paper's temporal jitter)")
+    data.add_argument("--word_prob", type=float, default=0.0,
+                      help="probability of training on one aligned word of a clip instead of the sentence")
+    net = parser.add_argument_group("network")
+    net.add_argument("--variant", default="paper", choices=("paper", "example"),
+                     help="paper: LipNet as published; example: the original MXNet example's layout")
+    net.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",")], default=[32, 64, 96],
+                     help="channels of the three 3-D convolutions, comma-separated")
+    net.add_argument("--hidden", type=int, default=256, help="units of each GRU direction")
+    net.add_argument("--dr_rate", type=float, default=0.5, help="spatial dropout rate after each convolution")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--batch_size", type=int, default=64)
+    opt.add_argument("--epochs", type=int, default=100)
+    opt.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    opt.add_argument("--lr_schedule", default="constant", choices=("constant", "cosine"))
+    opt.add_argument("--warmup_steps", type=int, default=0, help="linear learning-rate warm-up steps")
+    opt.add_argument("--clip_gradient", type=float, default=10.0, help="clip each gradient element to +-this (0: off)")
+    opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation, dropout")
+    run = parser.add_argument_group("run")
+    run.add_argument("--num_gpus", type=int, default=1, help="GPUs to train on (0: CPU)")
+    run.add_argument("--num_cpus", type=int, default=1, help="CPU contexts when training on the CPU")
+    run.add_argument("--kvstore", default="device", help="gradient aggregation: device, local or dist_*")
+    run.add_argument("--model_path", default=None,
+                     help="resume from a checkpoint (run folder, checkpoint folder or its model.params), or "
+                          "fine-tune from the original example's parameter file")
+    run.add_argument("--save_dir", default=str(CHECKPOINT_DIR),
+                     help="where last/, best/, train.log, metrics.csv, curves.png and tensorboard/ go")
+    run.add_argument("--show_examples", type=int, default=3, help="validation [Target]/[Pred] pairs logged per epoch")
+    run.add_argument("--progress", type=str2bool, default=True, help="show progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from trainer import train  # MXNet loads here, after the command line is known to be valid
+
+    try:
+        result = train(args)
+    except (FileNotFoundError, ValueError) as err:
+        logging.getLogger("lipnet").error("%s", err)
+        return 2
+    metrics = result["metrics"]
+    if metrics:
+        print(f"final validation: CER {metrics['val_cer']:.4f}, WER {metrics['val_wer']:.4f}; "
+              f"checkpoints in {result['last']} and {result['best']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

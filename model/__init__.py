@@ -1,0 +1,9 @@
+"""The LipNet network and its checkpoints (the only MXNet code besides training and inference)."""
+from utils.threads import default_omp_threads
+
+default_omp_threads()  # must precede the first MXNet import
+
+from model.checkpoint import LoadedLipNet, load_lipnet, read_meta, save_checkpoint  # noqa: E402
+from model.lipnet import VARIANTS, LipNet, LipNetConfig  # noqa: E402
+
+__all__ = ["VARIANTS", "LipNet", "LipNetConfig", "LoadedLipNet", "load_lipnet", "read_meta", "save_checkpoint"]

@@ -1,0 +1,112 @@
+"""The LipNet network (Assael et al., arXiv 1611.01599) as one configurable Gluon HybridBlock."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import mxnet as mx
+from mxnet.gluon import nn, rnn
+
+from utils.grid_text import NUM_CLASSES
+
+VARIANTS = ("paper", "example")
+
+
+@dataclass
+class LipNetConfig:
+    """Everything that fixes the network's shape; stored in checkpoints so loading needs no flags.
+
+    ``paper`` follows the paper: no normalisation, conv3 padding (1,1,1). ``example`` reproduces
+    the original Apache MXNet example (InstanceNorm after each convolution, conv3 padding (1,2,2)),
+    whose published checkpoint then loads name for name.
+    """
+
+    variant: str = "paper"
+    channels: tuple[int, int, int] = (32, 64, 96)
+    hidden: int = 256
+    dropout: float = 0.5
+    height: int = 50
+    width: int = 100
+    num_classes: int = NUM_CLASSES
+    norm: str | None = None  # None: the variant's own ("none" for paper, "instance" for example)
+    conv3_padding: tuple[int, int, int] | None = None  # None: the variant's own
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown LipNet variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        self.channels = tuple(self.channels)
+        if self.norm is None:
+            self.norm = "instance" if self.variant == "example" else "none"
+        if self.norm not in ("none", "instance"):
+            raise ValueError(f"norm must be 'none' or 'instance', got {self.norm!r}")
+        if self.conv3_padding is None:
+            self.conv3_padding = (1, 2, 2) if self.variant == "example" else (1, 1, 1)
+        self.conv3_padding = tuple(self.conv3_padding)
+
+    def feature_size(self) -> tuple[int, int]:
+        """Height and width after the three conv/pool stages."""
+        def conv(n: int, k: int, s: int, p: int) -> int:
+            return (n + 2 * p - k) // s + 1
+
+        h, w = self.height, self.width
+        h, w = conv(h, 5, 2, 2) // 2, conv(w, 5, 2, 2) // 2
+        h, w = conv(h, 5, 1, 2) // 2, conv(w, 5, 1, 2) // 2
+        _, ph, pw = self.conv3_padding
+        h, w = conv(h, 3, 1, ph) // 2, conv(w, 3, 1, pw) // 2
+        if h <= 0 or w <= 0:
+            raise ValueError(f"input {self.width}x{self.height} is too small for three conv/pool stages")
+        return h, w
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LipNet(nn.HybridBlock):
+    """STCNN x3 -> Bi-GRU x2 -> Dense; input (N, 3, T, H, W), output log-probabilities (N, T, classes).
+
+    Attribute names (conv1, bn1, ..., gru1, gru2, dense) are the original example's, so its
+    parameter file loads into ``variant='example'`` unchanged.
+    """
+
+    def __init__(self, config: LipNetConfig | None = None, **kwargs: object) -> None:
+        super().__init__()
+        self.config = config or LipNetConfig(**kwargs)
+        cfg = self.config
+        c1, c2, c3 = cfg.channels
+        fh, fw = cfg.feature_size()
+        conv_init = mx.init.MSRAPrelu(factor_type="in", slope=0.0)
+        with self.name_scope():
+            self.conv1 = nn.Conv3D(c1, (3, 5, 5), strides=(1, 2, 2), padding=(1, 2, 2),
+                                   in_channels=3, weight_initializer=conv_init)
+            self.conv2 = nn.Conv3D(c2, (3, 5, 5), strides=(1, 1, 1), padding=(1, 2, 2),
+                                   in_channels=c1, weight_initializer=conv_init)
+            self.conv3 = nn.Conv3D(c3, (3, 3, 3), strides=(1, 1, 1), padding=cfg.conv3_padding,
+                                   in_channels=c2, weight_initializer=conv_init)
+            if cfg.norm == "instance":
+                # BatchNorm on 5-D input fails in backward with oneDNN on MXNet 1.9.1 CPU.
+                self.bn1 = nn.InstanceNorm(in_channels=c1)
+                self.bn2 = nn.InstanceNorm(in_channels=c2)
+                self.bn3 = nn.InstanceNorm(in_channels=c3)
+            # Channel-wise (spatial) dropout: one mask per feature map, shared over T, H and W.
+            self.dropout = nn.Dropout(cfg.dropout, axes=(2, 3, 4))
+            self.pool = nn.MaxPool3D((1, 2, 2), (1, 2, 2))
+            gru_args = {"bidirectional": True, "layout": "TNC", "h2h_weight_initializer": mx.init.Orthogonal(),
+                        "i2h_weight_initializer": mx.init.Xavier()}
+            self.gru1 = rnn.GRU(cfg.hidden, input_size=c3 * fh * fw, **gru_args)
+            self.gru2 = rnn.GRU(cfg.hidden, input_size=2 * cfg.hidden, **gru_args)
+            self.dense = nn.Dense(cfg.num_classes, flatten=False, in_units=2 * cfg.hidden)
+
+    def _stage(self, F: object, x: object, conv: nn.Conv3D, norm: nn.Block | None) -> object:
+        x = conv(x)
+        if norm is not None:
+            x = norm(x)
+        return self.pool(self.dropout(F.relu(x)))
+
+    def hybrid_forward(self, F, x):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+        instance = self.config.norm == "instance"
+        x = self._stage(F, x, self.conv1, self.bn1 if instance else None)
+        x = self._stage(F, x, self.conv2, self.bn2 if instance else None)
+        x = self._stage(F, x, self.conv3, self.bn3 if instance else None)
+        x = F.transpose(x, (2, 0, 1, 3, 4)).reshape((0, 0, -1))  # (T, N, C*H*W)
+        x = self.gru2(self.gru1(x))
+        x = self.dense(x)
+        return F.log_softmax(F.transpose(x, (1, 0, 2)), axis=-1)  # (N, T, classes)

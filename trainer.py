@@ -1,0 +1,429 @@
+"""Training LipNet with CTC across MXNet contexts, with validation, logging and exact resume.
+
+One ``train(args)`` call does a whole run: data, network, optimiser, the epoch loop, metrics and
+checkpoints. ``main.py`` owns the command line; ``infer.py`` reuses ``evaluate``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from utils.threads import default_omp_threads
+
+default_omp_threads()  # before MXNet loads
+
+import mxnet as mx  # noqa: E402
+from mxnet import autograd, gluon  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import data_loader  # noqa: E402
+from model import LipNet, LipNetConfig, read_meta, save_checkpoint  # noqa: E402
+from model.checkpoint import (  # noqa: E402
+    EXAMPLE_MEAN,
+    EXAMPLE_STD,
+    PARAMS_FILE,
+    STATES_FILE,
+    example_config_for,
+    load_param_file,
+    set_parameters,
+)
+from utils.decoders import decode_batch  # noqa: E402
+from utils.grid_text import decode as ids_to_text  # noqa: E402
+from utils.metrics import GroupedErrorRates  # noqa: E402
+
+log = logging.getLogger("lipnet")
+
+
+def contexts(num_gpus: int, num_cpus: int = 1) -> list[mx.Context]:
+    """``num_gpus`` GPUs, or ``num_cpus`` CPU contexts when ``num_gpus`` is 0 (or no GPU is visible)."""
+    if num_gpus > 0:
+        available = mx.context.num_gpus()
+        if available == 0:
+            log.warning("num_gpus=%d but MXNet sees no GPU (CPU build, or no device): training on the CPU. "
+                        "Pass num_gpus=0 to silence this.", num_gpus)
+        elif num_gpus > available:
+            raise ValueError(f"num_gpus={num_gpus} but only {available} GPU(s) are visible")
+        else:
+            return [mx.gpu(i) for i in range(num_gpus)]
+    return [mx.cpu(i) for i in range(max(num_cpus, 1))]
+
+
+@dataclass
+class Evaluation:
+    """What one pass over a data set gives: mean loss, error rates, and every clip's prediction."""
+
+    loss: float
+    rates: GroupedErrorRates
+    clip_ids: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    predictions: list[str] = field(default_factory=list)
+    log_probs: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def cer(self) -> float:
+        return self.rates.overall.cer
+
+    @property
+    def wer(self) -> float:
+        return self.rates.overall.wer
+
+
+def split_batch(batch: tuple, ctxs: Sequence[mx.Context]) -> list[tuple]:
+    """Split a batch over ``ctxs``: (data, labels, data lengths, label lengths, clip indices) per context."""
+    n = batch[0].shape[0]
+    ctxs = list(ctxs)[:n]  # a last batch smaller than the number of contexts
+    parts = [gluon.utils.split_and_load(array, ctxs, even_split=False) for array in batch[:4]]
+    bounds = np.cumsum([0] + [part.shape[0] for part in parts[0]])
+    indices = [batch[4][lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return list(zip(*parts, indices))
+
+
+def evaluate(net: gluon.HybridBlock, loader: gluon.data.DataLoader, dataset: data_loader.LipDataset,
+             ctxs: Sequence[mx.Context], decoder: str = "greedy", beam_width: int = 25,
+             keep_log_probs: bool = False, progress: str | None = None) -> Evaluation:
+    """Run ``net`` over a whole loader (no dropout, no augmentation), decode, and score."""
+    loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
+    result = Evaluation(0.0, GroupedErrorRates())
+    total_loss, count = 0.0, 0
+    for batch in tqdm(loader, desc=progress, disable=progress is None, unit="batch", leave=False):
+        if batch is None:
+            continue
+        for data, labels, data_lengths, label_lengths, indices in split_batch(batch, ctxs):
+            out = net(data)
+            losses = loss_fn(out, labels, data_lengths, label_lengths).asnumpy()
+            finite = np.isfinite(losses)
+            total_loss += float(losses[finite].sum())
+            count += int(finite.sum())
+            log_probs = out.asnumpy()
+            lengths = data_lengths.asnumpy().astype(np.int64)
+            texts = decode_batch(log_probs, lengths, method=decoder, beam_width=beam_width)
+            for i, idx in enumerate(indices.tolist()):
+                record = dataset.records[idx]
+                target = ids_to_text(int(v) for v in labels[i].asnumpy())
+                result.rates.add(record.speaker, target, texts[i])
+                result.clip_ids.append(record.clip_id)
+                result.targets.append(target)
+                result.predictions.append(texts[i])
+                if keep_log_probs:
+                    result.log_probs.append(log_probs[i, : lengths[i]])
+    result.loss = total_loss / count if count else float("nan")
+    return result
+
+
+@dataclass
+class RunState:
+    """Where a run stands; saved in every checkpoint so that a resume continues exactly."""
+
+    epoch: int = 0  # epochs completed
+    iteration: int = 0  # optimiser steps taken
+    batch_in_epoch: int = 0  # batches of the current epoch done before an interrupted save
+    best_wer: float = math.inf
+    skipped_steps: int = 0  # batches whose loss was NaN or infinite
+    history: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> RunState:
+        saved = meta.get("state", {})
+        return cls(**{k: saved[k] for k in cls.__dataclass_fields__ if k in saved})
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Start:
+    """What a run starts from: a fresh network, a checkpoint of ours, or the example's parameters."""
+
+    config: LipNetConfig | None = None
+    arrays: dict | None = None
+    states_file: Path | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    state: RunState = field(default_factory=RunState)
+
+
+def resolve_start(model_path: str | None) -> Start:
+    """Read what ``model_path`` holds: a checkpoint (resume) or the example's parameter file (fine-tune)."""
+    if not model_path:
+        return Start()
+    path = Path(model_path)
+    if path.is_file() and not (path.parent / "meta.json").is_file():
+        arrays = load_param_file(path)
+        try:
+            config = example_config_for(arrays)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        log.info("fine-tuning from the original example's parameters in %s", path)
+        return Start(config, arrays, None, list(EXAMPLE_MEAN), list(EXAMPLE_STD))
+    folder, meta = read_meta(path, prefer="last")
+    try:
+        config = LipNetConfig(**meta["config"])
+        norm = meta["normalisation"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{folder}: incomplete checkpoint description ({err})") from None
+    state = RunState.from_meta(meta)
+    states = folder / STATES_FILE
+    log.info("resuming from %s at epoch %d, step %d", folder, state.epoch, state.iteration)
+    return Start(config, load_param_file(folder / PARAMS_FILE), states if states.is_file() else None,
+                 list(norm["mean"]), list(norm["std"]), state)
+
+
+def build_config(args: argparse.Namespace, frame_size: tuple[int, int]) -> LipNetConfig:
+    width, height = frame_size
+    return LipNetConfig(variant=args.variant, channels=tuple(args.channels), hidden=args.hidden,
+                        dropout=args.dr_rate, height=height, width=width)
+
+
+def probe_frame_size(records: Sequence[data_loader.ClipRecord]) -> tuple[int, int]:
+    """(width, height) of the first readable clip."""
+    for record in records:
+        try:
+            frames = data_loader.load_clip(record.path)
+        except ValueError as err:
+            log.warning("skipping %s: %s", record.path, err)
+            continue
+        return frames.shape[2], frames.shape[1]
+    raise ValueError("no readable training clip")
+
+
+def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int) -> gluon.Trainer:
+    """Adam (default lr 1e-4) with gradient clipping and an optional warm-up / cosine schedule."""
+    total = max(steps_per_epoch * args.epochs, 1)
+    if args.lr_schedule == "cosine":
+        schedule = mx.lr_scheduler.CosineScheduler(total, base_lr=args.lr, final_lr=args.lr * 0.01,
+                                                   warmup_steps=min(args.warmup_steps, total - 1))
+    elif args.warmup_steps:
+        schedule = mx.lr_scheduler.FactorScheduler(step=10**9, factor=1.0, base_lr=args.lr,
+                                                   warmup_steps=args.warmup_steps)
+    else:
+        schedule = None
+    params = {"learning_rate": args.lr, "lr_scheduler": schedule}
+    if args.clip_gradient > 0:
+        params["clip_gradient"] = args.clip_gradient
+    return gluon.Trainer(net.collect_params(), "adam", params, kvstore=args.kvstore)
+
+
+def current_lr(trainer: gluon.Trainer) -> float:
+    optimizer = trainer._optimizer
+    if optimizer.lr_scheduler is not None:
+        return float(optimizer.lr_scheduler(optimizer.num_update))
+    return float(trainer.learning_rate)
+
+
+def setup_logging(save_dir: Path) -> None:
+    """Log to the console and to ``save_dir/train.log`` (appending, so a resumed run keeps one log)."""
+    save_dir.mkdir(parents=True, exist_ok=True)
+    log.setLevel(logging.INFO)
+    for handler in list(log.handlers):
+        if isinstance(handler, logging.FileHandler):
+            log.removeHandler(handler)
+            handler.close()
+    handler = logging.FileHandler(save_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_metrics_csv(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    _write_atomic(path, buffer.getvalue().encode())
+
+
+def plot_curves(path: Path, history: list[dict]) -> None:
+    """A PNG of loss, CER and WER per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="CTC loss", title="loss")
+    ax_loss.legend()
+    ax_err.plot(epochs, [h["val_cer"] for h in history], label="CER")
+    ax_err.plot(epochs, [h["val_wer"] for h in history], label="WER")
+    ax_err.set(xlabel="epoch", ylabel="error rate", title="validation error rates", ylim=(0, None))
+    ax_err.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    _write_atomic(path, buffer.getvalue())
+
+
+class TensorBoard:
+    """Scalars to TensorBoard event files via tensorboardX (no TensorFlow needed)."""
+
+    def __init__(self, logdir: Path) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(logdir))
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Interrupted(Exception):
+    """Raised from the SIGINT/SIGTERM handler so that the loop can save before leaving."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """A whole training run; returns the last epoch's metrics and the checkpoint folders."""
+    save_dir = Path(args.save_dir)
+    setup_logging(save_dir)
+    seed_everything(args.seed)
+    ctxs = contexts(args.num_gpus, args.num_cpus)
+    start = resolve_start(args.model_path)
+    state = start.state
+
+    clips = data_loader.discover_clips(args.image_path)
+    train_ids, val_ids = data_loader.select_clips(
+        clips, args.split, args.train_list, args.val_list, args.speakers, args.val_speakers)
+    train_records = data_loader.build_records({c: clips[c] for c in train_ids}, args.align_path)
+    val_records = data_loader.build_records({c: clips[c] for c in val_ids}, args.align_path)
+    if not train_records:
+        raise ValueError(f"no training clips under {args.image_path} for split {args.split!r}")
+    if not val_records:
+        raise ValueError(f"no validation clips under {args.image_path} for split {args.split!r}")
+    mean, std = (start.mean, start.std) if start.mean else data_loader.channel_stats(train_records, seed=args.seed)
+    config = start.config or build_config(args, probe_frame_size(train_records))
+    size = (config.width, config.height)
+    log.info("%d training and %d validation clips; input %dx%d; normalisation mean %s std %s",
+             len(train_records), len(val_records), config.width, config.height,
+             [round(v, 4) for v in mean], [round(v, 4) for v in std])
+
+    train_set = data_loader.LipDataset(train_records, size=size, train=True, flip_prob=args.flip_prob,
+                                       jitter_prob=args.jitter_prob, word_prob=args.word_prob, seed=args.seed)
+    val_set = data_loader.LipDataset(val_records, size=size)
+    sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
+    train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
+    val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
+
+    net = LipNet(config)
+    if start.arrays is not None:
+        set_parameters(net, start.arrays, args.model_path, ctxs)
+    else:
+        net.initialize(ctx=ctxs)
+    net.hybridize(static_alloc=True, static_shape=True)
+    steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
+    trainer = make_trainer(net, args, steps_per_epoch)
+    if start.states_file is not None:
+        trainer.load_states(str(start.states_file))
+    loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
+    board = TensorBoard(save_dir / "tensorboard")
+
+    def checkpoint(name: str, metrics: dict | None = None) -> Path:
+        meta = {"normalisation": {"mean": mean, "std": std}, "state": state.to_dict(), "metrics": metrics or {},
+                "decoder": {"method": "greedy"}, "args": {k: v for k, v in vars(args).items() if k != "func"}}
+        return save_checkpoint(save_dir / name, net, trainer, meta)
+
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    last_metrics: dict = {}
+    try:
+        for epoch in range(state.epoch, args.epochs):
+            mx.random.seed(args.seed * 100003 + epoch)  # dropout masks depend on (seed, epoch) only
+            sampler.epoch = epoch
+            sampler.skip = state.batch_in_epoch * args.batch_size
+            total_loss, total_clips, started = 0.0, 0, time.perf_counter()
+            bar = tqdm(total=len(train_set) - sampler.skip, desc=f"epoch {epoch + 1}/{args.epochs}",
+                       unit="clip", dynamic_ncols=True, disable=not args.progress)
+            for batch in train_loader:
+                if batch is None:
+                    continue
+                n = batch[0].shape[0]
+                parts = split_batch(batch, ctxs)
+                with autograd.record():
+                    losses = [loss_fn(net(d), lab, dl, ll) for d, lab, dl, ll, _ in parts]
+                values = np.concatenate([loss.asnumpy() for loss in losses])
+                if not np.isfinite(values).all():
+                    state.batch_in_epoch += 1
+                    state.skipped_steps += 1
+                    log.warning("step %d: non-finite loss, batch skipped (%d so far)",
+                                state.iteration, state.skipped_steps)
+                    bar.update(n)
+                    continue
+                for loss in losses:
+                    loss.backward()
+                trainer.step(n)
+                state.iteration += 1
+                state.batch_in_epoch += 1
+                total_loss += float(values.sum())
+                total_clips += n
+                bar.update(n)
+                bar.set_postfix(loss=f"{total_loss / total_clips:.3f}", lr=f"{current_lr(trainer):.2e}")
+            bar.close()
+            elapsed = time.perf_counter() - started
+            val = evaluate(net, val_loader, val_set, ctxs, progress="validation" if args.progress else None)
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+            last_metrics = {
+                "epoch": epoch + 1, "step": state.iteration,
+                "train_loss": total_loss / total_clips if total_clips else float("nan"),
+                "val_loss": val.loss, "val_cer": val.cer, "val_wer": val.wer, "lr": current_lr(trainer),
+                "samples_per_s": total_clips / elapsed if elapsed else 0.0, "skipped_steps": state.skipped_steps,
+            }
+            state.history.append(last_metrics)
+            log.info("epoch %d: train loss %.4f, val loss %.4f, CER %.4f, WER %.4f, %.1f samples/s, lr %.2e",
+                     epoch + 1, last_metrics["train_loss"], val.loss, val.cer, val.wer,
+                     last_metrics["samples_per_s"], last_metrics["lr"])
+            for target, pred in list(zip(val.targets, val.predictions))[: args.show_examples]:
+                log.info("  [Target] %s\n  [Pred]   %s", target, pred)
+            board.scalars({"loss/train": last_metrics["train_loss"], "loss/val": val.loss, "val/cer": val.cer,
+                           "val/wer": val.wer, "lr": last_metrics["lr"]}, epoch + 1)
+            write_metrics_csv(save_dir / "metrics.csv", state.history)
+            plot_curves(save_dir / "curves.png", state.history)
+            improved = val.wer < state.best_wer
+            if improved:
+                state.best_wer = val.wer
+            checkpoint("last", last_metrics)
+            if improved:
+                checkpoint("best", last_metrics)
+    except (Interrupted, KeyboardInterrupt) as err:
+        folder = checkpoint("last", last_metrics)
+        log.warning("interrupted (%s): saved %s at epoch %d, batch %d; rerun with model_path=%s to resume",
+                    err or "Ctrl-C", folder, state.epoch, state.batch_in_epoch, folder)
+        raise SystemExit(130) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        board.close()
+    return {"metrics": last_metrics, "last": str(save_dir / "last"), "best": str(save_dir / "best"),
+            "state": state.to_dict()}
