@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from utils import splits
+
+
+def _read(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def published(shared_dir: Path) -> dict[str, list[str]]:
+    folder = shared_dir / "splits"
+    return {name: _read(folder / f"{name}.txt")
+            for name in ("unseen_train", "unseen_val", "overlap_train", "overlap_val")}
+
+
+def test_unseen_reproduces_published_lists(published):
+    all_clips = published["unseen_train"] + published["unseen_val"]
+    train, val = splits.unseen_split(all_clips)
+    assert set(train) == set(published["unseen_train"]) and len(train) == 28837
+    assert set(val) == set(published["unseen_val"]) and len(val) == 3986
+
+
+def test_overlapped_holds_out_255_per_speaker(published):
+    all_clips = published["overlap_train"] + published["overlap_val"]
+    train, val = splits.overlapped_split(all_clips)
+    assert not set(train) & set(val)
+    assert set(train) | set(val) == set(all_clips)
+    per_speaker: dict[str, int] = {}
+    for clip in val:
+        per_speaker[splits.speaker_of(clip)] = per_speaker.get(splits.speaker_of(clip), 0) + 1
+    assert len(per_speaker) == 33 and set(per_speaker.values()) == {255}
+    assert len(val) == len(published["overlap_val"]) == 8415
+
+
+def test_overlapped_is_deterministic_and_order_independent(published):
+    clips = published["overlap_train"][:3000]
+    first = splits.overlapped_split(clips, held_out_per_speaker=20)
+    second = splits.overlapped_split(list(reversed(clips)), held_out_per_speaker=20)
+    assert first == second
+    assert splits.overlapped_split(clips, held_out_per_speaker=20, seed=2) != first
+
+
+def test_small_speakers_keep_clips_in_both_halves():
+    train, val = splits.overlapped_split([f"s1/c{i:05d}" for i in range(6)])
+    assert len(train) == 3 and len(val) == 3
+
+
+def test_list_files_load(shared_dir: Path, tmp_path: Path):
+    ids = splits.read_clip_list(shared_dir / "splits" / "unseen_val.txt")
+    assert len(ids) == 3986 and ids[0] == "s1/briz8p"
+    path = tmp_path / "mine.txt"
+    splits.write_clip_list(path, ["s3/bbaf2n", "s4/lwbsza"])
+    path.write_text(path.read_text() + "\n# a comment\n")
+    assert splits.read_clip_list(path) == ["s3/bbaf2n", "s4/lwbsza"]
+
+
+def test_bad_list_line_names_file_and_line(tmp_path: Path):
+    path = tmp_path / "bad.txt"
+    path.write_text("s1/bbaf2n\nnot a clip\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2"):
+        splits.read_clip_list(path)
+
+
+def test_make_split_rejects_unknown_name():
+    with pytest.raises(ValueError, match="unknown split"):
+        splits.make_split("random", ["s1/bbaf2n"])
