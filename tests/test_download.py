@@ -1,0 +1,510 @@
+"""utils/download_data.py against a real HTTP server on 127.0.0.1 that serves GRID-shaped archives."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from utils import download_data as dd
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLIPS = ("bbaf2n", "lwbsza", "swwp2s")  # the same clip names for every speaker, as in GRID
+
+
+def mpg_bytes(speaker: int, clip: str) -> bytes:
+    """About 75 kB, so that half a video archive spans more than one of the downloader's chunks:
+    a transfer cut in the middle of a chunk loses that chunk, and the resume asks for the rest."""
+    return f"MPEG s{speaker} {clip} ".encode() * 4000
+
+
+def align_bytes(speaker: int, clip: str) -> str:
+    return f"0 23750 sil\n23750 29500 s{speaker}{clip}\n"
+
+
+def video_zip(speaker: int, extra: dict[str, bytes] | None = None) -> bytes:
+    """GRID's s{i}.mpg_vcd.zip: an inner s{i}/ folder of .mpg files."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(f"s{speaker}/", b"")
+        for clip in CLIPS:
+            zf.writestr(f"s{speaker}/{clip}.mpg", mpg_bytes(speaker, clip))
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def add_tar_file(tf: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+
+
+def align_tar(speaker: int, extra: list[tarfile.TarInfo] | None = None) -> bytes:
+    """GRID's s{i}.tar: align/{clip}.align files."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for clip in CLIPS:
+            add_tar_file(tf, f"align/{clip}.align", align_bytes(speaker, clip).encode())
+        for info in extra or []:
+            tf.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
+    return buf.getvalue()
+
+
+def video_path(speaker: int) -> str:
+    return f"/grid/s{speaker}/video/s{speaker}.mpg_vcd.zip"
+
+
+def align_path(speaker: int) -> str:
+    return f"/grid/s{speaker}/align/s{speaker}.tar"
+
+
+class GridServer:
+    """A tiny GRID mirror whose misbehaviour each test chooses; it records every request."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        for speaker in range(1, 35):
+            self.files[align_path(speaker)] = align_tar(speaker)
+            if speaker not in dd.NO_VIDEO:
+                self.files[video_path(speaker)] = video_zip(speaker)
+        self.requests: list[tuple[str, str | None]] = []
+        self.cut_once: set[str] = set()  # first response sends half the body, then drops the connection
+        self.failures: dict[str, list[int]] = {}  # the next responses are these HTTP errors
+        self.ignore_range = False
+        self.range_from_zero = False  # answer a Range request with 206 for the whole file
+        self.on_half: dict[str, object] = {}  # called after half the body, before the rest
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                rng = self.headers.get("Range")
+                with server.lock:
+                    server.requests.append((self.path, rng))
+                    queued = server.failures.get(self.path)
+                    failure = queued.pop(0) if queued else None
+                    cut = self.path in server.cut_once
+                    server.cut_once.discard(self.path)
+                body = server.files.get(self.path)
+                if failure or body is None:
+                    self.send_error(failure or 404)
+                    return
+                start = 0
+                if rng and not server.ignore_range:
+                    start = 0 if server.range_from_zero else int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                payload = body[start:]
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                half = len(payload) // 2
+                self.wfile.write(payload[:half])
+                self.wfile.flush()
+                if cut:
+                    return  # HTTP/1.0: the connection closes after the handler returns
+                hook = server.on_half.get(self.path)
+                if hook:
+                    hook()
+                self.wfile.write(payload[half:])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/grid"
+
+    def paths(self) -> list[str]:
+        with self.lock:
+            return [path for path, _ in self.requests]
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    grid = GridServer()
+    thread = threading.Thread(target=grid.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield grid
+    grid.httpd.shutdown()
+    grid.httpd.server_close()
+
+
+def run(server: GridServer, tmp_path: Path, *extra: str) -> int:
+    return dd.main([f"--src_path={tmp_path / 'mp4s'}", f"--align_path={tmp_path / 'align'}",
+                    f"--base_url={server.url}", "--backoff=0", *extra])
+
+
+def assert_speaker_complete(tmp_path: Path, speaker: int, video: bool = True) -> None:
+    aligns = tmp_path / "align" / f"s{speaker}"
+    assert sorted(p.name for p in aligns.glob("*.align")) == [f"{c}.align" for c in CLIPS]
+    for clip in CLIPS:
+        assert (aligns / f"{clip}.align").read_text() == align_bytes(speaker, clip)
+    videos = tmp_path / "mp4s" / f"s{speaker}"
+    if video:
+        assert sorted(p.name for p in videos.glob("*.mpg")) == [f"{c}.mpg" for c in CLIPS]
+        for clip in CLIPS:
+            assert (videos / f"{clip}.mpg").read_bytes() == mpg_bytes(speaker, clip)
+        assert dd.read_marker(videos)["files"] == len(CLIPS)
+    else:
+        assert not videos.exists()
+
+
+def leftovers(tmp_path: Path) -> list[str]:
+    """Staging folders and partial or kept archives anywhere under the output roots."""
+    return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+                  if p.name.endswith((".extracting", ".replaced", ".part", ".zip", ".tar")))
+
+
+def test_success_one_folder_per_speaker(server: GridServer, tmp_path: Path, capsys) -> None:
+    assert run(server, tmp_path, "--speakers=1-3", "--n_process=3") == 0
+    for speaker in (1, 2, 3):  # same clip names in every speaker: nothing overwritten
+        assert_speaker_complete(tmp_path, speaker)
+    assert leftovers(tmp_path) == []  # archives deleted after unpacking
+    out = capsys.readouterr().out
+    assert re.search(r"^s2\s+align\s+ok\s+3 files", out, re.M)
+    assert "6 ok, 0 skipped, 0 failed" in out
+
+
+def test_rerun_downloads_nothing(server: GridServer, tmp_path: Path, capsys) -> None:
+    assert run(server, tmp_path, "--speakers=1,2") == 0
+    assert len(server.requests) == 4
+    capsys.readouterr()
+    assert run(server, tmp_path, "--speakers=1,2") == 0
+    assert len(server.requests) == 4
+    out = capsys.readouterr().out
+    assert "0 ok, 4 skipped, 0 failed" in out and "already complete (3 files" in out
+
+
+def test_cut_transfer_resumes_with_range(server: GridServer, tmp_path: Path) -> None:
+    server.cut_once.add(video_path(1))
+    assert run(server, tmp_path, "--speakers=1", "--retries=2") == 0
+    assert_speaker_complete(tmp_path, 1)
+    video = [rng for path, rng in server.requests if path == video_path(1)]
+    assert len(video) == 2 and video[0] is None
+    resumed_at = int(re.fullmatch(r"bytes=(\d+)-", video[1]).group(1))
+    assert 0 < resumed_at <= len(server.files[video_path(1)]) // 2
+
+
+def test_partial_file_survives_failed_run_and_resumes(server: GridServer, tmp_path: Path, capsys) -> None:
+    server.cut_once.add(video_path(4))
+    assert run(server, tmp_path, "--speakers=4", "--retries=0") == 1
+    assert re.search(r"^s4\s+video\s+failed\s+network error .*gave up after 1 attempts", capsys.readouterr().out,
+                     re.M)
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s4.mpg_vcd.zip.part"
+    size = part.stat().st_size
+    assert 0 < size <= len(server.files[video_path(4)]) // 2
+    assert not (tmp_path / "mp4s" / "s4").exists()
+    assert run(server, tmp_path, "--speakers=4", "--retries=0") == 0
+    assert server.requests[-1] == (video_path(4), f"bytes={size}-")
+    assert_speaker_complete(tmp_path, 4)
+    assert leftovers(tmp_path) == []
+
+
+def test_server_ignoring_range_restarts_from_zero(server: GridServer, tmp_path: Path) -> None:
+    server.ignore_range = True
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s5.mpg_vcd.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"garbage that must not stay at the front")
+    assert run(server, tmp_path, "--speakers=5") == 0
+    assert (video_path(5), "bytes=39-") in server.requests
+    assert_speaker_complete(tmp_path, 5)
+
+
+def test_server_sending_another_range_restarts_from_zero(server: GridServer, tmp_path: Path) -> None:
+    server.range_from_zero = True
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s5.mpg_vcd.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"stale bytes")
+    assert run(server, tmp_path, "--speakers=5", "--retries=0") == 0
+    assert [rng for path, rng in server.requests if path == video_path(5)] == ["bytes=11-", None]
+    assert_speaker_complete(tmp_path, 5)
+
+
+def test_complete_part_file_is_not_downloaded_again(server: GridServer, tmp_path: Path) -> None:
+    """A run stopped between the last byte and the rename: the server answers 416."""
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s6.mpg_vcd.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(server.files[video_path(6)])
+    assert run(server, tmp_path, "--speakers=6", "--retries=0") == 0
+    assert server.paths().count(video_path(6)) == 1
+    assert_speaker_complete(tmp_path, 6)
+
+
+def test_part_file_longer_than_the_server_file_restarts(server: GridServer, tmp_path: Path) -> None:
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s6.mpg_vcd.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(server.files[video_path(6)] + b"trailing junk")
+    assert run(server, tmp_path, "--speakers=6", "--retries=0") == 0
+    assert [rng for path, rng in server.requests if path == video_path(6)][1] is None
+    assert_speaker_complete(tmp_path, 6)
+
+
+def test_unexpected_status_fails_without_retry(server: GridServer, tmp_path: Path, capsys) -> None:
+    server.failures[align_path(6)] = [204]
+    assert run(server, tmp_path, "--speakers=6", "--retries=3") == 1
+    assert re.search(r"^s6\s+align\s+failed\s+unexpected HTTP 204", capsys.readouterr().out, re.M)
+    assert server.paths().count(align_path(6)) == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_unreachable_server_is_retried_then_reported(tmp_path: Path, capsys) -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [f"--src_path={tmp_path / 'v'}", f"--align_path={tmp_path / 'a'}", "--speakers=1", "--retries=1",
+            "--backoff=0", f"--base_url=http://127.0.0.1:{port}/grid"]
+    assert dd.main(argv) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^s1\s+video\s+failed\s+network error .*gave up after 2 attempts", out, re.M)
+
+
+def test_unsupported_url_fails_without_retry(tmp_path: Path, capsys) -> None:
+    argv = [f"--src_path={tmp_path / 'v'}", f"--align_path={tmp_path / 'a'}", "--speakers=1", "--retries=3",
+            "--base_url=ftp://example.invalid/grid"]
+    assert dd.main(argv) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^s1\s+align\s+failed\s+cannot fetch ftp://example.invalid/grid/s1/align/s1.tar", out, re.M)
+    assert "retry" not in out
+
+
+def test_unwritable_output_is_reported_and_the_rest_goes_on(server: GridServer, tmp_path: Path, capsys) -> None:
+    (tmp_path / "mp4s").write_text("a file where the video folder should be")
+    assert run(server, tmp_path, "--speakers=1") == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^s1\s+video\s+failed\s+\w+Error: .*mp4s", out, re.M)
+    assert re.search(r"^s1\s+align\s+ok", out, re.M)
+
+
+def test_404_fails_that_speaker_only(server: GridServer, tmp_path: Path, capsys) -> None:
+    del server.files[video_path(2)]
+    assert run(server, tmp_path, "--speakers=1-3", "--retries=3") == 1
+    out = capsys.readouterr().out
+    assert re.search(rf"^s2\s+video\s+failed\s+HTTP 404 .*{re.escape(video_path(2))}", out, re.M)
+    assert "5 ok, 0 skipped, 1 failed" in out
+    assert server.paths().count(video_path(2)) == 1  # a 404 is not retried
+    assert_speaker_complete(tmp_path, 1)
+    assert_speaker_complete(tmp_path, 3)
+    assert_speaker_complete(tmp_path, 2, video=False)
+    assert leftovers(tmp_path) == []  # the error page was saved nowhere
+
+
+def test_server_errors_are_retried_with_exponential_backoff(server: GridServer, tmp_path: Path, capsys) -> None:
+    server.failures[align_path(7)] = [503, 500, 429]
+    assert run(server, tmp_path, "--speakers=7", "--retries=3", "--backoff=0.05") == 0
+    assert server.paths().count(align_path(7)) == 4
+    assert_speaker_complete(tmp_path, 7)
+    delays = re.findall(r"retry (\d)/3 in ([\d.]+) s", capsys.readouterr().out)
+    assert delays == [("1", "0.05"), ("2", "0.10"), ("3", "0.20")]
+
+
+def test_retries_are_bounded(server: GridServer, tmp_path: Path, capsys) -> None:
+    server.failures[align_path(8)] = [503, 503]
+    assert run(server, tmp_path, "--speakers=8", "--retries=1") == 1
+    assert re.search(r"^s8\s+align\s+failed\s+HTTP 503 .*gave up after 2 attempts", capsys.readouterr().out, re.M)
+    assert server.paths().count(align_path(8)) == 2
+
+
+def corrupt_crc(data: bytes) -> bytes:
+    """Flip one byte of a stored member's content: the zip still opens, its CRC no longer matches."""
+    at = data.index(b"MPEG s") + 3
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+@pytest.mark.parametrize("make_bad", [
+    pytest.param(lambda v, a: (corrupt_crc(v), a), id="zip-bad-crc"),
+    pytest.param(lambda v, a: (b"<html>Service unavailable</html>", a), id="zip-html-page"),
+    pytest.param(lambda v, a: (v, a[: 3 * 512 + 20]), id="tar-truncated"),  # inside the 2nd member
+])
+def test_corrupt_archive_is_detected_and_nothing_extracted(server, tmp_path, capsys, make_bad) -> None:
+    video, align = make_bad(server.files[video_path(9)], server.files[align_path(9)])
+    server.files[video_path(9)], server.files[align_path(9)] = video, align
+    assert run(server, tmp_path, "--speakers=9") == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^s9\s+\w+\s+failed\s+s9\.(mpg_vcd\.zip|tar) is corrupt", out, re.M)
+    assert "1 ok, 0 skipped, 1 failed" in out
+    assert sum(p.is_file() for p in tmp_path.rglob("*")) == 4  # the intact kind's 3 files + marker
+    assert leftovers(tmp_path) == []  # the bad archive is deleted so that a rerun fetches it afresh
+
+
+def symlink_zip_member(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, linkname, (3 if kind == tarfile.REGTYPE else 0)
+    return info
+
+
+@pytest.mark.parametrize("member", ["../evil.mpg", "s10/../../evil.mpg", "/tmp/evil.mpg", "..\\evil.mpg"])
+def test_zip_member_outside_target_is_refused(server, tmp_path, capsys, member) -> None:
+    server.files[video_path(10)] = video_zip(10, extra={member: b"evil"})
+    assert run(server, tmp_path, "--speakers=10") == 1
+    out = capsys.readouterr().out
+    assert f"refused member {member!r}" in out
+    assert not (tmp_path / "mp4s" / "s10").exists()
+    assert not any(p.name == "evil.mpg" for p in tmp_path.rglob("*"))
+    assert not Path("/tmp/evil.mpg").exists()
+
+
+def test_zip_symlink_is_refused(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(symlink_zip_member("s1/link.mpg"), "/etc/passwd")
+    archive = tmp_path / "s1.mpg_vcd.zip"
+    archive.write_bytes(buf.getvalue())
+    with pytest.raises(dd.ArchiveError, match=r"refused member 's1/link.mpg' \(symbolic link\)"):
+        dd.extract(archive, tmp_path, ".mpg")
+
+
+@pytest.mark.parametrize("member,reason", [
+    (tar_member("../x.align"), "'..' in its path"),
+    (tar_member("/abs/x.align"), "absolute path"),
+    (tar_member("align/link.align", tarfile.SYMTYPE, "/etc/passwd"), "link"),
+    (tar_member("align/hard.align", tarfile.LNKTYPE, "align/bbaf2n.align"), "link"),
+    (tar_member("align/fifo.align", tarfile.FIFOTYPE), "special file"),
+])
+def test_tar_unsafe_members_are_refused(server, tmp_path, capsys, member, reason) -> None:
+    server.files[align_path(11)] = align_tar(11, extra=[member])
+    assert run(server, tmp_path, "--speakers=11") == 1
+    assert f"refused member {member.name!r} ({reason})" in capsys.readouterr().out
+    assert not (tmp_path / "align" / "s11").exists()
+    assert sorted(p.name for p in (tmp_path / "align").iterdir()) == [dd.ARCHIVE_DIR]
+
+
+def test_archive_without_wanted_files_fails(tmp_path: Path) -> None:
+    archive = tmp_path / "s1.tar"
+    with tarfile.open(archive, "w") as tf:
+        add_tar_file(tf, "align/readme.txt", b"hi")
+    with pytest.raises(dd.ArchiveError, match=r"s1\.tar holds no \.align files"):
+        dd.extract(archive, tmp_path, ".align")
+
+
+def test_duplicate_clip_names_in_one_archive_fail(tmp_path: Path) -> None:
+    archive = tmp_path / "s1.tar"
+    with tarfile.open(archive, "w") as tf:
+        add_tar_file(tf, "a/x.align", b"1")
+        add_tar_file(tf, "b/x.align", b"2")
+    with pytest.raises(dd.ArchiveError, match="would both be written as x.align"):
+        dd.extract(archive, tmp_path, ".align")
+
+
+def test_speaker_21_has_no_video(server: GridServer, tmp_path: Path, capsys) -> None:
+    assert run(server, tmp_path, "--speakers=21") == 0
+    assert server.paths() == [align_path(21)]
+    assert_speaker_complete(tmp_path, 21, video=False)
+    out = capsys.readouterr().out
+    assert re.search(r"^s21\s+video\s+skipped\s+GRID has no video for speaker 21", out, re.M)
+
+
+def test_key_value_and_dashed_options_agree(server: GridServer, tmp_path: Path) -> None:
+    common = {"base_url": server.url, "speakers": "12,13", "n_process": "2", "retries": "1", "backoff": "0"}
+    dashed = [f"--{k}={v}" for k, v in common.items()]
+    bare = [f"{k}={v}" for k, v in common.items()]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert dd.main([*dashed, f"--src_path={a / 'mp4s'}", f"--align_path={a / 'align'}"]) == 0
+    assert dd.main([*bare, f"src_path={b / 'mp4s'}", f"align_path={b / 'align'}"]) == 0
+    for root in (a, b):
+        for speaker in (12, 13):
+            assert_speaker_complete(root, speaker)
+    assert len(server.requests) == 8
+
+
+def test_keep_archives_and_reuse_them(server: GridServer, tmp_path: Path) -> None:
+    assert run(server, tmp_path, "--speakers=14", "keep_archives=true") == 0
+    assert leftovers(tmp_path) == ["align/.archives/s14.tar", "mp4s/.archives/s14.mpg_vcd.zip"]
+    for kind in ("mp4s", "align"):  # the user removes the output: the kept archives refill it
+        (tmp_path / kind / "s14" / dd.MARKER).unlink()
+    assert run(server, tmp_path, "--speakers=14") == 0
+    assert len(server.requests) == 2
+    assert_speaker_complete(tmp_path, 14)
+    assert leftovers(tmp_path) == []
+
+
+def test_unmarked_folder_and_stale_staging_are_replaced(server: GridServer, tmp_path: Path, capsys) -> None:
+    stale = tmp_path / "mp4s" / "s15"
+    stale.mkdir(parents=True)
+    (stale / "old_clip.mpg").write_bytes(b"from an older, unchecked download")
+    staging = tmp_path / "align" / ".s15.extracting"
+    staging.mkdir(parents=True)
+    (staging / "half.align").write_text("")
+    assert run(server, tmp_path, "--speakers=15") == 0
+    assert_speaker_complete(tmp_path, 15)
+    assert not (stale / "old_clip.mpg").exists()
+    assert "replaced a folder that had no completion marker" in capsys.readouterr().out
+    assert leftovers(tmp_path) == []
+
+
+def test_ctrl_c_keeps_the_partial_download(server: GridServer, tmp_path: Path, capsys) -> None:
+    noise = os.urandom(3 * dd.CHUNK)
+    big = video_zip(16, extra={"s16/big.mpg": noise})
+    server.files[video_path(16)] = big
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s16.mpg_vcd.zip.part"
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 10
+        while not (part.exists() and part.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.01)  # let the client store its first chunk
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)  # the main thread stops the worker before the rest arrives
+
+    server.on_half[video_path(16)] = interrupt
+    assert run(server, tmp_path, "--speakers=16", "--n_process=1") == dd.INTERRUPTED_EXIT
+    out = capsys.readouterr().out
+    assert "interrupted; the partial download is kept" in out and "rerun the same command" in out
+    assert re.search(r"^s16\s+align\s+failed\s+interrupted before it started", out, re.M)
+    size = part.stat().st_size
+    assert 0 < size < len(big)
+    server.on_half.clear()
+    assert run(server, tmp_path, "--speakers=16") == 0
+    assert (video_path(16), f"bytes={size}-") in server.requests
+    assert (tmp_path / "mp4s" / "s16" / "big.mpg").read_bytes() == noise
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--speakers=35"], "GRID speakers are 1-34"),
+    (["--speakers=x"], "expected speakers like"),
+    (["--n_process=0"], "expected a positive integer"),
+    (["--retries=-1"], "expected a value >= 0"),
+    (["--src_path=same", "--align_path=same"], "must differ"),
+])
+def test_bad_options_are_rejected(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        dd.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cwd,script", [(REPO_ROOT, "utils/download_data.py"),
+                                        (REPO_ROOT / "utils", "download_data.py")])
+def test_help_runs_as_a_script(cwd: Path, script: str) -> None:
+    proc = subprocess.run([sys.executable, script, "--help"], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--src_path", "--align_path", "--n_process", "--speakers", "--base_url", "--retries",
+                 "--backoff", "--keep_archives"):
+        assert flag in proc.stdout
