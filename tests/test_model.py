@@ -1,0 +1,122 @@
+"""The LipNet block and its checkpoints."""
+import re
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from model import LipNet, LipNetConfig, load_lipnet, save_checkpoint
+from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
+
+
+def _reference_shapes(shared_dir: Path) -> dict[str, tuple[int, ...]]:
+    text = (shared_dir / "reference" / "example_checkpoint.md").read_text()
+    section = text.split("## Names and shapes as MXNet 1.9.1 writes them", 1)[1].split("##", 1)[0]
+    rows = re.findall(r"^\|\s*([\w.]+)\s*\|\s*\(([\d, ]+)\)\s*\|", section, re.M)
+    return {name: tuple(int(v) for v in dims.split(",") if v.strip()) for name, dims in rows}
+
+
+def _shapes(net: LipNet) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in net._collect_params_with_prefix().items()}
+
+
+@pytest.mark.parametrize("variant,features", [("paper", 1728), ("example", 2688)])
+def test_output_shape_and_log_probabilities(variant: str, features: int):
+    net = LipNet(LipNetConfig(variant=variant))
+    net.initialize()
+    out = net(mx.nd.random.uniform(shape=(2, 3, 75, 50, 100)))
+    assert out.shape == (2, 75, 28)
+    np.testing.assert_allclose(np.exp(out.asnumpy()).sum(-1), 1.0, rtol=1e-4)
+    assert _shapes(net)["gru1._unfused.0.l_cell.i2h_weight"] == (768, features)
+
+
+def test_example_variant_names_and_shapes_equal_reference(shared_dir: Path):
+    reference = _reference_shapes(shared_dir)
+    assert len(reference) == 30
+    net = LipNet(LipNetConfig(variant="example"))
+    net.initialize()
+    assert _shapes(net) == reference
+
+
+def test_saved_example_file_has_the_reference_names(shared_dir: Path, tmp_path: Path):
+    net = LipNet(LipNetConfig(variant="example"))
+    net.initialize()
+    net.save_parameters(str(tmp_path / "ex.params"))
+    saved = mx.nd.load(str(tmp_path / "ex.params"))
+    assert {k: tuple(v.shape) for k, v in saved.items()} == _reference_shapes(shared_dir)
+
+
+def test_example_file_in_old_recurrent_naming_loads(tmp_path: Path):
+    net = LipNet(LipNetConfig(variant="example"))
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 75, 50, 100)))
+    old = {}
+    for name, param in net._collect_params_with_prefix().items():
+        m = re.match(r"(gru\d)\._unfused\.0\.([lr])_cell\.(\w+)", name)
+        old[f"{m.group(1)}.{m.group(2)}0_{m.group(3)}" if m else name] = param.data()
+    assert "gru1.l0_i2h_weight" in old
+    mx.nd.save(str(tmp_path / "epoches_81_loss_15.7157"), old)
+    loaded = load_lipnet(tmp_path / "epoches_81_loss_15.7157")
+    assert loaded.config.variant == "example"
+    assert loaded.mean == EXAMPLE_MEAN and loaded.std == EXAMPLE_STD
+    x = mx.nd.random.uniform(shape=(1, 3, 75, 50, 100))
+    np.testing.assert_allclose(loaded.net(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_flow_to_every_parameter():
+    net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48))
+    net.initialize()
+    loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
+    x = mx.nd.random.uniform(shape=(2, 3, 20, 24, 48))
+    label = mx.nd.array([[1, 2, 3], [4, 5, -1]])
+    with autograd.record():
+        loss = loss_fn(net(x), label)
+    loss.backward()
+    for name, param in net.collect_params().items():
+        assert float(mx.nd.abs(param.grad()).sum().asscalar()) > 0, name
+
+
+def test_our_checkpoint_round_trip_needs_no_flags(tmp_path: Path):
+    config = LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48)
+    net = LipNet(config)
+    net.initialize()
+    x = mx.nd.random.uniform(shape=(1, 3, 10, 24, 48))
+    expected = net(x).asnumpy()
+    save_checkpoint(tmp_path / "run" / "best", net, None,
+                    {"normalisation": {"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}})
+    for path in (tmp_path / "run", tmp_path / "run" / "best", tmp_path / "run" / "best" / "model.params"):
+        loaded = load_lipnet(path)
+        assert loaded.config == config and loaded.mean == (0.1, 0.2, 0.3)
+        np.testing.assert_allclose(loaded.net(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_missing_checkpoint_gives_clear_error(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_lipnet(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint here"):
+        load_lipnet(tmp_path / "empty")
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path: Path):
+    bad = tmp_path / "bad.params"
+    bad.write_bytes(b"this is not an MXNet file" * 10)
+    with pytest.raises(ValueError, match="bad.params: not a readable MXNet parameter file"):
+        load_lipnet(bad)
+    folder = tmp_path / "run" / "last"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text("{ truncated")
+    with pytest.raises(ValueError, match="meta.json: not a readable checkpoint description"):
+        load_lipnet(tmp_path / "run")
+
+
+def test_parameters_of_another_shape_are_refused(tmp_path: Path):
+    net = LipNet(LipNetConfig(variant="example"))
+    net.initialize()
+    arrays = {k: p.data() for k, p in net._collect_params_with_prefix().items()}
+    arrays["dense.weight"] = mx.nd.zeros((28, 100))
+    mx.nd.save(str(tmp_path / "odd.params"), arrays)
+    with pytest.raises(ValueError, match="dense.weight"):
+        load_lipnet(tmp_path / "odd.params")
