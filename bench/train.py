@@ -1,0 +1,85 @@
+"""Speed of the paper LipNet on this machine: one training step at batch 8 and one clip's inference.
+
+``python bench/train.py`` prints a JSON object as its last line with ``train_step_s`` (forward, CTC,
+backward and Adam update of a batch of 8 clips of 3x75x50x100) and ``infer_ms`` (one clip, batch 1),
+each the median of several timed repetitions after warm-up, with the network hybridized as
+``trainer.py`` does it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.threads import default_omp_threads  # noqa: E402
+
+default_omp_threads()  # before MXNet loads
+
+import mxnet as mx  # noqa: E402
+from mxnet import autograd, gluon  # noqa: E402
+
+from model import VARIANTS, LipNet, LipNetConfig  # noqa: E402
+from utils.cli import parse_args  # noqa: E402
+
+
+def _median_time(fn: object, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--variant", default="paper", choices=VARIANTS)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (after 2 warm-up runs)")
+    args = parse_args(parser, argv)
+
+    mx.random.seed(0)
+    net = LipNet(LipNetConfig(variant=args.variant))
+    net.initialize()
+    net.hybridize(static_alloc=True, static_shape=True)
+    loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-4, "clip_gradient": 10.0})
+    data = mx.nd.random.normal(shape=(args.batch_size, 3, 75, 50, 100))
+    labels = mx.nd.array([[1, 8, 13, 26, 1, 11, 20, 4, 26, 0, 19, 26, 5, 26, 19, 22, 14, 26, 13, 14, 22]]
+                         * args.batch_size)
+
+    def train_step() -> None:
+        with autograd.record():
+            loss = loss_fn(net(data), labels)
+        loss.backward()
+        trainer.step(args.batch_size)
+        mx.nd.waitall()
+
+    one = mx.nd.random.normal(shape=(1, 3, 75, 50, 100))
+    infer_net = LipNet(LipNetConfig(variant=args.variant))
+    infer_net.initialize()
+    infer_net.hybridize(static_alloc=True, static_shape=True)
+
+    def infer() -> None:
+        infer_net(one).wait_to_read()
+
+    for _ in range(2):
+        train_step()
+        infer()
+    step_s = _median_time(train_step, args.repeats)
+    infer_ms = _median_time(infer, args.repeats * 4) * 1000
+    print(f"training step, batch {args.batch_size}: {step_s:.2f} s ({args.batch_size / step_s:.1f} samples/s)")
+    print(f"inference, one clip: {infer_ms:.0f} ms")
+    print(json.dumps({"train_step_s": round(step_s, 3), "infer_ms": round(infer_ms, 1),
+                      "batch_size": args.batch_size, "variant": args.variant}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
