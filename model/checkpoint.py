@@ -80,8 +80,10 @@ def load_param_file(path: str | Path) -> dict[str, mx.nd.NDArray]:
     try:
         arrays = mx.nd.load(str(path))
     except MXNetError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unknown error"
-        raise ValueError(f"{path}: not a readable MXNet parameter file ({first})") from None
+        # MXNet's message is a C++ traceback whose last line says what went wrong.
+        lines = str(err).strip().splitlines()
+        reason = lines[-1].removeprefix("MXNetError: ") if lines else "unknown error"
+        raise ValueError(f"{path}: not a readable MXNet parameter file ({reason})") from None
     if not isinstance(arrays, dict) or not arrays:
         raise ValueError(f"{path}: not a parameter file of named arrays")
     renamed = {}
