@@ -26,6 +26,20 @@ JPEG_QUALITY = 90
 _BLOCK = 16
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def make_readable(path: str | Path) -> None:
+    """Give a file or folder made by ``tempfile`` (owner-only) the permissions a plain create would get."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_UMASK)
+
+
 def _padded_height(height: int) -> int:
     return -(-height // _BLOCK) * _BLOCK
 
@@ -66,6 +80,7 @@ def save_packed(path: str | Path, frames: np.ndarray, quality: int = JPEG_QUALIT
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -91,6 +106,7 @@ def save_png_folder(folder: str | Path, frames: np.ndarray) -> None:
         for i, frame in enumerate(frames):
             if not cv2.imwrite(str(tmp / PNG_PATTERN.format(i)), frame[..., ::-1]):
                 raise OSError(f"could not write {tmp / PNG_PATTERN.format(i)}")
+        make_readable(tmp)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)

@@ -1,0 +1,289 @@
+"""Turn a folder of videos (GRID: ``sN/*.mpg``) into mouth-crop clips for training.
+
+    python utils/preprocess_data.py --src_path=data/mp4s --tgt_path=data/datasets --n_process=2
+
+Each clip is cropped by ``utils.mouth_extractor`` and written atomically, either packed
+(``{tgt}/sN/{clip}.npz``, the default) or as the original example's PNG folders
+(``{tgt}/sN/{clip}/mouth_000.png ...``). ``{tgt}/manifest.jsonl`` records every clip's status
+(``ok`` or a failure reason), its message and frame count; it is appended to after each clip and
+rewritten atomically at the start and end, so a killed run leaves a valid manifest. A rerun skips
+the clips the manifest records as done (and failed ones unless ``--retry_failed``), so an
+interrupted run resumes where it stopped. Exit status: 0 when every clip is ok, 1 when some failed,
+2 when there is nothing to do, 130 when interrupted.
+"""
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import cv2  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
+from utils.clip_store import PACKED_SUFFIX, make_readable, save_packed, save_png_folder  # noqa: E402
+from utils.mouth_extractor import ExtractionError, MouthExtractor, load_models  # noqa: E402
+from utils.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
+
+VIDEO_SUFFIXES = frozenset({".mpg", ".mpeg", ".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".wmv", ".flv"})
+MANIFEST_NAME = "manifest.jsonl"
+FORMATS = ("packed", "png")
+GRID_FRAMES = 75
+
+
+@dataclass(frozen=True)
+class Job:
+    clip: str  # clip id: the source path relative to src_path, without its suffix (``s1/bbaf2n``)
+    source: Path
+    target: Path
+
+
+def find_jobs(src: Path, tgt: Path, fmt: str) -> list[Job]:
+    """Every video under ``src`` with where its crops go; hidden files (such as macOS ``._x.mpg``) are
+    not videos, and of two videos with one clip id the first wins."""
+    jobs: dict[str, Job] = {}
+    videos = (p for p in src.rglob("*")
+              if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    for source in sorted(videos):
+        clip = source.relative_to(src).with_suffix("").as_posix()
+        if clip in jobs:
+            print(f"warning: {source} ignored: {jobs[clip].source.name} has the same clip id {clip}",
+                  file=sys.stderr)
+            continue
+        target = tgt / (clip + PACKED_SUFFIX if fmt == "packed" else clip)
+        jobs[clip] = Job(clip, source, target)
+    return list(jobs.values())
+
+
+def manifest_path(tgt: Path) -> Path:
+    return tgt / MANIFEST_NAME
+
+
+def load_manifest(tgt: str | Path) -> dict[str, dict]:
+    """The last record of each clip in ``{tgt}/manifest.jsonl`` (a torn line from a killed run is ignored)."""
+    path = manifest_path(Path(tgt))
+    records: dict[str, dict] = {}
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and "clip" in record and "status" in record:
+                    records[record["clip"]] = record
+    return records
+
+
+def write_manifest(tgt: Path, records: dict[str, dict]) -> None:
+    """Rewrite the manifest, one record per clip sorted by clip id, atomically."""
+    path = manifest_path(tgt)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=tgt)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for clip in sorted(records):
+                f.write(json.dumps(records[clip], sort_keys=True) + "\n")
+        make_readable(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_done(job: Job, record: dict | None, size: str, fmt: str) -> bool:
+    """True when the manifest says the clip was written ok in this size and format and it is still there."""
+    if not record or record["status"] != "ok" or record.get("size") != size or record.get("format") != fmt:
+        return False
+    if fmt == "packed":
+        return job.target.is_file()
+    return job.target.is_dir() and len(list(job.target.glob("*.png"))) == record.get("frames")
+
+
+def remove_output(target: Path) -> None:
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+
+
+def remove_stale_temporaries(jobs: list[Job], tgt: Path) -> int:
+    """Delete the temporary files and folders a killed run left beside its outputs."""
+    removed = 0
+    for folder in {tgt} | {job.target.parent for job in jobs}:
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            remove_output(tmp)
+            removed += 1
+    return removed
+
+
+_extractor: MouthExtractor | None = None
+_format = "packed"
+
+
+def _init_worker(size: tuple[int, int], fmt: str, pool_worker: bool) -> None:
+    """Give this process its extractor (dlib's models load once per process, or come with the fork);
+    in a pool worker, Ctrl-C is left to the parent, which keeps the manifest consistent."""
+    global _extractor, _format
+    if pool_worker:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    _extractor = MouthExtractor(size=size)
+    _format = fmt
+
+
+def process_clip(job: Job) -> dict:
+    """Crop and write one clip; every failure becomes a manifest record instead of an exception."""
+    assert _extractor is not None, "call _init_worker first"
+    w, h = _extractor.size
+    record = {"clip": job.clip, "source": str(job.source), "size": f"{w}x{h}", "format": _format,
+              "status": "ok", "message": "", "frames": None, "examined": None, "missed": None}
+    try:
+        mouth = _extractor.extract(job.source)
+        record.update(frames=len(mouth.frames), examined=len(mouth.examined), missed=mouth.missed)
+        if _format == "packed":
+            save_packed(job.target, mouth.frames)
+        else:
+            save_png_folder(job.target, mouth.frames)
+    except ExtractionError as err:
+        record.update(status=err.reason, message=str(err))
+    except OSError as err:
+        record.update(status="write_error", message=f"{job.target}: cannot write ({err})")
+    except Exception as err:  # one bad clip must not stop a 34,000-clip run
+        record.update(status="error", message=f"{job.source}: {type(err).__name__}: {err}")
+    if record["status"] != "ok":
+        remove_output(job.target)  # an older crop of a clip that now fails must not look current
+    return record
+
+
+@contextlib.contextmanager
+def worker_results(jobs: list[Job], n_process: int, size: tuple[int, int],
+                   fmt: str) -> Iterator[Iterator[dict]]:
+    """The manifest records of ``jobs`` as they finish, from this process or from a pool of workers."""
+    if not jobs:
+        yield iter(())
+    elif n_process == 1:
+        _init_worker(size, fmt, pool_worker=False)
+        yield map(process_clip, jobs)
+    else:
+        # Forked after the models are loaded, workers share them instead of each spending ~1.2 s on it;
+        # the pool is made before the progress bar so no thread of tqdm's is running at the fork.
+        methods = multiprocessing.get_all_start_methods()
+        if "fork" in methods:
+            load_models()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with context.Pool(n_process, initializer=_init_worker, initargs=(size, fmt, True)) as pool:
+            yield pool.imap_unordered(process_clip, jobs, chunksize=1)
+
+
+def summarise(jobs: list[Job], records: dict[str, dict], processed: int, seconds: float) -> int:
+    """Print what the dataset now holds; return the number of clips that are not ok."""
+    done = [records[job.clip] for job in jobs if job.clip in records]
+    statuses = Counter(record["status"] for record in done)
+    failures = [record for record in done if record["status"] != "ok"]
+    odd = [record for record in done if record["status"] == "ok" and record["frames"] != GRID_FRAMES]
+    rate = f", {processed / seconds:.2f} clips/s" if processed and seconds > 0 else ""
+    print(f"processed {processed} clip(s) in {seconds:.1f} s{rate}")
+    print(f"{len(jobs)} clip(s): {statuses.get('ok', 0)} ok, {len(failures)} failed"
+          + "".join(f", {n} {status}" for status, n in sorted(statuses.items()) if status != "ok")
+          + (f", {len(jobs) - len(done)} not processed yet" if len(done) < len(jobs) else ""))
+    if odd:
+        listed = ", ".join(f"{record['clip']} ({record['frames']})" for record in odd[:10])
+        print(f"{len(odd)} ok clip(s) with other than {GRID_FRAMES} frames (kept): {listed}"
+              + (" ..." if len(odd) > 10 else ""))
+    for record in failures[:20]:
+        print(f"  {record['status']}: {record['message']}")
+    if len(failures) > 20:
+        print(f"  ... and {len(failures) - 20} more in the manifest")
+    if failures:
+        print("rerun with --retry_failed to try the failed clips again")
+    return len(failures)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Crop the mouth from every video under src_path into tgt_path (resumable).")
+    parser.add_argument("--src_path", default=str(VIDEO_DIR),
+                        help="folder of videos, e.g. sN/*.mpg for GRID (default: %(default)s)")
+    parser.add_argument("--tgt_path", default=str(DATASET_DIR),
+                        help="output folder; also holds manifest.jsonl (default: %(default)s)")
+    parser.add_argument("--n_process", type=int, default=len(os.sched_getaffinity(0)),
+                        help="worker processes, balanced over clips; they share dlib's models, loaded once "
+                             "(default: the cores, %(default)s)")
+    parser.add_argument("--size", type=parse_size, default=(100, 50),
+                        help="crop WIDTHxHEIGHT (default: 100x50, the original example's)")
+    parser.add_argument("--format", choices=FORMATS, default="packed",
+                        help="packed: one .npz per clip; png: the original example's folder of "
+                             "mouth_NNN.png per clip (default: %(default)s)")
+    parser.add_argument("--retry_failed", type=str2bool, nargs="?", const=True, default=False,
+                        help="process again the clips the manifest records as failed (default: skip them)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    if args.n_process < 1:
+        print(f"error: --n_process must be at least 1, got {args.n_process}", file=sys.stderr)
+        return 2
+    src, tgt = Path(args.src_path), Path(args.tgt_path)
+    if not src.is_dir():
+        print(f"error: {src}: no such folder of videos", file=sys.stderr)
+        return 2
+    jobs = find_jobs(src, tgt, args.format)
+    if not jobs:
+        print(f"error: {src}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})", file=sys.stderr)
+        return 2
+    tgt.mkdir(parents=True, exist_ok=True)
+    if removed := remove_stale_temporaries(jobs, tgt):
+        print(f"removed {removed} temporary file(s) left by an interrupted run")
+    records = load_manifest(tgt)
+    write_manifest(tgt, records)  # drops a torn last line before anything is appended
+    size = f"{args.size[0]}x{args.size[1]}"
+    todo = [job for job in jobs if not is_done(job, records.get(job.clip), size, args.format)
+            and (args.retry_failed or records.get(job.clip, {}).get("status", "ok") == "ok")]
+    n_process = min(args.n_process, max(len(todo), 1))
+    print(f"{len(jobs)} clip(s) under {src}: {len(jobs) - len(todo)} already done or failed before, "
+          f"{len(todo)} to process with {n_process} process(es)")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # reasons go to the manifest, not the console
+    start = time.perf_counter()
+    processed = failed_now = 0
+    interrupted = False
+    try:
+        with open(manifest_path(tgt), "a", encoding="utf-8") as manifest, \
+                worker_results(todo, n_process, args.size, args.format) as results, \
+                tqdm(total=len(todo), unit="clip", desc="mouth crops", dynamic_ncols=True) as bar:
+            for record in results:
+                manifest.write(json.dumps(record, sort_keys=True) + "\n")
+                manifest.flush()
+                records[record["clip"]] = record
+                processed += 1
+                if record["status"] != "ok":
+                    failed_now += 1
+                    tqdm.write(f"{record['status']}: {record['message']}")
+                    bar.set_postfix(failed=failed_now)
+                bar.update()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        write_manifest(tgt, records)
+    failed = summarise(jobs, records, processed, time.perf_counter() - start)
+    if interrupted:
+        print("interrupted: finished clips are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
