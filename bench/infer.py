@@ -121,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # MXNet loads here, after the command line is known to be valid.
     from bench.decoders import time_decoders
     from data_loader import NUM_FRAMES
-    from infer import VideoLipreader, list_videos, prepare_for_inference
-    from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet
+    from infer import VideoLipreader, list_videos
+    from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet, prepare_for_inference
     from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
     from trainer import contexts
 

@@ -24,7 +24,7 @@ default_omp_threads()  # before MXNet loads
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402
 
-from model import VARIANTS, LipNet, LipNetConfig  # noqa: E402
+from model import VARIANTS, LipNet, LipNetConfig, prepare_for_inference  # noqa: E402
 from utils.cli import parse_args  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     one = mx.nd.random.normal(shape=(1, 3, 75, 50, 100))
     infer_net = LipNet(LipNetConfig(variant=args.variant))
     infer_net.initialize()
-    infer_net.hybridize(static_alloc=True, static_shape=True)
+    prepare_for_inference(infer_net, [mx.cpu()])  # as infer.py runs it
 
     def infer() -> None:
         infer_net(one).wait_to_read()

@@ -4,6 +4,7 @@ from utils.threads import default_omp_threads
 default_omp_threads()  # must precede the first MXNet import
 
 from model.checkpoint import LoadedLipNet, load_lipnet, read_meta, save_checkpoint  # noqa: E402
-from model.lipnet import VARIANTS, LipNet, LipNetConfig  # noqa: E402
+from model.lipnet import VARIANTS, LipNet, LipNetConfig, prepare_for_inference  # noqa: E402
 
-__all__ = ["VARIANTS", "LipNet", "LipNetConfig", "LoadedLipNet", "load_lipnet", "read_meta", "save_checkpoint"]
+__all__ = ["VARIANTS", "LipNet", "LipNetConfig", "LoadedLipNet", "load_lipnet", "read_meta", "save_checkpoint",
+           "prepare_for_inference"]
