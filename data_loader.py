@@ -113,6 +113,22 @@ def select_clips(
     return make_split(split, present)
 
 
+def shard_records(records: Sequence[ClipRecord], rank: int, count: int, equal: bool = True) -> list[ClipRecord]:
+    """Worker ``rank``'s share of ``records`` among ``count`` workers: every ``count``-th clip in clip-id order.
+
+    Every worker computes the same split without talking to the others. With ``equal`` the
+    list is first extended, wrapping around, to a multiple of ``count``, so that all shards have
+    the same size and every worker takes the same number of steps, as a synchronous kvstore
+    needs; up to ``count - 1`` clips are then seen twice an epoch.
+    """
+    if not 0 <= rank < count:
+        raise ValueError(f"worker rank {rank} is outside 0..{count - 1}")
+    ordered = sorted(records, key=lambda r: r.clip_id)
+    if equal and ordered:
+        ordered = [ordered[i % len(ordered)] for i in range(-(-len(ordered) // count) * count)]
+    return ordered[rank::count]
+
+
 def channel_stats(records: Sequence[ClipRecord], max_clips: int = 64, seed: int = 0) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of frames scaled to [0, 1], over a seeded sample of clips."""
     sample = random.Random(seed).sample(list(records), min(max_clips, len(records)))

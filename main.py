@@ -14,6 +14,8 @@ from utils.cli import parse_args, parse_speakers, str2bool
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.splits import SPLITS
 
+KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -42,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="paper: LipNet as published; example: the original MXNet example's layout")
     net.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",")], default=[32, 64, 96],
                      help="channels of the three 3-D convolutions, comma-separated")
+    net.add_argument("--norm", default=None, choices=("none", "instance"),
+                     help="normalisation after each convolution (default: the variant's: none for paper, "
+                          "instance for example)")
     net.add_argument("--hidden", type=int, default=256, help="units of each GRU direction")
     net.add_argument("--dr_rate", type=float, default=0.5, help="spatial dropout rate after each convolution")
     opt = parser.add_argument_group("optimisation")
@@ -51,16 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--lr_schedule", default="constant", choices=("constant", "cosine"))
     opt.add_argument("--warmup_steps", type=int, default=0, help="linear learning-rate warm-up steps")
     opt.add_argument("--clip_gradient", type=float, default=10.0, help="clip each gradient element to +-this (0: off)")
+    opt.add_argument("--stop_wer", type=float, default=None,
+                     help="stop once the validation WER is at or below this (e.g. 0 to overfit a few clips)")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation, dropout")
     run = parser.add_argument_group("run")
     run.add_argument("--num_gpus", type=int, default=1, help="GPUs to train on (0: CPU)")
     run.add_argument("--num_cpus", type=int, default=1, help="CPU contexts when training on the CPU")
-    run.add_argument("--kvstore", default="device", help="gradient aggregation: device, local or dist_*")
+    run.add_argument("--kvstore", default="device", choices=KVSTORES,
+                     help="gradient aggregation: device or local over this process's GPUs/CPU contexts; "
+                          "dist_sync, dist_device_sync or dist_async across worker processes started by "
+                          "utils/launch.py (batch_size is then per worker)")
+    run.add_argument("--amp", type=str2bool, default=False,
+                     help="mixed precision (float16) with MXNet AMP and dynamic loss scaling; GPU only")
     run.add_argument("--model_path", default=None,
                      help="resume from a checkpoint (run folder, checkpoint folder or its model.params), or "
                           "fine-tune from the original example's parameter file")
     run.add_argument("--save_dir", default=str(CHECKPOINT_DIR),
                      help="where last/, best/, train.log, metrics.csv, curves.png and tensorboard/ go")
+    run.add_argument("--val_interval", type=int, default=1,
+                     help="validate, log and checkpoint every this many epochs (and after the last)")
     run.add_argument("--show_examples", type=int, default=3, help="validation [Target]/[Pred] pairs logged per epoch")
     run.add_argument("--progress", type=str2bool, default=True, help="show progress bars")
     return parser

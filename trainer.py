@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import io
 import logging
 import math
@@ -14,6 +15,7 @@ import os
 import random
 import signal
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ from model.checkpoint import (  # noqa: E402
 )
 from utils.decoders import decode_batch  # noqa: E402
 from utils.grid_text import decode as ids_to_text  # noqa: E402
-from utils.metrics import GroupedErrorRates  # noqa: E402
+from utils.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
 
 log = logging.getLogger("lipnet")
 
@@ -70,6 +72,7 @@ class Evaluation:
     targets: list[str] = field(default_factory=list)
     predictions: list[str] = field(default_factory=list)
     log_probs: list[np.ndarray] = field(default_factory=list)
+    loss_count: int = 0  # clips whose loss was finite: what ``loss`` averages over
 
     @property
     def cer(self) -> float:
@@ -119,6 +122,7 @@ def evaluate(net: gluon.HybridBlock, loader: gluon.data.DataLoader, dataset: dat
                 if keep_log_probs:
                     result.log_probs.append(log_probs[i, : lengths[i]])
     result.loss = total_loss / count if count else float("nan")
+    result.loss_count = count
     return result
 
 
@@ -183,7 +187,7 @@ def resolve_start(model_path: str | None) -> Start:
 def build_config(args: argparse.Namespace, frame_size: tuple[int, int]) -> LipNetConfig:
     width, height = frame_size
     return LipNetConfig(variant=args.variant, channels=tuple(args.channels), hidden=args.hidden,
-                        dropout=args.dr_rate, height=height, width=width)
+                        dropout=args.dr_rate, height=height, width=width, norm=args.norm)
 
 
 def probe_frame_size(records: Sequence[data_loader.ClipRecord]) -> tuple[int, int]:
@@ -198,8 +202,136 @@ def probe_frame_size(records: Sequence[data_loader.ClipRecord]) -> tuple[int, in
     raise ValueError("no readable training clip")
 
 
-def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int) -> gluon.Trainer:
-    """Adam (default lr 1e-4) with gradient clipping and an optional warm-up / cosine schedule."""
+class Workers:
+    """This process's place in a distributed run: one worker of rank 0 when training alone.
+
+    ``dist_sync`` and ``dist_device_sync`` keep the workers in lock step, so whatever must agree
+    between them (skip a batch or not, the global batch size, validation totals) is summed over
+    workers through a few small kvstore keys of our own. ``dist_async`` servers run the optimiser
+    on every key pushed to them, so there each worker decides alone and validates the whole set.
+    """
+
+    # Our keys sit above the Trainer's (parameter indices) and below 2**31 / 9973, where ps-lite's
+    # choice of server for a key overflows.
+    CONTROL_KEY = 200_000
+
+    def __init__(self, kvstore: str) -> None:
+        self.kv = None
+        if kvstore.startswith("dist"):
+            if "DMLC_ROLE" not in os.environ:
+                raise ValueError(f"kvstore={kvstore} needs the scheduler, servers and DMLC_* environment that "
+                                 "utils/launch.py sets up, e.g. python utils/launch.py -n 2 -s 1 -- python main.py "
+                                 f"kvstore={kvstore} ...")
+            self.kv = mx.kv.create(kvstore)
+        self.rank = self.kv.rank if self.kv else 0
+        self.count = self.kv.num_workers if self.kv else 1
+        self.lockstep = self.kv is not None and "async" not in kvstore
+        self.asynchronous = self.kv is not None and not self.lockstep
+        self._keys: dict[str, int] = {}
+
+    def allreduce(self, name: str, values: Sequence[float]) -> np.ndarray:
+        """``values`` summed element-wise over the workers (as they are when not in lock step).
+
+        Every worker must make the same calls in the same order, as with any collective.
+        """
+        values = np.asarray(values, np.float64)
+        if not self.lockstep:
+            return values
+        if name not in self._keys:
+            self._keys[name] = self.CONTROL_KEY + len(self._keys)
+            self.kv.init(self._keys[name], mx.nd.zeros(values.shape, dtype=np.float64))
+        out = mx.nd.zeros(values.shape, dtype=np.float64)
+        # A fresh source array: on the CPU a dist store pulls back into the array it pushed from.
+        self.kv.pushpull(self._keys[name], mx.nd.array(values, dtype=np.float64), out=out)
+        return out.asnumpy()
+
+    def share_parameters(self, trainer: gluon.Trainer) -> None:
+        """Give every worker rank 0's parameters before any gradient is pushed.
+
+        Gluon broadcasts them lazily inside the first ``step()``; on ranks above 0 that pull lands
+        in a fresh buffer which the push of the first gradients to the same key does not wait
+        for, and MXNet 1.9.1 then sometimes hands a worker the summed gradients as its starting
+        parameters. Broadcasting here and waiting for it closes that race. (Under dist_async a
+        worker starting from weights the servers already updated is normal, and an early start
+        would fix the optimiser's gradient scale before the first step sets it.)
+        """
+        if not self.lockstep:
+            return
+        if not trainer._kv_initialized:  # Gluon has no public call for this
+            trainer._init_kvstore()
+        if trainer._params_to_init:
+            trainer._init_params()
+        mx.nd.waitall()
+
+    def close(self, trainer: gluon.Trainer) -> None:
+        """Leave the job now, while MXNet still runs; every worker calls it after its last step.
+
+        ps-lite aborts the process ("terminate called without an active exception") when a dist
+        store is still alive as the interpreter exits, and the network's parameters keep the Gluon
+        Trainer, and so the store, alive. Dropping every reference to the store destroys it here
+        instead, which waits for the other workers and, on rank 0, stops the servers.
+        """
+        if self.kv is None:
+            return
+        store = weakref.ref(self.kv)
+        self.kv = None
+        trainer._kvstore = None  # Gluon has no public way to let go of a distributed store
+        trainer._kvstore_params["kvstore"] = None
+        trainer._kv_initialized = False
+        if store() is not None:
+            gc.collect()
+        if store() is not None:
+            log.warning("the distributed kvstore is still referenced; the process may abort at exit")
+
+
+def combine_evaluations(result: Evaluation, workers: Workers, groups: Sequence[str]) -> Evaluation:
+    """Sum each worker's validation of its shard into the whole set's loss and error rates.
+
+    ``groups`` (the speakers of the whole validation set, in the same order everywhere) fixes
+    the layout of the summed vector. The clips, targets and predictions stay this worker's own.
+    """
+    if not workers.lockstep:
+        return result
+    fields = ("char_errors", "chars", "word_errors", "words", "sentences")
+    local = [result.loss * result.loss_count if result.loss_count else 0.0, result.loss_count]
+    for group in groups:
+        rates = result.rates.groups.get(group, ErrorRates())
+        local += [getattr(rates, name) for name in fields]
+    total = workers.allreduce("validation", local)
+    merged = GroupedErrorRates()
+    for i, group in enumerate(groups):
+        rates = ErrorRates(*(int(round(v)) for v in total[2 + i * len(fields): 2 + (i + 1) * len(fields)]))
+        if rates.sentences:
+            merged.groups[group] = rates
+            merged.overall.merge(rates)
+    result.rates = merged
+    result.loss_count = int(round(total[1]))
+    result.loss = float(total[0] / total[1]) if result.loss_count else float("nan")
+    return result
+
+
+def enable_amp(ctxs: Sequence[mx.Context], workers: Workers) -> None:
+    """Turn on MXNet AMP (float16 compute, float32 master weights); must run before the network is built."""
+    if any(ctx.device_type != "gpu" for ctx in ctxs):
+        raise ValueError("amp=true needs GPUs (MXNet AMP runs float16 CUDA kernels), but this run trains on the "
+                         "CPU: drop amp=true, or give num_gpus on a machine with GPUs")
+    if workers.asynchronous:
+        raise ValueError("amp=true does not work with kvstore=dist_async: its servers apply every pushed gradient, "
+                         "so AMP could not skip the steps whose float16 gradients overflowed")
+    from mxnet.contrib import amp
+
+    amp.init()
+
+
+def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int,
+                 workers: Workers | None = None) -> gluon.Trainer:
+    """Adam (default lr 1e-4) with gradient clipping and an optional warm-up / cosine schedule.
+
+    With a synchronous distributed store the gradients are only summed on the servers and every
+    worker runs the same Adam update itself (``update_on_kvstore=False``), so the optimiser state
+    stays local, identical everywhere, and savable; MXNet cannot save states kept on servers.
+    AMP needs local updates too, to skip the steps whose gradients overflowed.
+    """
     total = max(steps_per_epoch * args.epochs, 1)
     if args.lr_schedule == "cosine":
         schedule = mx.lr_scheduler.CosineScheduler(total, base_lr=args.lr, final_lr=args.lr * 0.01,
@@ -212,7 +344,12 @@ def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int) ->
     params = {"learning_rate": args.lr, "lr_scheduler": schedule}
     if args.clip_gradient > 0:
         params["clip_gradient"] = args.clip_gradient
-    return gluon.Trainer(net.collect_params(), "adam", params, kvstore=args.kvstore)
+    kvstore, update_on_kvstore = args.kvstore, None
+    if workers is not None and workers.kv is not None:
+        kvstore, update_on_kvstore = workers.kv, workers.asynchronous  # async stores only update on the servers
+    if args.amp:
+        update_on_kvstore = False
+    return gluon.Trainer(net.collect_params(), "adam", params, kvstore=kvstore, update_on_kvstore=update_on_kvstore)
 
 
 def current_lr(trainer: gluon.Trainer) -> float:
@@ -307,11 +444,22 @@ def seed_everything(seed: int) -> None:
 
 
 def train(args: argparse.Namespace) -> dict:
-    """A whole training run; returns the last epoch's metrics and the checkpoint folders."""
+    """A whole training run; returns the last epoch's metrics, the checkpoint folders and the network.
+
+    Under a ``dist_*`` kvstore each worker trains on its shard of the training clips with
+    ``batch_size`` clips a step (the global batch is ``batch_size`` times the number of workers),
+    and only rank 0 writes files; the others log to the console.
+    """
     save_dir = Path(args.save_dir)
-    setup_logging(save_dir)
-    seed_everything(args.seed)
+    workers = Workers(args.kvstore)
+    if workers.rank == 0:
+        setup_logging(save_dir)
+    else:
+        log.setLevel(logging.INFO)
+    seed_everything(args.seed)  # the same on every worker: identical initial parameters
     ctxs = contexts(args.num_gpus, args.num_cpus)
+    if args.amp:
+        enable_amp(ctxs, workers)
     start = resolve_start(args.model_path)
     state = start.state
 
@@ -330,6 +478,13 @@ def train(args: argparse.Namespace) -> dict:
     log.info("%d training and %d validation clips; input %dx%d; normalisation mean %s std %s",
              len(train_records), len(val_records), config.width, config.height,
              [round(v, 4) for v in mean], [round(v, 4) for v in std])
+    if workers.kv is not None:
+        val_groups = sorted({r.speaker for r in val_records})
+        train_records = data_loader.shard_records(train_records, workers.rank, workers.count)
+        if workers.lockstep:
+            val_records = data_loader.shard_records(val_records, workers.rank, workers.count, equal=False)
+        log.info("worker %d of %d (%s): %d training clips of its own, %d validation clips",
+                 workers.rank, workers.count, args.kvstore, len(train_records), len(val_records))
 
     train_set = data_loader.LipDataset(train_records, size=size, train=True, flip_prob=args.flip_prob,
                                        jitter_prob=args.jitter_prob, word_prob=args.word_prob, seed=args.seed)
@@ -345,54 +500,82 @@ def train(args: argparse.Namespace) -> dict:
         net.initialize(ctx=ctxs)
     net.hybridize(static_alloc=True, static_shape=True)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
-    trainer = make_trainer(net, args, steps_per_epoch)
-    if start.states_file is not None:
+    trainer = make_trainer(net, args, steps_per_epoch, workers)
+    if args.amp:
+        from mxnet.contrib import amp
+
+        amp.init_trainer(trainer)
+    if workers.asynchronous and start.state.iteration:
+        log.warning("kvstore=%s keeps the optimiser state on the servers, where it cannot be saved: Adam "
+                    "restarts from zero moments", args.kvstore)
+    elif start.states_file is not None:
         trainer.load_states(str(start.states_file))
+    workers.share_parameters(trainer)
     loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
-    board = TensorBoard(save_dir / "tensorboard")
+    board = TensorBoard(save_dir / "tensorboard") if workers.rank == 0 else None
 
     def checkpoint(name: str, metrics: dict | None = None) -> Path:
+        if workers.rank != 0:
+            return save_dir / name  # rank 0 writes the run's checkpoints
         meta = {"normalisation": {"mean": mean, "std": std}, "state": state.to_dict(), "metrics": metrics or {},
                 "decoder": {"method": "greedy"}, "args": {k: v for k, v in vars(args).items() if k != "func"}}
-        return save_checkpoint(save_dir / name, net, trainer, meta)
+        # Trainer states held on dist_async servers cannot be saved (MXNet refuses).
+        return save_checkpoint(save_dir / name, net, None if workers.asynchronous else trainer, meta)
 
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     last_metrics: dict = {}
     try:
         for epoch in range(state.epoch, args.epochs):
-            mx.random.seed(args.seed * 100003 + epoch)  # dropout masks depend on (seed, epoch) only
+            # Dropout masks depend on (seed, epoch, worker) only.
+            mx.random.seed(args.seed * 100003 + epoch + workers.rank * 1000003)
             sampler.epoch = epoch
             sampler.skip = state.batch_in_epoch * args.batch_size
             total_loss, total_clips, started = 0.0, 0, time.perf_counter()
             bar = tqdm(total=len(train_set) - sampler.skip, desc=f"epoch {epoch + 1}/{args.epochs}",
                        unit="clip", dynamic_ncols=True, disable=not args.progress)
             for batch in train_loader:
-                if batch is None:
+                if batch is None and not workers.lockstep:
                     continue
-                n = batch[0].shape[0]
-                parts = split_batch(batch, ctxs)
-                with autograd.record():
-                    losses = [loss_fn(net(d), lab, dl, ll) for d, lab, dl, ll, _ in parts]
-                values = np.concatenate([loss.asnumpy() for loss in losses])
-                if not np.isfinite(values).all():
+                n = 0 if batch is None else batch[0].shape[0]  # lock step: an empty batch still takes part
+                losses, values = [], np.zeros(0)
+                if n:
+                    parts = split_batch(batch, ctxs)
+                    with autograd.record():
+                        losses = [loss_fn(net(d), lab, dl, ll) for d, lab, dl, ll, _ in parts]
+                    values = np.concatenate([loss.asnumpy() for loss in losses])
+                finite = n > 0 and bool(np.isfinite(values).all())
+                # Summed over workers: one worker's bad batch makes every worker skip the step.
+                clips, loss_sum, bad = workers.allreduce("step", [n, values.sum() if finite else 0.0, not finite])
+                if bad:
                     state.batch_in_epoch += 1
                     state.skipped_steps += 1
-                    log.warning("step %d: non-finite loss, batch skipped (%d so far)",
+                    log.warning("step %d: non-finite loss (or no readable clip), batch skipped (%d so far)",
                                 state.iteration, state.skipped_steps)
                     bar.update(n)
                     continue
-                for loss in losses:
-                    loss.backward()
-                trainer.step(n)
+                if args.amp:
+                    with amp.scale_loss(losses, trainer) as scaled:
+                        autograd.backward(scaled)
+                else:
+                    for loss in losses:
+                        loss.backward()
+                # Gradients are summed over workers, so normalise by the global batch; dist_async
+                # servers apply each worker's gradient alone and MXNet fixes its scale at the first step.
+                trainer.step(args.batch_size if workers.asynchronous else int(clips))
                 state.iteration += 1
                 state.batch_in_epoch += 1
-                total_loss += float(values.sum())
-                total_clips += n
+                total_loss += float(loss_sum)
+                total_clips += int(clips)
                 bar.update(n)
                 bar.set_postfix(loss=f"{total_loss / total_clips:.3f}", lr=f"{current_lr(trainer):.2e}")
             bar.close()
             elapsed = time.perf_counter() - started
+            if (epoch + 1) % args.val_interval and epoch + 1 < args.epochs:
+                state.epoch, state.batch_in_epoch = epoch + 1, 0
+                continue
             val = evaluate(net, val_loader, val_set, ctxs, progress="validation" if args.progress else None)
+            if workers.kv is not None:
+                val = combine_evaluations(val, workers, val_groups)
             state.epoch, state.batch_in_epoch = epoch + 1, 0
             last_metrics = {
                 "epoch": epoch + 1, "step": state.iteration,
@@ -406,16 +589,20 @@ def train(args: argparse.Namespace) -> dict:
                      last_metrics["samples_per_s"], last_metrics["lr"])
             for target, pred in list(zip(val.targets, val.predictions))[: args.show_examples]:
                 log.info("  [Target] %s\n  [Pred]   %s", target, pred)
-            board.scalars({"loss/train": last_metrics["train_loss"], "loss/val": val.loss, "val/cer": val.cer,
-                           "val/wer": val.wer, "lr": last_metrics["lr"]}, epoch + 1)
-            write_metrics_csv(save_dir / "metrics.csv", state.history)
-            plot_curves(save_dir / "curves.png", state.history)
+            if board is not None:
+                board.scalars({"loss/train": last_metrics["train_loss"], "loss/val": val.loss, "val/cer": val.cer,
+                               "val/wer": val.wer, "lr": last_metrics["lr"]}, epoch + 1)
+                write_metrics_csv(save_dir / "metrics.csv", state.history)
+                plot_curves(save_dir / "curves.png", state.history)
             improved = val.wer < state.best_wer
             if improved:
                 state.best_wer = val.wer
             checkpoint("last", last_metrics)
             if improved:
                 checkpoint("best", last_metrics)
+            if args.stop_wer is not None and val.wer <= args.stop_wer:
+                log.info("validation WER %.4f reached stop_wer=%g: stopping", val.wer, args.stop_wer)
+                break
     except (Interrupted, KeyboardInterrupt) as err:
         folder = checkpoint("last", last_metrics)
         log.warning("interrupted (%s): saved %s at epoch %d, batch %d; rerun with model_path=%s to resume",
@@ -424,6 +611,8 @@ def train(args: argparse.Namespace) -> dict:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        board.close()
+        if board is not None:
+            board.close()
+    workers.close(trainer)
     return {"metrics": last_metrics, "last": str(save_dir / "last"), "best": str(save_dir / "best"),
-            "state": state.to_dict()}
+            "state": state.to_dict(), "net": net}
