@@ -9,6 +9,7 @@ from mxnet.gluon import nn, rnn
 from utils.grid_text import NUM_CLASSES
 
 VARIANTS = ("paper", "example")
+NORMS = ("none", "instance", "batch")
 
 
 @dataclass
@@ -27,7 +28,7 @@ class LipNetConfig:
     height: int = 50
     width: int = 100
     num_classes: int = NUM_CLASSES
-    norm: str | None = None  # None: the variant's own ("none" for paper, "instance" for example)
+    norm: str | None = None  # None: the variant's own ("none" for paper, "instance" for example); or "batch"
     conv3_padding: tuple[int, int, int] | None = None  # None: the variant's own
 
     def __post_init__(self) -> None:
@@ -36,8 +37,8 @@ class LipNetConfig:
         self.channels = tuple(self.channels)
         if self.norm is None:
             self.norm = "instance" if self.variant == "example" else "none"
-        if self.norm not in ("none", "instance"):
-            raise ValueError(f"norm must be 'none' or 'instance', got {self.norm!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.conv3_padding is None:
             self.conv3_padding = (1, 2, 2) if self.variant == "example" else (1, 1, 1)
         self.conv3_padding = tuple(self.conv3_padding)
@@ -82,10 +83,15 @@ class LipNet(nn.HybridBlock):
             self.conv3 = nn.Conv3D(c3, (3, 3, 3), strides=(1, 1, 1), padding=cfg.conv3_padding,
                                    in_channels=c2, weight_initializer=conv_init)
             if cfg.norm == "instance":
-                # BatchNorm on 5-D input fails in backward with oneDNN on MXNet 1.9.1 CPU.
                 self.bn1 = nn.InstanceNorm(in_channels=c1)
                 self.bn2 = nn.InstanceNorm(in_channels=c2)
                 self.bn3 = nn.InstanceNorm(in_channels=c3)
+            elif cfg.norm == "batch":
+                # Applied to a 4-D view (N, C, T, H*W): BatchNorm on 5-D input fails in backward with
+                # oneDNN on MXNet 1.9.1's CPU build, and on 4-D it is 3x faster than InstanceNorm.
+                self.bn1 = nn.BatchNorm(in_channels=c1)
+                self.bn2 = nn.BatchNorm(in_channels=c2)
+                self.bn3 = nn.BatchNorm(in_channels=c3)
             # Channel-wise (spatial) dropout: one mask per feature map, shared over T, H and W.
             self.dropout = nn.Dropout(cfg.dropout, axes=(2, 3, 4))
             self.pool = nn.MaxPool3D((1, 2, 2), (1, 2, 2))
@@ -97,17 +103,19 @@ class LipNet(nn.HybridBlock):
 
     def _stage(self, F: object, x: object, conv: nn.Conv3D, norm: nn.Block | None) -> object:
         x = conv(x)
-        if norm is not None:
+        if isinstance(norm, nn.BatchNorm):
+            x = F.reshape_like(norm(x.reshape((0, 0, 0, -1))), x)
+        elif norm is not None:
             x = norm(x)
         # Activation rather than relu: oneDNN's inference graph pass (hybridize(backend="MKLDNN")) fuses
         # only Activation into the convolution, which makes CPU inference 1.8x faster; same values.
         return self.pool(self.dropout(F.Activation(x, act_type="relu")))
 
     def hybrid_forward(self, F, x):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
-        instance = self.config.norm == "instance"
-        x = self._stage(F, x, self.conv1, self.bn1 if instance else None)
-        x = self._stage(F, x, self.conv2, self.bn2 if instance else None)
-        x = self._stage(F, x, self.conv3, self.bn3 if instance else None)
+        normed = self.config.norm != "none"
+        x = self._stage(F, x, self.conv1, self.bn1 if normed else None)
+        x = self._stage(F, x, self.conv2, self.bn2 if normed else None)
+        x = self._stage(F, x, self.conv3, self.bn3 if normed else None)
         x = F.transpose(x, (2, 0, 1, 3, 4)).reshape((0, 0, -1))  # (T, N, C*H*W)
         x = self.gru2(self.gru1(x))
         x = self.dense(x)
