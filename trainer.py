@@ -41,6 +41,7 @@ from model.checkpoint import (  # noqa: E402
     load_param_file,
     set_parameters,
 )
+from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.decoders import decode_batch  # noqa: E402
 from utils.grid_text import decode as ids_to_text  # noqa: E402
 from utils.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
@@ -372,11 +373,6 @@ def setup_logging(save_dir: Path) -> None:
     log.addHandler(handler)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
 
 def write_metrics_csv(path: Path, history: list[dict]) -> None:
     if not history:
@@ -385,7 +381,7 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
     writer.writeheader()
     writer.writerows(history)
-    _write_atomic(path, buffer.getvalue().encode())
+    write_text_atomic(path, buffer.getvalue())
 
 
 def plot_curves(path: Path, history: list[dict]) -> None:
@@ -409,7 +405,7 @@ def plot_curves(path: Path, history: list[dict]) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    _write_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 class TensorBoard:

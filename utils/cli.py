@@ -47,6 +47,17 @@ def str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
 
 
+def positive_int(value: str) -> int:
+    """argparse type for counts that must be at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
 def parse_size(value: str) -> tuple[int, int]:
     """argparse type for ``WIDTHxHEIGHT`` (e.g. ``100x50``)."""
     try:

@@ -12,6 +12,7 @@ Frames are RGB ``uint8`` arrays of shape ``(T, H, W, 3)`` in memory.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -20,24 +21,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.atomic import make_readable, write_bytes_atomic
+
 PACKED_SUFFIX = ".npz"
 PNG_PATTERN = "mouth_{:03d}.png"
 JPEG_QUALITY = 90
 _BLOCK = 16
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
-def make_readable(path: str | Path) -> None:
-    """Give a file or folder made by ``tempfile`` (owner-only) the permissions a plain create would get."""
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_UMASK)
 
 
 def _padded_height(height: int) -> int:
@@ -76,15 +65,9 @@ def save_packed(path: str | Path, frames: np.ndarray, quality: int = JPEG_QUALIT
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = encode_packed(frames, quality)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_packed(path: str | Path) -> np.ndarray:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.cli import parse_args, parse_speakers, str2bool  # noqa: E402
+from utils.cli import parse_args, parse_speakers, positive_int, str2bool  # noqa: E402
 from utils.paths import ALIGN_DIR, VIDEO_DIR  # noqa: E402
 
 DEFAULT_BASE_URL = "http://spandh.dcs.shef.ac.uk/gridcorpus"
@@ -367,12 +367,6 @@ def summary(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
-
 
 def _non_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(value: str) -> float:
@@ -393,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where aligns go, as ALIGN_PATH/s{i}/{clip}.align (default: %(default)s)")
     parser.add_argument("--speakers", type=parse_speakers, default="1-34",
                         help="speakers to fetch, e.g. 1-34, 1,2,20 or 1-3,7 (default: 1-34)")
-    parser.add_argument("--n_process", type=_positive_int, default=4,
+    parser.add_argument("--n_process", type=positive_int, default=4,
                         help="archives downloaded and unpacked at the same time, in threads (default: %(default)s)")
     parser.add_argument("--base_url", default=DEFAULT_BASE_URL,
                         help="GRID server root; archives are BASE_URL/s{i}/video/s{i}.mpg_vcd.zip "

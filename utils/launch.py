@@ -33,6 +33,8 @@ import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
+from utils.cli import positive_int  # noqa: E402
+
 LOOPBACK = "127.0.0.1"
 DEFAULT_SSH = "ssh -tt -o BatchMode=yes"  # -tt: closing the connection hangs up the remote command
 TIMEOUT_EXIT = 124
@@ -259,17 +261,11 @@ def _parse_env(item: str) -> tuple[str, str]:
     return key, value
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return number
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--num_workers", type=_positive, required=True, help="worker processes (they train)")
-    parser.add_argument("-s", "--num_servers", type=_positive, default=1, help="parameter-server processes")
+    parser.add_argument("-n", "--num_workers", type=positive_int, required=True, help="worker processes (they train)")
+    parser.add_argument("-s", "--num_servers", type=positive_int, default=1, help="parameter-server processes")
     parser.add_argument("--launcher", choices=("local", "ssh"), default="local",
                         help="local: every process on this machine (127.0.0.1); ssh: servers and workers on the "
                              "hosts of --hostfile, the scheduler here")

@@ -16,7 +16,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import parse_args, parse_size, parse_speakers  # noqa: E402
+from utils.cli import parse_args, parse_size, parse_speakers, positive_int  # noqa: E402
 from utils.synthetic import (  # noqa: E402
     DEFAULT_CLIPS_PER_SPEAKER,
     DEFAULT_SIZE,
@@ -28,13 +28,6 @@ from utils.synthetic import (  # noqa: E402
 )
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tgt_path", type=Path, default=DEFAULT_TGT_PATH,
@@ -43,14 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speakers", type=parse_speakers, default=list(DEFAULT_SPEAKERS),
                         help="speaker numbers, a range or list such as 1-12 or 1,2,20,22; each is a "
                              "different synthetic face and voice (default: 1-12; note '12' means speaker s12 only)")
-    parser.add_argument("--clips_per_speaker", type=_positive, default=DEFAULT_CLIPS_PER_SPEAKER,
+    parser.add_argument("--clips_per_speaker", type=positive_int, default=DEFAULT_CLIPS_PER_SPEAKER,
                         help=f"distinct GRID sentences per speaker, at most {N_SENTENCES} (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed; the same seed gives byte-identical clips and aligns (default: %(default)s)")
     parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE,
                         help="frame size WIDTHxHEIGHT; 100x50 is GRID's mouth crop, 48x24 or 64x32 train "
                              "much faster on a CPU (default: 100x50)")
-    parser.add_argument("--n_process", type=_positive, default=None,
+    parser.add_argument("--n_process", type=positive_int, default=None,
                         help="worker processes drawing clips in parallel; the output does not depend on it "
                              "(default: one per available core)")
     parser.add_argument("--preview", type=Path, default=None,

@@ -24,7 +24,6 @@ import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -33,8 +32,9 @@ from dataclasses import dataclass  # noqa: E402
 import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
-from utils.clip_store import PACKED_SUFFIX, make_readable, save_packed, save_png_folder  # noqa: E402
+from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
 from utils.mouth_extractor import ExtractionError, MouthExtractor, load_models  # noqa: E402
 from utils.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
 
@@ -91,16 +91,7 @@ def load_manifest(tgt: str | Path) -> dict[str, dict]:
 def write_manifest(tgt: Path, records: dict[str, dict]) -> None:
     """Rewrite the manifest, one record per clip sorted by clip id, atomically."""
     path = manifest_path(tgt)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=tgt)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for clip in sorted(records):
-                f.write(json.dumps(records[clip], sort_keys=True) + "\n")
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, "".join(json.dumps(records[clip], sort_keys=True) + "\n" for clip in sorted(records)))
 
 
 def is_done(job: Job, record: dict | None, size: str, fmt: str) -> bool:

@@ -12,8 +12,6 @@ import base64
 import csv
 import html
 import io
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ import cv2
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from utils.clip_store import make_readable
+from utils.atomic import write_text_atomic
 from utils.grid_text import ALPHABET, NUM_CLASSES
 from utils.metrics import ErrorRates, GroupedErrorRates
 
@@ -210,18 +208,6 @@ def render_csv(results: Sequence[ClipResult]) -> str:
                          result.error or ""])
     return buffer.getvalue()
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(out_dir: str | Path, results: Sequence[ClipResult], title: str,

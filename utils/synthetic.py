@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.clip_store import PACKED_SUFFIX, make_readable, save_packed
+from utils.atomic import write_bytes_atomic
+from utils.clip_store import PACKED_SUFFIX, save_packed
 from utils.grid_text import GRAMMAR, sentence_from_clip_name
 from utils.paths import DATA_DIR
 
@@ -424,19 +424,6 @@ def render_clip(seed: int, speaker: int, index: int, name: str,
     return frames, plan
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename (like ``clip_store.save_packed``)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class _Task:
     tgt_path: Path
@@ -461,7 +448,7 @@ def _run_task(task: _Task) -> str | None:
         frames, plan = render_clip(task.seed, task.speaker, task.index, task.name, task.size)
         save_packed(task.clip_path, frames)
         task.align_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(task.align_path, plan.align_text().encode())  # last: its presence marks the clip done
+        write_bytes_atomic(task.align_path, plan.align_text().encode())  # last: its presence marks the clip done
     except (OSError, ValueError) as err:
         return f"{task.clip_path}: could not write the clip ({err})"
     return None
@@ -570,4 +557,4 @@ def save_preview(path: str | Path, **kwargs) -> None:
     ok, png = cv2.imencode(".png", preview_strip(**kwargs)[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the preview")
-    _write_atomic(path, png.tobytes())
+    write_bytes_atomic(path, png.tobytes())
