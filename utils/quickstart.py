@@ -5,7 +5,7 @@
 1. ``utils/synthetic.py`` renders GRID-grammar sentences as small mouth clips for speakers 1-12
    (packed clips and GRID align files in the standard layout, under data/quickstart/).
 2. ``main.py`` trains a narrow LipNet (the same class and trainer as for GRID: 16/32/48 channels,
-   96 GRU units, instance norm, 48x24 frames) on speakers 1-10, validating on 11 and 12, who are
+   96 GRU units, instance norm, 48x24 frames, 10 epochs) on speakers 1-10, validating on 11 and 12, who are
    never trained on.
 3. ``infer.py`` reads the unseen speakers' clips with the best checkpoint and prints
    ``[Target]``/``[Pred]`` pairs, CER and WER overall and per speaker.
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=parse_size, default=(48, 24), help="frame WIDTHxHEIGHT (default: 48x24)")
     parser.add_argument("--channels", default="16,32,48", help="LipNet conv channels (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=96, help="GRU units per direction (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=16, help="(default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="(default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s)")
     parser.add_argument("--decoder", default="grammar", choices=("greedy", "beam", "grammar"),
                         help="decoder for the final read (default: %(default)s, the most probable GRID sentence)")
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     status = train_main.main(data + resume + [
         f"save_dir={args.save_dir}", f"channels={args.channels}", f"hidden={args.hidden}",
         f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"lr={args.lr}", f"seed={args.seed}",
-        "norm=batch", "dr_rate=0.2", "flip_prob=0", "jitter_prob=0", "val_interval=4", "show_examples=2",
+        "norm=instance", "dr_rate=0.2", "flip_prob=0", "jitter_prob=0", "val_interval=5", "show_examples=2",
     ])
     if status:
         return status
