@@ -30,14 +30,15 @@ def trained(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     clip_list = root / "clips.txt"
     clip_list.write_text("".join(f"s1/{clip.stem}\n" for clip in sorted(grid_dir.glob("*.mpg"))))
     # CTC on three clips sometimes settles with one short word ("at", "by") below the blank on the
-    # greedy path; a restart from another seed gets past that, so up to three seeds are tried.
+    # greedy path (one run in four here; shorter schedules did so more often); a restart from
+    # another seed gets past that, so up to three seeds are tried.
     for seed in (1, 2, 3):
         run = root / f"run-seed{seed}"
         status = main.main([
             f"image_path={crops}", f"align_path={grid_dir.parent / 'no-aligns'}", f"train_list={clip_list}",
             f"val_list={clip_list}", f"save_dir={run}", "num_gpus=0", "channels=16,32,48", "hidden=128",
             "norm=batch", "dr_rate=0", "flip_prob=0", "jitter_prob=0", "batch_size=3", "lr=0.003",
-            "lr_schedule=cosine", "epochs=600", f"seed={seed}", "val_interval=10", "stop_wer=0",
+            "lr_schedule=cosine", "epochs=900", f"seed={seed}", "val_interval=10", "stop_wer=0",
             "progress=false", "show_examples=0",
         ])
         assert status == 0
@@ -50,7 +51,7 @@ def test_training_reads_all_three_clips_exactly(trained: dict[str, Path]):
     meta = json.loads((trained["run"] / "best" / "meta.json").read_text())
     assert meta["metrics"]["val_wer"] == 0.0
     assert meta["metrics"]["val_cer"] == 0.0
-    assert meta["state"]["epoch"] < 600  # stopped by stop_wer, not by running out of epochs
+    assert meta["state"]["epoch"] < 900  # stopped by stop_wer, not by running out of epochs
 
 
 
