@@ -31,16 +31,8 @@ from mxnet import autograd, gluon  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import data_loader  # noqa: E402
-from model import LipNet, LipNetConfig, read_meta, save_checkpoint  # noqa: E402
-from model.checkpoint import (  # noqa: E402
-    EXAMPLE_MEAN,
-    EXAMPLE_STD,
-    PARAMS_FILE,
-    STATES_FILE,
-    example_config_for,
-    load_param_file,
-    set_parameters,
-)
+from model import LipNet, LipNetConfig, save_checkpoint  # noqa: E402
+from model.checkpoint import STATES_FILE, read_checkpoint, set_parameters  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.decoders import decode_batch  # noqa: E402
 from utils.grid_text import decode as ids_to_text  # noqa: E402
@@ -163,26 +155,15 @@ def resolve_start(model_path: str | None) -> Start:
     """Read what ``model_path`` holds: a checkpoint (resume) or the example's parameter file (fine-tune)."""
     if not model_path:
         return Start()
-    path = Path(model_path)
-    if path.is_file() and not (path.parent / "meta.json").is_file():
-        arrays = load_param_file(path)
-        try:
-            config = example_config_for(arrays)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
-        log.info("fine-tuning from the original example's parameters in %s", path)
-        return Start(config, arrays, None, list(EXAMPLE_MEAN), list(EXAMPLE_STD))
-    folder, meta = read_meta(path, prefer="last")
-    try:
-        config = LipNetConfig(**meta["config"])
-        norm = meta["normalisation"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{folder}: incomplete checkpoint description ({err})") from None
-    state = RunState.from_meta(meta)
-    states = folder / STATES_FILE
-    log.info("resuming from %s at epoch %d, step %d", folder, state.epoch, state.iteration)
-    return Start(config, load_param_file(folder / PARAMS_FILE), states if states.is_file() else None,
-                 list(norm["mean"]), list(norm["std"]), state)
+    contents = read_checkpoint(model_path, prefer="last")
+    mean, std = list(contents.mean), list(contents.std)
+    if contents.folder is None:
+        log.info("fine-tuning from the original example's parameters in %s", contents.source)
+        return Start(contents.config, contents.arrays, None, mean, std)
+    state = RunState.from_meta(contents.meta)
+    states = contents.folder / STATES_FILE
+    log.info("resuming from %s at epoch %d, step %d", contents.folder, state.epoch, state.iteration)
+    return Start(contents.config, contents.arrays, states if states.is_file() else None, mean, std, state)
 
 
 def build_config(args: argparse.Namespace, frame_size: tuple[int, int]) -> LipNetConfig:

@@ -127,10 +127,22 @@ def example_config_for(arrays: dict[str, mx.nd.NDArray]) -> LipNetConfig:
     return LipNetConfig(variant="example", channels=channels, hidden=hidden, num_classes=classes)
 
 
-def load_lipnet(path: str | Path, ctx: object = None, prefer: str = "best") -> LoadedLipNet:
-    """A ready network from one of our checkpoints (a run folder, a checkpoint folder or its
-    ``model.params``) or from the original example's parameter file (either naming)."""
-    ctx = ctx or mx.cpu()
+@dataclass
+class CheckpointContents:
+    """What a checkpoint or the example's parameter file holds, before a network is built."""
+
+    config: LipNetConfig
+    arrays: dict[str, mx.nd.NDArray]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    meta: dict
+    folder: Path | None  # our checkpoint's folder; None for the example's parameter file
+    source: Path
+
+
+def read_checkpoint(path: str | Path, prefer: str = "best") -> CheckpointContents:
+    """Read one of our checkpoints (a run folder, a checkpoint folder or its ``model.params``) or the
+    original example's parameter file (either naming); clear errors for anything else."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint or parameter file")
@@ -140,19 +152,24 @@ def load_lipnet(path: str | Path, ctx: object = None, prefer: str = "best") -> L
             config = example_config_for(arrays)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
-        net = LipNet(config)
-        set_parameters(net, arrays, path, ctx)
-        return LoadedLipNet(net, EXAMPLE_MEAN, EXAMPLE_STD,
-                            {"decoder": {"method": "beam", "beam_width": EXAMPLE_BEAM_WIDTH}}, path)
+        meta = {"decoder": {"method": "beam", "beam_width": EXAMPLE_BEAM_WIDTH}}
+        return CheckpointContents(config, arrays, EXAMPLE_MEAN, EXAMPLE_STD, meta, None, path)
     folder, meta = read_meta(path, prefer)
     try:
         config = LipNetConfig(**meta["config"])
         mean, std = tuple(meta["normalisation"]["mean"]), tuple(meta["normalisation"]["std"])
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{folder / META_FILE}: incomplete checkpoint description ({err})") from None
-    net = LipNet(config)
-    set_parameters(net, load_param_file(folder / PARAMS_FILE), folder / PARAMS_FILE, ctx)
-    return LoadedLipNet(net, mean, std, meta, folder)
+    return CheckpointContents(config, load_param_file(folder / PARAMS_FILE), mean, std, meta, folder,
+                              folder / PARAMS_FILE)
+
+
+def load_lipnet(path: str | Path, ctx: object = None, prefer: str = "best") -> LoadedLipNet:
+    """A ready network from whatever ``read_checkpoint`` reads, with everything inference needs."""
+    contents = read_checkpoint(path, prefer)
+    net = LipNet(contents.config)
+    set_parameters(net, contents.arrays, contents.source, ctx or mx.cpu())
+    return LoadedLipNet(net, contents.mean, contents.std, contents.meta, contents.folder or contents.source)
 
 
 def _replace_folder(tmp: Path, target: Path) -> None:
