@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,13 +153,12 @@ def channel_stats(records: Sequence[ClipRecord], max_clips: int = 64, seed: int 
     return mean.tolist(), std.tolist()
 
 
-def temporal_jitter(frames: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
-    """Delete each frame with probability ``p`` and duplicate it with probability ``p`` (the paper's augmentation)."""
-    draws = rng.random(len(frames))
-    repeats = np.where(draws < p, 0, np.where(draws > 1 - p, 2, 1))
-    if not repeats.any():
-        return frames
-    return np.repeat(frames, repeats, axis=0)
+def temporal_jitter(count: int, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Frame indices after deleting each of ``count`` frames with probability ``p`` and duplicating
+    it with probability ``p`` (the paper's augmentation); never empty."""
+    draws = rng.random(count)
+    order = np.repeat(np.arange(count), np.where(draws < p, 0, np.where(draws > 1 - p, 2, 1)))
+    return order if len(order) else np.arange(count)
 
 
 class LipDataset(gluon.data.Dataset):
@@ -219,18 +220,53 @@ class LipDataset(gluon.data.Dataset):
         rng = np.random.default_rng((self.seed, epoch, idx))
         if self.word_prob and record.words and rng.random() < self.word_prob:
             word = record.words[rng.integers(len(record.words))]
-            frames = frames[max(word.start, 0):max(word.end, word.start + 1)]
+            start = min(max(word.start, 0), len(frames) - 1)
+            frames = frames[start:max(word.end, start + 1)]
             sentence = word.word
-        if self.jitter_prob:
-            frames = temporal_jitter(frames, rng, self.jitter_prob)
-        if self.flip_prob and rng.random() < self.flip_prob:
-            frames = frames[:, :, ::-1]
-        length = min(len(frames), self.num_frames)
+        order = temporal_jitter(len(frames), rng, self.jitter_prob) if self.jitter_prob else np.arange(len(frames))
+        length = min(len(order), self.num_frames)
         # Pad short clips by holding the last frame (a closed, still mouth), not with black.
-        padded = np.empty((self.num_frames,) + frames.shape[1:], np.uint8)
-        padded[:length] = frames[:length]
-        padded[length:] = frames[length - 1]
+        order = np.concatenate([order[:length], np.full(self.num_frames - length, order[length - 1])])
+        padded = frames.take(order, axis=0)  # one copy does the jitter, the cut and the padding
+        if self.flip_prob and rng.random() < self.flip_prob:
+            t, h, w, c = padded.shape
+            padded = cv2.flip(padded.reshape(t * h, w, c), 1).reshape(t, h, w, c)
         return padded, np.asarray(encode(sentence), np.int32), length, idx
+
+
+class BatchBuffers:
+    """Batch arrays that are refilled once MXNet has let go of them.
+
+    Writing into a fresh 36 MB array faults in every page of it, which cost more than the
+    normalisation written there. ``mx.nd.from_numpy`` holds a reference to its array until the
+    NDArray's memory is released, after every pending operation on it, so an array referenced only
+    by this pool (and the names of ``take``) is free to refill.
+    """
+
+    _FREE_REFERENCES = 3  # the pool's list, the name ``array`` and getrefcount's own argument
+
+    def __init__(self) -> None:
+        self._arrays: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A writable float32 array of ``shape`` that nothing else holds."""
+        with self._lock:
+            spare = None
+            for i in range(len(self._arrays)):
+                array = self._arrays[i]
+                if sys.getrefcount(array) > self._FREE_REFERENCES:
+                    continue
+                if array.shape == shape:
+                    array.flags.writeable = True  # from_numpy froze it while MXNet held it
+                    return array
+                spare = i
+            array = np.empty(shape, np.float32)
+            if spare is None:
+                self._arrays.append(array)
+            else:  # a free array of another shape (the last, short batch) makes room
+                self._arrays[spare] = array
+            return array
 
 
 class Batchify:
@@ -238,14 +274,16 @@ class Batchify:
     label lengths, indices)``.
 
     Scaling to [0, 1] and per-channel normalisation is one lookup table per channel applied by
-    OpenCV while splitting the channels straight into the batch buffer: about 1.7 ms per GRID
-    clip, where NumPy arithmetic or MXNet operators on the same data take 10-15 ms.
+    OpenCV while splitting the channels straight into the batch buffer (under 1 ms per GRID
+    clip, where NumPy arithmetic or MXNet operators take 10-15 ms), and MXNet takes that buffer
+    over without a copy: copying a batch of 8 GRID clips into an NDArray would cost more than
+    normalising it.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], shared_memory: bool = False) -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         levels = np.arange(256, dtype=np.float64) / 255.0
         self.tables = [((levels - m) / s).astype(np.float32).reshape(1, 256) for m, s in zip(mean, std)]
-        self.shared_memory = shared_memory
+        self.buffers = BatchBuffers()
 
     def normalise_into(self, frames: np.ndarray, out: np.ndarray) -> None:
         """uint8 ``(T, H, W, 3)`` into float32 ``out`` of shape ``(3, T, H, W)``."""
@@ -260,7 +298,7 @@ class Batchify:
             return None
         n = len(samples)
         t, h, w, _ = samples[0][0].shape
-        data = np.empty((n, 3, t, h, w), np.float32)
+        data = self.buffers.take((n, 3, t, h, w))
         labels = np.full((n, MAX_LABEL_LENGTH), -1, np.float32)
         label_lengths = np.zeros(n, np.float32)
         for i, (frames, label, _, _) in enumerate(samples):
@@ -271,19 +309,23 @@ class Batchify:
             label_lengths[i] = len(label)
         data_lengths = np.array([s[2] for s in samples], np.float32)
         indices = np.array([s[3] for s in samples], np.int64)
-        ctx = mx.Context("cpu_shared", 0) if self.shared_memory else mx.cpu()
-        return (mx.nd.array(data, ctx=ctx), mx.nd.array(labels, ctx=ctx), mx.nd.array(data_lengths, ctx=ctx),
-                mx.nd.array(label_lengths, ctx=ctx), indices)
+        return (mx.nd.from_numpy(data, zero_copy=True), mx.nd.array(labels), mx.nd.array(data_lengths),
+                mx.nd.array(label_lengths), indices)
 
 
 def make_loader(dataset: LipDataset, batch_size: int, mean: Sequence[float], std: Sequence[float],
                 sampler: gluon.data.Sampler | None = None, num_workers: int = 0,
                 last_batch: str = "keep") -> gluon.data.DataLoader:
-    """A DataLoader over ``sampler`` (default: in order); workers hand batches over in shared memory."""
+    """A DataLoader over ``sampler`` (default: in order) with ``num_workers`` worker threads.
+
+    Threads, not processes: decoding, augmenting and normalising run in OpenCV and NumPy
+    with the GIL released, so threads keep both cores busy without pickling each 36 MB batch
+    through shared memory, which cost more than making it.
+    """
     sampler = sampler if sampler is not None else gluon.data.SequentialSampler(len(dataset))
     batch_sampler = gluon.data.BatchSampler(sampler, batch_size, last_batch)
     return gluon.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                                 batchify_fn=Batchify(mean, std, shared_memory=num_workers > 0))
+                                 thread_pool=num_workers > 0, batchify_fn=Batchify(mean, std))
 
 
 class EpochShuffleSampler(gluon.data.Sampler):

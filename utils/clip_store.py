@@ -3,7 +3,7 @@
 Packed format (the default): one ``{clip}.npz`` per clip holding the frames as ONE JPEG mosaic
 (frames stacked vertically, each padded to a multiple of 16 rows so no JPEG block spans two
 frames) at quality 90, plus the clip's shape. For a 75x50x100 RGB GRID clip this is about
-0.09 MB (5x smaller than 75 PNGs, 12x smaller than raw uint8) and decodes in about 3 ms, with
+0.09 MB (5x smaller than 75 PNGs, 12x smaller than raw uint8) and decodes in 3-6 ms, with
 a mean error of about 2/255, well below the MPEG-1 artefacts of the GRID source (visually
 lossless, not lossless). Every write goes to a temporary name first and is renamed into place,
 so a crash never leaves a half-written clip under its final name.
@@ -12,10 +12,13 @@ Frames are RGB ``uint8`` arrays of shape ``(T, H, W, 3)`` in memory.
 """
 from __future__ import annotations
 
+import ast
 import io
 import os
 import shutil
+import struct
 import tempfile
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -57,7 +60,9 @@ def decode_packed(arrays: dict[str, np.ndarray] | np.lib.npyio.NpzFile) -> np.nd
     ph = _padded_height(h)
     if mosaic is None or mosaic.shape != (t * ph, w, 3):
         raise ValueError("JPEG mosaic is corrupt or does not match the recorded shape")
-    return np.ascontiguousarray(mosaic.reshape(t, ph, w, 3)[:, :h, :, ::-1])
+    # OpenCV's colour conversion is ~25x faster than NumPy's reversed-stride copy of the channels.
+    rgb = cv2.cvtColor(mosaic, cv2.COLOR_BGR2RGB).reshape(t, ph, w, 3)
+    return rgb if ph == h else np.ascontiguousarray(rgb[:, :h])
 
 
 def save_packed(path: str | Path, frames: np.ndarray, quality: int = JPEG_QUALITY) -> None:
@@ -70,12 +75,31 @@ def save_packed(path: str | Path, frames: np.ndarray, quality: int = JPEG_QUALIT
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def _parse_npy(data: bytes) -> np.ndarray:
+    """An array from ``.npy`` bytes without copying them.
+
+    NumPy 1.23 runs every ``.npy`` header through its tokenizer, which made reading the two small
+    headers of a packed clip cost a fifth of decoding its JPEG; the header is a plain literal.
+    """
+    if data[:6] != b"\x93NUMPY":
+        raise ValueError("not a .npy member")
+    length_format, start = ("<H", 10) if data[6] == 1 else ("<I", 12)
+    (header_length,) = struct.unpack(length_format, data[8:start])
+    header = ast.literal_eval(data[start:start + header_length].decode("latin1"))
+    if header.get("fortran_order"):
+        raise ValueError("Fortran-ordered arrays are not part of the packed format")
+    dtype = np.dtype(header["descr"])
+    count = int(np.prod(header["shape"]))
+    return np.frombuffer(data, dtype, count, offset=start + header_length).reshape(header["shape"])
+
+
 def load_packed(path: str | Path) -> np.ndarray:
     """Frames of a packed clip; raises ValueError naming the file when it cannot be read."""
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            return decode_packed(arrays)
-    except (OSError, ValueError, KeyError, EOFError) as err:
+        with zipfile.ZipFile(path) as archive:
+            arrays = {name: _parse_npy(archive.read(f"{name}.npy")) for name in ("jpeg", "shape")}
+        return decode_packed(arrays)
+    except (OSError, ValueError, KeyError, EOFError, SyntaxError, TypeError, struct.error, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable packed clip ({err})") from None
 
 
