@@ -65,14 +65,26 @@ def discover_clips(image_path: str | Path) -> dict[str, Path]:
     return dict(sorted(clips.items()))
 
 
+def check_label(sentence: str) -> None:
+    """ValueError unless ``sentence`` can be a training label (GRID alphabet, at most MAX_LABEL_LENGTH)."""
+    encode(sentence)
+    if len(sentence) > MAX_LABEL_LENGTH:
+        raise ValueError(f"label of {len(sentence)} characters exceeds {MAX_LABEL_LENGTH}: {sentence!r}")
+
+
 def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipRecord:
-    """The clip's sentence from its align file, else from its GRID name; ValueError if neither."""
+    """The clip's sentence from its align file, else from its GRID name; ValueError if neither or unusable."""
     speaker, name = clip_id.split("/", 1)
     if align_path is not None:
         for candidate in (Path(align_path) / speaker / f"{name}.align", Path(align_path) / f"{name}.align"):
             if candidate.is_file():
                 words = tuple(parse_align(candidate))
-                return ClipRecord(clip_id, path, align_sentence(words), words)
+                sentence = align_sentence(words)
+                try:
+                    check_label(sentence)
+                except ValueError as err:
+                    raise ValueError(f"{candidate}: {err}") from None
+                return ClipRecord(clip_id, path, sentence, words)
     return ClipRecord(clip_id, path, sentence_from_clip_name(name))
 
 
@@ -189,7 +201,10 @@ class LipDataset(gluon.data.Dataset):
         self.seed = seed
         self._reported: set[str] = set()
         for record in self.records:
-            encode(record.sentence)  # fail early on a label outside the alphabet
+            try:
+                check_label(record.sentence)  # fail before training, not in the middle of an epoch
+            except ValueError as err:
+                raise ValueError(f"{record.clip_id}: {err}") from None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -298,6 +313,9 @@ class Batchify:
             return None
         n = len(samples)
         t, h, w, _ = samples[0][0].shape
+        if any(s[0].shape != (t, h, w, 3) for s in samples):
+            shapes = sorted({s[0].shape[1:3] for s in samples})
+            raise ValueError(f"clips of different frame sizes {shapes} in one batch: give the data set a size")
         data = self.buffers.take((n, 3, t, h, w))
         labels = np.full((n, MAX_LABEL_LENGTH), -1, np.float32)
         label_lengths = np.zeros(n, np.float32)
@@ -346,4 +364,4 @@ class EpochShuffleSampler(gluon.data.Sampler):
         return iter([(self.epoch, int(i)) for i in order[self.skip:]])
 
     def __len__(self) -> int:
-        return self.length - self.skip
+        return max(self.length - self.skip, 0)

@@ -61,6 +61,32 @@ class LipNetConfig:
         return asdict(self)
 
 
+class InstanceNorm(nn.HybridBlock):
+    """Instance normalisation of (N, C, ...) input, with the same parameters (``gamma``, ``beta``) and
+    values as ``nn.InstanceNorm``, 2-3x faster to train on MXNet 1.9.1's CPU build.
+
+    Normalising each (sample, channel) over everything else is a layer normalisation of the
+    (N, C, rest) view over its last axis, for which MXNet has a fast kernel; the per-channel
+    scale and shift follow as broadcasts.
+    """
+
+    def __init__(self, in_channels: int, epsilon: float = 1e-5) -> None:
+        super().__init__()
+        self.epsilon = epsilon
+        self.channels = in_channels
+        with self.name_scope():
+            self.gamma = self.params.get("gamma", shape=(in_channels,), init="ones", differentiable=False)
+            self.beta = self.params.get("beta", shape=(in_channels,), init="zeros")
+
+    def hybrid_forward(self, F, x, gamma, beta):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+        flat = x.reshape((0, 0, -1))
+        one_value = F.slice_axis(F.slice_axis(flat, axis=0, begin=0, end=1), axis=1, begin=0, end=1).reshape(-1)
+        unit = F.ones_like(one_value)  # layer-norm scale of 1 and shift of 0 over the flattened axis
+        normed = F.LayerNorm(flat, unit, F.zeros_like(one_value), axis=-1, eps=self.epsilon)
+        return F.Convolution(F.reshape_like(normed, x), gamma.reshape((-1, 1, 1, 1, 1)), beta, kernel=(1, 1, 1),
+                             num_filter=self.channels, num_group=self.channels)
+
+
 class LipNet(nn.HybridBlock):
     """STCNN x3 -> Bi-GRU x2 -> Dense; input (N, 3, T, H, W), output log-probabilities (N, T, classes).
 
@@ -83,9 +109,9 @@ class LipNet(nn.HybridBlock):
             self.conv3 = nn.Conv3D(c3, (3, 3, 3), strides=(1, 1, 1), padding=cfg.conv3_padding,
                                    in_channels=c2, weight_initializer=conv_init)
             if cfg.norm == "instance":
-                self.bn1 = nn.InstanceNorm(in_channels=c1)
-                self.bn2 = nn.InstanceNorm(in_channels=c2)
-                self.bn3 = nn.InstanceNorm(in_channels=c3)
+                self.bn1 = InstanceNorm(c1)
+                self.bn2 = InstanceNorm(c2)
+                self.bn3 = InstanceNorm(c3)
             elif cfg.norm == "batch":
                 # Applied to a 4-D view (N, C, T, H*W): BatchNorm on 5-D input fails in backward with
                 # oneDNN on MXNet 1.9.1's CPU build, and on 4-D it is 3x faster than InstanceNorm.

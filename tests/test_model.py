@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from model import LipNet, LipNetConfig, load_lipnet, save_checkpoint
+from model import LipNet, LipNetConfig, load_lipnet, prepare_for_inference, save_checkpoint
 from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
+from model.lipnet import InstanceNorm
 
 
 def _reference_shapes(shared_dir: Path) -> dict[str, tuple[int, ...]]:
@@ -63,6 +64,38 @@ def test_example_file_in_old_recurrent_naming_loads(tmp_path: Path):
     assert loaded.mean == EXAMPLE_MEAN and loaded.std == EXAMPLE_STD
     x = mx.nd.random.uniform(shape=(1, 3, 75, 50, 100))
     np.testing.assert_allclose(loaded.net(x).asnumpy(), net(x).asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_instance_norm_equals_gluons_in_values_and_gradients(hybridize: bool):
+    x = mx.nd.random.normal(2, 3, shape=(3, 5, 4, 6, 7))
+    gamma, beta = mx.nd.random.uniform(0.5, 2, shape=(5,)), mx.nd.random.uniform(-1, 1, shape=(5,))
+    results = []
+    for block in (InstanceNorm(5), gluon.nn.InstanceNorm(in_channels=5)):
+        block.initialize()
+        block.gamma.set_data(gamma)
+        block.beta.set_data(beta)
+        if hybridize:
+            block.hybridize()
+        x.attach_grad()
+        with autograd.record():
+            y = block(x)
+        y.backward(mx.nd.arange(y.size).reshape(y.shape) % 7 - 3)
+        assert block.gamma.grad_req == "null"  # Gluon's default: a learnt shift, a fixed scale
+        results.append([y.asnumpy(), x.grad.asnumpy(), block.beta.grad().asnumpy()])
+    for ours, gluons in zip(*results):
+        np.testing.assert_allclose(ours, gluons, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_inference_graph_gives_the_same_outputs():
+    net = LipNet(LipNetConfig(variant="example", dropout=0.0))
+    net.initialize(mx.init.Xavier())
+    for param in net.collect_params(".*beta|.*gamma").values():
+        param.set_data(mx.nd.random.uniform(0.5, 1.5, shape=param.shape))
+    x = mx.nd.random.uniform(shape=(1, 3, 75, 50, 100))
+    plain = net(x).asnumpy()
+    prepare_for_inference(net, [mx.cpu()])
+    np.testing.assert_allclose(net(x).asnumpy(), plain, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("norm", ["none", "instance", "batch"])
