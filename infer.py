@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--val_speakers", type=parse_speakers, default=None,
                       help="validation side = these speakers, training side = the rest (overrides --split)")
     data.add_argument("--batch_size", type=int, default=64, help="clips per forward pass (default: %(default)s)")
-    data.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes (default: %(default)s)")
+    data.add_argument("--num_workers", type=int, default=0, help="data-loading worker threads (default: %(default)s)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=None,
                      help="folder for predictions.csv and report.html (mouth frames, marked errors, probabilities)")

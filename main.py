@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--speakers", type=parse_speakers, default=None, help="only these speakers, e.g. 1-34 or 1,2,20")
     data.add_argument("--val_speakers", type=parse_speakers, default=None,
                       help="validate on these speakers and train on the rest (overrides --split)")
-    data.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes")
+    data.add_argument("--num_workers", type=int, default=0,
+                      help="data-loading worker threads (decoding and augmentation run outside the GIL)")
     data.add_argument("--flip_prob", type=float, default=0.5, help="probability of a horizontal flip")
     data.add_argument("--jitter_prob", type=float, default=0.05,
                       help="per-frame probability of deletion and of duplication (the paper's temporal jitter)")

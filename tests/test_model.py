@@ -98,6 +98,24 @@ def test_fused_inference_graph_gives_the_same_outputs():
     np.testing.assert_allclose(net(x).asnumpy(), plain, rtol=1e-4, atol=1e-4)
 
 
+def test_packed_gru_follows_weights_loaded_after_it_was_packed():
+    net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48))
+    net.initialize()
+    x = mx.nd.random.uniform(shape=(2, 3, 20, 24, 48))
+    prepare_for_inference(net, [mx.cpu()])
+    first = net(x).asnumpy()
+    for param in net.gru2.collect_params(".*weight").values():
+        param.set_data(param.data() * 1.5)
+    reference = LipNet(net.config)
+    reference.initialize()
+    for name, param in reference._collect_params_with_prefix().items():
+        param.set_data(net._collect_params_with_prefix()[name].data())
+    prepare_for_inference(net, [mx.cpu()])  # packs again
+    assert net._collect_params_with_prefix().keys() == reference._collect_params_with_prefix().keys()  # saved as before
+    np.testing.assert_allclose(net(x).asnumpy(), reference(x).asnumpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(net(x).asnumpy(), first)
+
+
 @pytest.mark.parametrize("norm", ["none", "instance", "batch"])
 def test_gradients_flow_to_every_parameter(norm: str):
     net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48, norm=norm))

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     status = train_main.main(data + resume + [
         f"save_dir={args.save_dir}", f"channels={args.channels}", f"hidden={args.hidden}",
         f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"lr={args.lr}", f"seed={args.seed}",
-        "norm=instance", "dr_rate=0.2", "flip_prob=0", "jitter_prob=0", "val_interval=5", "show_examples=2",
+        "norm=instance", "dr_rate=0.2", "flip_prob=0", "jitter_prob=0", "lr_schedule=cosine", "val_interval=5",
+        "show_examples=2",
     ])
     if status:
         return status
