@@ -5,7 +5,7 @@
 1. ``utils/synthetic.py`` renders GRID-grammar sentences as small mouth clips for speakers 1-22
    (packed clips and GRID align files in the standard layout, under data/quickstart/).
 2. ``main.py`` trains a narrow LipNet (the same class and trainer as for GRID: 16/32/48 channels,
-   128 GRU units, instance norm, 48x24 frames, 16 epochs with a cosine learning rate) on speakers
+   128 GRU units, instance norm, 48x24 frames, 20 epochs with a cosine learning rate) on speakers
    1-20, validating on 21 and 22, who are never trained on. Many speakers with few clips each teach
    a reader that carries over to new faces better than few speakers with many clips.
 3. ``infer.py`` reads the unseen speakers' clips with the best checkpoint and prints
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=parse_size, default=(48, 24), help="frame WIDTHxHEIGHT (default: 48x24)")
     parser.add_argument("--channels", default="16,32,48", help="LipNet conv channels (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=128, help="GRU units per direction (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=16, help="(default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=20, help="(default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s)")
     parser.add_argument("--decoder", default="grammar", choices=("greedy", "beam", "grammar"),
                         help="decoder for the final read (default: %(default)s, the most probable GRID sentence)")
