@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from utils.atomic import make_readable, write_bytes_atomic
 
@@ -54,15 +55,21 @@ def encode_packed(frames: np.ndarray, quality: int = JPEG_QUALITY) -> dict[str, 
     return {"jpeg": jpeg.reshape(-1), "shape": np.array([t, h, w], dtype=np.int32)}
 
 
-def decode_packed(arrays: dict[str, np.ndarray] | np.lib.npyio.NpzFile) -> np.ndarray:
+def decode_packed(arrays: dict[str, np.ndarray] | np.lib.npyio.NpzFile, contiguous: bool = True) -> np.ndarray:
+    """Frames of a packed clip; with ``contiguous=False`` a view that skips each frame's padding rows,
+    for a caller that copies the frames anyway (saves a copy of the clip)."""
     t, h, w = (int(v) for v in arrays["shape"])
-    mosaic = cv2.imdecode(arrays["jpeg"], cv2.IMREAD_COLOR)
+    # simplejpeg: the same pixels as OpenCV's decoder, 35-40% faster, straight to RGB, and an error
+    # (not a silently grey remainder) for a truncated file.
+    try:
+        mosaic = simplejpeg.decode_jpeg(arrays["jpeg"], colorspace="RGB")
+    except ValueError as err:
+        raise ValueError(f"JPEG mosaic is corrupt ({err})") from None
     ph = _padded_height(h)
-    if mosaic is None or mosaic.shape != (t * ph, w, 3):
-        raise ValueError("JPEG mosaic is corrupt or does not match the recorded shape")
-    # OpenCV's colour conversion is ~25x faster than NumPy's reversed-stride copy of the channels.
-    rgb = cv2.cvtColor(mosaic, cv2.COLOR_BGR2RGB).reshape(t, ph, w, 3)
-    return rgb if ph == h else np.ascontiguousarray(rgb[:, :h])
+    if mosaic.shape != (t * ph, w, 3):
+        raise ValueError(f"JPEG mosaic of {mosaic.shape} does not match the recorded shape {(t, h, w)}")
+    frames = mosaic.reshape(t, ph, w, 3)[:, :h]
+    return np.ascontiguousarray(frames) if contiguous else frames
 
 
 def save_packed(path: str | Path, frames: np.ndarray, quality: int = JPEG_QUALITY) -> None:
@@ -93,12 +100,12 @@ def _parse_npy(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype, count, offset=start + header_length).reshape(header["shape"])
 
 
-def load_packed(path: str | Path) -> np.ndarray:
-    """Frames of a packed clip; raises ValueError naming the file when it cannot be read."""
+def load_packed(path: str | Path, contiguous: bool = True) -> np.ndarray:
+    """Frames of a packed clip (see ``decode_packed``); raises ValueError naming the file when it cannot be read."""
     try:
         with zipfile.ZipFile(path) as archive:
             arrays = {name: _parse_npy(archive.read(f"{name}.npy")) for name in ("jpeg", "shape")}
-        return decode_packed(arrays)
+        return decode_packed(arrays, contiguous)
     except (OSError, ValueError, KeyError, EOFError, SyntaxError, TypeError, struct.error, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable packed clip ({err})") from None
 
@@ -139,7 +146,7 @@ def load_png_folder(folder: str | Path) -> np.ndarray:
     return np.ascontiguousarray(np.stack(frames))
 
 
-def load_clip(path: str | Path) -> np.ndarray:
-    """Frames of a clip in either format: a ``.npz`` file or a folder of PNGs."""
+def load_clip(path: str | Path, contiguous: bool = True) -> np.ndarray:
+    """Frames of a clip in either format: a ``.npz`` file or a folder of PNGs (always contiguous)."""
     path = Path(path)
-    return load_png_folder(path) if path.is_dir() else load_packed(path)
+    return load_png_folder(path) if path.is_dir() else load_packed(path, contiguous)
