@@ -370,8 +370,8 @@ def make_loader(dataset: LipDataset, batch_size: int, mean: Sequence[float], std
 class EpochShuffleSampler(gluon.data.Sampler):
     """Yields ``(epoch, index)`` in an order that depends only on (seed, epoch).
 
-    Worker processes hold a copy of the data set made when the loader starts, so the epoch
-    travels with each index instead of living in the data set.
+    The epoch travels with each index instead of living in the data set, so a batch's
+    augmentation never depends on when a worker thread happened to read a shared attribute.
     """
 
     def __init__(self, length: int, seed: int) -> None:
