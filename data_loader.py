@@ -46,8 +46,8 @@ import mxnet as mx  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
 from utils.clip_store import PACKED_SUFFIX, load_clip  # noqa: E402
-from utils.grid_text import AlignedWord, align_sentence, encode, parse_align, sentence_from_clip_name  # noqa: E402
 from utils.splits import SPLITS, make_split, read_clip_list, speaker_of  # noqa: E402
+from utils.text.grid_text import AlignedWord, align_sentence, encode, parse_align, sentence_from_clip_name  # noqa: E402
 
 log = logging.getLogger(__name__)
 NUM_FRAMES = 75

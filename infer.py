@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from utils.cli import parse_args, parse_speakers, str2bool
-from utils.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.report import ClipResult, ordered_groups, write_report
 from utils.splits import SPLITS
+from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode
 
 if TYPE_CHECKING:
     import mxnet as mx
 
     from model import LoadedLipNet
-    from utils.metrics import GroupedErrorRates
+    from utils.text.metrics import GroupedErrorRates
 
 DEFAULT_REPORT_LIMIT = 200
 
@@ -103,7 +103,7 @@ class VideoLipreader:
     def __init__(self, loaded: LoadedLipNet, ctx: mx.Context, decoder: str = "greedy",
                  beam_width: int = DEFAULT_BEAM_WIDTH) -> None:
         from data_loader import Batchify
-        from utils.mouth_extractor import MouthExtractor
+        from utils.video.mouth_extractor import MouthExtractor
 
         self.net = loaded.net
         self.ctx = ctx
@@ -143,7 +143,7 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
     import cv2
     from tqdm import tqdm
 
-    from utils.mouth_extractor import ExtractionError
+    from utils.video.mouth_extractor import ExtractionError
 
     path = Path(args.video)
     if not path.exists():

@@ -34,9 +34,9 @@ import data_loader  # noqa: E402
 from model import LipNet, LipNetConfig, save_checkpoint  # noqa: E402
 from model.checkpoint import STATES_FILE, read_checkpoint, set_parameters  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
-from utils.decoders import decode_batch  # noqa: E402
-from utils.grid_text import decode as ids_to_text  # noqa: E402
-from utils.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
+from utils.text.decoders import decode_batch  # noqa: E402
+from utils.text.grid_text import decode as ids_to_text  # noqa: E402
+from utils.text.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
 
 log = logging.getLogger("lipnet")
 

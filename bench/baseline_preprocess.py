@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from utils.clip_store import PNG_PATTERN
-from utils.mouth_extractor import MOUTH, load_models, read_video
+from utils.video.mouth_extractor import MOUTH, load_models, read_video
 
 MOUTH_WIDTH, MOUTH_HEIGHT = 100, 50
 HORIZONTAL_PAD = 0.19

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING  # noqa: E402
 import numpy as np  # noqa: E402
 
 from utils.cli import parse_args  # noqa: E402
-from utils.decoders import DECODERS, DEFAULT_BEAM_WIDTH  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
+from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH  # noqa: E402
 
 if TYPE_CHECKING:
     from infer import VideoLipreader

@@ -20,8 +20,8 @@ if __package__ in (None, ""):
 import data_loader  # noqa: E402
 from utils.cli import parse_args  # noqa: E402
 from utils.clip_store import save_packed  # noqa: E402
-from utils.mouth_extractor import MouthExtractor  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
+from utils.video.mouth_extractor import MouthExtractor  # noqa: E402
 
 
 def make_dataset(grid_dir: Path, root: Path, copies: int) -> None:

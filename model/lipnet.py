@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import mxnet as mx
 from mxnet.gluon import nn, rnn
 
-from utils.grid_text import NUM_CLASSES
+from utils.text.grid_text import NUM_CLASSES
 
 # A packed GRU (see GRU.pack) computes with its packed copy, so Gluon would warn on every network
 # loaded for inference that the GRU's own weight matrices are unused.

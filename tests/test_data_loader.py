@@ -32,7 +32,7 @@ from data_loader import (
 from tests.fake_data import write_fake_clips
 from utils import splits
 from utils.clip_store import load_clip, load_packed, save_packed, save_png_folder
-from utils.grid_text import decode, sentence_from_clip_name
+from utils.text.grid_text import decode, sentence_from_clip_name
 
 MEAN = (0.30, 0.50, 0.70)
 STD = (0.10, 0.20, 0.40)  # distinct per channel, so that a swapped channel order shows

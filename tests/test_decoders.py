@@ -16,7 +16,7 @@ from bench.decoders import (
 from bench.decoders import (
     main as bench_main,
 )
-from utils.decoders import (
+from utils.text.decoders import (
     DECODERS,
     GRID_GRAMMAR,
     beam_decode,
@@ -28,7 +28,7 @@ from utils.decoders import (
     prefix_beam_search,
     sentence_log_probs,
 )
-from utils.grid_text import ALPHABET, BLANK, GRAMMAR, NUM_CLASSES, encode, is_grid_sentence
+from utils.text.grid_text import ALPHABET, BLANK, GRAMMAR, NUM_CLASSES, encode, is_grid_sentence
 
 A, B, SP = encode("a")[0], encode("b")[0], encode(" ")[0]
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from utils import grid_text as gt
+from utils.text import grid_text as gt
 
 
 def test_alphabet_layout_matches_example_checkpoint():

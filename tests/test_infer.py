@@ -21,7 +21,7 @@ import pytest
 import infer
 from model import LipNet, LipNetConfig, save_checkpoint
 from utils.clip_store import save_packed
-from utils.grid_text import ALPHABET, is_grid_sentence
+from utils.text.grid_text import ALPHABET, is_grid_sentence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GRID_CLIPS = ["bbaf2n.mpg", "lwbsza.mpg", "swwp2s.mpg"]

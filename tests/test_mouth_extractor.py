@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.mouth_extractor import (
+from utils.video.mouth_extractor import (
     MOUTH,
     REASONS,
     ExtractionError,

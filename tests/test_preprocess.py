@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from utils.clip_store import load_packed, load_png_folder
-from utils.mouth_extractor import MouthExtractor
 from utils.preprocess_data import build_parser, load_manifest, main
+from utils.video.mouth_extractor import MouthExtractor
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = {"s1/bbaf2n": "bbaf2n.mpg", "s1/lwbsza": "lwbsza.mpg", "s2/swwp2s": "swwp2s.mpg"}

@@ -8,7 +8,7 @@ import pytest
 from utils import quickstart
 
 
-def test_quickstart_generates_trains_and_reads_unseen_speakers(tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_quickstart_generates_trains_and_reads_unseen_speakers(tmp_path: Path, capfd: pytest.CaptureFixture):
     status = quickstart.main([
         f"data_path={tmp_path / 'data'}", f"save_dir={tmp_path / 'run'}", "train_speakers=1-2", "val_speakers=3",
         "clips_per_speaker=4", "size=48x24", "channels=4,8,8", "hidden=16", "epochs=1", "batch_size=4",
@@ -17,7 +17,7 @@ def test_quickstart_generates_trains_and_reads_unseen_speakers(tmp_path: Path, c
     assert status == 0
     assert len(list((tmp_path / "data" / "datasets" / "s3").glob("*.npz"))) == 4
     assert (tmp_path / "run" / "best" / "meta.json").is_file()
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert out.count("[Target]") == 4 and out.count("[Pred]") == 4
     assert "CER" in out and "WER" in out and "s3" in out
 

@@ -13,7 +13,7 @@ import pytest
 
 import main
 from utils import preprocess_data
-from utils.grid_text import sentence_from_clip_name
+from utils.text.grid_text import sentence_from_clip_name
 
 pytestmark = pytest.mark.slow
 

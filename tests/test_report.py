@@ -9,8 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.grid_text import BLANK, NUM_CLASSES
-from utils.metrics import GroupedErrorRates
 from utils.report import (
     CSV_COLUMNS,
     ClipResult,
@@ -23,6 +21,8 @@ from utils.report import (
     render_html,
     write_report,
 )
+from utils.text.grid_text import BLANK, NUM_CLASSES
+from utils.text.metrics import GroupedErrorRates
 
 
 def _decode_uri(uri: str) -> np.ndarray:

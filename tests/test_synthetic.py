@@ -10,7 +10,8 @@ from rapidfuzz.distance import Levenshtein
 
 from utils import synthetic
 from utils.clip_store import load_clip
-from utils.grid_text import (
+from utils.make_synthetic import main
+from utils.text.grid_text import (
     GRAMMAR,
     AlignedWord,
     check_align_matches_name,
@@ -18,8 +19,7 @@ from utils.grid_text import (
     parse_align,
     sentence_from_clip_name,
 )
-from utils.make_synthetic import main
-from utils.metrics import wer
+from utils.text.metrics import wer
 
 SMALL = (48, 24)
 

@@ -2,7 +2,7 @@
 
     python utils/preprocess_data.py --src_path=data/mp4s --tgt_path=data/datasets --n_process=2
 
-Each clip is cropped by ``utils.mouth_extractor`` and written atomically, either packed
+Each clip is cropped by ``utils.video.mouth_extractor`` and written atomically, either packed
 (``{tgt}/sN/{clip}.npz``, the default) or as the original example's PNG folders
 (``{tgt}/sN/{clip}/mouth_000.png ...``). ``{tgt}/manifest.jsonl`` records every clip's status
 (``ok`` or a failure reason), its message and frame count; it is appended to after each clip and
@@ -35,8 +35,8 @@ from tqdm import tqdm  # noqa: E402
 from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
 from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
-from utils.mouth_extractor import ExtractionError, MouthExtractor, load_models  # noqa: E402
 from utils.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
+from utils.video.mouth_extractor import ExtractionError, MouthExtractor, load_models  # noqa: E402
 
 VIDEO_SUFFIXES = frozenset({".mpg", ".mpeg", ".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".wmv", ".flv"})
 MANIFEST_NAME = "manifest.jsonl"

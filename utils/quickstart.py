@@ -20,10 +20,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from utils.cli import parse_args, parse_size, parse_speakers, str2bool  # noqa: E402
-from utils.paths import CHECKPOINT_DIR, DATA_DIR  # noqa: E402
+from utils.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +55,11 @@ def _speakers(values: list[int]) -> str:
     return ",".join(str(v) for v in values)
 
 
+def _run_script(script: str, args: list[str]) -> int:
+    """Run one of the project's entry scripts as its own process (its output goes straight to ours)."""
+    return subprocess.run([sys.executable, str(REPO_ROOT / script), *args], check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     overlap = set(args.train_speakers) & set(args.val_speakers)
@@ -67,16 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     generate(args.data_path, speakers=sorted(args.train_speakers + args.val_speakers),
              clips_per_speaker=args.clips_per_speaker, seed=args.seed, size=args.size, progress=args.progress)
 
-    import infer
-    import main as train_main
-
     data = [f"image_path={Path(args.data_path) / 'datasets'}", f"align_path={Path(args.data_path) / 'align'}",
             f"speakers={_speakers(args.train_speakers + args.val_speakers)}",
             f"val_speakers={_speakers(args.val_speakers)}", "num_gpus=0", f"progress={args.progress}"]
     print(f"[2/3] training a narrow LipNet in {args.save_dir}", file=sys.stderr)
     last = Path(args.save_dir) / "last"
     resume = [f"model_path={last}"] if (last / "meta.json").is_file() else []
-    status = train_main.main(data + resume + [
+    status = _run_script("main.py", data + resume + [
         f"save_dir={args.save_dir}", f"channels={args.channels}", f"hidden={args.hidden}",
         f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"lr={args.lr}", f"seed={args.seed}",
         "norm=instance", "dr_rate=0.2", "flip_prob=0", "jitter_prob=0", "lr_schedule=cosine", "val_interval=5",
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return status
     print(f"[3/3] reading the unseen speakers {_speakers(args.val_speakers)} with {args.save_dir}/best",
           file=sys.stderr)
-    status = infer.main(data + [f"model_path={args.save_dir}", "data_type=valid", f"decoder={args.decoder}"])
+    status = _run_script("infer.py", data + [f"model_path={args.save_dir}", "data_type=valid",
+                                             f"decoder={args.decoder}"])
     print(f"quick start finished in {(time.perf_counter() - started) / 60:.1f} min; the checkpoint is in "
           f"{args.save_dir} (python infer.py model_path={args.save_dir} ...)", file=sys.stderr)
     return status

@@ -21,8 +21,8 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from utils.atomic import write_text_atomic
-from utils.grid_text import ALPHABET, NUM_CLASSES
-from utils.metrics import ErrorRates, GroupedErrorRates
+from utils.text.grid_text import ALPHABET, NUM_CLASSES
+from utils.text.metrics import ErrorRates, GroupedErrorRates
 
 CSV_NAME = "predictions.csv"
 HTML_NAME = "report.html"

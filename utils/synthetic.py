@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 from utils.atomic import write_bytes_atomic
 from utils.clip_store import PACKED_SUFFIX, save_packed
-from utils.grid_text import GRAMMAR, sentence_from_clip_name
 from utils.paths import DATA_DIR
+from utils.text.grid_text import GRAMMAR, sentence_from_clip_name
 
 DEFAULT_TGT_PATH = DATA_DIR / "synthetic"
 DEFAULT_SIZE = (100, 50)  # (width, height), the GRID mouth-crop size

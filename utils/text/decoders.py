@@ -1,7 +1,7 @@
 """CTC decoders for the 28-class GRID output: greedy, prefix beam search and exact GRID-grammar decoding.
 
 Every decoder takes log-probabilities of shape (T, 28) (the model output after log_softmax), class 27
-being the CTC blank and classes 0-26 ``utils.grid_text.ALPHABET``. All arithmetic is in log space in
+being the CTC blank and classes 0-26 ``utils.text.grid_text.ALPHABET``. All arithmetic is in log space in
 float64, so long clips and distributions with exact zeros (log 0 = -inf) neither underflow nor give NaN.
 
 The grammar decoder is exact: it returns the argmax over every sentence of the grammar of P(sentence | x),
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.grid_text import BLANK, GRAMMAR, NUM_CLASSES, SPACE, encode
-from utils.grid_text import decode as ids_to_text
+from utils.text.grid_text import BLANK, GRAMMAR, NUM_CLASSES, SPACE, encode
+from utils.text.grid_text import decode as ids_to_text
 
 DECODERS = ("greedy", "beam", "grammar")
 DEFAULT_BEAM_WIDTH = 25
@@ -29,7 +29,7 @@ DEFAULT_BEAM_WIDTH = 25
 # The GRID grammar as words per slot: command, colour, preposition, letter, digit, adverb.
 GRID_GRAMMAR: tuple[tuple[str, ...], ...] = tuple(tuple(slot.values()) for slot in GRAMMAR)
 
-# One slot is either a collection of words or a code -> word mapping such as utils.grid_text.GRAMMAR's.
+# One slot is either a collection of words or a code -> word mapping such as utils.text.grid_text.GRAMMAR's.
 GrammarSpec = Sequence[Iterable[str] | Mapping[str, str]]
 
 _NEG_INF = -np.inf

@@ -1,0 +1,1 @@
+"""Video decoding and mouth extraction (OpenCV, dlib); no MXNet."""
