@@ -1,6 +1,7 @@
-"""Shared fixtures: the real GRID clips in ``../shared`` beside the checkout."""
+"""Shared fixtures: the real GRID clips in ``../shared`` beside the checkout, and a LipNet trained on them."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,40 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def grid_dir(shared_dir: Path) -> Path:
     return shared_dir / "grid"
+
+
+@pytest.fixture(scope="session")
+def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A narrow LipNet trained on the three shared clips until it reads them exactly (a few minutes on
+    2 cores; batch norm, no dropout or augmentation, so that it can memorise three sentences).
+
+    Returns the crops folder, the run folder and a folder of links to the raw videos (speaker s1).
+    """
+    import main
+    from utils import preprocess_data
+
+    root = tmp_path_factory.mktemp("real")
+    videos = root / "videos" / "s1"
+    videos.mkdir(parents=True)
+    for clip in sorted(grid_dir.glob("*.mpg")):
+        (videos / clip.name).symlink_to(clip)  # read in place, never copied
+    crops = root / "crops"
+    assert preprocess_data.main([f"src_path={root / 'videos'}", f"tgt_path={crops}", "n_process=2"]) == 0
+    clip_list = root / "clips.txt"
+    clip_list.write_text("".join(f"s1/{clip.stem}\n" for clip in sorted(grid_dir.glob("*.mpg"))))
+    # CTC on three clips sometimes settles with one short word ("at", "by") below the blank on the
+    # greedy path (one run in four here; shorter schedules did so more often); a restart from
+    # another seed gets past that, so up to three seeds are tried.
+    for seed in (1, 2, 3):
+        run = root / f"run-seed{seed}"
+        status = main.main([
+            f"image_path={crops}", f"align_path={grid_dir.parent / 'no-aligns'}", f"train_list={clip_list}",
+            f"val_list={clip_list}", f"save_dir={run}", "num_gpus=0", "channels=16,32,48", "hidden=128",
+            "norm=batch", "dr_rate=0", "flip_prob=0", "jitter_prob=0", "batch_size=3", "lr=0.003",
+            "lr_schedule=cosine", "epochs=900", f"seed={seed}", "val_interval=10", "stop_wer=0",
+            "progress=false", "show_examples=0",
+        ])
+        assert status == 0
+        if json.loads((run / "best" / "meta.json").read_text())["metrics"]["val_wer"] == 0.0:
+            break
+    return {"crops": crops, "run": run, "videos": videos}
