@@ -1,6 +1,10 @@
 """The mouth extractor on the real GRID clips, checked against landmarks found independently."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -20,6 +24,19 @@ from utils.video.mouth_extractor import (
 
 CLIPS = ("bbaf2n", "lwbsza", "swwp2s")
 W, H = 100, 50
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Tests run as root, whose CAP_DAC_OVERRIDE reads any file: a child without it sees modes as a user does.
+WITHOUT_ROOT_READ = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                     "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def read_video_in_child(path: Path, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    """``read_video(path)`` in a fresh process; prints the failure reason; stderr is the process's own."""
+    code = ("import sys\nfrom utils.video.mouth_extractor import ExtractionError, read_video\n"
+            "try:\n    read_video(sys.argv[1])\nexcept ExtractionError as err:\n    print(err.reason, err)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    return subprocess.run([*(prefix or []), sys.executable, "-c", code, str(path)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +190,46 @@ def test_unreadable_files_get_machine_readable_reasons(tmp_path, grid_dir, extra
         assert err.value.reason == reason and err.value.path == str(tmp_path / file)
         assert str(err.value).startswith(f"{tmp_path / file}: ")
     assert set(cases.values()) <= set(REASONS)
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_unreadable_file_is_permission_denied_not_a_decode_error(tmp_path, grid_dir):
+    video = tmp_path / "locked.mpg"
+    video.write_bytes((grid_dir / "bbaf2n.mpg").read_bytes())
+    video.chmod(0)
+    proc = read_video_in_child(video, WITHOUT_ROOT_READ)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"permission_denied {video}: permission denied"), proc.stdout
+    assert "permission_denied" in REASONS
+
+
+def test_other_read_errors_are_named_with_the_os_reason(tmp_path, monkeypatch):
+    video = tmp_path / "clip.mpg"
+    video.write_bytes(b"x" * 100)
+    real_open = open
+
+    def failing_open(file, *args, **kwargs):
+        if Path(file) == video:
+            raise OSError(5, "Input/output error")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+    with pytest.raises(ExtractionError, match="Input/output error") as err:
+        read_video(video)
+    assert err.value.reason == "read_error"
+
+
+def test_ffmpeg_messages_stay_off_stderr(tmp_path):
+    """A truncated mp4 (its index, the moov atom, is at the end) makes FFmpeg log "moov atom not found"."""
+    video = tmp_path / "cut.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25, (160, 120))
+    for frame in np.random.default_rng(0).integers(0, 255, (20, 120, 160, 3), dtype=np.uint8):
+        writer.write(frame)
+    writer.release()
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    proc = read_video_in_child(video)
+    assert proc.stdout.startswith("decode_error "), proc.stdout
+    assert proc.stderr == ""
 
 
 def test_models_load_once_per_process(extractor):

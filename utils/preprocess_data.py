@@ -247,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     n_process = min(args.n_process, max(len(todo), 1))
     print(f"{len(jobs)} clip(s) under {src}: {len(jobs) - len(todo)} already done or failed before, "
           f"{len(todo)} to process with {n_process} process(es)")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # reasons go to the manifest, not the console
     start = time.perf_counter()
     processed = failed_now = 0
     interrupted = False

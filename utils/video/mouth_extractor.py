@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ _DETECT_MAX_SIDE = 640  # full-frame search runs on frames shrunk to this size (
 
 REASONS = {
     "missing": "the file does not exist",
+    "permission_denied": "permission denied: this user may not read the file",
+    "read_error": "the file cannot be read",
     "empty_file": "the file is empty",
     "decode_error": "OpenCV cannot decode a video frame from the file",
     "too_short": "too few frames decoded (a very short or truncated video)",
@@ -101,13 +104,42 @@ def _load_models(predictor_path: str) -> tuple[dlib.fhog_object_detector, dlib.s
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path)
 
 
+def _quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own messages ("moov atom not found", "ac-tex damaged") off the console.
+
+    OpenCV's FFmpeg backend logs straight to stderr, where they reached ``infer.py``'s users beside
+    our one-line reason. OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` once, when the first video of the
+    process is opened, so this runs at import; a value the user set is kept.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
+_quiet_ffmpeg()
+
+
+def _check_readable(path: Path) -> None:
+    """ExtractionError with the OS's reason when ``path`` cannot be read, before OpenCV hides it.
+
+    OpenCV reports an unreadable file only as one that yields no frames, so a file of mode 000 was
+    called "not a video".
+    """
+    if not path.is_file():
+        raise ExtractionError("missing", path, REASONS["missing"])
+    try:
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+    except PermissionError:
+        raise ExtractionError("permission_denied", path, REASONS["permission_denied"]) from None
+    except OSError as err:
+        raise ExtractionError("read_error", path, f"{REASONS['read_error']} ({err.strerror or err})") from None
+    if empty:
+        raise ExtractionError("empty_file", path, REASONS["empty_file"])
+
+
 def read_video(path: str | Path) -> tuple[list[np.ndarray], float]:
     """Every frame of a video (BGR, as OpenCV decodes it) and its frame rate (25 when unknown)."""
     path = Path(path)
-    if not path.is_file():
-        raise ExtractionError("missing", path, REASONS["missing"])
-    if path.stat().st_size == 0:
-        raise ExtractionError("empty_file", path, REASONS["empty_file"])
+    _check_readable(path)
     cap = cv2.VideoCapture(str(path))
     try:
         frames = []
