@@ -273,3 +273,96 @@ def test_find_jobs_maps_videos_to_targets(tmp_path, capsys):
     assert "a.mpg ignored" in capsys.readouterr().err
     png = find_jobs(tmp_path / "src", tmp_path / "tgt", "png")
     assert [j.target.relative_to(tmp_path / "tgt").as_posix() for j in png] == ["s1/a", "s2/b", "top"]
+
+
+# Tests run as root, whose CAP_DAC_OVERRIDE writes anywhere: a child without it sees modes as a user does.
+WITHOUT_ROOT_WRITE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                      "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_read_only_target_is_one_line_and_exit_2(tmp_path, grid_dir):
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    link_clips(src, grid_dir, {"s1/bbaf2n": "bbaf2n.mpg"})
+    tgt.mkdir()
+    tgt.chmod(0o555)
+    proc = subprocess.run([*WITHOUT_ROOT_WRITE, sys.executable, "utils/preprocess_data.py", f"src_path={src}",
+                           f"tgt_path={tgt}", "n_process=1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {tgt}: cannot write the crops and manifest here (Permission denied")
+    assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_manifest_that_cannot_be_written_mid_run_is_named(tmp_path, grid_dir, monkeypatch, capsys):
+    import utils.preprocess_data as prep
+
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    link_clips(src, grid_dir, {"s1/bbaf2n": "bbaf2n.mpg"})
+    real = prep.write_manifest
+    calls = []
+
+    def full_disk_at_the_end(*args):
+        calls.append(args)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device", str(tgt / "manifest.jsonl"))
+        real(*args)
+
+    monkeypatch.setattr(prep, "write_manifest", full_disk_at_the_end)
+    assert main([f"src_path={src}", f"tgt_path={tgt}", "n_process=1"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tgt / 'manifest.jsonl'}: cannot write (No space left on device" in err
+    assert list(load_manifest(tgt)) == ["s1/bbaf2n"]  # the appended record survived
+
+
+def test_rerun_with_everything_done_exits_0_as_the_readme_says(tmp_path, grid_dir, capsys):
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    link_clips(src, grid_dir, {"s1/bbaf2n": "bbaf2n.mpg"})
+    args = [f"src_path={src}", f"tgt_path={tgt}", "n_process=1"]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "0 to process" in capsys.readouterr().out
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Mouth crops"):readme.index("### Standard splits")]
+    statuses = section[section.index("**Exit status**"):].split("\n-", 1)[0]
+    assert "0 when every clip is ok, also on a rerun that finds everything done" in " ".join(statuses.split())
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie that nobody has reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_workers_die_quietly_with_a_killed_parent(tmp_path, grid_dir):
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    link_clips(src, grid_dir, {f"s{k}/{Path(c).name}": f for k in (1, 2) for c, f in GOOD.items()})
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "utils/preprocess_data.py", f"src_path={src}", f"tgt_path={tgt}",
+                                 "n_process=2"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        while len(child_pids(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = child_pids(proc.pid)
+        assert len(workers) >= 2, "the pool did not start"
+        time.sleep(0.5)  # the workers are inside their first clip
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 2
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    survivors = [pid for pid in workers if alive(pid)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, "workers outlived their parent"
+    time.sleep(0.2)
+    assert "Traceback" not in log.read_text() and "BrokenPipeError" not in log.read_text()

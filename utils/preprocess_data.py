@@ -8,8 +8,9 @@ Each clip is cropped by ``utils.video.mouth_extractor`` and written atomically, 
 (``ok`` or a failure reason), its message and frame count; it is appended to after each clip and
 rewritten atomically at the start and end, so a killed run leaves a valid manifest. A rerun skips
 the clips the manifest records as done (and failed ones unless ``--retry_failed``), so an
-interrupted run resumes where it stopped. Exit status: 0 when every clip is ok, 1 when some failed,
-2 when there is nothing to do, 130 when interrupted.
+interrupted run resumes where it stopped. Exit status: 0 when every clip is ok (also on a rerun that
+finds everything done), 1 when some failed, 2 when the input or the output folder is unusable (no
+such folder, no videos, a ``tgt_path`` that cannot be written), 130 when interrupted.
 """
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import ctypes  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
@@ -124,12 +126,32 @@ _extractor: MouthExtractor | None = None
 _format = "packed"
 
 
-def _init_worker(size: tuple[int, int], fmt: str, pool_worker: bool) -> None:
-    """Give this process its extractor (dlib's models load once per process, or come with the fork);
-    in a pool worker, Ctrl-C is left to the parent, which keeps the manifest consistent."""
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the parent process dies (Linux; elsewhere nothing happens).
+
+    A worker outliving a SIGKILLed parent finished its clip, then printed a BrokenPipeError traceback
+    when it could not hand the result back; killed at once, it leaves only a temporary file, which
+    the next run deletes.
+    """
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
+def _init_worker(size: tuple[int, int], fmt: str, parent: int | None) -> None:
+    """Give this process its extractor (dlib's models load once per process, or come with the fork).
+
+    A pool worker (``parent`` is its parent's pid) leaves Ctrl-C to the parent, which keeps the
+    manifest consistent, and dies with it."""
     global _extractor, _format
-    if pool_worker:
+    if parent is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with_parent(parent)
     cv2.setNumThreads(1)
     _extractor = MouthExtractor(size=size)
     _format = fmt
@@ -166,7 +188,7 @@ def worker_results(jobs: list[Job], n_process: int, size: tuple[int, int],
     if not jobs:
         yield iter(())
     elif n_process == 1:
-        _init_worker(size, fmt, pool_worker=False)
+        _init_worker(size, fmt, parent=None)
         yield map(process_clip, jobs)
     else:
         # Forked after the models are loaded, workers share them instead of each spending ~1.2 s on it;
@@ -175,7 +197,7 @@ def worker_results(jobs: list[Job], n_process: int, size: tuple[int, int],
         if "fork" in methods:
             load_models()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        with context.Pool(n_process, initializer=_init_worker, initargs=(size, fmt, True)) as pool:
+        with context.Pool(n_process, initializer=_init_worker, initargs=(size, fmt, os.getpid())) as pool:
             yield pool.imap_unordered(process_clip, jobs, chunksize=1)
 
 
@@ -223,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reason(err: OSError) -> str:
+    """``Permission denied: 'data/datasets/x'``: the OS's words and the file, without the errno."""
+    return f"{err.strerror or err}" + (f": {str(err.filename)!r}" if err.filename else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     if args.n_process < 1:
@@ -236,11 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         print(f"error: {src}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})", file=sys.stderr)
         return 2
-    tgt.mkdir(parents=True, exist_ok=True)
-    if removed := remove_stale_temporaries(jobs, tgt):
-        print(f"removed {removed} temporary file(s) left by an interrupted run")
-    records = load_manifest(tgt)
-    write_manifest(tgt, records)  # drops a torn last line before anything is appended
+    try:
+        tgt.mkdir(parents=True, exist_ok=True)
+        if removed := remove_stale_temporaries(jobs, tgt):
+            print(f"removed {removed} temporary file(s) left by an interrupted run")
+        records = load_manifest(tgt)
+        write_manifest(tgt, records)  # drops a torn last line before anything is appended
+    except OSError as err:
+        print(f"error: {tgt}: cannot write the crops and manifest here ({_reason(err)})", file=sys.stderr)
+        return 2
     size = f"{args.size[0]}x{args.size[1]}"
     todo = [job for job in jobs if not is_done(job, records.get(job.clip), size, args.format)
             and (args.retry_failed or records.get(job.clip, {}).get("status", "ok") == "ok")]
@@ -250,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     processed = failed_now = 0
     interrupted = False
+    write_failure: OSError | None = None
     try:
         with open(manifest_path(tgt), "a", encoding="utf-8") as manifest, \
                 worker_results(todo, n_process, args.size, args.format) as results, \
@@ -266,9 +298,17 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update()
     except KeyboardInterrupt:
         interrupted = True
-    finally:
+    except OSError as err:  # the manifest could not be appended to (a full disk, a folder made read-only)
+        write_failure = err
+    try:
         write_manifest(tgt, records)
+    except OSError as err:
+        write_failure = write_failure or err
     failed = summarise(jobs, records, processed, time.perf_counter() - start)
+    if write_failure is not None:
+        print(f"error: {manifest_path(tgt)}: cannot write ({_reason(write_failure)}); the clips written so far "
+              "are kept, a rerun redoes those it has no record of", file=sys.stderr)
+        return 2
     if interrupted:
         print("interrupted: finished clips are kept; run the same command again to resume", file=sys.stderr)
         return 130
