@@ -32,7 +32,7 @@ from tqdm import tqdm  # noqa: E402
 
 import data_loader  # noqa: E402
 from model import LipNet, LipNetConfig, save_checkpoint  # noqa: E402
-from model.checkpoint import STATES_FILE, read_checkpoint, set_parameters  # noqa: E402
+from model.checkpoint import STATES_FILE, load_trainer_states, read_checkpoint, set_parameters  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.text.decoders import decode_batch  # noqa: E402
 from utils.text.grid_text import decode as ids_to_text  # noqa: E402
@@ -155,7 +155,7 @@ def resolve_start(model_path: str | None) -> Start:
     """Read what ``model_path`` holds: a checkpoint (resume) or the example's parameter file (fine-tune)."""
     if not model_path:
         return Start()
-    contents = read_checkpoint(model_path, prefer="last")
+    contents = read_checkpoint(model_path, prefer="last", states=True)
     mean, std = list(contents.mean), list(contents.std)
     if contents.folder is None:
         log.info("fine-tuning from the original example's parameters in %s", contents.source)
@@ -486,7 +486,7 @@ def train(args: argparse.Namespace) -> dict:
         log.warning("kvstore=%s keeps the optimiser state on the servers, where it cannot be saved: Adam "
                     "restarts from zero moments", args.kvstore)
     elif start.states_file is not None:
-        trainer.load_states(str(start.states_file))
+        load_trainer_states(trainer, start.states_file)
     workers.share_parameters(trainer)
     loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
     board = TensorBoard(save_dir / "tensorboard") if workers.rank == 0 else None

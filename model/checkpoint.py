@@ -6,13 +6,22 @@ iteration, metrics, decoder). It is written under a temporary name and renamed i
 crash mid-save leaves the previous checkpoint intact. A training run keeps ``last/`` and ``best/``
 side by side in its save folder.
 
+``meta.json`` records the size and SHA-256 of ``model.params`` and ``trainer.states``; reading a
+checkpoint checks them, so a file truncated or overwritten after it was saved is named with what is
+wrong instead of being trained on (4 KB overwritten in place loaded without complaint and made every
+batch non-finite). Checkpoints from before the checksums load unchecked, and any parameter file
+is refused if it holds NaN or infinite values. When ``last/`` (or ``best/``) is damaged, the error
+offers its intact sibling.
+
 ``load_lipnet`` also reads the original Apache MXNet example's parameter file, in the names
 MXNet 1.9.1 writes and in the older ``gruK.l0_i2h_weight`` names of MXNet before 1.6.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -20,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mxnet as mx
+import numpy as np
 from mxnet.base import MXNetError
 
 from model.lipnet import LipNet, LipNetConfig
@@ -27,6 +37,7 @@ from model.lipnet import LipNet, LipNetConfig
 PARAMS_FILE = "model.params"
 STATES_FILE = "trainer.states"
 META_FILE = "meta.json"
+SIBLINGS = {"last": "best", "best": "last"}  # the two checkpoints of a run folder
 FORMAT = "lipnet-mxnet-checkpoint"
 # How the original example normalised its RGB crops (after scaling to [0, 1]) and decoded.
 EXAMPLE_MEAN = (0.7136, 0.4906, 0.3283)
@@ -75,6 +86,39 @@ def read_meta(path: str | Path, prefer: str = "last") -> tuple[Path, dict]:
     return folder, meta
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint file that is missing or differs from what was saved; the message names it."""
+
+
+def file_record(path: Path) -> dict:
+    """Size and SHA-256 of a file, as ``meta.json`` records them."""
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return {"bytes": path.stat().st_size, "sha256": digest}
+
+
+def verify_files(folder: Path, meta: dict, names: tuple[str, ...]) -> None:
+    """DamagedCheckpoint naming the first of ``names`` that differs from its record in ``meta``.
+
+    Files without a record (checkpoints from before the checksums) are not checked.
+    """
+    records = meta.get("files") or {}
+    for name in names:
+        record = records.get(name)
+        if not isinstance(record, dict):
+            continue
+        path = folder / name
+        if not path.is_file():
+            raise DamagedCheckpoint(f"{path}: missing ({META_FILE} records it)")
+        size, expected = path.stat().st_size, record.get("bytes")
+        if size != expected:
+            what = "truncated" if isinstance(expected, int) and size < expected else "changed"
+            raise DamagedCheckpoint(f"{path}: damaged ({what}: {size} bytes, {expected} when saved)")
+        if file_record(path)["sha256"] != record.get("sha256"):
+            raise DamagedCheckpoint(f"{path}: damaged (its SHA-256 differs from the one recorded when it was "
+                                    "saved: the same size, other contents)")
+
+
 def load_param_file(path: str | Path) -> dict[str, mx.nd.NDArray]:
     """Arrays of an MXNet parameter file, with old recurrent names mapped to MXNet 1.9.1's."""
     try:
@@ -86,6 +130,10 @@ def load_param_file(path: str | Path) -> dict[str, mx.nd.NDArray]:
         raise ValueError(f"{path}: not a readable MXNet parameter file ({reason})") from None
     if not isinstance(arrays, dict) or not arrays:
         raise ValueError(f"{path}: not a parameter file of named arrays")
+    for name, array in arrays.items():
+        bad = int((~np.isfinite(array.asnumpy())).sum())
+        if bad:
+            raise DamagedCheckpoint(f"{path}: damaged ({name} holds {bad} NaN or infinite values)")
     renamed = {}
     for name, array in arrays.items():
         name = name.split(":", 1)[-1]  # "arg:" / "aux:" prefixes of symbolic checkpoints
@@ -140,9 +188,40 @@ class CheckpointContents:
     source: Path
 
 
-def read_checkpoint(path: str | Path, prefer: str = "best") -> CheckpointContents:
+def _read_folder(path: Path, prefer: str, states: bool) -> CheckpointContents:
+    folder, meta = read_meta(path, prefer)
+    verify_files(folder, meta, (PARAMS_FILE, STATES_FILE) if states else (PARAMS_FILE,))
+    try:
+        config = LipNetConfig(**meta["config"])
+        mean, std = tuple(meta["normalisation"]["mean"]), tuple(meta["normalisation"]["std"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{folder / META_FILE}: incomplete checkpoint description ({err})") from None
+    return CheckpointContents(config, load_param_file(folder / PARAMS_FILE), mean, std, meta, folder,
+                              folder / PARAMS_FILE)
+
+
+def _intact_sibling(folder: Path, states: bool) -> str:
+    """' ; {run}/best (epoch N) is intact: ...' where ``folder`` is a run's last/ (or best/) and the
+    other one reads cleanly, else ''."""
+    other = SIBLINGS.get(folder.name)
+    if other is None or not (folder.parent / other / META_FILE).is_file():
+        return ""
+    try:
+        contents = _read_folder(folder.parent / other, other, states)
+    except (OSError, ValueError):
+        return ""
+    epoch = contents.meta.get("state", {}).get("epoch")
+    when = f" (after epoch {epoch})" if isinstance(epoch, int) else ""
+    return f"; {contents.folder}{when} is intact: use model_path={contents.folder}"
+
+
+def read_checkpoint(path: str | Path, prefer: str = "best", states: bool = False) -> CheckpointContents:
     """Read one of our checkpoints (a run folder, a checkpoint folder or its ``model.params``) or the
-    original example's parameter file (either naming); clear errors for anything else."""
+    original example's parameter file (either naming); clear errors for anything else.
+
+    The recorded checksums of ``model.params``, and with ``states`` (a resume) of ``trainer.states``,
+    are checked; an error about a run's ``last/`` or ``best/`` offers the other one if it is intact.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint or parameter file")
@@ -154,14 +233,20 @@ def read_checkpoint(path: str | Path, prefer: str = "best") -> CheckpointContent
             raise ValueError(f"{path}: {err}") from None
         meta = {"decoder": {"method": "beam", "beam_width": EXAMPLE_BEAM_WIDTH}}
         return CheckpointContents(config, arrays, EXAMPLE_MEAN, EXAMPLE_STD, meta, None, path)
-    folder, meta = read_meta(path, prefer)
     try:
-        config = LipNetConfig(**meta["config"])
-        mean, std = tuple(meta["normalisation"]["mean"]), tuple(meta["normalisation"]["std"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{folder / META_FILE}: incomplete checkpoint description ({err})") from None
-    return CheckpointContents(config, load_param_file(folder / PARAMS_FILE), mean, std, meta, folder,
-                              folder / PARAMS_FILE)
+        return _read_folder(path, prefer, states)
+    except ValueError as err:
+        folder = _resolve(path if path.is_dir() else path.parent, prefer)
+        raise type(err)(f"{err}{_intact_sibling(folder, states)}") from None
+
+
+def load_trainer_states(trainer: mx.gluon.Trainer, path: Path) -> None:
+    """``trainer.load_states`` with an error naming the file where it is not a readable trainer state
+    (checkpoints from before the checksums, whose damage only shows here)."""
+    try:
+        trainer.load_states(str(path))
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, MXNetError) as err:
+        raise DamagedCheckpoint(f"{path}: not a readable trainer state ({type(err).__name__}: {err})") from None
 
 
 def load_lipnet(path: str | Path, ctx: object = None, prefer: str = "best") -> LoadedLipNet:
@@ -193,7 +278,8 @@ def save_checkpoint(folder: str | Path, net: LipNet, trainer: mx.gluon.Trainer |
         net.save_parameters(str(tmp / PARAMS_FILE))
         if trainer is not None:
             trainer.save_states(str(tmp / STATES_FILE))
-        full = {"format": FORMAT, "version": 1, "config": net.config.to_dict(), **meta}
+        files = {name: file_record(tmp / name) for name in (PARAMS_FILE, STATES_FILE) if (tmp / name).is_file()}
+        full = {"format": FORMAT, "version": 1, "config": net.config.to_dict(), **meta, "files": files}
         (tmp / META_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
         _replace_folder(tmp, folder)
     except BaseException:
