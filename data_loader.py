@@ -46,7 +46,7 @@ import mxnet as mx  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
 from utils.clip_store import PACKED_SUFFIX, load_clip  # noqa: E402
-from utils.splits import SPLITS, make_split, read_clip_list, speaker_of  # noqa: E402
+from utils.splits import SPLITS, listed_clips, make_split, speaker_of  # noqa: E402
 from utils.text.grid_text import AlignedWord, align_sentence, encode, parse_align, sentence_from_clip_name  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -126,18 +126,27 @@ def select_clips(
     val_list: str | Path | None = None,
     speakers: Sequence[int] | None = None,
     val_speakers: Sequence[int] | None = None,
+    missing_clips: str = "warn",
 ) -> tuple[list[str], list[str]]:
-    """Training and validation clip ids: from list files, from validation speakers, or a standard split."""
-    present = set(clip_ids)
+    """Training and validation clip ids: from list files, from validation speakers, or a standard split.
+
+    ``missing_clips`` ('warn' or 'error') is what clips named in a list but absent get (``listed_clips``).
+    """
+    found = set(clip_ids)
+    present = found
     if speakers:
         wanted = {f"s{s}" for s in speakers}
         present = {c for c in present if speaker_of(c) in wanted}
     if train_list or val_list:
         if not (train_list and val_list):
             raise ValueError("give both train_list and val_list, or neither")
-        train = [c for c in read_clip_list(train_list) if c in present]
-        val = [c for c in read_clip_list(val_list) if c in present]
-        return train, val
+        chosen = []
+        for path in (train_list, val_list):
+            clips = [c for c in listed_clips(path, found, missing_clips) if c in present]
+            if not clips:
+                raise ValueError(f"clip list {path}: none of its clips is of the speakers selected ({speakers})")
+            chosen.append(clips)
+        return chosen[0], chosen[1]
     if val_speakers:
         held = {f"s{s}" for s in val_speakers}
         ordered = sorted(present)

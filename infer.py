@@ -24,7 +24,7 @@ import numpy as np
 from utils.cli import parse_args, parse_speakers, str2bool
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.report import ClipResult, ordered_groups, write_report
-from utils.splits import SPLITS
+from utils.splits import MISSING_CLIPS, SPLITS
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="standard protocol: unseen speakers or overlapped (default: %(default)s)")
     data.add_argument("--train_list", default=None, help="file of SPEAKER/CLIP lines of the training side")
     data.add_argument("--val_list", default=None, help="file of SPEAKER/CLIP lines of the validation side")
+    data.add_argument("--missing_clips", default="warn", choices=MISSING_CLIPS,
+                      help="clips a list names that are absent: warn and go on, or error (default: %(default)s)")
     data.add_argument("--speakers", type=parse_speakers, default=None, help="only these speakers, e.g. 1-34 or 1,2,20")
     data.add_argument("--val_speakers", type=parse_speakers, default=None,
                       help="validation side = these speakers, training side = the rest (overrides --split)")
@@ -182,7 +184,7 @@ def run_dataset(args: argparse.Namespace, loaded: LoadedLipNet, ctxs: Sequence[m
 
     clips = data_loader.discover_clips(args.image_path)
     train_ids, val_ids = data_loader.select_clips(clips, args.split, args.train_list, args.val_list,
-                                                  args.speakers, args.val_speakers)
+                                                  args.speakers, args.val_speakers, args.missing_clips)
     ids = val_ids if args.data_type == "valid" else train_ids
     records = data_loader.build_records({c: clips[c] for c in ids}, args.align_path)
     if not records:

@@ -12,7 +12,7 @@ import sys
 
 from utils.cli import parse_args, parse_speakers, str2bool
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
-from utils.splits import SPLITS
+from utils.splits import MISSING_CLIPS, SPLITS
 
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "(255 clips of each speaker held out)")
     data.add_argument("--train_list", default=None, help="file of SPEAKER/CLIP lines to train on (with --val_list)")
     data.add_argument("--val_list", default=None, help="file of SPEAKER/CLIP lines to validate on")
+    data.add_argument("--missing_clips", default="warn", choices=MISSING_CLIPS,
+                      help="clips a list names that are absent: warn (counted, the first named) and go on, "
+                           "or error")
     data.add_argument("--speakers", type=parse_speakers, default=None, help="only these speakers, e.g. 1-34 or 1,2,20")
     data.add_argument("--val_speakers", type=parse_speakers, default=None,
                       help="validate on these speakers and train on the rest (overrides --split)")

@@ -442,7 +442,7 @@ def train(args: argparse.Namespace) -> dict:
 
     clips = data_loader.discover_clips(args.image_path)
     train_ids, val_ids = data_loader.select_clips(
-        clips, args.split, args.train_list, args.val_list, args.speakers, args.val_speakers)
+        clips, args.split, args.train_list, args.val_list, args.speakers, args.val_speakers, args.missing_clips)
     train_records = data_loader.build_records({c: clips[c] for c in train_ids}, args.align_path)
     val_records = data_loader.build_records({c: clips[c] for c in val_ids}, args.align_path)
     if not train_records:

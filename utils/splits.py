@@ -4,16 +4,20 @@ Clip ids are ``SPEAKER/CLIP`` strings such as ``s14/bbaq7n``, the form published
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 UNSEEN_VALIDATION_SPEAKERS = frozenset({"s1", "s2", "s20", "s22"})
 OVERLAP_HELD_OUT_PER_SPEAKER = 255
 OVERLAP_SEED = 1611  # the LipNet arXiv number; any fixed value keeps the split reproducible
 SPLITS = ("unseen", "overlapped")
+MISSING_CLIPS = ("warn", "error")  # what a clip list naming absent clips gets
+_SHOWN = 5  # absent clips named in the message
+log = logging.getLogger(__name__)
 _CLIP_ID = re.compile(r"^s\d+/[^/\s]+$")
 
 
@@ -81,6 +85,28 @@ def read_clip_list(path: str | Path) -> list[str]:
         except ValueError as err:
             raise ValueError(f"{path}:{number}: {err}") from None
     return ids
+
+
+def listed_clips(path: str | Path, available: Collection[str], missing: str = "warn") -> list[str]:
+    """The clip ids of list file ``path`` that are in ``available``, in the file's order.
+
+    Clips it names that are absent are counted and the first few named, as a warning (``missing``
+    'warn') or a ValueError ('error'); a list none of whose clips is present is always an error. A
+    list naming 4 clips of which 3 were absent once trained on 1 clip without a word.
+    """
+    if missing not in MISSING_CLIPS:
+        raise ValueError(f"missing_clips must be one of {', '.join(MISSING_CLIPS)}, got {missing!r}")
+    listed = read_clip_list(path)
+    if not listed:
+        raise ValueError(f"clip list {path}: names no clips")
+    absent = [clip for clip in listed if clip not in available]
+    if absent:
+        shown = ", ".join(absent[:_SHOWN]) + (" ..." if len(absent) > _SHOWN else "")
+        message = f"clip list {path}: {len(absent)} of the {len(listed)} clips it names are absent ({shown})"
+        if missing == "error" or len(absent) == len(listed):
+            raise ValueError(message)
+        log.warning("%s; going on without them (missing_clips=error stops instead)", message)
+    return [clip for clip in listed if clip in available]
 
 
 def write_clip_list(path: str | Path, clip_ids: Iterable[str]) -> None:
