@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -438,25 +439,44 @@ def test_keep_archives_and_reuse_them(server: GridServer, tmp_path: Path) -> Non
     assert run(server, tmp_path, "--speakers=14", "keep_archives=true") == 0
     assert leftovers(tmp_path) == ["align/.archives/s14.tar", "mp4s/.archives/s14.mpg_vcd.zip"]
     for kind in ("mp4s", "align"):  # the user removes the output: the kept archives refill it
-        (tmp_path / kind / "s14" / dd.MARKER).unlink()
+        shutil.rmtree(tmp_path / kind / "s14")
     assert run(server, tmp_path, "--speakers=14") == 0
     assert len(server.requests) == 2
     assert_speaker_complete(tmp_path, 14)
     assert leftovers(tmp_path) == []
 
 
-def test_unmarked_folder_and_stale_staging_are_replaced(server: GridServer, tmp_path: Path, capsys) -> None:
-    stale = tmp_path / "mp4s" / "s15"
-    stale.mkdir(parents=True)
-    (stale / "old_clip.mpg").write_bytes(b"from an older, unchecked download")
-    staging = tmp_path / "align" / ".s15.extracting"
+def test_unmarked_folder_is_left_alone_and_reported(server: GridServer, tmp_path: Path, capsys) -> None:
+    """The user's own files in a speaker folder the downloader did not write survive, byte for byte."""
+    mine = tmp_path / "mp4s" / "s15"
+    mine.mkdir(parents=True)
+    (mine / "swwp2s.mpg").write_bytes(b"the user's own recording")
+    (mine / "NOTES.txt").write_text("my notes")
+    staging = tmp_path / "align" / ".s15.extracting"  # the downloader's own leftover: cleaned up
     staging.mkdir(parents=True)
     (staging / "half.align").write_text("")
-    assert run(server, tmp_path, "--speakers=15") == 0
-    assert_speaker_complete(tmp_path, 15)
-    assert not (stale / "old_clip.mpg").exists()
-    assert "replaced a folder that had no completion marker" in capsys.readouterr().out
+    assert run(server, tmp_path, "--speakers=15") == 1
+    assert sorted(p.name for p in mine.iterdir()) == ["NOTES.txt", "swwp2s.mpg"]
+    assert (mine / "swwp2s.mpg").read_bytes() == b"the user's own recording"
+    assert (mine / "NOTES.txt").read_text() == "my notes"
+    out = capsys.readouterr().out
+    assert re.search(rf"^s15\s+video\s+failed\s+{re.escape(str(mine))} exists without a \.download_complete "
+                     r"marker.*left as it is\. Move it aside \(or delete it\) and rerun to download s15$", out, re.M)
+    assert video_path(15) not in server.paths()  # nothing downloaded for it
+    assert dd.read_marker(tmp_path / "align" / "s15")["files"] == len(CLIPS)
     assert leftovers(tmp_path) == []
+
+
+def test_folder_appearing_during_the_download_is_not_replaced(tmp_path: Path) -> None:
+    archive = tmp_path / "s1.tar"
+    archive.write_bytes(align_tar(1))
+    final = tmp_path / "align" / "s1"
+    final.mkdir(parents=True)
+    (final / "mine.align").write_text("mine")
+    with pytest.raises(dd.ForeignFolder, match="left as it is"):
+        dd.install(archive, final, ".align", "test")
+    assert [p.name for p in final.iterdir()] == ["mine.align"]
+    assert sorted(p.name for p in final.parent.iterdir()) == ["s1"]  # the staging folder is gone
 
 
 def test_ctrl_c_keeps_the_partial_download(server: GridServer, tmp_path: Path, capsys) -> None:

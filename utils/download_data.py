@@ -16,25 +16,40 @@ Life of one (speaker, kind) job, each step safe to interrupt:
    so a speaker folder holding the marker is complete and a rerun skips it.
 3. The archive is deleted (``--keep_archives`` keeps it; a kept archive is reused, not
    downloaded again, if the speaker folder is removed later).
+
+Nothing of the user's is deleted or overwritten: a speaker folder without the marker was not
+written here (or not finished), so that speaker fails with the way out (move the folder aside)
+and the folder stays as it is.
+
+Ctrl-C is answered within a second whatever the server does. Each read takes whatever bytes have
+arrived and appends them to the ``.part`` file at once (a 64 KB read from a server trickling 1 KB/s
+held 64 s of data in memory, lost on Ctrl-C), the sockets of running transfers are shut down on
+Ctrl-C, and the downloads run in daemon threads, so a thread still waiting for a silent server's
+first byte does not hold the exit back (it has written nothing yet). A second Ctrl-C stops the short
+wait for the running jobs' reports; the summary is printed either way.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import queue
 import shutil
+import signal
+import socket
 import stat
 import sys
 import tarfile
 import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 if __package__ in (None, ""):
@@ -49,7 +64,8 @@ NO_VIDEO = frozenset({21})  # GRID never published speaker 21's video; its align
 MARKER = ".download_complete"
 ARCHIVE_DIR = ".archives"
 CHUNK = 1 << 16
-TIMEOUT = (15, 60)  # (connect, between bytes) seconds
+DEFAULT_TIMEOUT = 30.0  # seconds to connect, and without a byte while reading
+GRACE = 1.0  # seconds the running jobs get to report after Ctrl-C
 MAX_BACKOFF = 60.0
 RETRY_STATUS = frozenset({408, 425, 429})  # 4xx codes that mean "try later"; every 5xx does too
 INTERRUPTED_EXIT = 130
@@ -93,6 +109,42 @@ class Interrupted(Exception):
     """The user stopped the run; partial downloads are kept for the next one."""
 
 
+class Transfers:
+    """The responses being read, so that Ctrl-C can shut their sockets down and wake blocked reads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[requests.Response] = set()
+        self.stop = threading.Event()
+
+    def add(self, resp: requests.Response) -> None:
+        with self._lock:
+            self._open.add(resp)
+        if self.stop.is_set():  # stopped between the request and here
+            self.abort(resp)
+
+    def discard(self, resp: requests.Response) -> None:
+        with self._lock:
+            self._open.discard(resp)
+
+    @staticmethod
+    def abort(resp: requests.Response) -> None:
+        """Shut the socket down: a read blocked on it returns at once (an end of data or an error)."""
+        sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop_all(self) -> None:
+        self.stop.set()
+        with self._lock:
+            running = list(self._open)
+        for resp in running:
+            self.abort(resp)
+
+
 # --------------------------------------------------------------------------- download
 
 
@@ -106,22 +158,31 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 
 
 def _store(resp: requests.Response, part: Path, offset: int, total: int | None, desc: str,
-           stop: threading.Event) -> int:
-    """Write the body to ``part`` from ``offset`` on (appending, or truncating at 0); returns its size."""
+           transfers: Transfers) -> int:
+    """Write the body to ``part`` from ``offset`` on (appending, or truncating at 0); returns its size.
+
+    Every read returns what has arrived (``read1``) and goes to the file at once, so an interrupt
+    or a timeout loses nothing that was received.
+    """
+    if transfers.stop.is_set():
+        raise Interrupted
     part.parent.mkdir(parents=True, exist_ok=True)
     with open(part, "ab" if offset else "wb") as out, tqdm(
             total=total, initial=offset, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
             leave=False) as bar:
-        for chunk in resp.iter_content(CHUNK):
-            if stop.is_set():
-                raise Interrupted
+        while chunk := resp.raw.read1(CHUNK):
             out.write(chunk)
+            out.flush()
             offset += len(chunk)
             bar.update(len(chunk))
+            if transfers.stop.is_set():
+                raise Interrupted
+    if transfers.stop.is_set():  # the read ended because Ctrl-C shut the socket down
+        raise Interrupted
     return offset
 
 
-def _fetch_once(url: str, part: Path, desc: str, stop: threading.Event) -> None:
+def _fetch_once(url: str, part: Path, desc: str, transfers: Transfers, timeout: float) -> None:
     """One HTTP request that resumes ``part`` (or restarts it) until the body ends."""
     offset = part.stat().st_size if part.exists() else 0
     # identity: byte offsets must count the stored bytes, not a decompressed stream
@@ -130,7 +191,8 @@ def _fetch_once(url: str, part: Path, desc: str, stop: threading.Event) -> None:
         headers["Range"] = f"bytes={offset}-"
     stale = False
     try:
-        with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT) as resp:
+        with requests.get(url, headers=headers, stream=True, timeout=timeout) as resp:
+            transfers.add(resp)
             code = resp.status_code
             first, total = _content_range(resp.headers.get("Content-Range"))
             if code == 416 and offset:
@@ -148,20 +210,26 @@ def _fetch_once(url: str, part: Path, desc: str, stop: threading.Event) -> None:
             else:
                 raise DownloadError(f"unexpected HTTP {code} {resp.reason} for {url}", retry=False)
             if not stale:
-                offset = _store(resp, part, offset, total, desc, stop)
+                try:
+                    offset = _store(resp, part, offset, total, desc, transfers)
+                finally:
+                    transfers.discard(resp)
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError) as err:
+            requests.exceptions.ContentDecodingError, urllib3.exceptions.HTTPError) as err:
+        if transfers.stop.is_set():
+            raise Interrupted from err
         raise DownloadError(f"network error for {url}: {err}", retry=True) from err
     except requests.RequestException as err:
         raise DownloadError(f"cannot fetch {url}: {err}", retry=False) from err
     if stale:
         part.unlink()
-        return _fetch_once(url, part, desc, stop)  # offset is 0 now: no Range, so no further restart
+        return _fetch_once(url, part, desc, transfers, timeout)  # offset is 0 now: no Range, no further restart
     if total is not None and offset != total:
         raise DownloadError(f"transfer of {url} stopped at {offset} of {total} bytes", retry=True)
 
 
-def fetch(url: str, dest: Path, retries: int, backoff: float, stop: threading.Event, desc: str = "") -> None:
+def fetch(url: str, dest: Path, retries: int, backoff: float, transfers: Transfers, timeout: float = DEFAULT_TIMEOUT,
+          desc: str = "") -> None:
     """Download ``url`` to ``dest`` through ``dest.part`` with retries and exponential backoff.
 
     The partial file survives failures and interruptions so that the next attempt, in this run
@@ -171,15 +239,17 @@ def fetch(url: str, dest: Path, retries: int, backoff: float, stop: threading.Ev
     part = dest.with_name(dest.name + ".part")
     for attempt in range(retries + 1):
         try:
-            _fetch_once(url, part, desc or dest.name, stop)
+            _fetch_once(url, part, desc or dest.name, transfers, timeout)
         except DownloadError as err:
+            if transfers.stop.is_set():
+                raise Interrupted from err
             if not err.retry:
                 raise
             if attempt == retries:
                 raise DownloadError(f"{err} (gave up after {retries + 1} attempts)", retry=True) from err
             delay = min(backoff * 2**attempt, MAX_BACKOFF)
             tqdm.write(f"{desc}: {err}; retry {attempt + 1}/{retries} in {delay:.2f} s")
-            if stop.wait(delay):
+            if transfers.stop.wait(delay):
                 raise Interrupted from err
             continue
         os.replace(part, dest)
@@ -289,25 +359,30 @@ def read_marker(folder: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def install(archive: Path, final: Path, suffix: str, source: str) -> tuple[int, bool]:
-    """Unpack into a staging folder and rename it to ``final``; returns (files, replaced)."""
+class ForeignFolder(Exception):
+    """A speaker folder this downloader did not write: it is left alone."""
+
+    def __init__(self, final: Path) -> None:
+        super().__init__(
+            f"{final} exists without a {MARKER} marker: not written by this downloader, or not finished; "
+            f"it is left as it is. Move it aside (or delete it) and rerun to download {final.name}")
+
+
+def install(archive: Path, final: Path, suffix: str, source: str) -> int:
+    """Unpack into a staging folder and rename it to ``final``, which must not exist; returns the file count."""
     staging = final.with_name(f".{final.name}.extracting")
-    old = final.with_name(f".{final.name}.replaced")
-    for leftover in (staging, old):  # from an interrupted run
-        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)  # our own, from an interrupted run
     staging.mkdir(parents=True)
     try:
         count = extract(archive, staging, suffix)
         (staging / MARKER).write_text(json.dumps({"source": source, "files": count}) + "\n")
-        replaced = final.exists()
-        if replaced:  # a folder without a marker: unknown or partial content, superseded
-            final.rename(old)
+        if os.path.lexists(final):  # appeared while we worked: never replaced
+            raise ForeignFolder(final)
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    return count, replaced
+    return count
 
 
 # --------------------------------------------------------------------------- jobs
@@ -319,9 +394,10 @@ class Options:
     retries: int
     backoff: float
     keep_archives: bool
+    timeout: float = DEFAULT_TIMEOUT
 
 
-def fetch_speaker(speaker: int, kind: Kind, root: Path, opts: Options, stop: threading.Event) -> Result:
+def fetch_speaker(speaker: int, kind: Kind, root: Path, opts: Options, transfers: Transfers) -> Result:
     """Download and unpack one speaker's archive of one kind; every outcome becomes a Result."""
     def result(status: str, detail: str) -> Result:
         return Result(speaker, kind.name, status, detail)
@@ -332,19 +408,21 @@ def fetch_speaker(speaker: int, kind: Kind, root: Path, opts: Options, stop: thr
     marker = read_marker(final)
     if marker is not None:
         return result("skipped", f"already complete ({marker.get('files', '?')} files in {final})")
-    if stop.is_set():
+    if os.path.lexists(final):
+        return result("failed", str(ForeignFolder(final)))
+    if transfers.stop.is_set():
         return result("failed", NOT_STARTED)
     url = f"{opts.base_url.rstrip('/')}/{kind.url_path.format(i=speaker)}"
     archive = root / ARCHIVE_DIR / url.rsplit("/", 1)[-1]
     try:
         if not archive.exists():
-            fetch(url, archive, opts.retries, opts.backoff, stop, desc=f"s{speaker} {kind.name}")
+            fetch(url, archive, opts.retries, opts.backoff, transfers, opts.timeout, desc=f"s{speaker} {kind.name}")
         try:
-            count, replaced = install(archive, final, kind.suffix, url)
+            count = install(archive, final, kind.suffix, url)
         except ArchiveError as err:
             archive.unlink(missing_ok=True)
             return result("failed", f"{err}; the archive was deleted so that a rerun downloads it again")
-    except DownloadError as err:
+    except (DownloadError, ForeignFolder) as err:
         return result("failed", str(err))
     except Interrupted:
         return result("failed", "interrupted; the partial download is kept and resumes on the next run")
@@ -352,8 +430,7 @@ def fetch_speaker(speaker: int, kind: Kind, root: Path, opts: Options, stop: thr
         return result("failed", f"{type(err).__name__}: {err}")
     if not opts.keep_archives:
         archive.unlink(missing_ok=True)
-    note = " (replaced a folder that had no completion marker)" if replaced else ""
-    return result("ok", f"{count} files in {final}{note}")
+    return result("ok", f"{count} files in {final}")
 
 
 def summary(results: Sequence[Result]) -> str:
@@ -377,6 +454,13 @@ def _non_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Download GRID videos and word alignments per speaker, resumably and verified. "
@@ -398,10 +482,71 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backoff", type=_non_negative(float), default=2.0,
                         help="seconds before the first retry, doubled for each next one, at most "
                              f"{MAX_BACKOFF:.0f} (default: %(default)s)")
+    parser.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+                        help="seconds to wait for a connection, and for the next byte while reading, before "
+                             "the attempt counts as a network error and is retried (default: %(default)s)")
     parser.add_argument("--keep_archives", type=str2bool, nargs="?", const=True, default=False,
                         help="keep the downloaded archives (in SRC_PATH/.archives and ALIGN_PATH/.archives) "
                              "after unpacking instead of deleting them (default: %(default)s)")
     return parser
+
+
+class Jobs:
+    """``fetch_speaker`` for each (speaker, kind) in daemon threads, ``n_process`` at a time.
+
+    Daemon threads, unlike a ThreadPoolExecutor's, do not hold the exit back: after Ctrl-C a thread
+    still waiting for a silent server's first byte is left behind (it has written nothing).
+    """
+
+    def __init__(self, jobs: list[tuple[int, Kind, Path]], opts: Options, threads: int) -> None:
+        self.transfers = Transfers()
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        for job in jobs:
+            self._todo.put(job)
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.running: set[tuple[int, str]] = set()
+        self._lock = threading.Lock()
+        self._opts = opts
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(min(threads, len(jobs)))]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while not self.transfers.stop.is_set():
+            try:
+                speaker, kind, root = self._todo.get_nowait()
+            except queue.Empty:
+                return
+            with self._lock:
+                self.running.add((speaker, kind.name))
+            try:
+                result = fetch_speaker(speaker, kind, root, self._opts, self.transfers)
+            except Exception as err:  # a bug must not leave the main thread waiting forever
+                result = Result(speaker, kind.name, "failed", f"{type(err).__name__}: {err}")
+            self.done.put(result)  # before leaving ``running``: not busy means every result is queued
+            with self._lock:
+                self.running.discard((speaker, kind.name))
+
+    def running_now(self) -> set[tuple[int, str]]:
+        """The (speaker, kind) jobs in progress."""
+        with self._lock:
+            return set(self.running)
+
+
+def _collect(jobs: Jobs, results: dict[tuple[int, str], Result], deadline: float | None,
+             until: Callable[[], bool]) -> None:
+    """Move finished results into ``results`` until, with none left queued, ``until()`` or the deadline."""
+    while True:
+        try:
+            result = jobs.done.get_nowait()
+        except queue.Empty:
+            if until() or (deadline is not None and time.monotonic() >= deadline):
+                return
+            try:
+                result = jobs.done.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        results[result.speaker, result.kind] = result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,37 +558,43 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"GRID speakers are 1-34, got {outside}")
     if args.src_path.resolve() == args.align_path.resolve():
         parser.error("--src_path and --align_path must differ: both kinds use s{i} folders")
-    opts = Options(args.base_url, args.retries, args.backoff, args.keep_archives)
+    opts = Options(args.base_url, args.retries, args.backoff, args.keep_archives, args.timeout)
     roots = {"video": args.src_path, "align": args.align_path}
-    jobs = [(speaker, kind) for speaker in args.speakers for kind in KINDS]
-    stop = threading.Event()
+    order = [(speaker, kind) for speaker in args.speakers for kind in KINDS]
     results: dict[tuple[int, str], Result] = {}
     interrupted = False
-    with ThreadPoolExecutor(args.n_process) as pool:
-        futures: dict[Future, tuple[int, Kind]] = {}
+    jobs = Jobs([(speaker, kind, roots[kind.name]) for speaker, kind in order], opts, args.n_process)
+    hurry = threading.Event()  # a second Ctrl-C: stop waiting for the running jobs
+    previous = None
+    try:
+        with tqdm(total=len(order), desc="GRID archives", unit="archive") as bar:
+            def progress() -> bool:
+                bar.update(len(results) - bar.n)
+                return len(results) == len(order)
+            _collect(jobs, results, None, progress)
+    except KeyboardInterrupt:
+        interrupted = True
         try:
-            for speaker, kind in jobs:
-                futures[pool.submit(fetch_speaker, speaker, kind, roots[kind.name], opts, stop)] = speaker, kind
-            with tqdm(total=len(futures), desc="GRID archives", unit="archive") as bar:
-                for future in as_completed(futures):
-                    result = future.result()
-                    results[result.speaker, result.kind] = result
-                    bar.update()
-        except KeyboardInterrupt:
-            interrupted = True
-            stop.set()
-            for future in futures:
-                future.cancel()
-    for future, (speaker, kind) in futures.items():  # jobs that were running when stopped
-        if future.done() and not future.cancelled():
-            results[speaker, kind.name] = future.result()
-    for speaker, kind in jobs:
-        results.setdefault((speaker, kind.name), Result(speaker, kind.name, "failed", NOT_STARTED))
-    print(summary(list(results.values())))
-    if interrupted:
-        print("Interrupted: rerun the same command to resume.")
-        return INTERRUPTED_EXIT
-    return 1 if any(r.status == "failed" for r in results.values()) else 0
+            previous = signal.signal(signal.SIGINT, lambda *_: hurry.set())
+        except ValueError:  # not the main thread: no second Ctrl-C to catch
+            pass
+        jobs.transfers.stop_all()
+        _collect(jobs, results, time.monotonic() + GRACE, lambda: hurry.is_set() or not jobs.running_now())
+    try:
+        running = jobs.running_now()
+        for speaker, kind in order:
+            if (speaker, kind.name) not in results:
+                detail = (f"interrupted while it ran; what arrived is kept in {ARCHIVE_DIR}/ and a rerun resumes it"
+                          if (speaker, kind.name) in running else NOT_STARTED)
+                results[speaker, kind.name] = Result(speaker, kind.name, "failed", detail)
+        print(summary(list(results.values())))
+        if interrupted:
+            print("Interrupted: rerun the same command to resume.")
+            return INTERRUPTED_EXIT
+        return 1 if any(r.status == "failed" for r in results.values()) else 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":
