@@ -87,6 +87,11 @@ class GridServer:
         self.ignore_range = False
         self.range_from_zero = False  # answer a Range request with 206 for the whole file
         self.on_half: dict[str, object] = {}  # called after half the body, before the rest
+        self.silent: set[str] = set()  # read the request, then send nothing at all
+        self.stall: dict[str, int] = {}  # send the headers and this many bytes, then nothing
+        self.trickle: dict[str, int] = {}  # send the body at this many bytes a second
+        self.sent: dict[str, int] = {}  # body bytes flushed to the client so far, per path
+        self.release = threading.Event()  # ends every silence, stall and trickle (at teardown)
         self.lock = threading.Lock()
         server = self
 
@@ -103,6 +108,9 @@ class GridServer:
                     cut = self.path in server.cut_once
                     server.cut_once.discard(self.path)
                 body = server.files.get(self.path)
+                if self.path in server.silent:
+                    server.release.wait()
+                    return
                 if failure or body is None:
                     self.send_error(failure or 404)
                     return
@@ -122,6 +130,13 @@ class GridServer:
                 payload = body[start:]
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if self.path in server.stall:
+                    self.send_slowly(payload[: server.stall[self.path]])
+                    server.release.wait()
+                    return
+                if self.path in server.trickle:
+                    self.send_slowly(payload, server.trickle[self.path])
+                    return
                 half = len(payload) // 2
                 self.wfile.write(payload[:half])
                 self.wfile.flush()
@@ -131,6 +146,20 @@ class GridServer:
                 if hook:
                     hook()
                 self.wfile.write(payload[half:])
+
+            def send_slowly(self, data: bytes, rate: int | None = None) -> None:
+                """``data`` at once, or in pieces of a tenth of ``rate`` every 0.1 s; counted in ``sent``."""
+                step = max(rate // 10, 1) if rate else len(data)
+                for at in range(0, len(data), step):
+                    if rate and server.release.wait(0.1):
+                        return
+                    try:
+                        self.wfile.write(data[at:at + step])
+                        self.wfile.flush()
+                    except OSError:  # the client went away
+                        return
+                    with server.lock:
+                        server.sent[self.path] = server.sent.get(self.path, 0) + len(data[at:at + step])
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -148,6 +177,7 @@ def server(monkeypatch: pytest.MonkeyPatch):
     thread = threading.Thread(target=grid.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield grid
+    grid.release.set()
     grid.httpd.shutdown()
     grid.httpd.server_close()
 
@@ -517,6 +547,7 @@ def test_ctrl_c_keeps_the_partial_download(server: GridServer, tmp_path: Path, c
     (["--speakers=x"], "expected speakers like"),
     (["--n_process=0"], "expected a positive integer"),
     (["--retries=-1"], "expected a value >= 0"),
+    (["--timeout=0"], "expected a number of seconds > 0"),
     (["--src_path=same", "--align_path=same"], "must differ"),
 ])
 def test_bad_options_are_rejected(argv: list[str], message: str, capsys) -> None:
@@ -533,5 +564,111 @@ def test_help_runs_as_a_script(cwd: Path, script: str) -> None:
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     for flag in ("--src_path", "--align_path", "--n_process", "--speakers", "--base_url", "--retries",
-                 "--backoff", "--keep_archives"):
+                 "--backoff", "--timeout", "--keep_archives"):
         assert flag in proc.stdout
+
+
+# ------------------------------------------------------------------ timeouts and Ctrl-C against a bad server
+
+
+def wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def start_script(server: GridServer, tmp_path: Path, *extra: str) -> subprocess.Popen:
+    """The downloader as a user runs it, with Python's Ctrl-C handler even where the tests run as a
+    background job (started with SIGINT ignored, which a child inherits)."""
+    return subprocess.Popen(
+        [sys.executable, "utils/download_data.py", f"--src_path={tmp_path / 'mp4s'}",
+         f"--align_path={tmp_path / 'align'}", f"--base_url={server.url}", "--backoff=0", *extra],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def interrupt(proc: subprocess.Popen, times: int = 1, within: float = 2.0) -> tuple[str, str]:
+    """Send Ctrl-C (``times`` of them, 0.2 s apart) and require the exit within ``within`` s of the first."""
+    started = time.monotonic()
+    for n in range(times):
+        if n:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=max(within - (time.monotonic() - started), 0.1))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"still running {within} s after Ctrl-C")
+    assert proc.returncode == dd.INTERRUPTED_EXIT, err
+    assert "Traceback" not in err, err
+    assert "Interrupted: rerun the same command to resume." in out
+    return out, err
+
+
+def test_ctrl_c_against_a_stalled_server_keeps_what_arrived(server: GridServer, tmp_path: Path) -> None:
+    server.stall[video_path(17)] = 20_000  # headers and 20 kB, then nothing
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s17.mpg_vcd.zip.part"
+    proc = start_script(server, tmp_path, "--speakers=17")
+    assert wait_for(lambda: server.sent.get(video_path(17)) == 20_000, 60), "the client never asked"
+    wait_for(lambda: part.exists() and part.stat().st_size == 20_000, 3)
+    out, _ = interrupt(proc)
+    assert re.search(r"^s17\s+video\s+failed\s+interrupted; the partial download is kept", out, re.M)
+    assert re.search(r"^s17\s+align\s+ok", out, re.M)
+    assert part.stat().st_size == 20_000  # every byte received is kept
+    server.stall.clear()
+    assert run(server, tmp_path, "--speakers=17") == 0
+    assert (video_path(17), "bytes=20000-") in server.requests
+    assert_speaker_complete(tmp_path, 17)
+
+
+def test_ctrl_c_against_a_trickling_server_keeps_what_arrived(server: GridServer, tmp_path: Path) -> None:
+    server.trickle[video_path(18)] = 1000  # 1 kB/s
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s18.mpg_vcd.zip.part"
+    proc = start_script(server, tmp_path, "--speakers=18")
+    assert wait_for(lambda: server.sent.get(video_path(18), 0) >= 2000, 60), "the client never asked"
+    wait_for(lambda: part.exists() and part.stat().st_size >= 2000, 3)
+    interrupt(proc)
+    size = part.stat().st_size
+    assert 2000 <= size <= server.sent[video_path(18)]
+    server.trickle.clear()
+    assert run(server, tmp_path, "--speakers=18") == 0
+    assert (video_path(18), f"bytes={size}-") in server.requests
+    assert_speaker_complete(tmp_path, 18)
+
+
+def test_ctrl_c_against_a_silent_server_exits_with_the_summary(server: GridServer, tmp_path: Path) -> None:
+    """A request the server never answers cannot be woken: the exit does not wait for it."""
+    server.silent.add(video_path(19))
+    proc = start_script(server, tmp_path, "--speakers=19")
+    assert wait_for(lambda: video_path(19) in server.paths(), 60), "the client never asked"
+    out, _ = interrupt(proc)
+    assert re.search(r"^s19\s+video\s+failed\s+interrupted while it ran", out, re.M)
+    assert not (tmp_path / "mp4s" / "s19").exists()
+
+
+def test_second_ctrl_c_exits_at_once_with_the_summary(server: GridServer, tmp_path: Path) -> None:
+    server.silent.add(video_path(19))
+    server.stall[video_path(20)] = 5000
+    proc = start_script(server, tmp_path, "--speakers=19,20")
+    assert wait_for(lambda: {video_path(19), video_path(20)} <= set(server.paths()), 60), "the client never asked"
+    out, err = interrupt(proc, times=2)
+    assert "KeyboardInterrupt" not in err
+    assert re.search(r"^s19\s+video\s+failed\s+interrupted", out, re.M)
+    assert re.search(r"^s20\s+video\s+failed\s+interrupted", out, re.M)
+    assert re.search(r"^\d ok, 0 skipped, \d failed$", out, re.M)
+
+
+def test_read_timeout_is_a_network_error_and_keeps_what_arrived(server: GridServer, tmp_path: Path, capsys) -> None:
+    server.stall[video_path(22)] = 3000
+    started = time.monotonic()
+    assert run(server, tmp_path, "--speakers=22", "--retries=1", "--timeout=0.5") == 1
+    assert time.monotonic() - started < 20
+    out = capsys.readouterr().out
+    assert re.search(r"^s22\s+video\s+failed\s+network error .*timed out.*gave up after 2 attempts", out, re.M)
+    part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s22.mpg_vcd.zip.part"
+    assert part.stat().st_size == 6000  # 3000 bytes from each attempt, the second a Range resume
+    assert [rng for path, rng in server.requests if path == video_path(22)] == [None, "bytes=3000-"]

@@ -120,8 +120,8 @@ class Transfers:
     def add(self, resp: requests.Response) -> None:
         with self._lock:
             self._open.add(resp)
-        if self.stop.is_set():  # stopped between the request and here
-            self.abort(resp)
+            if self.stop.is_set():  # stopped between the request and here
+                self.abort(resp)
 
     def discard(self, resp: requests.Response) -> None:
         with self._lock:
@@ -129,20 +129,23 @@ class Transfers:
 
     @staticmethod
     def abort(resp: requests.Response) -> None:
-        """Shut the socket down: a read blocked on it returns at once (an end of data or an error)."""
-        sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
-        if sock is not None:
-            try:
+        """Shut the socket down: a read blocked on it returns at once (an end of data or an error).
+
+        Through a duplicate of its descriptor: urllib3 hands out no socket object once http.client
+        has detached it from the connection (every HTTP/1.0 or ``Connection: close`` response).
+        """
+        try:
+            with socket.socket(fileno=os.dup(resp.raw.fileno())) as sock:
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        except (OSError, ValueError):  # already closed
+            pass
 
     def stop_all(self) -> None:
+        """Stop every job; called under the lock, so no response is closed (its descriptor reused) meanwhile."""
         self.stop.set()
         with self._lock:
-            running = list(self._open)
-        for resp in running:
-            self.abort(resp)
+            for resp in self._open:
+                self.abort(resp)
 
 
 # --------------------------------------------------------------------------- download
@@ -222,6 +225,8 @@ def _fetch_once(url: str, part: Path, desc: str, transfers: Transfers, timeout: 
     except requests.RequestException as err:
         raise DownloadError(f"cannot fetch {url}: {err}", retry=False) from err
     if stale:
+        if transfers.stop.is_set():  # a late answer to a thread left behind by Ctrl-C: touch nothing
+            raise Interrupted
         part.unlink()
         return _fetch_once(url, part, desc, transfers, timeout)  # offset is 0 now: no Range, no further restart
     if total is not None and offset != total:
@@ -508,6 +513,8 @@ class Jobs:
         self._lock = threading.Lock()
         self._opts = opts
         self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(min(threads, len(jobs)))]
+
+    def start(self) -> None:
         for thread in self._threads:
             thread.start()
 
@@ -531,6 +538,18 @@ class Jobs:
         """The (speaker, kind) jobs in progress."""
         with self._lock:
             return set(self.running)
+
+
+class CtrlC:
+    """The run's SIGINT handler: it raises nothing, so no half-done step is cut short and no traceback
+    is printed; the first Ctrl-C stops the run, a second one the wait for the running jobs."""
+
+    def __init__(self) -> None:
+        self.first = threading.Event()
+        self.second = threading.Event()
+
+    def __call__(self, signum: int, frame: object) -> None:
+        (self.second if self.first.is_set() else self.first).set()
 
 
 def _collect(jobs: Jobs, results: dict[tuple[int, str], Result], deadline: float | None,
@@ -562,25 +581,27 @@ def main(argv: list[str] | None = None) -> int:
     roots = {"video": args.src_path, "align": args.align_path}
     order = [(speaker, kind) for speaker in args.speakers for kind in KINDS]
     results: dict[tuple[int, str], Result] = {}
-    interrupted = False
-    jobs = Jobs([(speaker, kind, roots[kind.name]) for speaker, kind in order], opts, args.n_process)
-    hurry = threading.Event()  # a second Ctrl-C: stop waiting for the running jobs
-    previous = None
+    ctrl_c = CtrlC()
     try:
-        with tqdm(total=len(order), desc="GRID archives", unit="archive") as bar:
-            def progress() -> bool:
-                bar.update(len(results) - bar.n)
-                return len(results) == len(order)
-            _collect(jobs, results, None, progress)
-    except KeyboardInterrupt:
-        interrupted = True
+        previous = signal.signal(signal.SIGINT, ctrl_c)
+    except ValueError:  # not the main thread: Ctrl-C stays a KeyboardInterrupt, caught below
+        previous = None
+    try:
+        jobs = Jobs([(speaker, kind, roots[kind.name]) for speaker, kind in order], opts, args.n_process)
         try:
-            previous = signal.signal(signal.SIGINT, lambda *_: hurry.set())
-        except ValueError:  # not the main thread: no second Ctrl-C to catch
-            pass
-        jobs.transfers.stop_all()
-        _collect(jobs, results, time.monotonic() + GRACE, lambda: hurry.is_set() or not jobs.running_now())
-    try:
+            jobs.start()
+            with tqdm(total=len(order), desc="GRID archives", unit="archive") as bar:
+                def progress() -> bool:
+                    bar.update(len(results) - bar.n)
+                    return len(results) == len(order) or ctrl_c.first.is_set()
+                _collect(jobs, results, None, progress)
+        except KeyboardInterrupt:
+            ctrl_c.first.set()
+        interrupted = ctrl_c.first.is_set()
+        if interrupted:
+            jobs.transfers.stop_all()
+            _collect(jobs, results, time.monotonic() + GRACE,
+                     lambda: ctrl_c.second.is_set() or not jobs.running_now())
         running = jobs.running_now()
         for speaker, kind in order:
             if (speaker, kind.name) not in results:
