@@ -1,0 +1,49 @@
+"""One pass of a network over a data set, framework-free: every clip's prediction, decoded from its
+log-probabilities, and the error rates per speaker. ``trainer.evaluate`` (MXNet, with the CTC loss)
+and ``infer.py`` (any backend) fill it batch by batch."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from utils.clips import ClipRecord
+from utils.text.decoders import decode_batch
+from utils.text.metrics import GroupedErrorRates
+
+
+@dataclass
+class Evaluation:
+    """What one pass over a data set gives: mean loss, error rates, and every clip's prediction."""
+
+    loss: float
+    rates: GroupedErrorRates
+    clip_ids: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    predictions: list[str] = field(default_factory=list)
+    log_probs: list[np.ndarray] = field(default_factory=list)
+    loss_count: int = 0  # clips whose loss was finite: what ``loss`` averages over
+
+    @property
+    def cer(self) -> float:
+        return self.rates.overall.cer
+
+    @property
+    def wer(self) -> float:
+        return self.rates.overall.wer
+
+
+def score_batch(result: Evaluation, records: Sequence[ClipRecord], targets: Sequence[str], log_probs: np.ndarray,
+                lengths: np.ndarray, decoder: str = "greedy", beam_width: int = 25,
+                keep_log_probs: bool = False) -> None:
+    """Decode a batch's ``(N, T, C)`` log-probabilities (the first ``lengths[i]`` frames of each clip)
+    and add its predictions and error rates to ``result``."""
+    texts = decode_batch(log_probs, lengths, method=decoder, beam_width=beam_width)
+    for i, record in enumerate(records):
+        result.rates.add(record.speaker, targets[i], texts[i])
+        result.clip_ids.append(record.clip_id)
+        result.targets.append(targets[i])
+        result.predictions.append(texts[i])
+        if keep_log_probs:
+            result.log_probs.append(log_probs[i, : lengths[i]])
