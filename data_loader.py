@@ -52,6 +52,7 @@ from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and select
     build_records,
     check_label,
     discover_clips,
+    fit_length,
     label_clip,
     load_frames,
     select_clips,
@@ -170,9 +171,7 @@ class LipDataset(gluon.data.Dataset):
             frames = frames[start:max(word.end, start + 1)]
             sentence = word.word
         order = temporal_jitter(len(frames), rng, self.jitter_prob) if self.jitter_prob else np.arange(len(frames))
-        length = min(len(order), self.num_frames)
-        # Pad short clips by holding the last frame (a closed, still mouth), not with black.
-        order = np.concatenate([order[:length], np.full(self.num_frames - length, order[length - 1])])
+        order, length = fit_length(order, self.num_frames)
         padded = frames.take(order, axis=0)  # one copy does the jitter, the cut and the padding
         if self.flip_prob and rng.random() < self.flip_prob:
             t, h, w, c = padded.shape

@@ -122,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from bench.decoders import time_decoders
     from data_loader import NUM_FRAMES
     from infer import VideoLipreader, list_videos
-    from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet, prepare_for_inference
+    from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet
     from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
+    from model.network import MXNetLipNet
     from trainer import contexts
 
     videos = list_videos(Path(args.clips_dir))
@@ -135,8 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:
         loaded = LoadedLipNet(LipNet(LipNetConfig()), EXAMPLE_MEAN, EXAMPLE_STD)
         loaded.net.initialize(ctx=ctxs)
-    prepare_for_inference(loaded.net, ctxs)
-    reader = VideoLipreader(loaded, ctxs[0], args.decoder, args.beam_width)
+    reader = VideoLipreader(MXNetLipNet(loaded, ctxs), args.decoder, args.beam_width)  # prepared for inference
     start = time.perf_counter()
     reader.log_probs(np.zeros((NUM_FRAMES, loaded.config.height, loaded.config.width, 3), np.uint8))
     first_call = time.perf_counter() - start  # builds the graph for 75-frame clips

@@ -6,7 +6,8 @@ they fall on, and their frames as the network takes them (resized, normalised).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,3 +144,45 @@ class Normaliser:
         planes = cv2.split(np.ascontiguousarray(frames).reshape(t * h, w, 3))
         for channel, table in enumerate(self.tables):
             cv2.LUT(planes[channel], table, dst=out[channel].reshape(t * h, w))
+
+
+def fit_length(order: np.ndarray, num_frames: int) -> tuple[np.ndarray, int]:
+    """Frame indices ``order`` cut to ``num_frames``, or padded to it by holding the last frame (a
+    closed, still mouth, not black), and how many of them are real."""
+    length = min(len(order), num_frames)
+    return np.concatenate([order[:length], np.full(num_frames - length, order[length - 1])]), length
+
+
+def clip_batches(records: Sequence[ClipRecord], size: tuple[int, int], normaliser: Normaliser, batch_size: int,
+                 num_frames: int = NUM_FRAMES, num_workers: int = 0,
+                 ) -> Iterator[tuple[list[ClipRecord], np.ndarray, np.ndarray]]:
+    """``(records, data (N, 3, num_frames, H, W) float32 normalised, lengths (N,) int64)`` in order,
+    the clips as the validation loader gives them to MXNet, for any backend. A clip that cannot be
+    read is reported and left out. ``num_workers`` threads load clips (OpenCV and the JPEG decoder
+    release the GIL)."""
+    width, height = size
+
+    def load(record: ClipRecord) -> tuple[np.ndarray, int] | None:
+        try:
+            frames = load_frames(record.path, size)
+        except ValueError as err:
+            log.warning("skipping %s: %s", record.path, err)
+            return None
+        order, length = fit_length(np.arange(len(frames)), num_frames)
+        return frames.take(order, axis=0), length
+
+    pool = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
+    try:
+        for start in range(0, len(records), batch_size):
+            chunk = records[start:start + batch_size]
+            loaded = list(pool.map(load, chunk) if pool else map(load, chunk))
+            kept = [(record, clip) for record, clip in zip(chunk, loaded) if clip is not None]
+            if not kept:
+                continue
+            data = np.empty((len(kept), 3, num_frames, height, width), np.float32)
+            for i, (_, (frames, _)) in enumerate(kept):
+                normaliser.normalise_into(frames, data[i])
+            yield [record for record, _ in kept], data, np.array([length for _, (_, length) in kept], np.int64)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
