@@ -49,11 +49,14 @@ class OnnxLipNet(Network):
             else:
                 log.warning("num_gpus > 0 but onnxruntime has no CUDA provider (install onnxruntime-gpu): "
                             "reading on the CPU. Pass num_gpus=0 to silence this.")
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # a file it cannot load is our error message, not its log too
         try:
-            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model),
+            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                                 providers=providers)
         except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
-            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            reason = lines[0] if len(lines[0]) <= 200 else lines[0][:200] + "..."
             raise ValueError(f"{source}: not a readable ONNX file ({reason})") from None
         info = _metadata(self.session, source)
         try:
