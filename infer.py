@@ -174,11 +174,8 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
 def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
                 beam_width: int) -> tuple[list[ClipResult], int, GroupedErrorRates]:
     """Evaluate one side of a split; print [Target]/[Pred] per clip, then CER and WER overall and per speaker."""
-    from tqdm import tqdm
-
     from utils import clips as clip_data
-    from utils.text.evaluation import Evaluation, score_batch
-    from utils.text.metrics import GroupedErrorRates
+    from utils.text.evaluation import evaluate_network
 
     clips = clip_data.discover_clips(args.image_path)
     train_ids, val_ids = clip_data.select_clips(clips, args.split, args.train_list, args.val_list,
@@ -188,14 +185,9 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
     if not records:
         raise ValueError(f"no {args.data_type} clips under {args.image_path} for this selection "
                          f"(split {args.split!r}, speakers {args.speakers or 'all'})")
-    size = (network.width, network.height)
-    batches = clip_data.clip_batches(records, size, clip_data.Normaliser(network.mean, network.std), args.batch_size,
-                                     num_workers=args.num_workers)
-    result = Evaluation(float("nan"), GroupedErrorRates())
-    for batch_records, data, lengths in tqdm(batches, desc=f"{args.data_type} clips", unit="batch", leave=False,
-                                             total=-(-len(records) // args.batch_size), disable=not args.progress):
-        score_batch(result, batch_records, [r.sentence for r in batch_records], network.log_probs(data, lengths),
-                    lengths, decoder, beam_width, keep_log_probs=args.out is not None)
+    result = evaluate_network(network, records, args.batch_size, decoder, beam_width, args.num_workers,
+                              keep_log_probs=args.out is not None,
+                              progress=f"{args.data_type} clips" if args.progress else None)
     for clip_id, target, prediction in zip(result.clip_ids, result.targets, result.predictions):
         print(f"[Clip]   {clip_id}\n[Target] {target}\n[Pred]   {prediction}")
     failed = len(records) - len(result.clip_ids)
@@ -213,7 +205,7 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
     for i, clip_id in enumerate(result.clip_ids):
         frames = log_probs = None
         if args.out is not None and i < args.report_limit:
-            frames = clip_data.load_frames(by_id[clip_id].path, size)
+            frames = clip_data.load_frames(by_id[clip_id].path, (network.width, network.height))
             log_probs = result.log_probs[i]
         results.append(ClipResult(clip_id, result.predictions[i], result.targets[i], frames, log_probs))
     return results, failed, result.rates

@@ -222,3 +222,18 @@ def test_model_trained_on_the_shared_clips_reads_them_the_same_through_onnx(real
         Path(handoff).mkdir(parents=True, exist_ok=True)
         (Path(handoff) / "real.onnx").write_bytes(onnx_path.read_bytes())
         (Path(handoff) / "expected.json").write_text(json.dumps({"sentences": sentences}))
+
+
+def test_bench_times_both_backends_side_by_side(capsys):
+    from bench.onnx import main as bench_main
+
+    figures = bench_main(["batch_sizes=1,2", "repeats=2", "frames=8"])
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == json.loads(json.dumps(figures))
+    assert [row["batch_size"] for row in figures["rows"]] == [1, 2]
+    for row in figures["rows"]:
+        for backend in ("mxnet", "onnxruntime"):
+            assert 0 < row[backend]["min_ms"] <= row[backend]["median_ms"]
+        assert row["speedup"] == round(row["mxnet"]["median_ms"] / row["onnxruntime"]["median_ms"], 2)
+    assert isinstance(figures["meets_target"], bool)
+    with pytest.raises(SystemExit):
+        bench_main(["batch_sizes=0"])

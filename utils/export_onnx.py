@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {out}: {err}", file=sys.stderr)
         return 2
     config = contents.config
-    print(f"wrote {out} ({len(data) / 1e6:.1f} MB): {config.variant} LipNet, norm {config.norm}, input "
+    print(f"wrote {out} ({len(data) / 1e6:.2f} MB): {config.variant} LipNet, norm {config.norm}, input "
           f"{config.width}x{config.height}, from {source}", file=sys.stderr)
     return 0
 
@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 def compare_with_mxnet(model_path: str, onnx_bytes: bytes, lengths: bool, frames: int = 40) -> float:
     """Largest absolute difference between both backends' log-probabilities on one random clip."""
     from model.network import MXNetLipNet
-
     from utils.onnx_model import OnnxLipNet
 
     mxnet_net = MXNetLipNet.load(model_path, num_gpus=0)

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
-from utils.clips import ClipRecord
+from utils.clips import ClipRecord, Normaliser, clip_batches
 from utils.text.decoders import decode_batch
 from utils.text.metrics import GroupedErrorRates
+
+if TYPE_CHECKING:
+    from utils.network import Network
 
 
 @dataclass
@@ -47,3 +52,18 @@ def score_batch(result: Evaluation, records: Sequence[ClipRecord], targets: Sequ
         result.predictions.append(texts[i])
         if keep_log_probs:
             result.log_probs.append(log_probs[i, : lengths[i]])
+
+
+def evaluate_network(network: Network, records: Sequence[ClipRecord], batch_size: int, decoder: str = "greedy",
+                     beam_width: int = 25, num_workers: int = 0, keep_log_probs: bool = False,
+                     progress: str | None = None) -> Evaluation:
+    """Read ``records`` with ``network`` (either backend) in batches as the validation loader makes them,
+    decode and score them against their sentences; clips that cannot be read are reported and left out."""
+    result = Evaluation(float("nan"), GroupedErrorRates())
+    batches = clip_batches(records, (network.width, network.height), Normaliser(network.mean, network.std),
+                           batch_size, num_workers=num_workers)
+    for batch_records, data, lengths in tqdm(batches, desc=progress, disable=progress is None, unit="batch",
+                                             total=-(-len(records) // batch_size), leave=False):
+        score_batch(result, batch_records, [r.sentence for r in batch_records], network.log_probs(data, lengths),
+                    lengths, decoder, beam_width, keep_log_probs)
+    return result
