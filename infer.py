@@ -5,9 +5,9 @@
 
 ``model_path`` is one of our checkpoints (a run folder, whose best/ is used, a checkpoint folder or
 its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py,
-which runs on onnxruntime without MXNet (which is then never imported). ``--video`` takes a file or a folder of
-videos; only the ``FILE<TAB>SENTENCE`` lines go to stdout, everything else to stderr. ``--out``
-also writes predictions.csv and a self-contained report.html. Exit status: 0 when every clip was
+which runs on onnxruntime and never imports MXNet. ``--video`` takes a file or a folder of videos;
+only the ``FILE<TAB>SENTENCE`` lines go to stdout, everything else to stderr. ``--out`` also writes
+predictions.csv and a self-contained report.html. Exit status: 0 when every clip was
 read, 1 when some could not be (each is named on stderr), 2 when the checkpoint or the input is
 unusable.
 """
