@@ -153,7 +153,6 @@ def test_lengths_input_makes_padding_irrelevant(norm: str, crops: list, tmp_path
     alone = network.log_probs(data[:1, :, :52], np.array([52]))
     padded = network.log_probs(data, lengths)
     assert np.abs(padded[0, :52] - alone[0]).max() <= 1e-5
-    assert np.abs(network.log_probs(data) - OnnxLipNet(out).log_probs(data, np.array([75] * 3))).max() == 0
     without = load_network(folder).log_probs(data)  # the network as it is today runs over the padding
     assert np.abs(padded[1:] - without[1:]).max() <= TOLERANCE
 
