@@ -1,6 +1,6 @@
 """Gluon data sets of mouth-crop clips with GRID labels, and the batches the trainer consumes.
 
-Clips are found under ``image_path`` as ``sN/{clip}.npz`` (our packed format) or ``sN/{clip}/``
+Clips are found (utils/clips.py) under ``image_path`` as ``sN/{clip}.npz`` (our packed format) or ``sN/{clip}/``
 PNG folders (the original example's layout, so its published preprocessed data works as is).
 Labels come from ``align_path/sN/{clip}.align``, from a flat ``align_path/{clip}.align`` (how the
 original example's aligns were published), or else from the GRID clip name.
@@ -12,9 +12,7 @@ import logging
 import random
 import sys
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -45,115 +43,23 @@ _keep_freed_clip_buffers()
 import mxnet as mx  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
-from utils.clip_store import PACKED_SUFFIX, load_clip  # noqa: E402
-from utils.splits import SPLITS, listed_clips, make_split, speaker_of  # noqa: E402
-from utils.text.grid_text import AlignedWord, align_sentence, encode, parse_align, sentence_from_clip_name  # noqa: E402
+from utils.clip_store import load_clip  # noqa: E402
+from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and selection live there; re-exported)
+    MAX_LABEL_LENGTH,
+    NUM_FRAMES,
+    ClipRecord,
+    Normaliser,
+    build_records,
+    check_label,
+    discover_clips,
+    fit_length,
+    label_clip,
+    load_frames,
+    select_clips,
+)
+from utils.text.grid_text import encode  # noqa: E402
 
 log = logging.getLogger(__name__)
-NUM_FRAMES = 75
-MAX_LABEL_LENGTH = 40
-
-
-@dataclass(frozen=True)
-class ClipRecord:
-    """One clip: where its frames are and what is said in it."""
-
-    clip_id: str
-    path: Path
-    sentence: str
-    words: tuple[AlignedWord, ...] = ()
-
-    @property
-    def speaker(self) -> str:
-        return speaker_of(self.clip_id)
-
-
-def discover_clips(image_path: str | Path) -> dict[str, Path]:
-    """``{clip_id: path}`` for every packed clip or PNG folder under ``image_path/sN/``."""
-    root = Path(image_path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such image folder (run utils/preprocess_data.py first)")
-    clips = {}
-    for speaker in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for entry in speaker.iterdir():
-            if entry.name.startswith("."):
-                continue  # temporary files of an interrupted write
-            if entry.suffix == PACKED_SUFFIX and entry.is_file():
-                clips[f"{speaker.name}/{entry.stem}"] = entry
-            elif entry.is_dir():
-                clips[f"{speaker.name}/{entry.name}"] = entry
-    return dict(sorted(clips.items()))
-
-
-def check_label(sentence: str) -> None:
-    """ValueError unless ``sentence`` can be a training label (GRID alphabet, at most MAX_LABEL_LENGTH)."""
-    encode(sentence)
-    if len(sentence) > MAX_LABEL_LENGTH:
-        raise ValueError(f"label of {len(sentence)} characters exceeds {MAX_LABEL_LENGTH}: {sentence!r}")
-
-
-def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipRecord:
-    """The clip's sentence from its align file, else from its GRID name; ValueError if neither or unusable."""
-    speaker, name = clip_id.split("/", 1)
-    if align_path is not None:
-        for candidate in (Path(align_path) / speaker / f"{name}.align", Path(align_path) / f"{name}.align"):
-            if candidate.is_file():
-                words = tuple(parse_align(candidate))
-                sentence = align_sentence(words)
-                try:
-                    check_label(sentence)
-                except ValueError as err:
-                    raise ValueError(f"{candidate}: {err}") from None
-                return ClipRecord(clip_id, path, sentence, words)
-    return ClipRecord(clip_id, path, sentence_from_clip_name(name))
-
-
-def build_records(clips: dict[str, Path], align_path: str | Path | None) -> list[ClipRecord]:
-    """Records for every clip that can be labelled; the others are reported once and left out."""
-    records = []
-    for clip_id, path in clips.items():
-        try:
-            records.append(label_clip(clip_id, path, align_path))
-        except ValueError as err:
-            log.warning("skipping %s: %s", path, err)
-    return records
-
-
-def select_clips(
-    clip_ids: Iterable[str],
-    split: str = "unseen",
-    train_list: str | Path | None = None,
-    val_list: str | Path | None = None,
-    speakers: Sequence[int] | None = None,
-    val_speakers: Sequence[int] | None = None,
-    missing_clips: str = "warn",
-) -> tuple[list[str], list[str]]:
-    """Training and validation clip ids: from list files, from validation speakers, or a standard split.
-
-    ``missing_clips`` ('warn' or 'error') is what clips named in a list but absent get (``listed_clips``).
-    """
-    found = set(clip_ids)
-    present = found
-    if speakers:
-        wanted = {f"s{s}" for s in speakers}
-        present = {c for c in present if speaker_of(c) in wanted}
-    if train_list or val_list:
-        if not (train_list and val_list):
-            raise ValueError("give both train_list and val_list, or neither")
-        chosen = []
-        for path in (train_list, val_list):
-            clips = [c for c in listed_clips(path, found, missing_clips) if c in present]
-            if not clips:
-                raise ValueError(f"clip list {path}: none of its clips is of the speakers selected ({speakers})")
-            chosen.append(clips)
-        return chosen[0], chosen[1]
-    if val_speakers:
-        held = {f"s{s}" for s in val_speakers}
-        ordered = sorted(present)
-        return [c for c in ordered if speaker_of(c) not in held], [c for c in ordered if speaker_of(c) in held]
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    return make_split(split, present)
 
 
 def shard_records(records: Sequence[ClipRecord], rank: int, count: int, equal: bool = True) -> list[ClipRecord]:
@@ -239,12 +145,8 @@ class LipDataset(gluon.data.Dataset):
         return len(self.records)
 
     def load_frames(self, record: ClipRecord) -> np.ndarray:
-        """The clip's frames, resized to ``size`` (width, height) when that differs; maybe a view
-        (``__getitem__`` copies them once, with the augmentation)."""
-        frames = load_clip(record.path, contiguous=False)
-        if self.size is not None and (frames.shape[2], frames.shape[1]) != tuple(self.size):
-            frames = np.stack([cv2.resize(f, self.size, interpolation=cv2.INTER_AREA) for f in frames])
-        return frames
+        """The clip's frames at the data set's size (``utils.clips.load_frames``)."""
+        return load_frames(record.path, self.size)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int, int] | None:
         """``key`` is an index, or ``(epoch, index)`` from ``EpochShuffleSampler``.
@@ -269,9 +171,7 @@ class LipDataset(gluon.data.Dataset):
             frames = frames[start:max(word.end, start + 1)]
             sentence = word.word
         order = temporal_jitter(len(frames), rng, self.jitter_prob) if self.jitter_prob else np.arange(len(frames))
-        length = min(len(order), self.num_frames)
-        # Pad short clips by holding the last frame (a closed, still mouth), not with black.
-        order = np.concatenate([order[:length], np.full(self.num_frames - length, order[length - 1])])
+        order, length = fit_length(order, self.num_frames)
         padded = frames.take(order, axis=0)  # one copy does the jitter, the cut and the padding
         if self.flip_prob and rng.random() < self.flip_prob:
             t, h, w, c = padded.shape
@@ -314,28 +214,18 @@ class BatchBuffers:
             return array
 
 
-class Batchify:
+class Batchify(Normaliser):
     """Turns samples into ``(data (N, 3, T, H, W) float32, labels padded with -1, data lengths,
     label lengths, indices)``.
 
-    Scaling to [0, 1] and per-channel normalisation is one lookup table per channel applied by
-    OpenCV while splitting the channels straight into the batch buffer (under 1 ms per GRID
-    clip, where NumPy arithmetic or MXNet operators take 10-15 ms), and MXNet takes that buffer
-    over without a copy: copying a batch of 8 GRID clips into an NDArray would cost more than
+    Each clip is normalised (``Normaliser``) straight into the batch buffer, and MXNet takes that
+    buffer over without a copy: copying a batch of 8 GRID clips into an NDArray would cost more than
     normalising it.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        levels = np.arange(256, dtype=np.float64) / 255.0
-        self.tables = [((levels - m) / s).astype(np.float32).reshape(1, 256) for m, s in zip(mean, std)]
+        super().__init__(mean, std)
         self.buffers = BatchBuffers()
-
-    def normalise_into(self, frames: np.ndarray, out: np.ndarray) -> None:
-        """uint8 ``(T, H, W, 3)`` into float32 ``out`` of shape ``(3, T, H, W)``."""
-        t, h, w, _ = frames.shape
-        planes = cv2.split(np.ascontiguousarray(frames).reshape(t * h, w, 3))
-        for channel, table in enumerate(self.tables):
-            cv2.LUT(planes[channel], table, dst=out[channel].reshape(t * h, w))
 
     def __call__(self, samples: list) -> tuple | None:
         samples = [s for s in samples if s is not None]

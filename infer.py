@@ -4,9 +4,10 @@
     python infer.py model_path=checkpoint video=clips/ > out.tsv  # FILE<TAB>SENTENCE per video
 
 ``model_path`` is one of our checkpoints (a run folder, whose best/ is used, a checkpoint folder or
-its model.params) or the original example's parameter file. ``--video`` takes a file or a folder of
-videos; only the ``FILE<TAB>SENTENCE`` lines go to stdout, everything else to stderr. ``--out``
-also writes predictions.csv and a self-contained report.html. Exit status: 0 when every clip was
+its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py,
+which runs on onnxruntime and never imports MXNet. ``--video`` takes a file or a folder of videos;
+only the ``FILE<TAB>SENTENCE`` lines go to stdout, everything else to stderr. ``--out`` also writes
+predictions.csv and a self-contained report.html. Exit status: 0 when every clip was
 read, 1 when some could not be (each is named on stderr), 2 when the checkpoint or the input is
 unusable.
 """
@@ -28,9 +29,7 @@ from utils.splits import MISSING_CLIPS, SPLITS
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode
 
 if TYPE_CHECKING:
-    import mxnet as mx
-
-    from model import LoadedLipNet
+    from utils.network import Network
     from utils.text.metrics import GroupedErrorRates
 
 DEFAULT_REPORT_LIMIT = 200
@@ -41,14 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model_path", default=str(CHECKPOINT_DIR),
                        help="checkpoint: run folder (best/ preferred), checkpoint folder or its model.params, "
-                            "or the original example's parameter file (default: %(default)s)")
+                            "the original example's parameter file, or an exported .onnx file (read with "
+                            "onnxruntime, no MXNet) (default: %(default)s)")
     model.add_argument("--decoder", default=None, choices=DECODERS,
                        help="CTC decoder (default: the checkpoint's, else greedy)")
     model.add_argument("--beam_width", type=int, default=None,
                        help=f"prefix beam width of the beam decoder (default: the checkpoint's, else "
                             f"{DEFAULT_BEAM_WIDTH})")
     model.add_argument("--num_gpus", type=int, default=1,
-                       help="GPUs to run on; 0 or no visible GPU: the CPU (default: %(default)s)")
+                       help="GPUs to run on (an ONNX file: onnxruntime-gpu's CUDA, one GPU); 0 or no visible GPU: "
+                            "the CPU (default: %(default)s)")
     video = parser.add_argument_group("raw videos")
     video.add_argument("--video", default=None,
                        help="a video file, or a folder of them (read in file-name order): prints FILE<TAB>SENTENCE "
@@ -97,22 +98,20 @@ def describe_decoder(method: str, beam_width: int) -> str:
 class VideoLipreader:
     """Raw video to sentence with one mouth extractor and one network, both reused across videos.
 
-    The extractor crops straight at the checkpoint's input size (as utils/preprocess_data.py does for
+    The extractor crops straight at the network's input size (as utils/preprocess_data.py does for
     training data), so the frames need no second resampling; they are normalised by the same lookup
     tables as training batches.
     """
 
-    def __init__(self, loaded: LoadedLipNet, ctx: mx.Context, decoder: str = "greedy",
-                 beam_width: int = DEFAULT_BEAM_WIDTH) -> None:
-        from data_loader import Batchify
+    def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH) -> None:
+        from utils.clips import Normaliser
         from utils.video.mouth_extractor import MouthExtractor
 
-        self.net = loaded.net
-        self.ctx = ctx
+        self.network = network
         self.decoder = decoder
         self.beam_width = beam_width
-        self.batchify = Batchify(loaded.mean, loaded.std)
-        self.extractor = MouthExtractor(size=(loaded.config.width, loaded.config.height))
+        self.normaliser = Normaliser(network.mean, network.std)
+        self.extractor = MouthExtractor(size=(network.width, network.height))
 
     def mouth(self, path: str | Path) -> np.ndarray:
         """Mouth crops (T, H, W, 3) RGB uint8; raises ExtractionError naming the file."""
@@ -120,11 +119,9 @@ class VideoLipreader:
 
     def log_probs(self, frames: np.ndarray) -> np.ndarray:
         """The network's (T, 28) log-probabilities for one clip of mouth crops."""
-        import mxnet as mx
-
         data = np.empty((1, 3) + frames.shape[:3], np.float32)
-        self.batchify.normalise_into(frames, data[0])
-        return self.net(mx.nd.array(data, ctx=self.ctx)).asnumpy()[0]
+        self.normaliser.normalise_into(frames, data[0])
+        return self.network.log_probs(data, np.array([len(frames)]))[0]
 
     def decode(self, log_probs: np.ndarray) -> str:
         return decode(log_probs, self.decoder, self.beam_width)
@@ -176,26 +173,23 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
     return results, failed
 
 
-def run_dataset(args: argparse.Namespace, loaded: LoadedLipNet, ctxs: Sequence[mx.Context], decoder: str,
+def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
                 beam_width: int) -> tuple[list[ClipResult], int, GroupedErrorRates]:
     """Evaluate one side of a split; print [Target]/[Pred] per clip, then CER and WER overall and per speaker."""
-    import data_loader
-    from trainer import evaluate
+    from utils import clips as clip_data
+    from utils.text.evaluation import evaluate_network
 
-    clips = data_loader.discover_clips(args.image_path)
-    train_ids, val_ids = data_loader.select_clips(clips, args.split, args.train_list, args.val_list,
-                                                  args.speakers, args.val_speakers, args.missing_clips)
+    clips = clip_data.discover_clips(args.image_path)
+    train_ids, val_ids = clip_data.select_clips(clips, args.split, args.train_list, args.val_list,
+                                                args.speakers, args.val_speakers, args.missing_clips)
     ids = val_ids if args.data_type == "valid" else train_ids
-    records = data_loader.build_records({c: clips[c] for c in ids}, args.align_path)
+    records = clip_data.build_records({c: clips[c] for c in ids}, args.align_path)
     if not records:
         raise ValueError(f"no {args.data_type} clips under {args.image_path} for this selection "
                          f"(split {args.split!r}, speakers {args.speakers or 'all'})")
-    config = loaded.config
-    dataset = data_loader.LipDataset(records, size=(config.width, config.height))
-    loader = data_loader.make_loader(dataset, args.batch_size, loaded.mean, loaded.std,
-                                     num_workers=args.num_workers)
-    result = evaluate(loaded.net, loader, dataset, ctxs, decoder, beam_width, keep_log_probs=args.out is not None,
-                      progress=f"{args.data_type} clips" if args.progress else None)
+    result = evaluate_network(network, records, args.batch_size, decoder, beam_width, args.num_workers,
+                              keep_log_probs=args.out is not None,
+                              progress=f"{args.data_type} clips" if args.progress else None)
     for clip_id, target, prediction in zip(result.clip_ids, result.targets, result.predictions):
         print(f"[Clip]   {clip_id}\n[Target] {target}\n[Pred]   {prediction}")
     failed = len(records) - len(result.clip_ids)
@@ -213,7 +207,7 @@ def run_dataset(args: argparse.Namespace, loaded: LoadedLipNet, ctxs: Sequence[m
     for i, clip_id in enumerate(result.clip_ids):
         frames = log_probs = None
         if args.out is not None and i < args.report_limit:
-            frames = dataset.load_frames(by_id[clip_id])
+            frames = clip_data.load_frames(by_id[clip_id].path, (network.width, network.height))
             log_probs = result.log_probs[i]
         results.append(ClipResult(clip_id, result.predictions[i], result.targets[i], frames, log_probs))
     return results, failed, result.rates
@@ -226,30 +220,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             or min(args.num_workers, args.report_limit) < 0:
         parser.error("batch_size and beam_width must be at least 1, num_workers and report_limit at least 0")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
-    from model import load_lipnet, prepare_for_inference  # MXNet loads here, after the command line is valid
-    from trainer import contexts
+    from utils.network import load_network  # the backend loads here, after the command line is valid
 
     try:
-        ctxs = contexts(args.num_gpus)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        loaded = load_lipnet(args.model_path, ctxs)
+        network = load_network(args.model_path, args.num_gpus)
     except (OSError, ValueError) as err:
         print(f"error: cannot load the model: {err}", file=sys.stderr)
         return 2
-    prepare_for_inference(loaded.net, ctxs)
-    decoder, beam_width = choose_decoder(args, loaded.meta)
-    source = str(loaded.path or args.model_path)
-    print(f"model {source} ({loaded.config.variant}, input {loaded.config.width}x{loaded.config.height}), "
-          f"decoder {describe_decoder(decoder, beam_width)}", file=sys.stderr)
+    decoder, beam_width = choose_decoder(args, network.meta)
+    source = network.source
+    print(f"model {network.describe()}, decoder {describe_decoder(decoder, beam_width)}", file=sys.stderr)
     try:
         if args.video is not None:
-            results, failed = run_videos(args, VideoLipreader(loaded, ctxs[0], decoder, beam_width))
+            results, failed = run_videos(args, VideoLipreader(network, decoder, beam_width))
             rates, title = None, f"LipNet on {args.video}"
         else:
-            results, failed, rates = run_dataset(args, loaded, ctxs, decoder, beam_width)
+            results, failed, rates = run_dataset(args, network, decoder, beam_width)
             title = f"LipNet on {args.image_path} ({args.data_type})"
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

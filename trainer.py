@@ -34,7 +34,7 @@ import data_loader  # noqa: E402
 from model import LipNet, LipNetConfig, save_checkpoint  # noqa: E402
 from model.checkpoint import STATES_FILE, load_trainer_states, read_checkpoint, set_parameters  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
-from utils.text.decoders import decode_batch  # noqa: E402
+from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
 from utils.text.grid_text import decode as ids_to_text  # noqa: E402
 from utils.text.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
 
@@ -53,27 +53,6 @@ def contexts(num_gpus: int, num_cpus: int = 1) -> list[mx.Context]:
         else:
             return [mx.gpu(i) for i in range(num_gpus)]
     return [mx.cpu(i) for i in range(max(num_cpus, 1))]
-
-
-@dataclass
-class Evaluation:
-    """What one pass over a data set gives: mean loss, error rates, and every clip's prediction."""
-
-    loss: float
-    rates: GroupedErrorRates
-    clip_ids: list[str] = field(default_factory=list)
-    targets: list[str] = field(default_factory=list)
-    predictions: list[str] = field(default_factory=list)
-    log_probs: list[np.ndarray] = field(default_factory=list)
-    loss_count: int = 0  # clips whose loss was finite: what ``loss`` averages over
-
-    @property
-    def cer(self) -> float:
-        return self.rates.overall.cer
-
-    @property
-    def wer(self) -> float:
-        return self.rates.overall.wer
 
 
 def split_batch(batch: tuple, ctxs: Sequence[mx.Context]) -> list[tuple]:
@@ -102,18 +81,10 @@ def evaluate(net: gluon.HybridBlock, loader: gluon.data.DataLoader, dataset: dat
             finite = np.isfinite(losses)
             total_loss += float(losses[finite].sum())
             count += int(finite.sum())
-            log_probs = out.asnumpy()
-            lengths = data_lengths.asnumpy().astype(np.int64)
-            texts = decode_batch(log_probs, lengths, method=decoder, beam_width=beam_width)
-            for i, idx in enumerate(indices.tolist()):
-                record = dataset.records[idx]
-                target = ids_to_text(int(v) for v in labels[i].asnumpy())
-                result.rates.add(record.speaker, target, texts[i])
-                result.clip_ids.append(record.clip_id)
-                result.targets.append(target)
-                result.predictions.append(texts[i])
-                if keep_log_probs:
-                    result.log_probs.append(log_probs[i, : lengths[i]])
+            records = [dataset.records[idx] for idx in indices.tolist()]
+            targets = [ids_to_text(int(v) for v in label) for label in labels.asnumpy()]
+            score_batch(result, records, targets, out.asnumpy(), data_lengths.asnumpy().astype(np.int64), decoder,
+                        beam_width, keep_log_probs)
     result.loss = total_loss / count if count else float("nan")
     result.loss_count = count
     return result

@@ -7,9 +7,9 @@ Model and extractor loading and the network's first call (graph building) are ex
 run ``--repeats`` times and its fastest run counted, to damp contention on a shared CPU. Without
 ``--model_path`` a freshly initialised paper LipNet is timed: speed does not depend on the weights (but
 the decoders' times do somewhat, a random network's output being flat). The throughput set is the
-extractor's crops of the clips packed ``--copies`` times into a temporary folder, run through
-``trainer.evaluate`` as infer.py does. CPU figures are the process's CPU time over all its threads,
-which other load on a shared machine inflates less than wall time. The last line printed is a JSON
+extractor's crops of the clips packed ``--copies`` times into a temporary folder, read by
+``utils.text.evaluation.evaluate_network`` as infer.py does. CPU figures are the process's CPU time
+over all its threads, which other load on a shared machine inflates less than wall time. The last line printed is a JSON
 object with every figure.
 """
 import sys
@@ -35,7 +35,7 @@ from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH  # noqa: E402
 
 if TYPE_CHECKING:
     from infer import VideoLipreader
-    from model import LoadedLipNet
+    from utils.network import Network
 
 DEFAULT_CLIPS_DIR = REPO_ROOT.parent / "shared" / "grid"
 TARGET_END_TO_END_S = 1.0
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="times the clips are repeated in the throughput set (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=16, help="throughput batch size (default: %(default)s)")
     parser.add_argument("--num_workers", type=int, default=0,
-                        help="data-loading worker processes of the throughput run (default: %(default)s)")
+                        help="data-loading threads of the throughput run (default: %(default)s)")
     parser.add_argument("--num_gpus", type=int, default=0, help="GPUs to run on (default: 0, the CPU)")
     return parser
 
@@ -88,25 +88,21 @@ def time_videos(reader: "VideoLipreader", videos: Sequence[Path], repeats: int) 
     return rows
 
 
-def time_throughput(loaded: "LoadedLipNet", ctxs: list, crops: dict[str, np.ndarray], copies: int, batch_size: int,
+def time_throughput(network: "Network", crops: dict[str, np.ndarray], copies: int, batch_size: int,
                     num_workers: int) -> dict:
-    """Clips per second of ``evaluate`` over the crops packed ``copies`` times (speakers s1..sN)."""
-    import data_loader
-    from trainer import evaluate
+    """Clips per second of infer.py's data-set reading over the crops packed ``copies`` times (speakers s1..sN)."""
     from utils.clip_store import save_packed
+    from utils.clips import build_records, discover_clips
+    from utils.text.evaluation import evaluate_network
 
     with tempfile.TemporaryDirectory(prefix="bench_infer_") as tmp:
         for k in range(1, copies + 1):
             for name, frames in crops.items():
                 save_packed(Path(tmp) / f"s{k}" / f"{name}.npz", frames)
-        records = data_loader.build_records(data_loader.discover_clips(tmp), None)
-        size = (loaded.config.width, loaded.config.height)
-        dataset = data_loader.LipDataset(records, size=size)
-        warm = data_loader.LipDataset(records[:batch_size], size=size)
-        evaluate(loaded.net, data_loader.make_loader(warm, batch_size, loaded.mean, loaded.std), warm, ctxs)
-        loader = data_loader.make_loader(dataset, batch_size, loaded.mean, loaded.std, num_workers=num_workers)
+        records = build_records(discover_clips(tmp), None)
+        evaluate_network(network, records[:batch_size], batch_size)  # graph building for this batch size
         cpu, start = time.process_time(), time.perf_counter()
-        result = evaluate(loaded.net, loader, dataset, ctxs, progress="throughput")
+        result = evaluate_network(network, records, batch_size, num_workers=num_workers, progress="throughput")
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     n = len(result.clip_ids)
     return {"clips": n, "seconds": round(elapsed, 3), "clips_per_s": round(n / elapsed, 2),
@@ -120,11 +116,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error("repeats, copies, batch_size and beam_width must be at least 1, num_workers at least 0")
     # MXNet loads here, after the command line is known to be valid.
     from bench.decoders import time_decoders
-    from data_loader import NUM_FRAMES
     from infer import VideoLipreader, list_videos
-    from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet, prepare_for_inference
+    from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet
     from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
+    from model.network import MXNetLipNet
     from trainer import contexts
+    from utils.clips import NUM_FRAMES
 
     videos = list_videos(Path(args.clips_dir))
     if not videos:
@@ -135,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:
         loaded = LoadedLipNet(LipNet(LipNetConfig()), EXAMPLE_MEAN, EXAMPLE_STD)
         loaded.net.initialize(ctx=ctxs)
-    prepare_for_inference(loaded.net, ctxs)
-    reader = VideoLipreader(loaded, ctxs[0], args.decoder, args.beam_width)
+    network = MXNetLipNet(loaded, ctxs)  # prepared for inference
+    reader = VideoLipreader(network, args.decoder, args.beam_width)
     start = time.perf_counter()
     reader.log_probs(np.zeros((NUM_FRAMES, loaded.config.height, loaded.config.width, 3), np.uint8))
     first_call = time.perf_counter() - start  # builds the graph for 75-frame clips
@@ -160,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"{m} median {t.median_ms:.2f} max {t.max_ms:.2f}" for m, t in decoders.items()))
 
     crops = {Path(row["clip"]).stem: row["crops"] for row in rows}
-    throughput = time_throughput(loaded, ctxs, crops, args.copies, args.batch_size, args.num_workers)
+    throughput = time_throughput(network, crops, args.copies, args.batch_size, args.num_workers)
     print(f"batch throughput: {throughput['clips']} preprocessed clips in {throughput['seconds']:.2f} s = "
           f"{throughput['clips_per_s']:.1f} clips/s (batch {args.batch_size}, target >= {TARGET_CLIPS_PER_S:.0f}); "
           f"{throughput['cpu_s_per_clip']:.2f} CPU s per clip")

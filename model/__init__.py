@@ -1,4 +1,5 @@
-"""The LipNet network and its checkpoints (the only MXNet code besides training and inference)."""
+"""The LipNet network, its checkpoints, its ONNX export and its reading network (model.network): the only MXNet
+code besides training (trainer.py, data_loader.py)."""
 from utils.threads import default_omp_threads
 
 default_omp_threads()  # must precede the first MXNet import

@@ -1,6 +1,7 @@
 """Shared fixtures: the real GRID clips in ``../shared`` beside the checkout, and a LipNet trained on them."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -8,6 +9,16 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``onnx_reader`` tests prove reading without MXNet: where MXNet is installed they cannot."""
+    if importlib.util.find_spec("mxnet") is None:
+        return
+    skip = pytest.mark.skip(reason="MXNet is installed here; .ci/run runs these in its Python 3.13 venv without it")
+    for item in items:
+        if "onnx_reader" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,41 @@
+"""A loaded checkpoint as a ``utils.network.Network``: MXNet's side of reading."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from model.checkpoint import LoadedLipNet, load_lipnet
+from model.lipnet import prepare_for_inference
+from utils.network import DEFAULT_FRAME_RATE, Network
+
+
+class MXNetLipNet(Network):
+    """Our checkpoints and the original example's parameter file, run by MXNet (hybridized and packed
+    for inference by ``prepare_for_inference``), a batch split over the given contexts."""
+
+    def __init__(self, loaded: LoadedLipNet, ctxs: list[mx.Context]) -> None:
+        config = loaded.config
+        super().__init__(config.variant, config.norm, config.width, config.height, loaded.mean, loaded.std,
+                         float(loaded.meta.get("frame_rate") or DEFAULT_FRAME_RATE), str(loaded.path), "mxnet",
+                         loaded.meta)
+        self.loaded = loaded
+        self.ctxs = list(ctxs)
+        prepare_for_inference(loaded.net, self.ctxs)
+
+    @classmethod
+    def load(cls, path: str | Path, num_gpus: int = 0) -> MXNetLipNet:
+        from trainer import contexts
+
+        ctxs = contexts(num_gpus)
+        return cls(load_lipnet(path, ctxs), ctxs)
+
+    def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """The network runs over every frame of the batch: it does not take clip lengths (yet)."""
+        ctxs = self.ctxs[: len(batch)]
+        if len(ctxs) == 1:
+            return self.loaded.net(mx.nd.array(batch, ctx=ctxs[0])).asnumpy()
+        parts = gluon.utils.split_and_load(mx.nd.array(batch), ctxs, even_split=False)
+        return np.concatenate([self.loaded.net(part).asnumpy() for part in parts])

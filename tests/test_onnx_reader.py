@@ -1,0 +1,66 @@
+"""Reading with an ONNX file where MXNet cannot be installed: .ci/run runs these in a Python 3.13 venv
+with NumPy 2 built from requirements-infer.txt (``pytest -m onnx_reader tests/test_onnx_reader.py``).
+
+The model is the one trained on the shared clips, exported by tests/test_onnx.py in the main venv,
+which leaves it and what its MXNet checkpoint reads in ``LIPNET_ONNX_HANDOFF``. Where MXNet is
+importable these tests are skipped (tests/conftest.py).
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.onnx_reader
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def handoff() -> Path:
+    folder = os.environ.get("LIPNET_ONNX_HANDOFF")
+    if not folder:
+        pytest.skip("needs LIPNET_ONNX_HANDOFF, the folder where tests/test_onnx.py left the exported model "
+                    "(.ci/run sets it)")
+    path = Path(folder)
+    if not (path / "real.onnx").is_file() or not (path / "expected.json").is_file():
+        pytest.fail(f"{path}: no real.onnx and expected.json (tests/test_onnx.py did not run, or failed, before)")
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_this_python_has_numpy_2_and_no_mxnet():
+    assert importlib.util.find_spec("mxnet") is None
+    assert int(np.__version__.split(".")[0]) >= 2
+
+
+def test_infer_reads_the_shared_videos_with_the_onnx_file(handoff: Path, grid_dir: Path, tmp_path: Path):
+    expected = json.loads((handoff / "expected.json").read_text())["sentences"]
+    result = run("infer.py", f"model_path={handoff / 'real.onnx'}", f"video={grid_dir}", "num_gpus=0",
+                 "progress=false", f"out={tmp_path / 'report'}")
+    assert result.returncode == 0, result.stderr
+    assert dict(line.split("\t") for line in result.stdout.splitlines()) == expected
+    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "predictions.csv").is_file()
+
+
+def test_infer_scores_a_preprocessed_data_set_with_the_onnx_file(handoff: Path, grid_dir: Path, tmp_path: Path):
+    videos = tmp_path / "videos" / "s1"
+    videos.mkdir(parents=True)
+    for clip in sorted(grid_dir.glob("*.mpg")):
+        (videos / clip.name).symlink_to(clip)
+    result = run("utils/preprocess_data.py", f"src_path={tmp_path / 'videos'}", f"tgt_path={tmp_path / 'crops'}",
+                 "n_process=1")
+    assert result.returncode == 0, result.stderr
+    clips = tmp_path / "clips.txt"
+    clips.write_text("".join(f"s1/{clip.stem}\n" for clip in sorted(grid_dir.glob("*.mpg"))))
+    result = run("infer.py", f"model_path={handoff / 'real.onnx'}", f"image_path={tmp_path / 'crops'}",
+                 f"align_path={tmp_path / 'none'}", f"train_list={clips}", f"val_list={clips}", "num_gpus=0",
+                 "progress=false", "decoder=beam", "beam_width=4")
+    assert result.returncode == 0, result.stderr
+    assert "CER 0.0000  WER 0.0000  (3 clips" in result.stdout

@@ -1,0 +1,98 @@
+"""Export a trained LipNet to ONNX, for reading without MXNet (infer.py, onnxruntime, any Python).
+
+    python utils/export_onnx.py model_path=checkpoint/best out=lipnet.onnx
+
+``model_path`` is whatever infer.py takes: one of our checkpoints (a run folder, whose best/ is
+used, a checkpoint folder or its model.params) or the original example's parameter file. The file
+holds the network (input ``frames`` (N, 3, T, H, W) float32 normalised, output ``log_probs``
+(N, T, classes); batch and time dynamic) and, as metadata, the input size, normalisation, frame
+rate, alphabet and default decoder, so that reading needs nothing else. Before it is written the
+graph passes ``onnx.checker`` with shape inference, and with ``check=true`` (the default) its
+log-probabilities on a random clip are compared with MXNet's. Exit status: 0 written, 2 the
+checkpoint is unusable or the check failed.
+"""
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from utils.cli import parse_args, str2bool  # noqa: E402
+from utils.paths import CHECKPOINT_DIR  # noqa: E402
+
+CHECK_TOLERANCE = 1e-4  # largest absolute difference of log-probabilities allowed against MXNet
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_path", default=str(CHECKPOINT_DIR),
+                        help="checkpoint: run folder (best/ preferred), checkpoint folder or its model.params, "
+                             "or the original example's parameter file (default: %(default)s)")
+    parser.add_argument("--out", default="lipnet.onnx", help="the ONNX file to write (default: %(default)s)")
+    parser.add_argument("--lengths", type=str2bool, default=False,
+                        help="give the graph a second input 'lengths' (N,) int32, each clip's frame count: the "
+                             "GRUs then stop at each clip's end and padding is masked out (default: false, the "
+                             "network exactly as MXNet runs it)")
+    parser.add_argument("--check", type=str2bool, default=True,
+                        help=f"compare onnxruntime's log-probabilities with MXNet's on a random clip (largest "
+                             f"difference at most {CHECK_TOLERANCE:g}; default: true)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    from model.checkpoint import read_checkpoint
+    from model.onnx_export import build_model, reading_metadata
+    from utils.atomic import write_bytes_atomic
+
+    try:
+        contents = read_checkpoint(args.model_path)
+    except (OSError, ValueError) as err:
+        print(f"error: cannot load the model: {err}", file=sys.stderr)
+        return 2
+    source = str(contents.folder or contents.source)
+    arrays = {name: array.asnumpy() for name, array in contents.arrays.items()}
+    metadata = reading_metadata(contents.config, contents.mean, contents.std, contents.meta, source)
+    try:
+        model = build_model(contents.config, arrays, metadata, with_lengths=args.lengths)
+    except ValueError as err:
+        print(f"error: {source}: cannot export: {err}", file=sys.stderr)
+        return 2
+    data = model.SerializeToString()
+    if args.check:
+        difference = compare_with_mxnet(args.model_path, data, args.lengths)
+        print(f"largest difference from MXNet's log-probabilities: {difference:.2e}", file=sys.stderr)
+        if not difference <= CHECK_TOLERANCE:
+            print(f"error: the exported graph differs from MXNet by {difference:.2e} (> {CHECK_TOLERANCE:g}); "
+                  f"nothing written", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+    try:
+        write_bytes_atomic(out, data)
+    except OSError as err:
+        print(f"error: cannot write {out}: {err}", file=sys.stderr)
+        return 2
+    config = contents.config
+    print(f"wrote {out} ({len(data) / 1e6:.2f} MB): {config.variant} LipNet, norm {config.norm}, input "
+          f"{config.width}x{config.height}, from {source}", file=sys.stderr)
+    return 0
+
+
+def compare_with_mxnet(model_path: str, onnx_bytes: bytes, lengths: bool, frames: int = 40) -> float:
+    """Largest absolute difference between both backends' log-probabilities on one random clip."""
+    from model.network import MXNetLipNet
+    from utils.onnx_model import OnnxLipNet
+
+    mxnet_net = MXNetLipNet.load(model_path, num_gpus=0)
+    onnx_net = OnnxLipNet(onnx_bytes)
+    batch = np.random.default_rng(0).standard_normal((1, 3, frames, onnx_net.height, onnx_net.width), np.float32)
+    clip_lengths = np.array([frames], np.int32) if lengths else None
+    return float(np.abs(mxnet_net.log_probs(batch) - onnx_net.log_probs(batch, clip_lengths)).max())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

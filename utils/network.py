@@ -1,0 +1,62 @@
+"""The network as reading sees it: clips in, log-probabilities out, whatever runs it.
+
+Two backends give the same interface: ``model.network.MXNetLipNet`` (our checkpoints and the
+original example's parameter file, on MXNet) and ``utils.onnx_model.OnnxLipNet`` (an ONNX file
+from utils/export_onnx.py, on onnxruntime, with no MXNet anywhere). ``load_network`` picks one
+by the file, so that reading with an ONNX file never imports MXNet.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ONNX_SUFFIX = ".onnx"
+DEFAULT_FRAME_RATE = 25.0  # GRID's, what every LipNet here is trained on, for files that do not say
+
+
+@dataclass
+class Network(ABC):
+    """A LipNet ready to read, and everything needed to feed it and decode what it says.
+
+    ``meta`` holds the checkpoint's description as far as reading uses it: at least ``decoder``
+    (``{"method": ..., "beam_width": ...}``), the default decoder.
+    """
+
+    variant: str
+    norm: str
+    width: int
+    height: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    frame_rate: float
+    source: str
+    backend: str
+    meta: dict = field(default_factory=dict)
+
+    @abstractmethod
+    def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """``(N, T, classes)`` float32 log-probabilities of a batch ``(N, 3, T, H, W)`` float32 of
+        normalised clips; ``lengths`` (N,) are the clips' real frame counts (the rest is padding)."""
+
+    def describe(self) -> str:
+        return f"{self.source} ({self.variant}, norm {self.norm}, input {self.width}x{self.height}, {self.backend})"
+
+
+def is_onnx(model_path: str | Path) -> bool:
+    return Path(model_path).suffix.lower() == ONNX_SUFFIX
+
+
+def load_network(model_path: str | Path, num_gpus: int = 0) -> Network:
+    """The network in ``model_path``: an ONNX file runs on onnxruntime, anything else is a checkpoint
+    for MXNet. ``num_gpus`` > 0 runs on GPUs where the backend sees any (onnxruntime uses one).
+    Raises OSError or ValueError naming the file when it cannot be used."""
+    if is_onnx(model_path):
+        from utils.onnx_model import OnnxLipNet
+
+        return OnnxLipNet(model_path, use_gpu=num_gpus > 0)
+    from model.network import MXNetLipNet
+
+    return MXNetLipNet.load(model_path, num_gpus)

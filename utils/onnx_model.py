@@ -1,0 +1,86 @@
+"""A LipNet exported by utils/export_onnx.py, run by onnxruntime: reading without MXNet.
+
+Everything reading needs (input size, normalisation, frame rate, alphabet, default decoder) comes
+from the file's metadata, so the file alone is enough. Nothing here imports MXNet; this module and
+the reading path install from requirements-infer.txt on Python 3.11-3.13 with NumPy 2.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from utils.network import DEFAULT_FRAME_RATE, Network
+from utils.text.grid_text import ALPHABET
+
+log = logging.getLogger(__name__)
+INPUT, LENGTHS = "frames", "lengths"
+METADATA_VERSIONS = ("1",)
+
+
+def _metadata(session: ort.InferenceSession, source: str) -> dict[str, object]:
+    raw = session.get_modelmeta().custom_metadata_map
+    if raw.get("lipnet.version") is None:
+        raise ValueError(f"{source}: not a LipNet ONNX file of utils/export_onnx.py (no lipnet.* metadata)")
+    if json.loads(raw["lipnet.version"]) not in METADATA_VERSIONS:
+        raise ValueError(f"{source}: LipNet metadata version {raw['lipnet.version']} is newer than this reader's")
+    try:
+        return {key.removeprefix("lipnet."): json.loads(value) for key, value in raw.items()
+                if key.startswith("lipnet.")}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source}: unreadable LipNet metadata ({err})") from None
+
+
+class OnnxLipNet(Network):
+    """An exported LipNet on onnxruntime: the CPU, or with ``use_gpu`` CUDA where onnxruntime-gpu
+    sees a GPU (else the CPU, with a warning)."""
+
+    def __init__(self, model: str | Path | bytes, use_gpu: bool = False) -> None:
+        source = "<in memory>" if isinstance(model, bytes) else str(model)
+        if not isinstance(model, bytes) and not Path(model).is_file():
+            raise FileNotFoundError(f"{source}: no such ONNX file")
+        providers = ["CPUExecutionProvider"]
+        if use_gpu:
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            else:
+                log.warning("num_gpus > 0 but onnxruntime has no CUDA provider (install onnxruntime-gpu): "
+                            "reading on the CPU. Pass num_gpus=0 to silence this.")
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # a file it cannot load is our error message, not its log too
+        try:
+            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                                providers=providers)
+        except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            reason = lines[0] if len(lines[0]) <= 200 else lines[0][:200] + "..."
+            raise ValueError(f"{source}: not a readable ONNX file ({reason})") from None
+        info = _metadata(self.session, source)
+        try:
+            config, norm = info["config"], info["normalisation"]
+            alphabet = info["alphabet"]
+            if alphabet["characters"] != ALPHABET or alphabet["blank"] != len(ALPHABET):
+                raise ValueError(f"alphabet {alphabet} is not this reader's ({ALPHABET!r} and blank last)")
+            decoder = info.get("decoder") or {}
+            meta = {"decoder": {k: v for k, v in decoder.items() if v is not None}, "config": config,
+                    "normalisation": norm, "metrics": info.get("metrics") or {}}
+            super().__init__(config["variant"], config["norm"], int(config["width"]), int(config["height"]),
+                             tuple(norm["mean"]), tuple(norm["std"]),
+                             float(info.get("frame_rate") or DEFAULT_FRAME_RATE),
+                             str(info.get("source") or source) if isinstance(model, bytes) else source,
+                             "onnxruntime " + ("CUDA" if providers[0].startswith("CUDA") else "CPU"), meta)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{source}: incomplete LipNet metadata ({err})") from None
+        self.takes_lengths = LENGTHS in {i.name for i in self.session.get_inputs()}
+
+    def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """With a graph exported with ``lengths=true`` the clips' lengths are fed to it (all of ``T`` when
+        not given); otherwise the network runs over every frame, as MXNet's does."""
+        feed = {INPUT: np.ascontiguousarray(batch, np.float32)}
+        if self.takes_lengths:
+            full = np.full(len(batch), batch.shape[2], np.int32)
+            feed[LENGTHS] = full if lengths is None else np.asarray(lengths, np.int32)
+        return self.session.run(None, feed)[0]

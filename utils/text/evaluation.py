@@ -1,0 +1,69 @@
+"""One pass of a network over a data set, framework-free: every clip's prediction, decoded from its
+log-probabilities, and the error rates per speaker. ``trainer.evaluate`` (MXNet, with the CTC loss)
+and ``infer.py`` (any backend) fill it batch by batch."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm import tqdm
+
+from utils.clips import ClipRecord, Normaliser, clip_batches
+from utils.text.decoders import decode_batch
+from utils.text.metrics import GroupedErrorRates
+
+if TYPE_CHECKING:
+    from utils.network import Network
+
+
+@dataclass
+class Evaluation:
+    """What one pass over a data set gives: mean loss, error rates, and every clip's prediction."""
+
+    loss: float
+    rates: GroupedErrorRates
+    clip_ids: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    predictions: list[str] = field(default_factory=list)
+    log_probs: list[np.ndarray] = field(default_factory=list)
+    loss_count: int = 0  # clips whose loss was finite: what ``loss`` averages over
+
+    @property
+    def cer(self) -> float:
+        return self.rates.overall.cer
+
+    @property
+    def wer(self) -> float:
+        return self.rates.overall.wer
+
+
+def score_batch(result: Evaluation, records: Sequence[ClipRecord], targets: Sequence[str], log_probs: np.ndarray,
+                lengths: np.ndarray, decoder: str = "greedy", beam_width: int = 25,
+                keep_log_probs: bool = False) -> None:
+    """Decode a batch's ``(N, T, C)`` log-probabilities (the first ``lengths[i]`` frames of each clip)
+    and add its predictions and error rates to ``result``."""
+    texts = decode_batch(log_probs, lengths, method=decoder, beam_width=beam_width)
+    for i, record in enumerate(records):
+        result.rates.add(record.speaker, targets[i], texts[i])
+        result.clip_ids.append(record.clip_id)
+        result.targets.append(targets[i])
+        result.predictions.append(texts[i])
+        if keep_log_probs:
+            result.log_probs.append(log_probs[i, : lengths[i]])
+
+
+def evaluate_network(network: Network, records: Sequence[ClipRecord], batch_size: int, decoder: str = "greedy",
+                     beam_width: int = 25, num_workers: int = 0, keep_log_probs: bool = False,
+                     progress: str | None = None) -> Evaluation:
+    """Read ``records`` with ``network`` (either backend) in batches as the validation loader makes them,
+    decode and score them against their sentences; clips that cannot be read are reported and left out."""
+    result = Evaluation(float("nan"), GroupedErrorRates())
+    batches = clip_batches(records, (network.width, network.height), Normaliser(network.mean, network.std),
+                           batch_size, num_workers=num_workers)
+    for batch_records, data, lengths in tqdm(batches, desc=progress, disable=progress is None, unit="batch",
+                                             total=-(-len(records) // batch_size), leave=False):
+        score_batch(result, batch_records, [r.sentence for r in batch_records], network.log_probs(data, lengths),
+                    lengths, decoder, beam_width, keep_log_probs)
+    return result
