@@ -1,7 +1,9 @@
 """The LipNet network and its checkpoints (the only MXNet code besides training and inference)."""
+from utils.cuda_libs import preload_cuda_libraries
 from utils.threads import default_omp_threads
 
 default_omp_threads()  # must precede the first MXNet import
+preload_cuda_libraries()  # the CUDA build's pip-installed CUDA libraries, likewise
 
 from model.checkpoint import LoadedLipNet, load_lipnet, read_meta, save_checkpoint  # noqa: E402
 from model.lipnet import VARIANTS, LipNet, LipNetConfig, prepare_for_inference  # noqa: E402
