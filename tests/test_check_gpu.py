@@ -202,6 +202,8 @@ def test_missing_driver_library_is_no_driver():
     with pytest.raises(GpuProblem) as caught:
         gpu_support.query_driver("libnosuch.so.1")
     assert caught.value.kind == "no_driver"
+    with pytest.raises(GpuProblem, match="it has no cuInit: not an NVIDIA driver's library"):
+        gpu_support.query_driver("libc.so.6")
 
 
 def test_probe_process_that_dies_names_the_gpus_it_left(monkeypatch: pytest.MonkeyPatch):

@@ -105,17 +105,14 @@ def kernels_for(capability: tuple[int, int]) -> str | None:
     sm_70's, 8.9 runs sm_86's, and 9.0 runs none of them.
     """
     major, minor = capability
-    usable = [arch for arch in BUILD_ARCHS if arch[0] == major and arch[1] <= minor]
-    return f"sm_{max(usable)[0]}{max(usable)[1]}" if usable else None
+    best = max((arch for arch in BUILD_ARCHS if arch[0] == major and arch[1] <= minor), default=None)
+    return f"sm_{best[0]}{best[1]}" if best else None
 
 
 def supported_generations() -> str:
-    names = []
-    for major, minor in BUILD_ARCHS:
-        for name in (generation(major, minor), generation(major, 9)):
-            if name not in names:
-                names.append(name)
-    return ", ".join(names)
+    """The generations with a compute capability the build has kernels for, oldest first."""
+    names = [generation(major, minor) for major in range(13) for minor in range(10) if kernels_for((major, minor))]
+    return ", ".join(dict.fromkeys(names))
 
 
 def library_missing(missing: dict[str, str]) -> GpuProblem:
@@ -124,8 +121,9 @@ def library_missing(missing: dict[str, str]) -> GpuProblem:
     for soname in missing:
         package = next((p for stem, p in PACKAGES.items() if soname.startswith(stem)), "")
         named.append(f"{soname} (from {package})" if package else soname)
-    return GpuProblem("library_missing", f"CUDA library missing: {', '.join(named)}; MXNet's CUDA build needs it. "
-                                         "Install them with: pip install -r requirements-gpu.txt")
+    many = len(named) > 1
+    return GpuProblem("library_missing", f"CUDA {'libraries' if many else 'library'} missing: {', '.join(named)}, "
+                                         f"which MXNet's CUDA build links: pip install -r requirements-gpu.txt")
 
 
 def no_driver(reason: str) -> GpuProblem:
@@ -176,7 +174,10 @@ def query_driver(library: str = DRIVER_LIBRARY) -> tuple[int, list[Gpu]]:
         raise no_driver(str(err)) from None
 
     def call(function: str, *args: object) -> int:
-        return getattr(cuda, function)(*args)
+        try:
+            return getattr(cuda, function)(*args)
+        except AttributeError:
+            raise no_driver(f"it has no {function}: not an NVIDIA driver's library") from None
 
     status = call("cuInit", 0)
     version = ctypes.c_int(0)
