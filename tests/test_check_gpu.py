@@ -207,8 +207,11 @@ def test_missing_driver_library_is_no_driver():
 
 
 def test_probe_process_that_dies_names_the_gpus_it_left(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DMLC_ROLE", "worker")
+
     def run(command: list, **kwargs) -> subprocess.CompletedProcess:
         assert command[1:3] == ["-m", "model.gpu_check"] and command[3:] == ["0", "1"]
+        assert "DMLC_ROLE" not in kwargs["env"]  # MXNet's import would make a server of it
         return subprocess.CompletedProcess(command, -11, '{"device": 0, "ok": true, "seconds": 1.0}\n',
                                            "Segmentation fault in libcudnn_cnn_infer.so.8")
 
@@ -235,6 +238,8 @@ def test_preflight_raises_the_first_problem_and_lets_no_gpu_fall_back(monkeypatc
     no_gpu = Report(lines=["MXNet: x"], problems=[GpuProblem("no_gpu", "none")])
     assert preflight(1, check_fn=lambda n: no_gpu) == ["MXNet: x"]  # the trainer then warns and uses the CPU
     assert preflight(0, check_fn=lambda n: pytest.fail("checked")) == []
+    monkeypatch.setenv("DMLC_ROLE", "server")  # a parameter server of a distributed run: no GPU of its own
+    assert preflight(1, check_fn=lambda n: pytest.fail("checked")) == []
 
 
 def test_main_stops_before_training_on_an_unusable_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -228,8 +228,10 @@ def run_probe(indices: Sequence[int], timeout: float = 600) -> dict[int, ProbeRe
     process died or hung) gets the process's last words as its error."""
     root = Path(__file__).resolve().parent.parent
     command = [sys.executable, "-m", "model.gpu_check", *map(str, indices)]
+    # without a distributed run's roles: MXNet's import turns a process with DMLC_ROLE=server into a server
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DMLC_")}
     try:
-        done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
         stdout, stderr, ending = done.stdout, done.stderr, f"exit status {done.returncode}"
     except subprocess.TimeoutExpired as err:
         stdout = err.stdout.decode() if isinstance(err.stdout, bytes) else err.stdout or ""
@@ -322,9 +324,10 @@ def preflight(num_gpus: int, check_fn: Callable[[int], Report] = check) -> list[
 
     As before this check, a machine where MXNet sees no GPU (the CPU build, or a driver showing none)
     runs on the CPU, with the trainer's warning; the CPU build is recognised from ``libmxnet.so``'s
-    headers alone, so that path costs no import and no subprocess.
+    headers alone, so that path costs no import and no subprocess. The parameter servers and the
+    scheduler of a distributed run (``utils/launch.py``) use no GPU and are not checked.
     """
-    if num_gpus <= 0 or not cuda_libs.is_cuda_build():
+    if num_gpus <= 0 or os.environ.get("DMLC_ROLE") in ("server", "scheduler") or not cuda_libs.is_cuda_build():
         return []
     report = check_fn(num_gpus)
     problems = [p for p in report.problems if p.kind != "no_gpu"]
