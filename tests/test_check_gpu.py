@@ -16,7 +16,7 @@ import pytest
 
 import infer
 import main
-from utils import cuda_libs, gpu_support
+from utils import check_gpu, cuda_libs, gpu_support
 from utils.gpu_support import Build, Gpu, GpuProblem, ProbeResult, Report, check, classify, kernels_for, preflight
 
 REPO = Path(__file__).resolve().parent.parent
@@ -260,6 +260,31 @@ def test_infer_stops_with_the_message(monkeypatch: pytest.MonkeyPatch, capsys: p
     assert infer.main(["num_gpus=1", "model_path=/nonexistent"]) == 2
     assert capsys.readouterr().err.strip() == "error: no NVIDIA driver: libcuda.so.1 cannot be loaded (gone); " \
                                               "install the NVIDIA driver, release 520 or newer"
+
+
+def test_check_gpu_script_prints_the_report_and_one_line_per_problem(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture):
+    asked = []
+
+    def fake_check(wanted: int | None) -> Report:
+        asked.append(wanted)
+        return check(wanted, build=CUDA_BUILD, driver=driver_with(A100, H100), probe=probe_ok)
+
+    monkeypatch.setattr(check_gpu, "check", fake_check)
+    assert check_gpu.main([]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].startswith("GPU 0 (NVIDIA A100-SXM4-80GB") and out[3].startswith("GPU 1 (NVIDIA H100")
+    assert [line for line in out if line.startswith("error:")] == [f"error: {gpu_support.unsupported(H100)}"]
+    assert check_gpu.main(["num_gpus=1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "ok: MXNet can train on this GPU"
+    assert asked == [None, 1]
+    with pytest.raises(SystemExit):
+        check_gpu.main(["num_gpus=0"])
+
+
+def test_check_gpu_script_here_names_the_cpu_build(capsys: pytest.CaptureFixture):
+    assert check_gpu.main([]) == 1  # the test environment: CPU build (and no driver on the CI machine)
+    assert "error: the installed MXNet (mxnet 1.9.1) is the CPU build" in capsys.readouterr().out
 
 
 # ---- the probe's network, for real on the CPU ----

@@ -84,7 +84,7 @@ class ProbeResult:
 class Report:
     lines: list[str] = field(default_factory=list)
     problems: list[GpuProblem] = field(default_factory=list)
-    gpus: list[Gpu] = field(default_factory=list)
+    gpus: list[Gpu] = field(default_factory=list)  # the GPUs checked
 
 
 def generation(major: int, minor: int) -> str:
@@ -275,7 +275,6 @@ def check(wanted: int | None = None, build: Build | None = None,
                                               "NVIDIA GPU install requirements.txt (the CPU build) instead")
         report.problems.append(problem)
         return report
-    report.gpus = gpus
     report.lines.append(f"NVIDIA driver: supports CUDA {version // 1000}.{version % 1000 // 10}; "
                         f"{len(gpus)} GPU(s) visible")
     if version < MIN_DRIVER_CUDA:
@@ -291,7 +290,7 @@ def check(wanted: int | None = None, build: Build | None = None,
     if wanted is not None and wanted > len(gpus):
         report.problems.append(GpuProblem("too_few", f"num_gpus={wanted} but only {len(gpus)} GPU(s) are visible"))
         return report
-    targets = gpus[:wanted] if wanted is not None else gpus
+    targets = report.gpus = gpus[:wanted] if wanted is not None else gpus
     kernels = {gpu.index: kernels_for(gpu.capability) for gpu in targets}
     for gpu in targets:
         if kernels[gpu.index] is None:
