@@ -17,9 +17,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from utils.cuda_libs import preload_cuda_libraries
 from utils.threads import default_omp_threads
 
 default_omp_threads()  # before MXNet loads
+preload_cuda_libraries()  # likewise
 
 
 def _keep_freed_clip_buffers() -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from utils.cli import parse_args, parse_speakers, str2bool
+from utils.gpu_support import GpuProblem, preflight
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.report import ClipResult, ordered_groups, write_report
 from utils.splits import MISSING_CLIPS, SPLITS
@@ -220,7 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             or min(args.num_workers, args.report_limit) < 0:
         parser.error("batch_size and beam_width must be at least 1, num_workers and report_limit at least 0")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
-    from utils.network import load_network  # the backend loads here, after the command line is valid
+    from utils.network import is_onnx, load_network  # the backend loads here, after the command line is valid
+
+    if not is_onnx(args.model_path):  # GPUs MXNet cannot run stop here, with the reason (the CPU build skips this)
+        try:
+            for line in preflight(args.num_gpus):
+                print(line, file=sys.stderr)
+        except GpuProblem as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
     try:
         network = load_network(args.model_path, args.num_gpus)

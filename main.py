@@ -11,6 +11,7 @@ import logging
 import sys
 
 from utils.cli import parse_args, parse_speakers, str2bool
+from utils.gpu_support import GpuProblem, preflight
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.splits import MISSING_CLIPS, SPLITS
 
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:  # GPUs that cannot train stop the run now, not in its first epoch (the CPU build skips this)
+        for line in preflight(args.num_gpus):
+            logging.getLogger("lipnet").info("%s", line)
+    except GpuProblem as err:
+        logging.getLogger("lipnet").error("%s", err)
+        return 2
     from trainer import train  # MXNet loads here, after the command line is known to be valid
 
     try:

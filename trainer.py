@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.cuda_libs import preload_cuda_libraries
 from utils.threads import default_omp_threads
 
 default_omp_threads()  # before MXNet loads
+preload_cuda_libraries()  # likewise
 
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402

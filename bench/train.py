@@ -17,9 +17,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.cuda_libs import preload_cuda_libraries  # noqa: E402
 from utils.threads import default_omp_threads  # noqa: E402
 
 default_omp_threads()  # before MXNet loads
+preload_cuda_libraries()  # likewise
 
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402

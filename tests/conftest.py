@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from utils.cuda_libs import preload_cuda_libraries
+
+preload_cuda_libraries()  # test modules import mxnet directly; with the CUDA build it needs its libraries first
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
 

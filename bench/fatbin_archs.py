@@ -1,0 +1,51 @@
+"""Which GPU code a CUDA library carries: ``python bench/fatbin_archs.py path/to/libmxnet.so``.
+
+Reads the ``.nv_fatbin`` section of the ELF file and counts its entries by kind (SASS machine code or
+PTX) and architecture, e.g. ``SASS sm_50: 197 entries``. It is how the README's support table
+was checked against ``mxnet-cu117==1.9.1``: machine code for sm_50, 60, 70, 80 and 86, no PTX.
+"""
+from __future__ import annotations
+
+import mmap
+import struct
+import sys
+from collections import Counter
+
+FATBIN_MAGIC = 0xBA55ED50
+
+
+def fatbin_entries(path: str) -> Counter:
+    """(kind, sm) -> how many fat-binary entries of that kind and architecture the library holds."""
+    with open(path, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # 900 MB: read only what is looked at
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQII", data, shoff + i * shentsize) for i in range(shnum)]
+    names = sections[shstrndx][4]
+    counts: Counter = Counter()
+    for section in sections:
+        name = data[names + section[0]:data.find(b"\0", names + section[0])]
+        if name != b".nv_fatbin":
+            continue
+        pos, end = section[4], section[4] + section[5]
+        while pos < end:
+            magic, _, header_size, size = struct.unpack_from("<IHHQ", data, pos)
+            if magic != FATBIN_MAGIC:  # padding between fat binaries
+                pos += 8
+                continue
+            entry, stop = pos + header_size, pos + header_size + size
+            while entry < stop:
+                kind, _, entry_header, entry_size = struct.unpack_from("<HHIQ", data, entry)
+                arch, = struct.unpack_from("<I", data, entry + 28)
+                counts[({1: "PTX", 2: "SASS"}.get(kind, f"kind {kind}"), arch)] += 1
+                entry += entry_header + entry_size
+            pos = stop
+    return counts
+
+
+if __name__ == "__main__":
+    entries = fatbin_entries(sys.argv[1])
+    for (kind, arch), count in sorted(entries.items()):
+        print(f"{kind} sm_{arch}: {count} entries")
+    if not any(kind == "PTX" for kind, _ in entries):
+        print("PTX: none (no code a newer GPU could compile for itself)")
