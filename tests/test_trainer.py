@@ -60,7 +60,11 @@ def test_run_writes_logs_metrics_plot_and_loadable_checkpoints(clips: Path, tmp_
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"train_loss", "val_loss", "val_cer", "val_wer", "lr", "samples_per_s"} <= rows[0].keys()
     assert float(rows[0]["lr"]) != float(rows[1]["lr"])  # the cosine schedule moves
+    assert 0 <= float(rows[0]["val_mean_clip_wer"]) <= 1 and "val_mean_clip_cer" in rows[0]
     meta = json.loads((tmp_path / "last" / "meta.json").read_text())
+    assert meta["split"]["definition"]["val_speakers"] == [3]  # the checkpoint records its clip selection
+    assert meta["split"]["val_clips"] == sorted(f"s3/{c.stem}" for c in clips.glob("s3/*.npz"))
+    assert meta["split"]["train_count"] == 8 and len(meta["split"]["val_digest"]) == 64
     assert meta["normalisation"]["mean"] and meta["config"]["channels"] == [4, 8, 8]
     assert (tmp_path / "last" / "trainer.states").stat().st_size > 0
     loaded = load_lipnet(tmp_path)  # the run folder: picks best/
@@ -113,6 +117,7 @@ def test_help_explains_flags(capsys: pytest.CaptureFixture):
 
 import os  # noqa: E402
 import signal  # noqa: E402
+import sys  # noqa: E402
 
 import trainer  # noqa: E402
 
@@ -142,28 +147,36 @@ def _augmented(clips: Path, aligns: Path, save_dir: Path, *extra: str) -> int:
 
 def _interrupt_when(monkeypatch: pytest.MonkeyPatch, target: object, name: str, epoch: int, batch: int,
                     after: bool = False) -> None:
-    """Send this process a real SIGINT from inside ``target.name`` during training batch (epoch, batch)."""
-    original = getattr(target, name)
-    where = {"batch": None}
-    real_seed = trainer.batch_seed
+    """Send this process a real SIGINT from inside ``target.name`` (before or ``after`` the real call) during
+    training batch (epoch, batch) of a run started from scratch (4 batches an epoch)."""
+    where = {"count": 0, "batch": None}
+    original_split = trainer.split_batch
+    in_split = target is trainer and name == "split_batch"
 
-    def seed(seed_: int, epoch_: int, batch_: int, rank: int = 0) -> int:
-        where["batch"] = (epoch_, batch_)
-        return real_seed(seed_, epoch_, batch_, rank)
-
-    def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        fire = where["batch"] == (epoch, batch)
-        if fire and not after:
+    def fire_if_due(now_after: bool) -> None:
+        if now_after == after and where["batch"] == (epoch, batch):
             where["batch"] = None
             os.kill(os.getpid(), signal.SIGINT)
-        result = original(*args, **kwargs)
-        if fire and after:
-            where["batch"] = None
-            os.kill(os.getpid(), signal.SIGINT)
-        return result
 
-    monkeypatch.setattr(trainer, "batch_seed", seed)
-    monkeypatch.setattr(target, name, wrapped)
+    def split(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if sys._getframe(1).f_code.co_name == "train":  # a training batch, not validation
+            where["batch"] = divmod(where["count"], 4)
+            where["count"] += 1
+        if in_split:
+            fire_if_due(False)
+        return original_split(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "split_batch", split)
+    if not in_split:
+        original = getattr(target, name)
+
+        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            fire_if_due(False)
+            result = original(*args, **kwargs)
+            fire_if_due(True)
+            return result
+
+        monkeypatch.setattr(target, name, wrapped)
 
 
 @pytest.fixture(scope="module")
