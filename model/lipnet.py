@@ -153,8 +153,9 @@ class GRU(rnn.GRU):
             self._reg_params = everything
 
     def _run(self, F, inputs, flat, state, bidirectional: bool):  # noqa: ANN001, ANN202
+        """The fused RNN operator as Gluon calls it (so exported graphs keep the same node)."""
         return F.RNN(inputs, flat, state, state_size=self._hidden_size, num_layers=self._num_layers,
-                     bidirectional=bidirectional, p=0.0, state_outputs=False, mode="gru")
+                     bidirectional=bidirectional, p=0.0, state_outputs=True, mode="gru")[0]
 
     def _forward_kernel(self, F, inputs, states, sequence_length, **kwargs):  # noqa: ANN001, ANN202 (Gluon's)
         concat = F._internal._rnn_param_concat
