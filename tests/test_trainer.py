@@ -292,3 +292,22 @@ def test_checkpoint_folders_follow_the_umask(clips: Path, tmp_path: Path):
     for folder in (tmp_path / "last", tmp_path / "best"):
         assert folder.stat().st_mode & 0o777 == 0o755, oct(folder.stat().st_mode)
     assert (tmp_path / "metrics.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_second_interrupt_stops_at_once_without_saving(clips: Path, aligned: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture):
+    original = mx.nd.NDArray.backward
+
+    def twice(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the second lands mid-step
+        return original(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mx.nd.NDArray, "backward", twice)
+        with pytest.raises(SystemExit) as stopped:
+            _augmented(clips, aligned, tmp_path)
+    assert stopped.value.code == 130
+    assert not (tmp_path / "last").exists()  # nothing saved from a half-done step
+    assert "interrupted twice (SIGINT): stopped without saving" in caplog.text
