@@ -59,7 +59,7 @@ from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and select
     load_frames,
     select_clips,
 )
-from utils.text.grid_text import encode  # noqa: E402
+from utils.text.grid_text import AlignedWord, ctc_min_frames, encode  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,27 @@ def temporal_jitter(count: int, rng: np.random.Generator, p: float) -> np.ndarra
     return order if len(order) else np.arange(count)
 
 
+def word_span(word: AlignedWord, count: int, needed: int) -> tuple[int, int]:
+    """Frames ``[start, end)`` of ``word`` in a clip of ``count`` frames, widened evenly into its
+    neighbours (as far as the clip allows) until they are at least ``needed``."""
+    start = min(max(word.start, 0), count - 1)
+    end = min(max(word.end, start + 1), count)
+    missing = max(needed - (end - start), 0)
+    before = min(missing // 2, start)
+    after = min(missing - before, count - end)
+    before = min(missing - after, start)
+    return start - before, end + after
+
+
 class LipDataset(gluon.data.Dataset):
     """Clips as ``(frames (T, H, W, 3) uint8, label ids, input length, clip index)``.
 
     Frames stay uint8 until ``Batchify`` writes them, normalised, into the batch: a quarter of the
     memory traffic of float32 clips. A clip that cannot be read is reported once and yields
-    ``None``; batches drop it.
+    ``None``; batches drop it. So does a sample with fewer frames than CTC needs for its label
+    (``ctc_min_frames``): MXNet's CTCLoss would give it a loss of 0 and train on it silently. A
+    single-word sample is widened to what its word needs and jittered only if it stays long enough,
+    so this is left to clips that are short as a whole; ``too_short`` counts them.
     """
 
     def __init__(
@@ -137,6 +152,8 @@ class LipDataset(gluon.data.Dataset):
         self.word_prob = word_prob if train else 0.0
         self.seed = seed
         self._reported: set[str] = set()
+        self.too_short = 0  # samples dropped for having fewer frames than their label needs
+        self._lock = threading.Lock()
         for record in self.records:
             try:
                 check_label(record.sentence)  # fail before training, not in the middle of an epoch
@@ -169,10 +186,22 @@ class LipDataset(gluon.data.Dataset):
         rng = np.random.default_rng((self.seed, epoch, idx))
         if self.word_prob and record.words and rng.random() < self.word_prob:
             word = record.words[rng.integers(len(record.words))]
-            start = min(max(word.start, 0), len(frames) - 1)
-            frames = frames[start:max(word.end, start + 1)]
+            start, end = word_span(word, len(frames), ctc_min_frames(word.word))
+            frames = frames[start:end]
             sentence = word.word
+        needed = ctc_min_frames(sentence)
         order = temporal_jitter(len(frames), rng, self.jitter_prob) if self.jitter_prob else np.arange(len(frames))
+        if len(order) < needed:  # jitter deleted frames the label needs
+            order = np.arange(len(frames))
+        if min(len(order), self.num_frames) < needed:
+            with self._lock:
+                self.too_short += 1
+                first = record.clip_id not in self._reported
+                self._reported.add(record.clip_id)
+            if first:
+                log.warning("skipping %s: %d frames cannot hold its %d-character label %r (CTC needs %d)",
+                            record.path, min(len(order), self.num_frames), len(sentence), sentence, needed)
+            return None
         order, length = fit_length(order, self.num_frames)
         padded = frames.take(order, axis=0)  # one copy does the jitter, the cut and the padding
         if self.flip_prob and rng.random() < self.flip_prob:

@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--align_path", default=str(ALIGN_DIR),
                       help="align files (sN/{clip}.align or flat {clip}.align); clips without one are labelled "
                            "from their GRID name (default: %(default)s)")
-    data.add_argument("--split", default="unseen", choices=SPLITS,
-                      help="standard protocol: unseen speakers or overlapped (default: %(default)s)")
+    data.add_argument("--split", default=None, choices=SPLITS,
+                      help="standard protocol: unseen speakers or overlapped (default: the selection recorded in "
+                           "the checkpoint, else unseen)")
     data.add_argument("--train_list", default=None, help="file of SPEAKER/CLIP lines of the training side")
     data.add_argument("--val_list", default=None, help="file of SPEAKER/CLIP lines of the validation side")
     data.add_argument("--missing_clips", default="warn", choices=MISSING_CLIPS,
@@ -174,6 +175,39 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
     return results, failed
 
 
+def select_like_training(args: argparse.Namespace, meta: dict, clips: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Training and validation clip ids: the command line's selection when it gives one, else the one
+    recorded in the checkpoint (its definition, and its validation clips exactly, with a warning
+    when the clips present differ), else the unseen split."""
+    from utils import clips as clip_data
+    from utils import splits
+
+    chosen = any(v is not None for v in (args.split, args.train_list, args.val_list, args.speakers, args.val_speakers))
+    recorded = meta.get("split") or {}
+    definition = recorded.get("definition")
+    if chosen or not definition:
+        return clip_data.select_clips(clips, args.split or "unseen", args.train_list, args.val_list,
+                                      args.speakers, args.val_speakers, args.missing_clips)
+    train_ids, val_ids = clip_data.select_clips(clips, definition["split"], definition.get("train_list"),
+                                                definition.get("val_list"), definition.get("speakers"),
+                                                definition.get("val_speakers"), args.missing_clips)
+    train_ids, val_ids, notes = splits.apply_recorded_selection(recorded, train_ids, val_ids)
+    print(f"clips selected as at training ({describe_definition(definition)}; validation side as the "
+          "checkpoint recorded it)", file=sys.stderr)
+    for note in notes:
+        print(f"warning: clips differ from the checkpoint's: {note}", file=sys.stderr)
+    return train_ids, val_ids
+
+
+def describe_definition(definition: dict) -> str:
+    if definition.get("train_list"):
+        return f"train_list={definition['train_list']} val_list={definition.get('val_list')}"
+    if definition.get("val_speakers"):
+        return f"val_speakers={','.join(str(s) for s in definition['val_speakers'])}"
+    speakers = definition.get("speakers")
+    return f"split={definition['split']}" + (f" speakers={','.join(str(s) for s in speakers)}" if speakers else "")
+
+
 def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
                 beam_width: int) -> tuple[list[ClipResult], int, GroupedErrorRates]:
     """Evaluate one side of a split; print [Target]/[Pred] per clip, then CER and WER overall and per speaker."""
@@ -181,13 +215,12 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
     from utils.text.evaluation import evaluate_network
 
     clips = clip_data.discover_clips(args.image_path)
-    train_ids, val_ids = clip_data.select_clips(clips, args.split, args.train_list, args.val_list,
-                                                args.speakers, args.val_speakers, args.missing_clips)
+    train_ids, val_ids = select_like_training(args, network.meta, clips)
     ids = val_ids if args.data_type == "valid" else train_ids
     records = clip_data.build_records({c: clips[c] for c in ids}, args.align_path)
     if not records:
         raise ValueError(f"no {args.data_type} clips under {args.image_path} for this selection "
-                         f"(split {args.split!r}, speakers {args.speakers or 'all'})")
+                         f"(split {args.split or 'as at training'!r}, speakers {args.speakers or 'all'})")
     result = evaluate_network(network, records, args.batch_size, decoder, beam_width, args.num_workers,
                               keep_log_probs=args.out is not None,
                               progress=f"{args.data_type} clips" if args.progress else None)
@@ -201,6 +234,8 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
     overall = result.rates.overall
     print(f"CER {overall.cer:.4f}  WER {overall.wer:.4f}  ({overall.sentences} clips, {args.data_type}, "
           f"decoder {decoder})")
+    print(f"mean per-clip CER {overall.mean_clip_cer:.4f}  WER {overall.mean_clip_wer:.4f}  "
+          "(the mean of each clip's rate, as LipNet-PyTorch reports)")
     for speaker, rates in ordered_groups(result.rates):
         print(f"  {speaker:<5} CER {rates.cer:.4f}  WER {rates.wer:.4f}  (clips: {rates.sentences})")
     by_id = {r.clip_id: r for r in records}

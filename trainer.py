@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import gc
 import io
 import logging
@@ -35,6 +36,7 @@ from tqdm import tqdm  # noqa: E402
 import data_loader  # noqa: E402
 from model import LipNet, LipNetConfig, save_checkpoint  # noqa: E402
 from model.checkpoint import STATES_FILE, load_trainer_states, read_checkpoint, set_parameters  # noqa: E402
+from utils import splits  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
 from utils.text.grid_text import decode as ids_to_text  # noqa: E402
@@ -67,18 +69,24 @@ def split_batch(batch: tuple, ctxs: Sequence[mx.Context]) -> list[tuple]:
     return list(zip(*parts, indices))
 
 
-def evaluate(net: gluon.HybridBlock, loader: gluon.data.DataLoader, dataset: data_loader.LipDataset,
+def evaluate(net: LipNet, loader: gluon.data.DataLoader, dataset: data_loader.LipDataset,
              ctxs: Sequence[mx.Context], decoder: str = "greedy", beam_width: int = 25,
-             keep_log_probs: bool = False, progress: str | None = None) -> Evaluation:
-    """Run ``net`` over a whole loader (no dropout, no augmentation), decode, and score."""
+             keep_log_probs: bool = False, progress: str | None = None, stop: StopFlag | None = None) -> Evaluation:
+    """Run ``net`` over a whole loader (no dropout, no augmentation), decode, and score.
+
+    Each clip is read only up to its length (``LipNet.read``). With ``stop``, a Ctrl-C or SIGTERM
+    ends the pass between two batches by raising ``Interrupted``.
+    """
     loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
     result = Evaluation(0.0, GroupedErrorRates())
     total_loss, count = 0.0, 0
     for batch in tqdm(loader, desc=progress, disable=progress is None, unit="batch", leave=False):
+        if stop is not None:
+            stop.check()
         if batch is None:
             continue
         for data, labels, data_lengths, label_lengths, indices in split_batch(batch, ctxs):
-            out = net(data)
+            out = net.read(data, data_lengths)
             losses = loss_fn(out, labels, data_lengths, label_lengths).asnumpy()
             finite = np.isfinite(losses)
             total_loss += float(losses[finite].sum())
@@ -102,6 +110,15 @@ class RunState:
     best_wer: float = math.inf
     skipped_steps: int = 0  # batches whose loss was NaN or infinite
     history: list[dict] = field(default_factory=list)
+    # The current epoch's totals so far, so that an epoch interrupted and resumed reports all of it.
+    epoch_loss_sum: float = 0.0
+    epoch_clips: int = 0
+    epoch_seconds: float = 0.0
+    epoch_too_short: int = 0  # samples dropped for having fewer frames than their label needs
+
+    def finish_epoch(self, epoch: int) -> None:
+        self.epoch, self.batch_in_epoch = epoch + 1, 0
+        self.epoch_loss_sum, self.epoch_clips, self.epoch_seconds, self.epoch_too_short = 0.0, 0, 0.0, 0
 
     @classmethod
     def from_meta(cls, meta: dict) -> RunState:
@@ -122,6 +139,7 @@ class Start:
     mean: list[float] | None = None
     std: list[float] | None = None
     state: RunState = field(default_factory=RunState)
+    selection: dict | None = None  # the clip selection a checkpoint recorded (utils.splits.describe_selection)
 
 
 def resolve_start(model_path: str | None) -> Start:
@@ -136,7 +154,16 @@ def resolve_start(model_path: str | None) -> Start:
     state = RunState.from_meta(contents.meta)
     states = contents.folder / STATES_FILE
     log.info("resuming from %s at epoch %d, step %d", contents.folder, state.epoch, state.iteration)
-    return Start(contents.config, contents.arrays, states if states.is_file() else None, mean, std, state)
+    return Start(contents.config, contents.arrays, states if states.is_file() else None, mean, std, state,
+                 contents.meta.get("split"))
+
+
+def selection_definition(args: argparse.Namespace) -> dict:
+    """How a run chose its clips, as a checkpoint records it (``infer.py`` reuses it by default)."""
+    lists = {name: str(Path(value).resolve()) if value else None
+             for name, value in (("train_list", args.train_list), ("val_list", args.val_list))}
+    return {"split": args.split, **lists, "speakers": args.speakers, "val_speakers": args.val_speakers,
+            "held_out_per_speaker": splits.OVERLAP_HELD_OUT_PER_SPEAKER, "key_seed": splits.OVERLAP_SEED}
 
 
 def build_config(args: argparse.Namespace, frame_size: tuple[int, int]) -> LipNetConfig:
@@ -247,7 +274,7 @@ def combine_evaluations(result: Evaluation, workers: Workers, groups: Sequence[s
     """
     if not workers.lockstep:
         return result
-    fields = ("char_errors", "chars", "word_errors", "words", "sentences")
+    fields = [f.name for f in dataclasses.fields(ErrorRates)]
     local = [result.loss * result.loss_count if result.loss_count else 0.0, result.loss_count]
     for group in groups:
         rates = result.rates.groups.get(group, ErrorRates())
@@ -255,7 +282,9 @@ def combine_evaluations(result: Evaluation, workers: Workers, groups: Sequence[s
     total = workers.allreduce("validation", local)
     merged = GroupedErrorRates()
     for i, group in enumerate(groups):
-        rates = ErrorRates(*(int(round(v)) for v in total[2 + i * len(fields): 2 + (i + 1) * len(fields)]))
+        values = total[2 + i * len(fields): 2 + (i + 1) * len(fields)]
+        rates = ErrorRates(**{name: v if isinstance(getattr(ErrorRates, name, 0), float) else int(round(v))
+                              for name, v in zip(fields, values)})
         if rates.sentences:
             merged.groups[group] = rates
             merged.overall.merge(rates)
@@ -380,11 +409,38 @@ class TensorBoard:
 
 
 class Interrupted(Exception):
-    """Raised from the SIGINT/SIGTERM handler so that the loop can save before leaving."""
+    """Raised at a batch boundary after a SIGINT/SIGTERM, so that the loop saves a consistent checkpoint."""
 
 
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+class Abandoned(Exception):
+    """A second SIGINT/SIGTERM: leave at once, without saving (the model may be mid-update)."""
+
+
+class StopFlag:
+    """The SIGINT/SIGTERM handler: it only records the signal, and the loops ``check`` it between
+    batches, so a checkpoint is never taken between an update and its step count or inside
+    ``trainer.step``. A second signal leaves at once without saving."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.signal is not None:
+            raise Abandoned(name)
+        self.signal = name
+        log.warning("%s: stopping after this batch to save a checkpoint (send it again to stop at once "
+                    "without saving)", name)
+
+    def check(self) -> None:
+        if self.signal is not None:
+            raise Interrupted(self.signal)
+
+
+def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
+    """The seed of MXNet's generator (dropout) for one training batch: a function of where the batch
+    is, so a run resumed at any batch draws the same masks as an uninterrupted one."""
+    return int(np.random.SeedSequence((seed, epoch, batch, rank)).generate_state(1)[0])
 
 
 def seed_everything(seed: int) -> None:
@@ -416,6 +472,13 @@ def train(args: argparse.Namespace) -> dict:
     clips = data_loader.discover_clips(args.image_path)
     train_ids, val_ids = data_loader.select_clips(
         clips, args.split, args.train_list, args.val_list, args.speakers, args.val_speakers, args.missing_clips)
+    definition = selection_definition(args)
+    recorded = start.selection or {}
+    if recorded.get("definition") == definition:  # a resume: keep the validation side it started with
+        train_ids, val_ids, notes = splits.apply_recorded_selection(recorded, train_ids, val_ids)
+        for note in notes:
+            log.warning("clips differ from the checkpoint's: %s", note)
+    selection = splits.describe_selection(definition, train_ids, val_ids)
     train_records = data_loader.build_records({c: clips[c] for c in train_ids}, args.align_path)
     val_records = data_loader.build_records({c: clips[c] for c in val_ids}, args.align_path)
     if not train_records:
@@ -468,34 +531,43 @@ def train(args: argparse.Namespace) -> dict:
         if workers.rank != 0:
             return save_dir / name  # rank 0 writes the run's checkpoints
         meta = {"normalisation": {"mean": mean, "std": std}, "state": state.to_dict(), "metrics": metrics or {},
-                "decoder": {"method": "greedy"}, "args": {k: v for k, v in vars(args).items() if k != "func"}}
+                "decoder": {"method": "greedy"}, "args": {k: v for k, v in vars(args).items() if k != "func"},
+                "split": selection}
         # Trainer states held on dist_async servers cannot be saved (MXNet refuses).
         return save_checkpoint(save_dir / name, net, None if workers.asynchronous else trainer, meta)
 
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopFlag()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     last_metrics: dict = {}
     try:
         for epoch in range(state.epoch, args.epochs):
-            # Dropout masks depend on (seed, epoch, worker) only.
-            mx.random.seed(args.seed * 100003 + epoch + workers.rank * 1000003)
             sampler.epoch = epoch
             sampler.skip = state.batch_in_epoch * args.batch_size
-            total_loss, total_clips, started = 0.0, 0, time.perf_counter()
-            bar = tqdm(total=len(train_set) - sampler.skip, desc=f"epoch {epoch + 1}/{args.epochs}",
+            # The epoch's totals include what a run interrupted in it had done (saved in its checkpoint).
+            too_short_before, seconds_before, started = train_set.too_short, state.epoch_seconds, time.perf_counter()
+            bar = tqdm(total=max(len(train_set) - sampler.skip, 0), desc=f"epoch {epoch + 1}/{args.epochs}",
                        unit="clip", dynamic_ncols=True, disable=not args.progress)
             for batch in train_loader:
+                if not workers.lockstep:
+                    stop.check()  # between batches: the last update and its counters are both done
                 if batch is None and not workers.lockstep:
                     continue
                 n = 0 if batch is None else batch[0].shape[0]  # lock step: an empty batch still takes part
+                # Dropout masks depend on (seed, epoch, batch, worker) only: a resume at any batch draws the same.
+                mx.random.seed(batch_seed(args.seed, epoch, state.batch_in_epoch, workers.rank))
                 losses, values = [], np.zeros(0)
                 if n:
                     parts = split_batch(batch, ctxs)
                     with autograd.record():
-                        losses = [loss_fn(net(d), lab, dl, ll) for d, lab, dl, ll, _ in parts]
+                        losses = [loss_fn(net.read(d, dl), lab, dl, ll) for d, lab, dl, ll, _ in parts]
                     values = np.concatenate([loss.asnumpy() for loss in losses])
                 finite = n > 0 and bool(np.isfinite(values).all())
-                # Summed over workers: one worker's bad batch makes every worker skip the step.
-                clips, loss_sum, bad = workers.allreduce("step", [n, values.sum() if finite else 0.0, not finite])
+                # Summed over workers: one worker's bad batch makes every worker skip the step, and one
+                # worker's Ctrl-C stops them all at this same batch.
+                clips, loss_sum, bad, stopping = workers.allreduce(
+                    "step", [n, values.sum() if finite else 0.0, not finite, stop.signal is not None])
+                if stopping:
+                    raise Interrupted(stop.signal or "another worker was interrupted")
                 if bad:
                     state.batch_in_epoch += 1
                     state.skipped_steps += 1
@@ -514,29 +586,44 @@ def train(args: argparse.Namespace) -> dict:
                 trainer.step(args.batch_size if workers.asynchronous else int(clips))
                 state.iteration += 1
                 state.batch_in_epoch += 1
-                total_loss += float(loss_sum)
-                total_clips += int(clips)
+                state.epoch_loss_sum += float(loss_sum)
+                state.epoch_clips += int(clips)
+                state.epoch_seconds = seconds_before + time.perf_counter() - started
+                state.epoch_too_short += train_set.too_short - too_short_before
+                too_short_before = train_set.too_short
                 bar.update(n)
-                bar.set_postfix(loss=f"{total_loss / total_clips:.3f}", lr=f"{current_lr(trainer):.2e}")
+                bar.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_clips:.3f}",
+                                lr=f"{current_lr(trainer):.2e}")
             bar.close()
-            elapsed = time.perf_counter() - started
+            if not workers.lockstep:
+                stop.check()
+            state.epoch_too_short += train_set.too_short - too_short_before
+            if state.epoch_too_short:
+                log.warning("epoch %d: %d samples had fewer frames than their label needs and were left out",
+                            epoch + 1, state.epoch_too_short)
             if (epoch + 1) % args.val_interval and epoch + 1 < args.epochs:
-                state.epoch, state.batch_in_epoch = epoch + 1, 0
+                state.finish_epoch(epoch)
                 continue
-            val = evaluate(net, val_loader, val_set, ctxs, progress="validation" if args.progress else None)
+            val = evaluate(net, val_loader, val_set, ctxs, progress="validation" if args.progress else None,
+                           stop=None if workers.lockstep else stop)  # lock step: every worker must validate
             if workers.kv is not None:
                 val = combine_evaluations(val, workers, val_groups)
-            state.epoch, state.batch_in_epoch = epoch + 1, 0
+            overall = val.rates.overall
             last_metrics = {
                 "epoch": epoch + 1, "step": state.iteration,
-                "train_loss": total_loss / total_clips if total_clips else float("nan"),
-                "val_loss": val.loss, "val_cer": val.cer, "val_wer": val.wer, "lr": current_lr(trainer),
-                "samples_per_s": total_clips / elapsed if elapsed else 0.0, "skipped_steps": state.skipped_steps,
+                "train_loss": state.epoch_loss_sum / state.epoch_clips if state.epoch_clips else float("nan"),
+                "val_loss": val.loss, "val_cer": val.cer, "val_wer": val.wer,
+                "val_mean_clip_cer": overall.mean_clip_cer, "val_mean_clip_wer": overall.mean_clip_wer,
+                "lr": current_lr(trainer),
+                "samples_per_s": state.epoch_clips / state.epoch_seconds if state.epoch_seconds else 0.0,
+                "skipped_steps": state.skipped_steps, "too_short": state.epoch_too_short,
             }
+            state.finish_epoch(epoch)
             state.history.append(last_metrics)
-            log.info("epoch %d: train loss %.4f, val loss %.4f, CER %.4f, WER %.4f, %.1f samples/s, lr %.2e",
-                     epoch + 1, last_metrics["train_loss"], val.loss, val.cer, val.wer,
-                     last_metrics["samples_per_s"], last_metrics["lr"])
+            log.info("epoch %d: train loss %.4f, val loss %.4f, CER %.4f, WER %.4f (mean per clip: CER %.4f, "
+                     "WER %.4f), %.1f samples/s, lr %.2e", epoch + 1, last_metrics["train_loss"], val.loss, val.cer,
+                     val.wer, overall.mean_clip_cer, overall.mean_clip_wer, last_metrics["samples_per_s"],
+                     last_metrics["lr"])
             for target, pred in list(zip(val.targets, val.predictions))[: args.show_examples]:
                 log.info("  [Target] %s\n  [Pred]   %s", target, pred)
             if board is not None:
@@ -553,10 +640,14 @@ def train(args: argparse.Namespace) -> dict:
             if args.stop_wer is not None and val.wer <= args.stop_wer:
                 log.info("validation WER %.4f reached stop_wer=%g: stopping", val.wer, args.stop_wer)
                 break
-    except (Interrupted, KeyboardInterrupt) as err:
+    except Interrupted as err:
         folder = checkpoint("last", last_metrics)
         log.warning("interrupted (%s): saved %s at epoch %d, batch %d; rerun with model_path=%s to resume",
-                    err or "Ctrl-C", folder, state.epoch, state.batch_in_epoch, folder)
+                    err, folder, state.epoch, state.batch_in_epoch, folder)
+        raise SystemExit(130) from None
+    except Abandoned as err:
+        log.warning("interrupted twice (%s): stopped without saving; %s holds the last checkpoint saved",
+                    err, save_dir / "last")
         raise SystemExit(130) from None
     finally:
         for sig, handler in previous.items():

@@ -24,7 +24,7 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,7 +273,10 @@ def save_checkpoint(folder: str | Path, net: LipNet, trainer: mx.gluon.Trainer |
     """Write a checkpoint folder atomically; ``meta`` gets the network config and format added."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    # mkdir, not tempfile.mkdtemp: the folder then follows the umask like every other file of a run
+    # (mkdtemp makes it owner-only).
+    tmp = folder.parent / f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
     try:
         net.save_parameters(str(tmp / PARAMS_FILE))
         if trainer is not None:

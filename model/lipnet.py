@@ -13,6 +13,8 @@ from utils.text.grid_text import NUM_CLASSES
 # loaded for inference that the GRU's own weight matrices are unused.
 warnings.filterwarnings("ignore", message=r"Parameter .*[lr]\d_[ih]2h_(weight|bias).* is not used by any computation",
                         category=UserWarning)
+# The length-aware view (LipNet.padded) reads the GRUs' own matrices, so their packed copy is unused there.
+warnings.filterwarnings("ignore", message=r"Parameter .*packed.* is not used by any computation", category=UserWarning)
 
 VARIANTS = ("paper", "example")
 NORMS = ("none", "instance", "batch")
@@ -85,7 +87,9 @@ class InstanceNorm(nn.HybridBlock):
             self.gamma = self.params.get("gamma", shape=(in_channels,), init="ones", differentiable=False)
             self.beta = self.params.get("beta", shape=(in_channels,), init="zeros")
 
-    def hybrid_forward(self, F, x, gamma, beta):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+    def hybrid_forward(self, F, x, mask=None, gamma=None, beta=None):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+        if mask is not None:
+            return self._masked(F, x, mask, gamma, beta)
         flat = x.reshape((0, 0, -1))
         one_value = F.slice_axis(F.slice_axis(flat, axis=0, begin=0, end=1), axis=1, begin=0, end=1).reshape(-1)
         unit = F.ones_like(one_value)  # layer-norm scale of 1 and shift of 0 over the flattened axis
@@ -93,23 +97,44 @@ class InstanceNorm(nn.HybridBlock):
         return F.Convolution(F.reshape_like(normed, x), gamma.reshape((-1, 1, 1, 1, 1)), beta, kernel=(1, 1, 1),
                              num_filter=self.channels, num_group=self.channels)
 
+    def _masked(self, F, x, mask, gamma, beta):  # noqa: ANN001, ANN202
+        """Statistics over the frames that ``mask`` (N, 1, T, 1, 1) keeps, so padding does not shift them."""
+        full = F.broadcast_like(mask, x)
+        count = F.sum(full, axis=(2, 3, 4), keepdims=True)
+        mean = F.broadcast_div(F.sum(x * full, axis=(2, 3, 4), keepdims=True), count)
+        centred = F.broadcast_sub(x, mean) * full
+        var = F.broadcast_div(F.sum(F.square(centred), axis=(2, 3, 4), keepdims=True), count)
+        normed = F.broadcast_div(centred, F.sqrt(var + self.epsilon))
+        return F.broadcast_add(F.broadcast_mul(normed, gamma.reshape((1, -1, 1, 1, 1))), beta.reshape((1, -1, 1, 1, 1)))
+
 
 class GRU(rnn.GRU):
-    """Gluon's fused bidirectional GRU (TNC layout) that can be packed for inference.
+    """Gluon's fused bidirectional GRU (TNC layout) that can be packed for inference and can read
+    padded sequences.
 
     Gluon concatenates a fused RNN's weight matrices into one vector on every call; at batch 1
     on a CPU that was 19 ms of the paper network's 120 ms. ``pack`` does it once, for a network
     whose weights no longer change; the parameters and their names stay as they are.
+
+    Called with ``sequence_length`` (N,), the backward direction reads each sequence from its own
+    last valid step instead of from the padding: MXNet 1.9.1's fused RNN takes sequence lengths
+    only with cuDNN, so the two directions run as two unidirectional GRUs with the same weights,
+    the backward one over each sequence reversed within its length (``SequenceReverse``). The
+    forward direction needs nothing: its outputs before a length never see what follows it.
     """
 
     def __init__(self, hidden_size: int, input_size: int) -> None:
         super().__init__(hidden_size, bidirectional=True, layout="TNC", input_size=input_size,
+                         use_sequence_length=True,  # lets Gluon pass sequence_length through (or None)
                          h2h_weight_initializer=mx.init.Orthogonal(), i2h_weight_initializer=mx.init.Xavier())
 
+    def _names(self, directions: str = "lr") -> list[str]:
+        return [f"{d}{layer}_{g}_{t}" for t in ("weight", "bias") for layer in range(self._num_layers)
+                for d in directions for g in ("i2h", "h2h")]
+
     def pack(self, ctxs: list[mx.Context]) -> None:
-        names = [f"{d}{layer}_{g}_{t}" for t in ("weight", "bias") for layer in range(self._num_layers)
-                 for d in "lr"[:self._dir] for g in ("i2h", "h2h")]
-        flat = mx.nd.concat(*[self._reg_params[n].data().reshape(-1).as_in_context(mx.cpu()) for n in names], dim=0)
+        flat = mx.nd.concat(*[self._reg_params[n].data().reshape(-1).as_in_context(mx.cpu()) for n in self._names()],
+                            dim=0)
         if "packed" in self._reg_params:
             self.packed.set_data(flat)
         else:
@@ -127,13 +152,31 @@ class GRU(rnn.GRU):
         finally:
             self._reg_params = everything
 
+    def _run(self, F, inputs, flat, state, bidirectional: bool):  # noqa: ANN001, ANN202
+        """The fused RNN operator as Gluon calls it (so exported graphs keep the same node)."""
+        return F.RNN(inputs, flat, state, state_size=self._hidden_size, num_layers=self._num_layers,
+                     bidirectional=bidirectional, p=0.0, state_outputs=True, mode="gru")[0]
+
     def _forward_kernel(self, F, inputs, states, sequence_length, **kwargs):  # noqa: ANN001, ANN202 (Gluon's)
-        packed = kwargs.get("packed")
-        if packed is None:
-            return super()._forward_kernel(F, inputs, states, sequence_length, **kwargs)
-        out = F.RNN(inputs, packed, *states, state_size=self._hidden_size, num_layers=self._num_layers,
-                    bidirectional=self._dir == 2, p=0.0, state_outputs=True, mode="gru")
-        return out[0], [out[1]]
+        concat = F._internal._rnn_param_concat
+        if sequence_length is None:
+            flat = kwargs.get("packed")
+            if flat is None:
+                flat = concat(*[kwargs[n].reshape(-1) for n in self._names()], dim=0)
+            return self._run(F, inputs, flat, states[0], True), states
+        if self._num_layers != 1:
+            raise ValueError("sequence lengths are implemented for one-layer GRUs")
+        forward_flat = concat(*[kwargs[n].reshape(-1) for n in self._names("l")], dim=0)
+        backward_flat = concat(*[kwargs[n].reshape(-1) for n in self._names("r")], dim=0)
+        # Zero starting states of one direction; a symbol's batch size (0) is filled in by the RNN's shape
+        # inference, which a slice of Gluon's two-direction states would hide from it.
+        start = F.zeros((1, inputs.shape[1], self._hidden_size), ctx=inputs.context) if F is mx.nd \
+            else F.zeros(shape=(1, 0, self._hidden_size))
+        forward = self._run(F, inputs, forward_flat, start, False)
+        reversed_inputs = F.SequenceReverse(inputs, sequence_length, use_sequence_length=True)
+        backward = self._run(F, reversed_inputs, backward_flat, start, False)
+        backward = F.SequenceReverse(backward, sequence_length, use_sequence_length=True)
+        return F.concat(forward, backward, dim=2), states
 
 
 class LipNet(nn.HybridBlock):
@@ -145,6 +188,8 @@ class LipNet(nn.HybridBlock):
 
     def __init__(self, config: LipNetConfig | None = None, **kwargs: object) -> None:
         super().__init__()
+        self._hybrid_flags: dict | None = None
+        self._padded_view = _Unregistered()
         self.config = config or LipNetConfig(**kwargs)
         cfg = self.config
         c1, c2, c3 = cfg.channels
@@ -174,25 +219,88 @@ class LipNet(nn.HybridBlock):
             self.gru2 = GRU(cfg.hidden, input_size=2 * cfg.hidden)
             self.dense = nn.Dense(cfg.num_classes, flatten=False, in_units=2 * cfg.hidden)
 
-    def _stage(self, F: object, x: object, conv: nn.Conv3D, norm: nn.Block | None) -> object:
+    def _stage(self, F: object, x: object, conv: nn.Conv3D, norm: nn.Block | None, mask: object = None) -> object:
         x = conv(x)
         if isinstance(norm, nn.BatchNorm):
             x = F.reshape_like(norm(x.reshape((0, 0, 0, -1))), x)
         elif norm is not None:
-            x = norm(x)
+            x = norm(x) if mask is None else norm(x, mask)
         # Activation rather than relu: oneDNN's inference graph pass (hybridize(backend="MKLDNN")) fuses
         # only Activation into the convolution, which makes CPU inference 1.8x faster; same values.
-        return self.pool(self.dropout(F.Activation(x, act_type="relu")))
+        x = self.pool(self.dropout(F.Activation(x, act_type="relu")))
+        return x if mask is None else F.broadcast_mul(x, mask)
 
-    def hybrid_forward(self, F, x):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+    def hybrid_forward(self, F, x, lengths=None):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+        mask = None
+        if lengths is not None:
+            # (N, 1, T, 1, 1): 1 on each clip's frames, 0 on its padding. Zeroing the padding before
+            # every convolution makes a clip's last frames see what a clip alone sees there (the
+            # convolution's zero padding); a kernel 3 in time would otherwise carry the padding
+            # three frames into the clip.
+            steps = F.contrib.arange_like(x, axis=2).reshape((1, -1))
+            mask = F.broadcast_lesser(steps, lengths.reshape((-1, 1))).reshape((0, 1, -1, 1, 1))
+            x = F.broadcast_mul(x, mask)
         normed = self.config.norm != "none"
-        x = self._stage(F, x, self.conv1, self.bn1 if normed else None)
-        x = self._stage(F, x, self.conv2, self.bn2 if normed else None)
-        x = self._stage(F, x, self.conv3, self.bn3 if normed else None)
+        x = self._stage(F, x, self.conv1, self.bn1 if normed else None, mask)
+        x = self._stage(F, x, self.conv2, self.bn2 if normed else None, mask)
+        x = self._stage(F, x, self.conv3, self.bn3 if normed else None, mask)
         x = F.transpose(x, (2, 0, 1, 3, 4)).reshape((0, 0, -1))  # (T, N, C*H*W)
-        x = self.gru2(self.gru1(x))
+        x = self.gru2(self.gru1(x, None, lengths), None, lengths)
         x = self.dense(x)
         return F.log_softmax(F.transpose(x, (1, 0, 2)), axis=-1)  # (N, T, classes)
+
+    @property
+    def padded(self) -> _Padded:
+        """The same network, called as ``net.padded(data, lengths)``, that reads each clip only up to its
+        length: padding then never changes a clip's outputs over its frames (with ``norm='batch'`` in
+        inference mode; in training, batch statistics include the padding).
+
+        A separate cached graph: a hybridized block has one input signature, and the fused
+        bidirectional GRU of ``net(data)`` is kept for batches of full-length clips (see ``read``).
+        """
+        if self._padded_view.block is None:
+            view = _Padded(self)
+            if self._hybrid_flags is not None:
+                view.hybridize(**self._hybrid_flags)
+            self._padded_view.block = view
+        return self._padded_view.block
+
+    def hybridize(self, active: bool = True, **kwargs: object) -> None:
+        super().hybridize(active, **kwargs)
+        self._hybrid_flags = dict(active=active, **kwargs)
+        if self._padded_view.block is not None:
+            self._padded_view.block.hybridize(active, **kwargs)
+
+    def read(self, data: mx.nd.NDArray, lengths: mx.nd.NDArray | None = None) -> mx.nd.NDArray:
+        """Log-probabilities (N, T, classes) of a batch whose clips have ``lengths`` frames (None: all T).
+
+        A batch of full-length clips goes through ``net(data)`` (the fused bidirectional GRU), anything
+        shorter through ``net.padded``; both give the same values where both apply.
+        """
+        if lengths is None or float(lengths.min().asscalar()) >= data.shape[2]:
+            return self(data)
+        return self.padded(data, lengths)
+
+
+class _Padded(nn.HybridBlock):
+    """A second entry point into a LipNet's graph, with sequence lengths; owns no parameters."""
+
+    def __init__(self, net: LipNet) -> None:
+        super().__init__(prefix=net.prefix + "padded_")
+        self._net = _Unregistered(net)  # not a child, so hybridizing the net cannot recurse into it
+
+    def collect_params(self, select: str | None = None) -> mx.gluon.ParameterDict:
+        return self._net.block.collect_params(select)
+
+    def hybrid_forward(self, F, x, lengths):  # noqa: ANN001
+        return self._net.block.hybrid_forward(F, x, lengths)
+
+
+class _Unregistered:
+    """Holds a block that Gluon must not register as a child (a Block attribute, or one in a list, would be)."""
+
+    def __init__(self, block: nn.HybridBlock | None = None) -> None:
+        self.block = block
 
 
 def prepare_for_inference(net: LipNet, ctxs: list[mx.Context]) -> None:

@@ -565,3 +565,39 @@ def test_channel_stats_match_numpy_and_skip_unreadable(records: list[ClipRecord]
     assert str(broken.path) in caplog.text
     with pytest.raises(ValueError, match="no readable clip"):
         data_loader.channel_stats([broken])
+
+
+def test_no_word_sample_is_shorter_than_its_label_needs(tmp_path: Path, grid_dir: Path):
+    """Words rounded outwards and widened to what CTC needs, with jitter on: every sample can hold its label."""
+    from utils.text.grid_text import ctc_min_frames
+
+    frames = _smooth_frames(seed=3)
+    save_png_folder(tmp_path / "clips" / "s1" / "swwp2s", frames)
+    save_png_folder(tmp_path / "clips" / "s1" / "bbaf2n", frames)
+    (tmp_path / "align" / "s1").mkdir(parents=True)
+    (tmp_path / "align" / "s1" / "swwp2s.align").write_bytes((grid_dir / "swwp2s.align").read_bytes())
+    # words squeezed into one or two frames, as fast speech or a poor alignment gives them
+    squeezed = [("bin", 10, 12), ("blue", 12, 13), ("at", 13, 14), ("f", 14, 15), ("two", 15, 16), ("now", 16, 74)]
+    (tmp_path / "align" / "s1" / "bbaf2n.align").write_text(_align_text(squeezed))
+    records = build_records(discover_clips(tmp_path / "clips"), tmp_path / "align")
+    dataset = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, word_prob=1.0, seed=1)
+    samples = 0
+    for epoch in range(150):
+        for idx in range(len(records)):
+            clip, label, length, _ = dataset[(epoch, idx)]
+            word = decode(label)
+            assert length >= ctc_min_frames(word) == len(word) + (word in ("soon", "three")), (epoch, idx, word, length)
+            samples += 1
+    assert samples == 300 and dataset.too_short == 0
+
+
+def test_a_clip_too_short_for_its_label_is_skipped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    save_png_folder(tmp_path / "clips" / "s1" / "bbaf2n", _smooth_frames(t=15))  # 21 characters need 21 frames
+    save_png_folder(tmp_path / "clips" / "s1" / "lwbsza", _smooth_frames(t=30))
+    records = build_records(discover_clips(tmp_path / "clips"), None)
+    dataset = LipDataset(records, train=True, jitter_prob=0.5, seed=2)
+    assert dataset[(0, 0)] is None and dataset[(1, 0)] is None
+    assert dataset.too_short == 2 and caplog.text.count("cannot hold its 21-character label") == 1
+    assert all(dataset[(e, 1)] is not None for e in range(20))  # jitter never takes a clip below its label
+    batch = data_loader.Batchify(MEAN, STD)([dataset[(0, 0)], dataset[(0, 1)]])
+    assert batch[0].shape[0] == 1  # the batch is the clip that can be trained on

@@ -26,9 +26,18 @@ def test_encode_rejects_unknown_character():
 def test_parse_real_align(grid_dir: Path):
     words = gt.parse_align(grid_dir / "swwp2s.align")
     assert gt.align_sentence(words) == "set white with p two soon"
-    assert words[0] == gt.AlignedWord("set", 12, 19)  # 12250 // 1000, 19250 // 1000
-    assert words[-1] == gt.AlignedWord("soon", 43, 55)
+    assert words[0] == gt.AlignedWord("set", 12, 20)  # 12250 rounded down, 19250 up: frames covering the word
+    assert words[2] == gt.AlignedWord("with", 27, 31)  # 27250-30500: rounding the end down left 3 frames for 4 letters
+    assert words[-1] == gt.AlignedWord("soon", 43, 56)
+    assert all(w.end - w.start >= gt.ctc_min_frames(w.word) for w in words)
     gt.check_align_matches_name(words, "swwp2s")
+
+
+def test_ctc_needs_a_frame_per_character_and_a_blank_between_repeats():
+    assert gt.ctc_min_frames("with") == 4
+    assert gt.ctc_min_frames("soon") == 5
+    assert gt.ctc_min_frames("three") == 6
+    assert gt.ctc_min_frames("bin blue at f two now") == 21
 
 
 def test_parse_align_drops_silence_and_short_pause(tmp_path: Path):

@@ -259,6 +259,36 @@ def test_dataset_selection_flags(dataset, checkpoint, extra, expected):
         assert clips == expected
 
 
+def test_dataset_uses_the_selection_recorded_in_the_checkpoint(dataset, tmp_path):
+    from utils import splits
+
+    train, val = splits.overlapped_split(FAKE_CLIPS)
+    definition = {"split": "overlapped", "train_list": None, "val_list": None, "speakers": None, "val_speakers": None}
+    net = LipNet(LipNetConfig(channels=(4, 4, 4), hidden=8, width=64, height=32))
+    net.initialize(mx.init.Xavier())
+    recorded = save_checkpoint(tmp_path / "run" / "best", net, None, {
+        "normalisation": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]},
+        "split": splits.describe_selection(definition, train, val)})
+    code, stdout, stderr = run(*data_args(dataset, recorded))  # no split given: the checkpoint's, not unseen
+    assert code == 0, stderr
+    assert printed_clips(stdout) == sorted(val) and len(val) == 3
+    assert "clips selected as at training (split=overlapped" in stderr and "warning" not in stderr
+    assert re.search(r"^mean per-clip CER \d\.\d{4}  WER \d\.\d{4}  \(the mean of each clip's rate", stdout, re.M)
+    # a validation clip missing here: named in a warning, and no clip scored on the wrong side
+    images = tmp_path / "images"
+    shutil.copytree(dataset[0], images)
+    (images / f"{val[0]}.npz").unlink()
+    code, stdout, stderr = run(*data_args((images, dataset[1]), recorded))
+    assert code == 0, stderr
+    assert printed_clips(stdout) == sorted(val)[1:]
+    assert "warning: clips differ from the checkpoint's: 1 of the checkpoint's 3 validation clips are absent" in stderr
+    code, stdout, _ = run(*data_args((images, dataset[1]), recorded, "data_type=train"))
+    assert not set(printed_clips(stdout)) & set(val)
+    # a selection on the command line wins
+    code, stdout, _ = run(*data_args(dataset, recorded, "split=unseen"))
+    assert printed_clips(stdout) == ["s1/bbaf2n", "s1/lwbsza", "s2/pgiz5a", "s2/swwp2s"]
+
+
 def test_dataset_lists_grammar_decoder_and_workers(dataset, checkpoint, tmp_path):
     (tmp_path / "train.txt").write_text("s1/bbaf2n\n")
     (tmp_path / "val.txt").write_text("# held out\ns2/swwp2s\ns3/lrbe4p\n")

@@ -38,3 +38,15 @@ def test_grouped_rates_per_speaker():
     assert grouped.groups["s1"].wer == 0.0
     assert grouped.groups["s2"].wer == pytest.approx(0.5)
     assert grouped.overall.wer == pytest.approx(0.25)
+
+
+def test_mean_of_per_clip_rates_is_reported_beside_the_corpus_rates():
+    rates = ErrorRates.of(["a b", "c d e f"], ["a x", "c d e f"])
+    assert rates.wer == pytest.approx(1 / 6)  # corpus: errors over words
+    assert rates.mean_clip_wer == pytest.approx((1 / 2 + 0) / 2)  # LipNet-PyTorch's: mean of each clip's rate
+    assert rates.mean_clip_cer == pytest.approx((1 / 3 + 0) / 2)
+    merged = ErrorRates()
+    merged.merge(ErrorRates.of(["a b"], ["a x"]))
+    merged.merge(ErrorRates.of(["c d e f"], ["c d e f"]))
+    assert merged == rates
+    assert ErrorRates().mean_clip_cer == 0.0

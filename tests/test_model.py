@@ -173,3 +173,56 @@ def test_parameters_of_another_shape_are_refused(tmp_path: Path):
     mx.nd.save(str(tmp_path / "odd.params"), arrays)
     with pytest.raises(ValueError, match="dense.weight"):
         load_lipnet(tmp_path / "odd.params")
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+@pytest.mark.parametrize("norm", ["none", "instance", "batch"])
+def test_a_clip_padded_in_a_batch_reads_as_the_clip_alone(norm: str, hybridize: bool):
+    """The bidirectional GRUs and the temporal convolutions never see the padding past a clip's length."""
+    mx.random.seed(3)
+    net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48, norm=norm))
+    net.initialize()
+    for param in net.collect_params(".*beta|.*gamma|.*running.*").values():  # norms that are not identities
+        param.set_data(mx.nd.random.uniform(0.5, 1.5, shape=param.shape))
+    if hybridize:
+        net.hybridize(static_alloc=True, static_shape=True)
+    batch = mx.nd.random.normal(shape=(3, 3, 30, 24, 48))
+    lengths = mx.nd.array([30, 7, 12])
+    padded = net.read(batch, lengths).asnumpy()
+    for i in (1, 2):
+        n = int(lengths[i].asscalar())
+        alone = net(batch[i:i + 1, :, :n]).asnumpy()[0]
+        np.testing.assert_allclose(padded[i, :n], alone, rtol=0, atol=1e-5)
+        # without the lengths the padding changes the clip's outputs: the test can fail
+        assert np.abs(net(batch).asnumpy()[i, :n] - alone).max() > 1e-3
+    np.testing.assert_allclose(padded[0], net(batch[0:1]).asnumpy()[0], rtol=0, atol=1e-5)
+
+
+def test_full_length_batches_take_the_fused_path_with_the_same_values():
+    net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48))
+    net.initialize()
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.normal(shape=(2, 3, 20, 24, 48))
+    full = mx.nd.array([20, 20])
+    fused = net.read(x, full).asnumpy()
+    assert net._padded_view.block is None  # read() took net(x), and built no second graph
+    np.testing.assert_allclose(net.padded(x, full).asnumpy(), fused, rtol=0, atol=1e-5)
+    assert "padded" not in repr(net)
+    prepare_for_inference(net, [mx.cpu()])  # packed GRU weights: both paths still agree
+    short = mx.nd.array([20, 9])
+    np.testing.assert_allclose(net.read(x, short).asnumpy()[1, :9], net(x[1:2, :, :9]).asnumpy()[0], atol=1e-5)
+
+
+def test_padded_path_trains_every_parameter():
+    net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48, norm="instance"))
+    net.initialize()
+    net.hybridize(static_alloc=True, static_shape=True)
+    loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
+    x = mx.nd.random.uniform(shape=(2, 3, 20, 24, 48))
+    lengths = mx.nd.array([20, 8])
+    with autograd.record():
+        loss = loss_fn(net.read(x, lengths), mx.nd.array([[1, 2, 3], [4, 5, -1]]), lengths)
+    loss.backward()
+    for name, param in net.collect_params().items():
+        if param.grad_req != "null":
+            assert float(mx.nd.abs(param.grad()).sum().asscalar()) > 0, name

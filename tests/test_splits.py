@@ -43,6 +43,46 @@ def test_overlapped_is_deterministic_and_order_independent(published):
     assert splits.overlapped_split(clips, held_out_per_speaker=20, seed=2) != first
 
 
+def test_removing_a_clip_moves_at_most_one_other_across_the_boundary(published):
+    clips = sorted(published["overlap_train"] + published["overlap_val"])
+    s14 = [c for c in clips if c.startswith("s14/")]
+    train, val = splits.overlapped_split(s14)
+    assert len(val) == 255
+    # every held-out clip and a sample of training clips, removed one at a time
+    for removed in val + train[::25]:
+        train2, val2 = splits.overlapped_split([c for c in s14 if c != removed])
+        moved = (set(val) ^ set(val2)) - {removed}
+        assert len(moved) <= 1, (removed, moved)
+        assert len(val2) == 255
+    # the draw of the old code (a seeded sample of the clips present) changed 178 of 255 here
+
+
+def test_split_key_is_stable_across_processes_and_versions():
+    # A changed key would silently move clips between the sides of every recorded split.
+    assert splits.clip_key("s14/bbaq7n") == 11066389809288633235
+    assert splits.clip_key("s14/bbaq7n", seed=2) != splits.clip_key("s14/bbaq7n")
+
+
+def test_overlapped_is_a_different_draw_from_the_published_lists(published):
+    """The README says so: the LipNet-PyTorch overlapped lists are reproduced only with train_list=/val_list=."""
+    _, val = splits.overlapped_split(published["overlap_train"] + published["overlap_val"])
+    assert len(set(val) & set(published["overlap_val"])) < len(val) // 2
+
+
+def test_recorded_selection_keeps_validation_clips_out_of_training():
+    clips = [f"s1/c{i:05d}" for i in range(40)]
+    train, val = splits.overlapped_split(clips, held_out_per_speaker=10)
+    recorded = splits.describe_selection({"split": "overlapped"}, train, val)
+    assert recorded["val_clips"] == sorted(val) and recorded["val_digest"] == splits.digest(reversed(val))
+    same = splits.apply_recorded_selection(recorded, train, val)
+    assert same == (sorted(train), sorted(val), [])
+    fewer = [c for c in clips if c != val[0]]  # one validation clip lost: a training clip moves up
+    train2, val2 = splits.overlapped_split(fewer, held_out_per_speaker=10)
+    kept_train, kept_val, notes = splits.apply_recorded_selection(recorded, train2, val2)
+    assert kept_val == sorted(set(val) - {val[0]}) and not set(kept_train) & set(val)
+    assert len(notes) == 3 and "1 of the checkpoint's 10 validation clips are absent" in notes[0]
+
+
 def test_small_speakers_keep_clips_in_both_halves():
     train, val = splits.overlapped_split([f"s1/c{i:05d}" for i in range(6)])
     assert len(train) == 3 and len(val) == 3

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import mxnet as mx
@@ -12,6 +13,7 @@ import pytest
 import main
 from model import load_lipnet
 from tests.fake_data import write_fake_clips
+from utils.text.grid_text import sentence_from_clip_name
 
 TINY = ["channels=4,8,8", "hidden=16", "batch_size=4", "num_gpus=0", "progress=false", "val_speakers=3",
         "align_path=/nonexistent", "lr=0.003"]
@@ -58,7 +60,11 @@ def test_run_writes_logs_metrics_plot_and_loadable_checkpoints(clips: Path, tmp_
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"train_loss", "val_loss", "val_cer", "val_wer", "lr", "samples_per_s"} <= rows[0].keys()
     assert float(rows[0]["lr"]) != float(rows[1]["lr"])  # the cosine schedule moves
+    assert 0 <= float(rows[0]["val_mean_clip_wer"]) <= 1 and "val_mean_clip_cer" in rows[0]
     meta = json.loads((tmp_path / "last" / "meta.json").read_text())
+    assert meta["split"]["definition"]["val_speakers"] == [3]  # the checkpoint records its clip selection
+    assert meta["split"]["val_clips"] == sorted(f"s3/{c.stem}" for c in clips.glob("s3/*.npz"))
+    assert meta["split"]["train_count"] == 8 and len(meta["split"]["val_digest"]) == 64
     assert meta["normalisation"]["mean"] and meta["config"]["channels"] == [4, 8, 8]
     assert (tmp_path / "last" / "trainer.states").stat().st_size > 0
     loaded = load_lipnet(tmp_path)  # the run folder: picks best/
@@ -105,3 +111,203 @@ def test_help_explains_flags(capsys: pytest.CaptureFixture):
     for flag in ("--batch_size", "--epochs", "--image_path", "--align_path", "--dr_rate", "--num_gpus",
                  "--num_workers", "--model_path", "--split", "--lr", "--seed", "--save_dir", "--variant"):
         assert flag in out
+
+
+# ------------------------------------------------------------------------------- exact resume, interrupts
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+import trainer  # noqa: E402
+
+# Dropout, flips, jitter and single-word clips (through the padded path) all on; 4 batches an epoch.
+AUGMENTED = ["dr_rate=0.5", "flip_prob=0.5", "jitter_prob=0.2", "word_prob=0.5", "batch_size=2", "epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def aligned(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Align files for the fake clips: each sentence's words spread evenly over frames 5-70."""
+    root = tmp_path_factory.mktemp("aligns")
+    for clip in clips.glob("s*/*.npz"):
+        words = sentence_from_clip_name(clip.stem).split()
+        bounds = np.linspace(5000, 70000, len(words) + 1).astype(int)
+        spoken = [f"{a} {b} {w}" for a, b, w in zip(bounds[:-1], bounds[1:], words)]
+        lines = ["0 5000 sil", *spoken, "70000 75000 sil"]
+        (root / clip.parent.name).mkdir(exist_ok=True)
+        (root / clip.parent.name / f"{clip.stem}.align").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _augmented(clips: Path, aligns: Path, save_dir: Path, *extra: str) -> int:
+    args = [a for a in TINY if not a.startswith(("batch_size=", "align_path="))]
+    return main.main([f"image_path={clips}", f"save_dir={save_dir}", f"align_path={aligns}", *args, *AUGMENTED,
+                      *extra])
+
+
+def _interrupt_when(monkeypatch: pytest.MonkeyPatch, target: object, name: str, epoch: int, batch: int,
+                    after: bool = False) -> None:
+    """Send this process a real SIGINT from inside ``target.name`` (before or ``after`` the real call) during
+    training batch (epoch, batch) of a run started from scratch (4 batches an epoch)."""
+    where = {"count": 0, "batch": None}
+    original_split = trainer.split_batch
+    in_split = target is trainer and name == "split_batch"
+
+    def fire_if_due(now_after: bool) -> None:
+        if now_after == after and where["batch"] == (epoch, batch):
+            where["batch"] = None
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def split(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if sys._getframe(1).f_code.co_name == "train":  # a training batch, not validation
+            where["batch"] = divmod(where["count"], 4)
+            where["count"] += 1
+        if in_split:
+            fire_if_due(False)
+        return original_split(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "split_batch", split)
+    if not in_split:
+        original = getattr(target, name)
+
+        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            fire_if_due(False)
+            result = original(*args, **kwargs)
+            fire_if_due(True)
+            return result
+
+        monkeypatch.setattr(target, name, wrapped)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(clips: Path, aligned: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("uninterrupted")
+    assert _augmented(clips, aligned, run) == 0
+    return run
+
+
+def _assert_same_run(run: Path, reference: Path) -> None:
+    ours, theirs = _params(run / "last"), _params(reference / "last")
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)  # bit-identical
+    a = json.loads((run / "last" / "meta.json").read_text())["state"]
+    b = json.loads((reference / "last" / "meta.json").read_text())["state"]
+    assert a["iteration"] == b["iteration"] and a["epoch"] == b["epoch"]
+
+
+def test_interrupt_at_a_chosen_batch_and_resume_is_bit_identical(clips: Path, aligned: Path, uninterrupted: Path,
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    with monkeypatch.context() as patch:
+        _interrupt_when(patch, trainer, "split_batch", epoch=1, batch=2)
+        with pytest.raises(SystemExit) as stopped:
+            _augmented(clips, aligned, tmp_path)
+    assert stopped.value.code == 130
+    state = json.loads((tmp_path / "last" / "meta.json").read_text())["state"]
+    # The signal came during batch 2's forward pass: the run stopped before its update, at a batch boundary.
+    assert (state["epoch"], state["batch_in_epoch"], state["iteration"]) == (1, 2, 4 + 2)
+    assert state["epoch_clips"] == 4 and state["epoch_loss_sum"] > 0  # the epoch's part so far, saved
+    assert _augmented(clips, aligned, tmp_path, f"model_path={tmp_path / 'last'}") == 0
+    _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_resumed_epoch_reports_its_whole_training_loss(clips: Path, aligned: Path, uninterrupted: Path,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """metrics.csv after a mid-epoch resume: the interrupted epoch's loss covers all its batches, not only those
+    after the resume, and its throughput is a real figure."""
+    with monkeypatch.context() as patch:
+        _interrupt_when(patch, trainer, "split_batch", epoch=1, batch=1)
+        with pytest.raises(SystemExit):
+            _augmented(clips, aligned, tmp_path)
+    assert _augmented(clips, aligned, tmp_path, f"model_path={tmp_path / 'last'}") == 0
+    ours = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    theirs = list(csv.DictReader((uninterrupted / "metrics.csv").open()))
+    assert [r["epoch"] for r in ours] == ["1", "2"]
+    for mine, reference in zip(ours, theirs):
+        assert float(mine["train_loss"]) == pytest.approx(float(reference["train_loss"]), rel=1e-6)
+        assert float(mine["val_loss"]) == pytest.approx(float(reference["val_loss"]), rel=1e-6)
+        assert float(mine["samples_per_s"]) > 0
+
+
+def test_interrupt_during_validation_writes_no_nan_row(clips: Path, aligned: Path, uninterrupted: Path,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    original = trainer.evaluate
+    calls = {"n": 0}
+
+    def interrupted_evaluate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second epoch's validation
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "evaluate", interrupted_evaluate)
+        with pytest.raises(SystemExit):
+            _augmented(clips, aligned, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1"]  # nothing written for the interrupted epoch
+    assert _augmented(clips, aligned, tmp_path, f"model_path={tmp_path / 'last'}") == 0
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    reference = list(csv.DictReader((uninterrupted / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for row, ref in zip(rows, reference):
+        assert math.isfinite(float(row["train_loss"])) and float(row["samples_per_s"]) > 0, row
+        assert float(row["train_loss"]) == pytest.approx(float(ref["train_loss"]), rel=1e-6)
+    _assert_same_run(tmp_path, uninterrupted)
+
+
+@pytest.mark.parametrize("point", ["split_batch", "allreduce", "backward", "before_step", "inside_step",
+                                   "after_step"])
+def test_an_interrupt_anywhere_in_a_step_leaves_a_consistent_checkpoint(point: str, clips: Path, aligned: Path,
+                                                                        uninterrupted: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    """A SIGINT delivered at each point of a training step (simulated by sending it from there): the
+    checkpoint's step count always matches its weights, so the resumed run ends bit-identical."""
+    from mxnet import gluon
+
+    target, name, after = {
+        "split_batch": (trainer, "split_batch", False),
+        "allreduce": (trainer.Workers, "allreduce", False),
+        "backward": (mx.nd.NDArray, "backward", False),
+        "before_step": (gluon.Trainer, "step", False),
+        "inside_step": (gluon.Trainer, "_update", False),  # after the gradients are reduced, before the update
+        "after_step": (gluon.Trainer, "step", True),  # between the update and the step counters
+    }[point]
+    with monkeypatch.context() as patch:
+        _interrupt_when(patch, target, name, epoch=0, batch=1, after=after)
+        with pytest.raises(SystemExit):
+            _augmented(clips, aligned, tmp_path)
+    state = json.loads((tmp_path / "last" / "meta.json").read_text())["state"]
+    assert state["iteration"] == state["batch_in_epoch"] in (1, 2)
+    assert _augmented(clips, aligned, tmp_path, f"model_path={tmp_path / 'last'}") == 0
+    _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_checkpoint_folders_follow_the_umask(clips: Path, tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        assert _run(clips, tmp_path, "epochs=1") == 0
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "last", tmp_path / "best"):
+        assert folder.stat().st_mode & 0o777 == 0o755, oct(folder.stat().st_mode)
+    assert (tmp_path / "metrics.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_second_interrupt_stops_at_once_without_saving(clips: Path, aligned: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture):
+    original = mx.nd.NDArray.backward
+
+    def twice(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the second lands mid-step
+        return original(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mx.nd.NDArray, "backward", twice)
+        with pytest.raises(SystemExit) as stopped:
+            _augmented(clips, aligned, tmp_path)
+    assert stopped.value.code == 130
+    assert not (tmp_path / "last").exists()  # nothing saved from a half-done step
+    assert "interrupted twice (SIGINT): stopped without saving" in caplog.text

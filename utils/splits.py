@@ -4,8 +4,8 @@ Clip ids are ``SPEAKER/CLIP`` strings such as ``s14/bbaq7n``, the form published
 """
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable
@@ -40,15 +40,26 @@ def unseen_split(clip_ids: Iterable[str]) -> tuple[list[str], list[str]]:
     return train, val
 
 
+def clip_key(clip_id: str, seed: int = OVERLAP_SEED) -> int:
+    """A stable pseudo-random rank of one clip: the first 8 bytes of SHA-256 of ``seed/clip_id``.
+
+    It depends on the clip alone, never on which other clips exist (and, unlike ``hash()``, not on
+    the interpreter's per-process salt).
+    """
+    return int.from_bytes(hashlib.sha256(f"{seed}/{clip_id}".encode()).digest()[:8], "big")
+
+
 def overlapped_split(
     clip_ids: Iterable[str],
     held_out_per_speaker: int = OVERLAP_HELD_OUT_PER_SPEAKER,
     seed: int = OVERLAP_SEED,
 ) -> tuple[list[str], list[str]]:
-    """Pool all speakers; hold out ``held_out_per_speaker`` clips of each, drawn with ``seed``.
+    """Pool all speakers; hold out the ``held_out_per_speaker`` clips of each with the lowest ``clip_key``.
 
-    The draw depends only on the set of clips, not on their order. A speaker with fewer clips
-    than asked for keeps half of them for training so that it is seen in both halves.
+    Each clip's place is decided by its own key and the speaker's boundary key, so adding or losing
+    a clip moves at most one other clip across the boundary (the one whose key is next in line),
+    where a seeded sample of the clips present would redraw most of them. A speaker with fewer clips
+    than twice that number keeps the lower half of them for validation, so that it is seen in both halves.
     """
     by_speaker: dict[str, list[str]] = defaultdict(list)
     for clip_id in sorted(set(clip_ids)):
@@ -57,10 +68,47 @@ def overlapped_split(
     for speaker in sorted(by_speaker, key=lambda s: int(s[1:])):
         clips = by_speaker[speaker]
         n_val = min(held_out_per_speaker, len(clips) // 2)
-        held = set(random.Random(f"{seed}/{speaker}").sample(clips, n_val))
+        held = set(sorted(clips, key=lambda c: (clip_key(c, seed), c))[:n_val])
         for clip_id in clips:
             (val if clip_id in held else train).append(clip_id)
     return train, val
+
+
+def digest(clip_ids: Iterable[str]) -> str:
+    """SHA-256 (hex) of a set of clip ids, whatever their order."""
+    return hashlib.sha256("".join(f"{c}\n" for c in sorted(set(clip_ids))).encode()).hexdigest()
+
+
+def describe_selection(definition: dict, train: Iterable[str], val: Iterable[str]) -> dict:
+    """What a checkpoint records of its split: how it was chosen, the validation clip ids, and digests."""
+    train, val = sorted(set(train)), sorted(set(val))
+    return {"definition": definition, "val_clips": val, "val_digest": digest(val),
+            "train_count": len(train), "train_digest": digest(train)}
+
+
+def apply_recorded_selection(
+    recorded: dict, train: Iterable[str], val: Iterable[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """``(train, val, warnings)``: the validation side a checkpoint recorded, among the clips ``train``/``val``
+    now present under its definition; training keeps the rest, so no recorded validation clip is
+    ever scored as training data or the other way round. ``warnings`` says how the clips differ.
+    """
+    recorded_val = set(recorded.get("val_clips", ()))
+    present = set(train) | set(val)
+    kept_val = sorted(recorded_val & present)
+    notes = []
+    missing = len(recorded_val - present)
+    if missing:
+        notes.append(f"{missing} of the checkpoint's {len(recorded_val)} validation clips are absent here")
+    new_val = sorted(set(val) - recorded_val)
+    if new_val:
+        notes.append(f"{len(new_val)} clips present here fall on the validation side of the split but were not there "
+                     f"at training (e.g. {', '.join(new_val[:3])}); they are scored on neither side")
+    kept_train = sorted(set(train) - recorded_val)
+    if recorded.get("train_digest") not in (None, digest(kept_train)):
+        notes.append(f"the training side differs from the checkpoint's: {len(kept_train)} clips here, "
+                     f"{recorded.get('train_count')} at training")
+    return kept_train, kept_val, notes
 
 
 def make_split(name: str, clip_ids: Iterable[str]) -> tuple[list[str], list[str]]:

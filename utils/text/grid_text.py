@@ -44,7 +44,7 @@ def decode(ids: Iterable[int]) -> str:
 
 @dataclass(frozen=True)
 class AlignedWord:
-    """One spoken word of an align file, in video frames (end exclusive)."""
+    """One spoken word of an align file, in whole video frames that cover it (end exclusive)."""
 
     word: str
     start: int
@@ -54,7 +54,9 @@ class AlignedWord:
 def parse_align(path: str | Path) -> list[AlignedWord]:
     """Words of a GRID align file, without ``sil`` and ``sp``.
 
-    Times in align files are in 1/1000 of a frame at 25 fps, so ``time // 1000`` is the frame.
+    Times in align files are in 1/1000 of a frame at 25 fps. A word's span is rounded outwards to
+    whole frames (start down, end up), so the frames cover all of it: rounding the end down gave
+    "with" in s*/swwp2s.align (27250-30500) 3 frames for its 4 characters.
     Raises ValueError naming the file and line for anything that is not ``start end word``.
     """
     path = Path(path)
@@ -71,10 +73,16 @@ def parse_align(path: str | Path) -> list[AlignedWord]:
         if word in SILENCE_WORDS:
             continue
         encode(word)  # validates the characters
-        words.append(AlignedWord(word, start // 1000, end // 1000))
+        words.append(AlignedWord(word, start // 1000, -(-end // 1000)))
     if not words:
         raise ValueError(f"{path}: no words (only silence)")
     return words
+
+
+def ctc_min_frames(text: str) -> int:
+    """The fewest frames CTC can align ``text`` to: one per character, plus a blank between each pair
+    of equal neighbours ("soon" needs 5). With fewer, MXNet 1.9.1's CTCLoss returns 0, not infinity."""
+    return len(text) + sum(a == b for a, b in zip(text, text[1:]))
 
 
 def align_sentence(words: Sequence[AlignedWord]) -> str:
