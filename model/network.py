@@ -33,9 +33,13 @@ class MXNetLipNet(Network):
         return cls(load_lipnet(path, ctxs), ctxs)
 
     def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-        """The network runs over every frame of the batch: it does not take clip lengths (yet)."""
+        """Each clip is read up to its length (``LipNet.read``): padding never changes its frames' values."""
         ctxs = self.ctxs[: len(batch)]
+        lengths = np.full(len(batch), batch.shape[2]) if lengths is None else np.asarray(lengths)
+        net = self.loaded.net
         if len(ctxs) == 1:
-            return self.loaded.net(mx.nd.array(batch, ctx=ctxs[0])).asnumpy()
+            return net.read(mx.nd.array(batch, ctx=ctxs[0]), mx.nd.array(lengths, ctx=ctxs[0])).asnumpy()
         parts = gluon.utils.split_and_load(mx.nd.array(batch), ctxs, even_split=False)
-        return np.concatenate([self.loaded.net(part).asnumpy() for part in parts])
+        length_parts = gluon.utils.split_and_load(mx.nd.array(lengths), ctxs, even_split=False)
+        return np.concatenate([net.read(part, part_lengths).asnumpy()
+                               for part, part_lengths in zip(parts, length_parts)])
