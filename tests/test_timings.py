@@ -31,6 +31,13 @@ def test_words_span_the_frames_of_their_characters():
     assert all(w.confidence == pytest.approx(0.99) for w in words)
 
 
+def test_spaces_anywhere_are_aligned_and_only_words_are_timed():
+    # A greedy read can drop a word and keep both its spaces ("bin blue at  two now").
+    lp = _peaky(list("- ab- -  -c -"))
+    words = word_timings(lp, " ab  c ", fps=25)
+    assert [(w.word, round(w.start * 25), round(w.end * 25)) for w in words] == [("ab", 2, 4), ("c", 10, 11)]
+
+
 def test_frame_rate_scales_the_times():
     lp = _peaky(list("-ab--cd-"))
     at25, at50 = word_timings(lp, "abcd", 25.0), word_timings(lp, "abcd", 50.0)
