@@ -3,6 +3,8 @@ import base64
 import csv
 import io
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,7 @@ import pytest
 from utils.report import (
     CSV_COLUMNS,
     ClipResult,
+    UtteranceResult,
     frame_strip,
     mark_errors,
     ordered_groups,
@@ -19,10 +22,14 @@ from utils.report import (
     probability_image,
     render_csv,
     render_html,
+    timeline_strip,
     write_report,
 )
 from utils.text.grid_text import BLANK, NUM_CLASSES
 from utils.text.metrics import GroupedErrorRates
+from utils.text.timings import WordTiming
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _decode_uri(uri: str) -> np.ndarray:
@@ -123,3 +130,78 @@ def test_write_report_replaces_atomically(tmp_path: Path):
     write_report(out, [ClipResult("b", "y", "y")], "second")
     assert "second" in html_path.read_text() and "first" not in html_path.read_text()
     assert sorted(p.name for p in out.iterdir()) == ["predictions.csv", "report.html"]  # no temporary files left
+
+
+def test_timeline_strip_shows_the_middle_frame_of_equal_time_slices():
+    frames = np.zeros((75, 4, 6, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(75)[:, None, None]
+    strip = timeline_strip(frames, 15)
+    assert strip.shape == (4, 15 * 6 + 14 * 2, 3)
+    assert [int(strip[0, i * 8, 0]) for i in range(15)] == list(range(2, 75, 5))
+    assert timeline_strip(frames[:4], 15).shape[1] == 4 * 6 + 3 * 2  # never more slots than frames
+    with pytest.raises(ValueError, match="shape"):
+        timeline_strip(np.zeros((0, 4, 6, 3), np.uint8), 3)
+
+
+def _utterance(start: float, words: list[tuple[str, float, float]], face: int = 0, frames: int = 50) -> UtteranceResult:
+    timings = [WordTiming(w, s, e, 0.9) for w, s, e in words]
+    return UtteranceResult(start, start + frames / 25, " ".join(w for w, _, _ in words), timings,
+                           np.full((frames, 8, 16, 3), 99, np.uint8), _log_probs(frames), face)
+
+
+def _word_boxes(page: str) -> list[tuple[str, float, float]]:
+    return [(word, float(left), float(width)) for left, width, word in
+            re.findall(r'class="word[^"]*"[^>]*style="left:([\d.]+)%;width:([\d.]+)%[^"]*">([^<]*)</span>', page)]
+
+
+def test_utterances_show_their_span_text_and_words_placed_on_the_strip():
+    utterances = [_utterance(4.0, [("bin", 4.2, 4.6), ("blue", 4.8, 5.4)]),
+                  _utterance(7.0, [("a<b>", 7.5, 8.0)], frames=25)]
+    clip = ClipResult("talk.mp4", "bin blue a<b>", frames=np.zeros((100, 8, 16, 3), np.uint8),
+                      log_probs=_log_probs(100), utterances=utterances)
+    page = render_html([clip], "t")
+    assert "4.00&ndash;6.00 s" in page and "7.00&ndash;8.00 s" in page
+    assert '<span class="said">bin blue</span>' in page and "a&lt;b&gt;" in page and "a<b>" not in page
+    # word boxes: left and width as shares of the utterance's span
+    assert _word_boxes(page) == [("bin", 10.0, 20.0), ("blue", 40.0, 30.0), ("a&lt;b&gt;", 50.0, 50.0)]
+    assert 'title="blue: 4.80-5.40 s, confidence 0.90"' in page
+    # per utterance a time-true strip and a heat map, none for the whole clip
+    uris = re.findall(r'src="(data:image/png;base64,[^"]+)"', page)
+    assert len(uris) == 4
+    assert _decode_uri(uris[0]).shape == timeline_strip(utterances[0].frames, 10).shape  # 2 s: 10 slots
+    assert _decode_uri(uris[2]).shape == timeline_strip(utterances[1].frames, 5).shape
+    assert "face 0" not in page  # one face: not labelled
+    two_faces = render_html([ClipResult("v.mp4", "x", utterances=[utterances[0], _utterance(4.0, [], face=1)])], "t")
+    assert "face 0 &middot;" in two_faces and "face 1 &middot;" in two_faces and "(nothing read)" in two_faces
+
+
+def test_clips_without_utterances_keep_their_strip_and_heat_map():
+    page = render_html([ClipResult("s1/x", "a", frames=np.zeros((20, 8, 16, 3), np.uint8), log_probs=_log_probs(20))],
+                       "t")
+    assert len(re.findall(r'src="data:image/png', page)) == 2 and 'class="utterance"' not in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_word_boxes_sit_under_their_frames_in_a_browser(tmp_path: Path):
+    """Rendered for real: each word box starts and ends where its time falls on the strip above it."""
+    utterance = _utterance(4.0, [("bin", 4.2, 4.6), ("blue", 4.8, 5.4), ("at", 5.5, 5.9)])
+    page = render_html([ClipResult("talk.mp4", utterance.text, utterances=[utterance])], "t")
+    probe = ("<script>window.addEventListener('load',()=>{const s=document.querySelector('img.strip')"
+             ".getBoundingClientRect();document.title=[...document.querySelectorAll('.word')].map(w=>{"
+             "const r=w.getBoundingClientRect();return w.textContent+':'+((r.left-s.left)/s.width).toFixed(3)+"
+             "':'+((r.right-s.left)/s.width).toFixed(3)}).join(' ')+' strip '+s.width.toFixed(0)});</script></body>")
+    probed = tmp_path / "report.html"
+    probed.write_text(page.replace("</body>", probe))
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--window-size=1280,800", "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
+    title = re.search(r"<title>(.*?)</title>", result.stdout)
+    assert title, f"no DOM from chromium: {result.stderr[-2000:]}"
+    *boxes, _, width = title.group(1).split(" ")
+    assert int(width) == 10 * 16 + 9 * 2  # the strip at its own size
+    placed = {word: (float(left), float(right)) for word, left, right in (b.split(":") for b in boxes)}
+    for word in utterance.words:
+        left, right = placed[word.word]
+        assert left == pytest.approx((word.start - 4.0) / 2.0, abs=0.01)
+        assert right == pytest.approx((word.end - 4.0) / 2.0, abs=0.01)

@@ -4,7 +4,10 @@ The HTML file carries its images as base64 PNG data URIs, so it can be mailed or
 and opened offline. For every clip it shows a strip of mouth frames, the target and the prediction
 with wrong words marked, and the per-frame character probabilities as a heat map (time across,
 the 28 classes down), which shows at a glance whether a bad sentence came from a flat, unsure
-output or from a confident wrong one. Every piece of text goes through ``html.escape``.
+output or from a confident wrong one. A video read as utterances shows each one instead: its time
+span and text, and a time-true strip of its frames with a box per word placed at the word's start and
+end (shaded by its confidence), so a word timed on the wrong mouth movement is seen at once.
+Every piece of text goes through ``html.escape``.
 """
 from __future__ import annotations
 
@@ -23,11 +26,14 @@ from rapidfuzz.distance import Levenshtein
 from utils.atomic import write_text_atomic
 from utils.text.grid_text import ALPHABET, NUM_CLASSES
 from utils.text.metrics import ErrorRates, GroupedErrorRates
+from utils.text.timings import WordTiming
 
 CSV_NAME = "predictions.csv"
 HTML_NAME = "report.html"
 CSV_COLUMNS = ("clip", "target", "prediction", "cer", "wer", "error")
 STRIP_FRAMES = 15
+SECONDS_PER_SLOT = 0.2  # an utterance's strip shows one frame per this much time (15 for a GRID clip)
+MAX_SLOTS = 40
 # Row labels of the heat map: Hershey fonts have no visible space, so space is "_" and the blank "-".
 CLASS_LABELS = tuple(ALPHABET[:-1]) + ("_", "-")
 _CELL_W, _CELL_H = 6, 10  # heat-map pixels per frame and per class
@@ -46,7 +52,30 @@ section.failed h2{color:#a00}
 .missed{background:#fde7a0;text-decoration:underline}
 img{display:block;margin:.3em 0;max-width:100%;image-rendering:pixelated}
 .scores,.note,.details{color:#555}
+.utterance{margin:.8em 0 .8em 1em}.utterance h3{font-size:1em;margin:0 0 .2em;font-weight:normal}
+.utterance .span{color:#555;font-family:monospace}.utterance .said{font-family:monospace;font-size:1.1em}
+.timeline{display:inline-block;max-width:100%}.timeline img{width:100%;margin:0}
+.words{position:relative;height:3.4em;border-top:1px solid #999}
+.word{position:absolute;box-sizing:border-box;border:1px solid #2a6;border-top:none;border-radius:0 0 3px 3px;
+ font-family:monospace;font-size:.9em;line-height:1.5em;text-align:center;white-space:nowrap;overflow:visible;
+ height:1.6em;min-width:2px}
+.word.low{top:1.7em}
+.ticks{position:relative;height:1.1em;font-size:.75em;color:#555}
+.ticks span{position:absolute;transform:translateX(-50%);white-space:nowrap}
 """
+
+
+@dataclass
+class UtteranceResult:
+    """One utterance of a video: its span in the video's seconds, its text and word timings, and its inputs."""
+
+    start: float
+    end: float
+    text: str
+    words: list[WordTiming]
+    frames: np.ndarray  # (T, H, W, 3) RGB uint8 mouth crops at the model's frame rate
+    log_probs: np.ndarray  # (T, 28)
+    face: int = 0  # which face track of the video said it
 
 
 @dataclass
@@ -59,6 +88,8 @@ class ClipResult:
     frames: np.ndarray | None = None  # (T, H, W, 3) RGB uint8 mouth crops
     log_probs: np.ndarray | None = None  # (T, 28)
     error: str | None = None
+    # A video read as utterances: the report shows these instead of the clip's frames and heat map.
+    utterances: list[UtteranceResult] | None = None
 
     def rates(self) -> ErrorRates | None:
         if self.target is None or self.error is not None:
@@ -88,6 +119,17 @@ def frame_strip(frames: np.ndarray, max_frames: int = STRIP_FRAMES) -> np.ndarra
     for i, t in enumerate(picks):
         strip[:, i * (w + _GAP): i * (w + _GAP) + w] = frames[t]
     return strip
+
+
+def timeline_strip(frames: np.ndarray, slots: int) -> np.ndarray:
+    """``slots`` frames side by side in which x is proportional to time: slot i stands for the i-th of
+    ``slots`` equal slices of the clip and shows the frame in the middle of it (RGB)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+        raise ValueError(f"expected frames of shape (T, H, W, 3), got {frames.shape}")
+    slots = max(1, min(slots, len(frames)))
+    picks = ((np.arange(slots) + 0.5) * len(frames) / slots).astype(int)
+    return frame_strip(frames[picks], max_frames=slots)
 
 
 def probability_image(log_probs: np.ndarray) -> np.ndarray:
@@ -142,6 +184,59 @@ def _rates_row(name: str, rates: ErrorRates) -> str:
             f"<td>{rates.cer:.2%}</td><td>{rates.wer:.2%}</td></tr>")
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _words_row(words: Sequence[WordTiming], start: float, end: float) -> str:
+    """Word boxes over a timeline strip, each from its start to its end as a share of [start, end];
+    every other word one row lower, so that short neighbouring words do not cover each other."""
+    span = max(end - start, 1e-9)
+    boxes = []
+    for i, word in enumerate(words):
+        left = min(max((word.start - start) / span, 0.0), 1.0) * 100
+        width = min(max((word.end - word.start) / span, 0.0), 1.0 - left / 100) * 100
+        alpha = 0.15 + 0.6 * min(max(word.confidence, 0.0), 1.0)
+        tip = (f"{word.word}: {_seconds(word.start)}-{_seconds(word.end)} s, "
+               f"confidence {word.confidence:.2f}")
+        boxes.append(f'<span class="word{" low" if i % 2 else ""}" title="{html.escape(tip)}" '
+                     f'style="left:{left:.2f}%;width:{width:.2f}%;background:rgba(40,170,100,{alpha:.2f})">'
+                     f"{html.escape(word.word)}</span>")
+    return f'<div class="words">{"".join(boxes)}</div>'
+
+
+def _ticks_row(start: float, end: float) -> str:
+    """Time labels under a strip: whole seconds (or half seconds for a short utterance) of the video."""
+    span = max(end - start, 1e-9)
+    step = 0.5 if span <= 4 else 1.0 if span <= 12 else 5.0
+    first = np.ceil(start / step) * step
+    marks = np.arange(first, end + 1e-9, step)
+    labels = "".join(f'<span style="left:{(t - start) / span * 100:.2f}%">{t:g} s</span>' for t in marks)
+    return f'<div class="ticks">{labels}</div>'
+
+
+def _utterance_block(name: str, result: UtteranceResult, show_face: bool) -> str:
+    face = f"face {result.face} &middot; " if show_face else ""
+    parts = [f'<div class="utterance"><h3><span class="span">{face}{_seconds(result.start)}&ndash;'
+             f'{_seconds(result.end)} s</span> <span class="said">{html.escape(result.text) or "(nothing read)"}'
+             "</span></h3>"]
+    duration = result.end - result.start
+    if len(result.frames):
+        slots = min(MAX_SLOTS, max(1, round(duration / SECONDS_PER_SLOT)))
+        uri = png_data_uri(timeline_strip(result.frames, slots))
+        parts.append(f'<div class="timeline"><img class="strip" alt="mouth frames of {name} from '
+                     f'{_seconds(result.start)} s" src="{uri}">'
+                     f"{_words_row(result.words, result.start, result.end)}"
+                     f"{_ticks_row(result.start, result.end)}</div>")
+    if len(result.log_probs):
+        uri = png_data_uri(probability_image(result.log_probs))
+        parts.append(f'<details><summary>character probabilities</summary><img class="probs" '
+                     f'alt="per-frame character probabilities of {name} from {_seconds(result.start)} s" '
+                     f'src="{uri}"></details>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def _clip_section(index: int, result: ClipResult) -> str:
     name = html.escape(result.name)
     if result.error is not None:
@@ -151,7 +246,7 @@ def _clip_section(index: int, result: ClipResult) -> str:
     rates = result.rates()
     if rates is not None:
         parts.append(f'<p class="scores">CER {rates.cer:.2%} &middot; WER {rates.wer:.2%}</p>')
-    if result.frames is not None:
+    if result.frames is not None and result.utterances is None:
         uri = png_data_uri(frame_strip(result.frames))
         parts.append(f'<img class="strip" alt="mouth frames of {name}" src="{uri}">')
     if result.target is not None:
@@ -161,7 +256,10 @@ def _clip_section(index: int, result: ClipResult) -> str:
     else:
         parts.append(f'<table class="text"><tr><th>Prediction</th><td>{html.escape(result.prediction)}</td></tr>'
                      "</table>")
-    if result.log_probs is not None:
+    if result.utterances is not None:
+        show_face = len({u.face for u in result.utterances}) > 1 or any(u.face for u in result.utterances)
+        parts.extend(_utterance_block(name, u, show_face) for u in result.utterances)
+    elif result.log_probs is not None:
         uri = png_data_uri(probability_image(result.log_probs))
         parts.append(f'<img class="probs" alt="per-frame character probabilities of {name}" src="{uri}">')
     parts.append("</section>")
@@ -181,7 +279,9 @@ def render_html(results: Sequence[ClipResult], title: str, details: Mapping[str,
                     f"<th>WER</th></tr>{rows}</table>")
     body.append('<p class="note">Marked: <span class="wrong">wrong</span> predicted words, '
                 '<span class="missed">missed</span> target words. Heat maps: time across, '
-                'classes a-z, space (_) and CTC blank (-) down; brighter is more probable.</p>')
+                'classes a-z, space (_) and CTC blank (-) down; brighter is more probable. Under an '
+                "utterance's frames, each word spans the time it was said; the darker, the more confident "
+                '(hover for its times and confidence).</p>')
     shown = 0
     for index, result in enumerate(results):
         if result.error is None:
