@@ -1,10 +1,12 @@
 """Word timings from a forced CTC alignment: exact on constructed outputs, optimal against brute force."""
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from utils.text.grid_text import ALPHABET, BLANK, NUM_CLASSES, encode
+from utils.text.decoders import decode
+from utils.text.grid_text import ALPHABET, BLANK, FPS, NUM_CLASSES, align_sentence, encode, parse_align
 from utils.text.timings import WordTiming, forced_alignment, word_timings
 
 
@@ -115,3 +117,37 @@ def test_bad_input_is_a_clear_error(kwargs: dict, message: str):
     args = {"log_probs": _peaky(["-"] * 5), "text": "ab", "fps": 25.0} | kwargs
     with pytest.raises(ValueError, match=message):
         word_timings(**args)
+
+
+def real_log_probs(run: Path, clip: Path) -> np.ndarray:
+    """The trained network's (T, 28) output on one clip of mouth crops, normalised as in training."""
+    import mxnet as mx
+
+    from data_loader import Batchify
+    from model import load_lipnet
+    from utils.clip_store import load_clip
+
+    loaded = load_lipnet(run, mx.cpu())
+    frames = load_clip(clip)
+    data = np.empty((1, 3) + frames.shape[:3], np.float32)
+    Batchify(loaded.mean, loaded.std).normalise_into(frames, data[0])
+    return loaded.net(mx.nd.array(data)).asnumpy()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoder", ["greedy", "grammar"])
+def test_words_are_timed_where_the_align_file_says_they_were_said(real_model: dict[str, Path], grid_dir: Path,
+                                                                   decoder: str):
+    """The acceptance check of word timings on a real clip: each word overlaps its interval in the align
+    file and their centres are within 0.25 s."""
+    truth = parse_align(grid_dir / "swwp2s.align")
+    log_probs = real_log_probs(real_model["run"], real_model["crops"] / "s1" / "swwp2s.npz")
+    text = decode(log_probs, decoder)
+    assert text == align_sentence(truth)
+    words = word_timings(log_probs, text, fps=FPS, offset=0.0)
+    assert [w.word for w in words] == text.split()
+    for word, said in zip(words, truth):
+        start, end = said.start / FPS, said.end / FPS  # align files count frames at 25 fps
+        assert word.start < end and start < word.end, f"{word} does not overlap {said.word} at {start}-{end} s"
+        assert abs((word.start + word.end) / 2 - (start + end) / 2) <= 0.25, f"{word} vs {start}-{end} s"
+        assert 0.0 < word.confidence <= 1.0
