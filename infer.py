@@ -176,17 +176,19 @@ class VideoLipreader:
                     utterance.start, utterance.end, text, words, utterance.frames if keep_frames else None,
                     log_probs, utterance.face)))
         chosen = read if faces == "all" else largest_faces(read)
+        # --face=all: faces numbered from 1 in order of appearance; otherwise 0, no label.
         labels = {face: n for n, face in enumerate(sorted({f for f, _, _ in chosen}, key=lambda f: min(
-            u.start for g, _, u in chosen if g == f)), start=1)}
+            u.start for g, _, u in chosen if g == f)), start=1)} if faces == "all" else {}
         results = sorted((u for _, _, u in chosen), key=lambda u: (u.start, u.face))
         for result in results:
-            result.face = labels[result.face]
+            result.face = labels.get(result.face, 0)
         return VideoReading(path, info.fps, summary, results)
 
 
 @dataclass
 class VideoReading:
-    """One video read: its utterances (faces numbered from 1 in order of appearance) and what was seen."""
+    """One video read: its utterances (with --face=all, faces numbered from 1 in order of appearance)
+    and what was seen."""
 
     path: Path
     source_fps: float

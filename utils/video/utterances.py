@@ -11,8 +11,12 @@ the video. An utterance ends
   21-22 grey levels between two GRID clips against at most 0.65 within one),
 - where its face is lost for ``lost`` seconds (the frames after the face was last seen are
   dropped; the span is reported as having no face),
+- in the middle of a pause, where the mouth has been still for ``pause`` seconds after speech
+  (of a longer silence before speech only the last half pause is kept),
 - and before it grows past ``max_seconds``: it is then cut where the mouth is stillest in its
   second half (the pause between two phrases), and the rest starts the next utterance.
+
+A stretch where the mouth moves on fewer than ``min_seconds / 2`` (silence) is not read.
 
 The crops of an utterance are made as ``MouthExtractor`` makes a clip's: landmarks on every
 ``step``-th frame, the mouth centre interpolated between them and smoothed with a Gaussian, one
@@ -38,6 +42,10 @@ _THUMB = (32, 24)
 _PATCH_HALF = (0.8, 0.55)  # patch half-size in crop widths (x, y): room for the smoothed track to move
 _PATCH_MAX = 3.0  # a patch is shrunk so the crop spans at most this many times the crop's pixels
 _OPEN_PAIRS = ((61, 67), (62, 66), (63, 65))  # inner-lip point pairs: how open the mouth is
+# Mouth motion (see mouth_motion) at or below this is a still mouth: measured on the GRID clips,
+# silence 0-0.004 (landmark jitter on a re-encoded frozen frame up to 0.006; up to 0.013 while the
+# lips get ready to speak), speech mostly 0.01-0.06 with brief dips to 0.005.
+STILL = 0.008
 
 
 @dataclass
@@ -92,10 +100,11 @@ class UtteranceReader:
     """Reads videos into utterances with one extractor (dlib's models) reused across videos."""
 
     def __init__(self, extractor: MouthExtractor, fps: float = MODEL_FPS, max_seconds: float = 3.0,
-                 min_seconds: float = 0.4, lost: float = 0.5, step: int = 3) -> None:
+                 min_seconds: float = 0.4, lost: float = 0.5, pause: float = 1.0, step: int = 3) -> None:
         """fps: the network's frame rate. max_seconds: the longest utterance (default: GRID's clip
         length, what LipNet is trained on). min_seconds: shorter utterances are dropped, and a video
-        must be at least this long. lost: seconds without its face that end an utterance."""
+        must be at least this long. lost: seconds without its face that end an utterance. pause:
+        seconds of a still mouth after speech that end one."""
         if max_seconds <= min_seconds or min_seconds <= 0:
             raise ValueError(f"need 0 < min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
         self.extractor = extractor
@@ -103,6 +112,8 @@ class UtteranceReader:
         self.max_frames = max(2, int(round(max_seconds * fps)))
         self.min_frames = max(2, int(round(min_seconds * fps)))
         self.lost_frames = max(step, int(round(lost * fps)))
+        self.pause_frames = max(2 * step, int(round(pause * fps)))
+        self.speech_frames = max(2, self.min_frames // 2)  # frames of a moving mouth that make speech
         self.step = step
 
     # -- one face's patches ---------------------------------------------------------------------------
@@ -139,21 +150,33 @@ class UtteranceReader:
 
     @staticmethod
     def _stillest(segment: _Segment, lo: int, hi: int) -> int:
-        """The frame in [lo, hi) where the mouth moves least (openness change, smoothed over 5 frames)."""
-        good = np.array(sorted(segment.marks))
-        if len(good) < 3:
+        """The frame in [lo, hi) where the mouth moves least."""
+        motion = mouth_motion(segment.marks, segment.start, segment.end)
+        if motion is None:
             return hi
-        marks = np.stack([segment.marks[k] for k in good])
-        widths = np.maximum(np.hypot(*(marks[:, RIGHT_CORNER] - marks[:, LEFT_CORNER]).T), 1.0)
-        opening = np.mean([np.hypot(*(marks[:, a] - marks[:, b]).T) for a, b in _OPEN_PAIRS], axis=0) / widths
-        times = np.arange(segment.start, segment.end)
-        motion = np.abs(np.gradient(np.interp(times, good, opening)))
-        motion = np.convolve(motion, np.ones(5) / 5, mode="same")
         return lo + int(np.argmin(motion[lo - segment.start: hi - segment.start]))
+
+    def _pause(self, segment: _Segment) -> int | None:
+        """Where to end the segment when it closes on a long enough still mouth after speech: the
+        middle of the pause's first ``pause`` seconds."""
+        last = max(segment.marks) + 1
+        motion = mouth_motion(segment.marks, segment.start, last)
+        if motion is None or len(motion) <= self.pause_frames:
+            return None
+        moving = np.flatnonzero(motion > STILL)
+        if len(moving) < self.speech_frames or last - (segment.start + moving[-1] + 1) < self.pause_frames:
+            return None
+        return segment.start + int(moving[-1]) + 1 + self.pause_frames // 2
+
+    def _speaks(self, segment: _Segment) -> bool:
+        motion = mouth_motion(segment.marks, segment.start, max(segment.marks) + 1)
+        return motion is not None and int((motion > STILL).sum()) >= self.speech_frames
 
     def _finish(self, segment: _Segment, face: int) -> Utterance | None:
         if segment.end - segment.start < self.min_frames or len(segment.marks) < 2:
             return None
+        if not self._speaks(segment):
+            return None  # silence
         return Utterance(face, segment.start / self.fps, segment.end / self.fps, self._crops(segment),
                          float(np.median(segment.faces)))
 
@@ -175,9 +198,10 @@ class UtteranceReader:
         frames = 0
 
         def finish(face: int, segment: _Segment) -> Iterator[Utterance]:
+            if segment.end - segment.start >= self.min_frames and len(segment.marks) >= 2:
+                covered.append((segment.start, segment.end))  # a face was seen (even if silent)
             utterance = self._finish(segment, face)
             if utterance is not None:
-                covered.append((segment.start, segment.end))
                 yield utterance
 
         for frame in read_frames(path, self.fps):
@@ -208,8 +232,18 @@ class UtteranceReader:
                             segment.split(seen)
                             yield from finish(face, segment)
                 for face, landmarks in found.items():
-                    segments.setdefault(face, _Segment(index)).marks[index] = landmarks
-                    segments[face].faces.append(tracker.tracks[face].width)
+                    segment = segments.setdefault(face, _Segment(index))
+                    segment.marks[index] = landmarks
+                    segment.faces.append(tracker.tracks[face].width)
+                    at = self._pause(segment)
+                    if at is not None:
+                        segments[face] = segment.split(at)
+                        yield from finish(face, segment)
+                    elif index - segment.start > self.pause_frames and not self._speaks(segment):
+                        # A long silence before speech: keep only its last half pause.
+                        at = index - self.pause_frames // 2
+                        covered.append((segment.start, at))
+                        segments[face] = segment.split(at)
             for face, segment in list(segments.items()):
                 patch, origin, shrink = self._patch(frame, last_marks[face])
                 segment.patches.append(patch)
@@ -239,6 +273,20 @@ class UtteranceReader:
             raise ExtractionError(reason, path, "no face seen long enough to read (at least "
                                   f"{self.min_frames / self.fps:.2f} s)" if summary.faces else
                                   "no face found in any examined frame")
+
+
+def mouth_motion(marks: dict[int, np.ndarray], start: int, end: int) -> np.ndarray | None:
+    """How fast the mouth opens or closes at each frame of [start, end): the change per frame of the
+    inner lips' distance over the mouth width (interpolated between landmark frames), averaged over
+    5 frames. None with fewer than 3 landmark frames."""
+    good = np.array(sorted(k for k in marks if start <= k < end))
+    if len(good) < 3:
+        return None
+    points = np.stack([marks[k] for k in good])
+    widths = np.maximum(np.hypot(*(points[:, RIGHT_CORNER] - points[:, LEFT_CORNER]).T), 1.0)
+    opening = np.mean([np.hypot(*(points[:, a] - points[:, b]).T) for a, b in _OPEN_PAIRS], axis=0) / widths
+    motion = np.abs(np.gradient(np.interp(np.arange(start, end), good, opening)))
+    return np.convolve(motion, np.ones(5) / 5, mode="same")
 
 
 def _gaps(covered: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
