@@ -258,7 +258,7 @@ def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -
         tqdm.write(f"{video}: no face to read from {start:.2f} s to {end:.2f} s (skipped)", file=sys.stderr)
     if args.format == "json":
         tqdm.write(video_json(video.name, reading, None, labelled), file=sys.stdout)
-    elif labelled:
+    elif labelled and reading.faces_read:
         for face in reading.faces_read:
             tqdm.write(f"{video.name}#face{face}\t{reading.text(face)}", file=sys.stdout)
     else:

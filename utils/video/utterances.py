@@ -24,6 +24,7 @@ scale from the median mouth width; ``crop_frames`` then samples them from the pa
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +195,7 @@ class UtteranceReader:
         last_marks: dict[int, np.ndarray] = {}  # latest landmarks of each face
         covered: list[tuple[int, int]] = []
         previous_thumb: np.ndarray | None = None
-        diffs: list[float] = []
+        diffs: deque[float] = deque(maxlen=12)  # recent frame differences without a cut
         frames = 0
 
         def finish(face: int, segment: _Segment) -> Iterator[Utterance]:
@@ -211,7 +212,7 @@ class UtteranceReader:
             thumb = cv2.resize(gray, _THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
             if previous_thumb is not None:
                 diff = float(np.abs(thumb - previous_thumb).mean())
-                if diff > CUT_LEVEL and diff > CUT_RATIO * float(np.median(diffs[-12:] or [0.0])):
+                if diff > CUT_LEVEL and diff > CUT_RATIO * float(np.median(diffs or [0.0])):
                     for face, segment in sorted(segments.items()):
                         yield from finish(face, segment)
                     segments.clear()
