@@ -41,8 +41,8 @@ LEFT_CORNER, RIGHT_CORNER = 48, 54
 DEFAULT_SIZE = (100, 50)
 DEFAULT_WIDTH_RATIO = 2.75  # the original example's crop width over mouth width, measured on GRID
 _ROI_FACE = 85  # face width (pixels) the local search rescales to; dlib's smallest window is 80
-_ROI_PAD = 0.25  # margin around the previous face box, in face widths, for the local search
-_DETECT_MAX_SIDE = 640  # full-frame search runs on frames shrunk to this size (faces stay >= 80 px)
+ROI_PAD = 0.25  # margin around the previous face box, in face widths, for the local search
+DETECT_MAX_SIDE = 640  # full-frame search runs on frames shrunk to this size (faces stay >= 80 px)
 
 @dataclass(frozen=True)
 class MouthClip:
@@ -204,8 +204,8 @@ class MouthExtractor:
 
     def detect_all(self, gray: np.ndarray, upsample: int = 0) -> list[np.ndarray]:
         """Every face box (l, t, r, b, source pixels) of a grey frame, searched on a copy shrunk to at
-        most ``_DETECT_MAX_SIDE`` pixels, so a 4K frame costs what a 640-pixel one does."""
-        shrink = min(1.0, _DETECT_MAX_SIDE / max(gray.shape))
+        most ``DETECT_MAX_SIDE`` pixels, so a 4K frame costs what a 640-pixel one does."""
+        shrink = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
         image = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink,
                                                       interpolation=cv2.INTER_AREA)
         return [_box(r, shrink) for r in self.detector(image, upsample)]
@@ -216,7 +216,7 @@ class MouthExtractor:
 
     def detect_near(self, gray: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
         face = max(previous[2] - previous[0], previous[3] - previous[1], 1.0)
-        pad = _ROI_PAD * face
+        pad = ROI_PAD * face
         x0, y0 = max(0, int(previous[0] - pad)), max(0, int(previous[1] - pad))
         x1 = min(gray.shape[1], int(previous[2] + pad) + 1)
         y1 = min(gray.shape[0], int(previous[3] + pad) + 1)

@@ -64,6 +64,7 @@ class Frame:
         self.time = time
         self._frame = frame
         self._turns = turns  # quarter turns counter-clockwise (np.rot90's k)
+        self._luma: np.ndarray | None = None
         self._gray: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
 
@@ -74,20 +75,48 @@ class Frame:
         return (h, w) if self._turns % 2 else (w, h)
 
     @property
-    def gray(self) -> np.ndarray:
-        """The upright grey image (H, W) uint8: the luma plane (stretched to full range) when the format
-        has one."""
-        if self._gray is None:
+    def luma(self) -> np.ndarray:
+        """The upright luma plane (H, W) uint8 as stored (a view, no copy, for unrotated frames); 16-235
+        in most video (see ``limited``)."""
+        if self._luma is None:
             frame = self._frame
             if frame.format.name in _LUMA_FORMATS:
                 plane = frame.planes[0]
-                gray = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : frame.width]
-                if frame.format.name not in _FULL_RANGE:
-                    gray = cv2.LUT(gray, _STRETCH)
+                luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : frame.width]
             else:
-                gray = frame.to_ndarray(format="gray")
-            self._gray = np.ascontiguousarray(np.rot90(gray, self._turns)) if self._turns else gray
+                luma = frame.to_ndarray(format="gray")
+            self._luma = np.ascontiguousarray(np.rot90(luma, self._turns)) if self._turns else luma
+        return self._luma
+
+    @property
+    def limited(self) -> bool:
+        """The luma spans 16-235 (video range), so grey images stretch it."""
+        return self._frame.format.name in _LUMA_FORMATS and self._frame.format.name not in _FULL_RANGE
+
+    def _stretch(self, luma: np.ndarray) -> np.ndarray:
+        return cv2.LUT(luma, _STRETCH) if self.limited else np.ascontiguousarray(luma)
+
+    @property
+    def gray(self) -> np.ndarray:
+        """The whole upright grey image (H, W) uint8, as OpenCV's BGR-to-grey gives it (within 1 level)."""
+        if self._gray is None:
+            self._gray = self._stretch(self.luma)
         return self._gray
+
+    def gray_region(self, box: tuple[float, float, float, float]) -> tuple[np.ndarray, tuple[int, int]]:
+        """The grey image inside ``box`` (x0, y0, x1, y1), clipped to the frame, and its top-left corner:
+        stretching only the region around a face (0.05 ms) instead of the whole frame (1-2 ms at 720p)."""
+        width, height = self.size
+        x0, y0 = min(max(0, int(box[0])), width - 1), min(max(0, int(box[1])), height - 1)
+        x1, y1 = max(min(width, int(math.ceil(box[2]))), x0 + 1), max(min(height, int(math.ceil(box[3]))), y0 + 1)
+        return self._stretch(self.luma[y0:y1, x0:x1]), (x0, y0)
+
+    def gray_small(self, max_side: int) -> tuple[np.ndarray, float]:
+        """The grey image shrunk so its longer side is at most ``max_side``, and the shrink factor."""
+        shrink = min(1.0, max_side / max(self.size))
+        luma = self.luma if shrink == 1.0 else cv2.resize(self.luma, None, fx=shrink, fy=shrink,
+                                                          interpolation=cv2.INTER_AREA)
+        return self._stretch(luma), shrink
 
     def bgr(self) -> np.ndarray:
         """The whole upright frame, BGR uint8 (H, W, 3), as OpenCV would give it."""

@@ -7,8 +7,8 @@ mouth's last known place, wide enough for the smoothed track to move inside it, 
 mouth is large): a 4K frame is never held, and memory is bounded by the longest utterance, not by
 the video. An utterance ends
 
-- at a scene cut (the mean absolute difference of 32x24 thumbnails of consecutive frames jumps:
-  21-22 grey levels between two GRID clips against at most 0.65 within one),
+- at a scene cut (the mean absolute difference of 32x24 luma thumbnails of consecutive frames
+  jumps: 21-22 levels between two GRID clips against at most 0.65 within one),
 - where its face is lost for ``lost`` seconds (the frames after the face was last seen are
   dropped; the span is reported as having no face),
 - in the middle of a pause, where the mouth has been still for ``pause`` seconds after speech
@@ -208,8 +208,9 @@ class UtteranceReader:
         for frame in read_frames(path, self.fps):
             index = frame.index
             frames = index + 1
-            gray = frame.gray
-            thumb = cv2.resize(gray, _THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+            luma = frame.luma
+            every = max(1, min(luma.shape) // (4 * _THUMB[1]))  # a sparse grid first: 0.05 ms, not 0.7 for 720p
+            thumb = cv2.resize(luma[::every, ::every], _THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
             if previous_thumb is not None:
                 diff = float(np.abs(thumb - previous_thumb).mean())
                 if diff > CUT_LEVEL and diff > CUT_RATIO * float(np.median(diffs or [0.0])):
@@ -221,7 +222,7 @@ class UtteranceReader:
                 else:
                     diffs.append(diff)
             previous_thumb = thumb
-            found = tracker.update(index, gray)
+            found = tracker.update(frame)
             if found is not None:
                 last_marks.update(found)
                 for face in list(segments):
