@@ -41,7 +41,7 @@ CUT_LEVEL = 10.0  # thumbnail difference (grey levels) that is a scene cut ...
 CUT_RATIO = 4.0  # ... when it is also this many times the recent median difference
 _THUMB = (32, 24)
 _PATCH_HALF = (0.8, 0.55)  # patch half-size in crop widths (x, y): room for the smoothed track to move
-_PATCH_MAX = 3.0  # a patch is shrunk so the crop spans at most this many times the crop's pixels
+_PATCH_MAX = 2.0  # a patch is shrunk so the crop spans at most this many times the crop's pixels
 _OPEN_PAIRS = ((61, 67), (62, 66), (63, 65))  # inner-lip point pairs: how open the mouth is
 # Mouth motion (see mouth_motion) at or below this is a still mouth: measured on the GRID clips,
 # silence 0-0.004 (landmark jitter on a re-encoded frozen frame up to 0.006; up to 0.013 while the
