@@ -78,9 +78,11 @@ def test_variable_rate_frames_keep_their_times(own: dict, clips: dict[str, np.nd
     assert len(frames) == 225
     whole = np.concatenate([clips[c] for c in CLIPS]).astype(int)
     # Each output frame shows the source frame of its time (within one 25 fps frame: the source
-    # held 20-30 fps frames), so it is closest to its own GRID frame or a neighbour.
-    errors = [np.abs(f.astype(int) - whole).mean(axis=(1, 2, 3)) for f in frames[::15]]
-    assert all(abs(int(np.argmin(e)) - k * 15) <= 1 for k, e in enumerate(errors))
+    # held 20-30 fps frames), so its own GRID frame or a neighbour matches it best (still faces
+    # make some far frames match as well); a rate off by 4% would be 9 frames out by the end.
+    for k, frame in list(enumerate(frames))[::15]:
+        errors = np.abs(frame.astype(int) - whole).mean(axis=(1, 2, 3))
+        assert errors[max(0, k - 1): k + 2].min() <= errors.min() + 0.3, k
 
 
 def test_too_short_and_unreadable_videos_get_clear_errors(tmp_path: Path, clips: dict[str, np.ndarray]):
