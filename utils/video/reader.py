@@ -98,9 +98,13 @@ class Frame:
 
     @property
     def gray(self) -> np.ndarray:
-        """The whole upright grey image (H, W) uint8, as OpenCV's BGR-to-grey gives it (within 1 level)."""
+        """The whole upright grey image (H, W) uint8, as OpenCV's BGR-to-grey gives it (within 1 level;
+        exactly for frames up to 640 pixels, the size MouthExtractor searches whole)."""
         if self._gray is None:
-            self._gray = self._stretch(self.luma)
+            if max(self.size) <= 640:
+                self._gray = cv2.cvtColor(self._full_rgb(), cv2.COLOR_RGB2GRAY)
+            else:
+                self._gray = self._stretch(self.luma)
         return self._gray
 
     def gray_region(self, box: tuple[float, float, float, float]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -109,11 +113,18 @@ class Frame:
         width, height = self.size
         x0, y0 = min(max(0, int(box[0])), width - 1), min(max(0, int(box[1])), height - 1)
         x1, y1 = max(min(width, int(math.ceil(box[2]))), x0 + 1), max(min(height, int(math.ceil(box[3]))), y0 + 1)
+        if self._frame.format.name in _I420_FORMATS and x1 - x0 >= 4 and y1 - y0 >= 8:
+            # Grey from the colour patch, exactly as OpenCV's BGR-to-grey of the whole frame gives it
+            # (what MouthExtractor fits landmarks on): 0.1 ms for a face region.
+            rgb, origin = self.rgb((x0, y0, x1, y1))
+            return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), origin
         return self._stretch(self.luma[y0:y1, x0:x1]), (x0, y0)
 
     def gray_small(self, max_side: int) -> tuple[np.ndarray, float]:
         """The grey image shrunk so its longer side is at most ``max_side``, and the shrink factor."""
         shrink = min(1.0, max_side / max(self.size))
+        if shrink == 1.0:
+            return self.gray, shrink
         luma = self.luma if shrink == 1.0 else cv2.resize(self.luma, None, fx=shrink, fy=shrink,
                                                           interpolation=cv2.INTER_AREA)
         return self._stretch(luma), shrink
@@ -124,7 +135,13 @@ class Frame:
 
     def _full_rgb(self) -> np.ndarray:
         if self._rgb is None:
-            self._rgb = np.ascontiguousarray(np.rot90(self._frame.to_ndarray(format="rgb24"), self._turns))
+            frame = self._frame
+            if frame.format.name in _I420_FORMATS and frame.width % 2 == 0 and frame.height % 4 == 0:
+                # The same conversion as the mouth patches', so a clip's crops come out the same
+                # whether it is read whole (preprocessing) or as a stream (infer.py).
+                self._rgb = self.rgb((0, 0) + self.size)[0]
+            else:
+                self._rgb = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), self._turns))
         return self._rgb
 
     def rgb(self, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int]]:

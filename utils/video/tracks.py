@@ -78,11 +78,12 @@ class FaceTracker:
     def live(self, index: int) -> list[Track]:
         return [t for t in self.tracks if index - t.last_seen <= self.lost_after]
 
-    def update(self, frame: Frame) -> dict[int, np.ndarray] | None:
+    def update(self, frame: Frame, force: bool = False) -> dict[int, np.ndarray] | None:
         """The 68 landmarks of each face found in ``frame``, by track id; None when the frame is not
-        examined. Only the regions around faces are turned grey, and a shrunk copy for the search."""
+        examined (``force``: examine it anyway, as the last frame of a video is). Only the regions
+        around faces are turned grey, and a shrunk copy for the search."""
         index = frame.index
-        if (index - self._phase) % self.step:
+        if (index - self._phase) % self.step and not force:
             return None
         ex = self.extractor
         self.last_examined = index

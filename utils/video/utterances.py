@@ -258,6 +258,11 @@ class UtteranceReader:
                     yield from finish(face, segment)
             if progress is not None:
                 progress(frames)
+        if frames and tracker.last_examined < frames - 1:
+            # The last frame is examined too (as MouthExtractor does), so the track ends on landmarks.
+            for face, landmarks in (tracker.update(frame, force=True) or {}).items():
+                if face in segments:
+                    segments[face].marks[frame.index] = landmarks
         for face, segment in sorted(segments.items()):
             # Frames after the face was last missed are not part of its utterance.
             seen = tracker.tracks[face].last_seen
