@@ -193,3 +193,8 @@ def test_default_stdout_is_one_tab_line_per_video_and_failures_go_on(real_model:
     for clip in CLIPS:
         for word in sentence_from_clip_name(clip).split():
             assert f">{word}<" in page  # each word placed on the frame strip
+
+
+def test_checkpoints_record_the_frame_rate_they_read_at(real_model: dict):
+    meta = json.loads((real_model["run"] / "best" / "meta.json").read_text())
+    assert meta["fps"] == 25.0  # what infer.py resamples every video to
