@@ -5,18 +5,23 @@
 
 ``model_path`` is one of our checkpoints (a run folder, whose best/ is used, a checkpoint folder or
 its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py,
-which runs on onnxruntime and never imports MXNet. ``--video`` takes a file or a folder of videos;
-only the ``FILE<TAB>SENTENCE`` lines go to stdout, everything else to stderr. ``--out`` also writes
-predictions.csv and a self-contained report.html. Exit status: 0 when every clip was
-read, 1 when some could not be (each is named on stderr), 2 when the checkpoint or the input is
-unusable.
+which runs on onnxruntime and never imports MXNet. ``--video`` takes a file or a folder of
+videos of any frame rate, orientation, size and length (utils/video/utterances.py): each is read as
+utterances at the network's frame rate; only the ``FILE<TAB>SENTENCE`` lines (the utterances
+joined by spaces) or, with ``--format=json``, one JSON object per video go to stdout, everything
+else to stderr. ``--subtitles=DIR`` writes DIR/STEM.srt and DIR/STEM.vtt, one cue per utterance.
+``--out`` also writes predictions.csv and a self-contained report.html. Exit status: 0 when every
+clip was read, 1 when some could not be (each is named on stderr), 2 when the checkpoint or the
+input is unusable.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,13 +30,14 @@ import numpy as np
 from utils.cli import parse_args, parse_speakers, str2bool
 from utils.gpu_support import GpuProblem, preflight
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
-from utils.report import ClipResult, ordered_groups, write_report
+from utils.report import ClipResult, UtteranceResult, ordered_groups, write_report
 from utils.splits import MISSING_CLIPS, SPLITS
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode
 
 if TYPE_CHECKING:
     from utils.network import Network
     from utils.text.metrics import GroupedErrorRates
+    from utils.video.utterances import StreamSummary
 
 DEFAULT_REPORT_LIMIT = 200
 
@@ -55,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--video", default=None,
                        help="a video file, or a folder of them (read in file-name order): prints FILE<TAB>SENTENCE "
                             "per video and ignores the data-set options")
+    video.add_argument("--format", default="text", choices=("text", "json"),
+                       help="stdout per video: FILE<TAB>SENTENCE, or one JSON object with utterances and word "
+                            "timings (default: %(default)s)")
+    video.add_argument("--subtitles", default=None, metavar="DIR",
+                       help="write DIR/STEM.srt and DIR/STEM.vtt per video, one cue per utterance")
+    video.add_argument("--face", default="largest", choices=("largest", "all"),
+                       help="with several faces in view: read the largest, or every face track, each labelled "
+                            "(default: %(default)s)")
+    video.add_argument("--max_utterance", type=float, default=None, metavar="SECONDS",
+                       help="longest utterance read at once; longer speech is cut where the mouth is stillest "
+                            "(default: the training clip length, 75 frames at the checkpoint's frame rate)")
     data = parser.add_argument_group("data set (as main.py selects it)")
     data.add_argument("--data_type", default="valid", choices=("train", "valid"),
                       help="which side of the split to run on (default: %(default)s)")
@@ -102,21 +119,28 @@ class VideoLipreader:
 
     The extractor crops straight at the network's input size (as utils/preprocess_data.py does for
     training data), so the frames need no second resampling; they are normalised by the same lookup
-    tables as training batches.
+    tables as training batches. Videos are read at the network's frame rate (``frame_rate`` in a
+    checkpoint's meta.json or the ONNX file; 25, GRID's, for the original example's parameter file
+    and older checkpoints).
     """
 
-    def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH) -> None:
-        from utils.clips import Normaliser
+    def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
+                 max_utterance: float | None = None) -> None:
+        from utils.clips import NUM_FRAMES, Normaliser
         from utils.video.mouth_extractor import MouthExtractor
+        from utils.video.utterances import UtteranceReader
 
         self.network = network
         self.decoder = decoder
         self.beam_width = beam_width
+        self.fps = network.frame_rate
         self.normaliser = Normaliser(network.mean, network.std)
         self.extractor = MouthExtractor(size=(network.width, network.height))
+        self.utterances = UtteranceReader(self.extractor, self.fps,
+                                          max_utterance if max_utterance is not None else NUM_FRAMES / self.fps)
 
     def mouth(self, path: str | Path) -> np.ndarray:
-        """Mouth crops (T, H, W, 3) RGB uint8; raises ExtractionError naming the file."""
+        """Mouth crops (T, H, W, 3) RGB uint8 of a whole clip; raises ExtractionError naming the file."""
         return self.extractor.extract(path).frames
 
     def log_probs(self, frames: np.ndarray) -> np.ndarray:
@@ -127,6 +151,67 @@ class VideoLipreader:
 
     def decode(self, log_probs: np.ndarray) -> str:
         return decode(log_probs, self.decoder, self.beam_width)
+
+    def read(self, path: Path, faces: str = "largest", keep_frames: bool = False,
+             progress: bool = False) -> VideoReading:
+        """Every utterance of a video, read and timed; raises ExtractionError naming the file."""
+        from tqdm import tqdm
+
+        from utils.text.timings import word_timings
+        from utils.video.reader import probe
+        from utils.video.utterances import StreamSummary
+
+        info = probe(path)
+        summary = StreamSummary()
+        read: list[tuple[int, float, UtteranceResult]] = []
+        with tqdm(total=int(info.duration * self.fps) or None, desc=path.name, unit="frame", file=sys.stderr,
+                  disable=not progress, leave=False) as bar:
+            for utterance in self.utterances.read(path, summary, progress=lambda n: bar.update(n - bar.n)):
+                log_probs = self.log_probs(utterance.frames)
+                text = self.decode(log_probs)
+                try:
+                    words = word_timings(log_probs, text, self.fps, offset=utterance.start)
+                except ValueError:
+                    words = []
+                read.append((utterance.face, utterance.face_width, UtteranceResult(
+                    utterance.start, utterance.end, text, words, utterance.frames if keep_frames else None,
+                    log_probs, utterance.face)))
+        chosen = read if faces == "all" else largest_faces(read)
+        # --face=all: faces numbered from 1 in order of appearance; otherwise 0, no label.
+        labels = {face: n for n, face in enumerate(sorted({f for f, _, _ in chosen}, key=lambda f: min(
+            u.start for g, _, u in chosen if g == f)), start=1)} if faces == "all" else {}
+        results = sorted((u for _, _, u in chosen), key=lambda u: (u.start, u.face))
+        for result in results:
+            result.face = labels.get(result.face, 0)
+        return VideoReading(path, info.fps, summary, results)
+
+
+@dataclass
+class VideoReading:
+    """One video read: its utterances (with --face=all, faces numbered from 1 in order of appearance)
+    and what was seen."""
+
+    path: Path
+    source_fps: float
+    summary: StreamSummary
+    utterances: list[UtteranceResult]
+
+    def text(self, face: int | None = None) -> str:
+        return " ".join(u.text for u in self.utterances if u.text and (face is None or u.face == face))
+
+    @property
+    def faces_read(self) -> list[int]:
+        return sorted({u.face for u in self.utterances})
+
+
+def largest_faces(read: list[tuple[int, float, UtteranceResult]]) -> list[tuple[int, float, UtteranceResult]]:
+    """The utterances of whichever face is largest while they are said: an utterance is dropped when
+    another face's utterance covering most of its time is larger."""
+    def overlap(a: UtteranceResult, b: UtteranceResult) -> float:
+        return max(0.0, min(a.end, b.end) - max(a.start, b.start)) / max(min(a.end - a.start, b.end - b.start), 1e-9)
+
+    return [(face, width, u) for face, width, u in read
+            if not any(f != face and w > width and overlap(u, v) > 0.5 for f, w, v in read)]
 
 
 def list_videos(path: Path) -> list[Path]:
@@ -139,12 +224,59 @@ def list_videos(path: Path) -> list[Path]:
     return [path]
 
 
-def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[ClipResult], int]:
-    """Print FILE<TAB>SENTENCE per readable video; returns the results and how many failed."""
-    import cv2
+def video_json(name: str, reading: VideoReading | None, error: str | None, labelled: bool) -> str:
+    """The --format=json line of one video."""
+    def seconds(value: float) -> float:
+        return round(float(value), 3)
+
+    utterances = []
+    for u in reading.utterances if reading else []:
+        item = {"start": seconds(u.start), "end": seconds(u.end), "text": u.text,
+                "words": [{"word": w.word, "start": seconds(w.start), "end": seconds(w.end),
+                           "confidence": round(float(w.confidence), 4)} for w in u.words]}
+        if labelled:
+            item["face"] = u.face
+        utterances.append(item)
+    record = {"file": name,
+              "duration": seconds(reading.summary.duration) if reading else None,
+              "fps": seconds(reading.source_fps) if reading else None,
+              "faces": reading.summary.faces if reading else 0,
+              "utterances": utterances, "error": error}
+    return json.dumps(record, ensure_ascii=False)
+
+
+def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -> None:
+    """stdout (text or JSON), subtitles and stderr notes for one video read."""
     from tqdm import tqdm
 
-    from utils.video.mouth_extractor import ExtractionError
+    from utils.text.subtitles import Cue, write_subtitles
+
+    summary = reading.summary
+    labelled = args.face == "all"
+    if summary.faces > 1 and not labelled:
+        tqdm.write(f"{video}: {summary.faces} faces seen; reading the largest (--face=all reads each)", file=sys.stderr)
+    for start, end in summary.no_face:
+        tqdm.write(f"{video}: no face to read from {start:.2f} s to {end:.2f} s (skipped)", file=sys.stderr)
+    if args.format == "json":
+        tqdm.write(video_json(video.name, reading, None, labelled), file=sys.stdout)
+    elif labelled and reading.faces_read:
+        for face in reading.faces_read:
+            tqdm.write(f"{video.name}#face{face}\t{reading.text(face)}", file=sys.stdout)
+    else:
+        tqdm.write(f"{video.name}\t{reading.text()}", file=sys.stdout)
+    sys.stdout.flush()
+    if args.subtitles is not None:
+        cues = [Cue(u.start, u.end, f"[face {u.face}] {u.text}" if labelled else u.text)
+                for u in reading.utterances if u.text]
+        write_subtitles(args.subtitles, video.stem, cues)
+
+
+def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[ClipResult], int]:
+    """Read every video as utterances and report each (see ``report_video``); returns the results for
+    the HTML report and how many videos failed."""
+    from tqdm import tqdm
+
+    from utils.video.errors import ExtractionError
 
     path = Path(args.video)
     if not path.exists():
@@ -157,20 +289,22 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
     for video in tqdm(videos, desc="videos", unit="video", file=sys.stderr, disable=not args.progress,
                       leave=False):
         try:
-            frames = reader.mouth(video)
+            reading = reader.read(video, args.face, keep_frames=keep, progress=args.progress)
+            report_video(args, video, reading)
         except ExtractionError as err:
             message = f"{err} [{err.reason}]"
-        except cv2.error as err:
-            message = f"{video}: OpenCV failed on it ({str(err).strip().splitlines()[-1]})"
+        except OSError as err:
+            message = f"{video}: {err}"
         else:
-            log_probs = reader.log_probs(frames)
-            text = reader.decode(log_probs)
-            tqdm.write(f"{video.name}\t{text}", file=sys.stdout)
-            sys.stdout.flush()
-            results.append(ClipResult(video.name, text, None, frames if keep else None, log_probs if keep else None))
+            if not keep:
+                results.append(ClipResult(video.name, reading.text()))
+                continue
+            results.append(ClipResult(video.name, reading.text(), utterances=reading.utterances))
             continue
         failed += 1
         tqdm.write(f"error: {message}", file=sys.stderr)
+        if args.format == "json":
+            tqdm.write(video_json(video.name, None, message, False), file=sys.stdout)
         results.append(ClipResult(video.name, error=message))
     return results, failed
 
@@ -255,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1 or (args.beam_width is not None and args.beam_width < 1) \
             or min(args.num_workers, args.report_limit) < 0:
         parser.error("batch_size and beam_width must be at least 1, num_workers and report_limit at least 0")
+    if args.max_utterance is not None and not args.max_utterance > 0.4:
+        parser.error("max_utterance must be more than 0.4 seconds (the shortest utterance read)")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
     from utils.network import is_onnx, load_network  # the backend loads here, after the command line is valid
 
@@ -276,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"model {network.describe()}, decoder {describe_decoder(decoder, beam_width)}", file=sys.stderr)
     try:
         if args.video is not None:
-            results, failed = run_videos(args, VideoLipreader(network, decoder, beam_width))
+            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance)
+            results, failed = run_videos(args, reader)
             rates, title = None, f"LipNet on {args.video}"
         else:
             results, failed, rates = run_dataset(args, network, decoder, beam_width)

@@ -41,6 +41,7 @@ from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
 from utils.text.grid_text import decode as ids_to_text  # noqa: E402
 from utils.text.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
+from utils.video.reader import MODEL_FPS  # noqa: E402
 
 log = logging.getLogger("lipnet")
 
@@ -532,7 +533,8 @@ def train(args: argparse.Namespace) -> dict:
             return save_dir / name  # rank 0 writes the run's checkpoints
         meta = {"normalisation": {"mean": mean, "std": std}, "state": state.to_dict(), "metrics": metrics or {},
                 "decoder": {"method": "greedy"}, "args": {k: v for k, v in vars(args).items() if k != "func"},
-                "split": selection}
+                "split": selection,
+                "frame_rate": MODEL_FPS}  # the frame rate of the training clips (preprocessing resamples to it)
         # Trainer states held on dist_async servers cannot be saved (MXNet refuses).
         return save_checkpoint(save_dir / name, net, None if workers.asynchronous else trainer, meta)
 

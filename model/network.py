@@ -9,7 +9,8 @@ from mxnet import gluon
 
 from model.checkpoint import LoadedLipNet, load_lipnet
 from model.lipnet import prepare_for_inference
-from utils.network import DEFAULT_FRAME_RATE, Network
+from utils.network import Network
+from utils.video.reader import MODEL_FPS
 
 
 class MXNetLipNet(Network):
@@ -19,7 +20,7 @@ class MXNetLipNet(Network):
     def __init__(self, loaded: LoadedLipNet, ctxs: list[mx.Context]) -> None:
         config = loaded.config
         super().__init__(config.variant, config.norm, config.width, config.height, loaded.mean, loaded.std,
-                         float(loaded.meta.get("frame_rate") or DEFAULT_FRAME_RATE), str(loaded.path), "mxnet",
+                         float(loaded.meta.get("frame_rate") or MODEL_FPS), str(loaded.path), "mxnet",
                          loaded.meta)
         self.loaded = loaded
         self.ctxs = list(ctxs)

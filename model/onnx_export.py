@@ -23,9 +23,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from model.lipnet import LipNetConfig
 from utils.clips import NUM_FRAMES
-from utils.network import DEFAULT_FRAME_RATE
 from utils.onnx_model import INPUT, LENGTHS
 from utils.text.grid_text import ALPHABET
+from utils.video.reader import MODEL_FPS
 
 OPSET = 17
 OUTPUT = "log_probs"
@@ -174,7 +174,7 @@ def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[f
         "lipnet.input": {"layout": "NCTHW", "colour": "RGB", "height": config.height, "width": config.width,
                          "frames": NUM_FRAMES, "scale": "pixel / 255, then (value - mean) / std per channel"},
         "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
-        "lipnet.frame_rate": float(meta.get("frame_rate") or DEFAULT_FRAME_RATE),
+        "lipnet.frame_rate": float(meta.get("frame_rate") or MODEL_FPS),
         "lipnet.alphabet": {"characters": ALPHABET, "blank": len(ALPHABET)},
         "lipnet.decoder": {"method": decoder.get("method", "greedy"), "beam_width": decoder.get("beam_width")},
         "lipnet.source": source,

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 ONNX_SUFFIX = ".onnx"
-DEFAULT_FRAME_RATE = 25.0  # GRID's, what every LipNet here is trained on, for files that do not say
 
 
 @dataclass

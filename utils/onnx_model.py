@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from utils.network import DEFAULT_FRAME_RATE, Network
+from utils.network import Network
 from utils.text.grid_text import ALPHABET
+from utils.video.reader import MODEL_FPS
 
 log = logging.getLogger(__name__)
 INPUT, LENGTHS = "frames", "lengths"
@@ -69,7 +70,7 @@ class OnnxLipNet(Network):
                     "normalisation": norm, "metrics": info.get("metrics") or {}}
             super().__init__(config["variant"], config["norm"], int(config["width"]), int(config["height"]),
                              tuple(norm["mean"]), tuple(norm["std"]),
-                             float(info.get("frame_rate") or DEFAULT_FRAME_RATE),
+                             float(info.get("frame_rate") or MODEL_FPS),
                              str(info.get("source") or source) if isinstance(model, bytes) else source,
                              "onnxruntime " + ("CUDA" if providers[0].startswith("CUDA") else "CPU"), meta)
         except (KeyError, TypeError, ValueError) as err:

@@ -197,7 +197,15 @@ def worker_results(jobs: list[Job], n_process: int, size: tuple[int, int],
         if "fork" in methods:
             load_models()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        with context.Pool(n_process, initializer=_init_worker, initargs=(size, fmt, os.getpid())) as pool:
+        # OpenCV's worker threads, if the parent has used them, are stopped before the fork: a child
+        # inherits their condition variables mid-wait and hung in cv2.setNumThreads otherwise.
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            pool = context.Pool(n_process, initializer=_init_worker, initargs=(size, fmt, os.getpid()))
+        finally:
+            cv2.setNumThreads(threads)
+        with pool:
             yield pool.imap_unordered(process_clip, jobs, chunksize=1)
 
 

@@ -1,4 +1,6 @@
-"""Mouth crops from any video OpenCV can decode: the input stage of training data and of inference.
+"""Mouth crops of a clip (any video ``utils.video.reader`` decodes): the input stage of training data
+and of inference; ``utils.video.utterances`` reuses its detection, landmarks, smoothing and crops
+for long videos read as a stream.
 
 Why it is built this way (the original example ran dlib's HOG detector with upsampling on every
 frame, about 5.9 s per GRID clip, and cropped each frame at its own jittering centre):
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,37 +33,16 @@ import cv2
 import dlib
 import numpy as np
 
+from utils.video.errors import REASONS, ExtractionError  # noqa: F401 (REASONS: re-exported for callers)
+from utils.video.reader import MODEL_FPS, read_frames
+
 MOUTH = slice(48, 68)  # the 20 mouth points of the 68-landmark scheme
 LEFT_CORNER, RIGHT_CORNER = 48, 54
 DEFAULT_SIZE = (100, 50)
 DEFAULT_WIDTH_RATIO = 2.75  # the original example's crop width over mouth width, measured on GRID
 _ROI_FACE = 85  # face width (pixels) the local search rescales to; dlib's smallest window is 80
-_ROI_PAD = 0.25  # margin around the previous face box, in face widths, for the local search
-_DETECT_MAX_SIDE = 640  # full-frame search runs on frames shrunk to this size (faces stay >= 80 px)
-
-REASONS = {
-    "missing": "the file does not exist",
-    "permission_denied": "permission denied: this user may not read the file",
-    "read_error": "the file cannot be read",
-    "empty_file": "the file is empty",
-    "decode_error": "OpenCV cannot decode a video frame from the file",
-    "too_short": "too few frames decoded (a very short or truncated video)",
-    "no_face": "no face found in any examined frame",
-    "few_faces": "a face found in too few of the examined frames",
-}
-
-
-class ExtractionError(Exception):
-    """A clip that yields no mouth crops: ``reason`` is a key of ``REASONS``, ``str()`` names the file."""
-
-    def __init__(self, reason: str, path: str | Path, detail: str) -> None:
-        if reason not in REASONS:
-            raise ValueError(f"unknown extraction failure reason {reason!r}")
-        self.reason = reason
-        self.path = str(path)
-        self.detail = detail
-        super().__init__(f"{path}: {detail}")
-
+ROI_PAD = 0.25  # margin around the previous face box, in face widths, for the local search
+DETECT_MAX_SIDE = 640  # full-frame search runs on frames shrunk to this size (faces stay >= 80 px)
 
 @dataclass(frozen=True)
 class MouthClip:
@@ -104,57 +85,11 @@ def _load_models(predictor_path: str) -> tuple[dlib.fhog_object_detector, dlib.s
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path)
 
 
-def _quiet_ffmpeg() -> None:
-    """Keep FFmpeg's own messages ("moov atom not found", "ac-tex damaged") off the console.
-
-    OpenCV's FFmpeg backend logs straight to stderr, where they reached ``infer.py``'s users beside
-    our one-line reason. OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL`` once, when the first video of the
-    process is opened, so this runs at import; a value the user set is kept.
-    """
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-
-
-_quiet_ffmpeg()
-
-
-def _check_readable(path: Path) -> None:
-    """ExtractionError with the OS's reason when ``path`` cannot be read, before OpenCV hides it.
-
-    OpenCV reports an unreadable file only as one that yields no frames, so a file of mode 000 was
-    called "not a video".
-    """
-    if not path.is_file():
-        raise ExtractionError("missing", path, REASONS["missing"])
-    try:
-        with open(path, "rb") as f:
-            empty = not f.read(1)
-    except PermissionError:
-        raise ExtractionError("permission_denied", path, REASONS["permission_denied"]) from None
-    except OSError as err:
-        raise ExtractionError("read_error", path, f"{REASONS['read_error']} ({err.strerror or err})") from None
-    if empty:
-        raise ExtractionError("empty_file", path, REASONS["empty_file"])
-
-
-def read_video(path: str | Path) -> tuple[list[np.ndarray], float]:
-    """Every frame of a video (BGR, as OpenCV decodes it) and its frame rate (25 when unknown)."""
-    path = Path(path)
-    _check_readable(path)
-    cap = cv2.VideoCapture(str(path))
-    try:
-        frames = []
-        if cap.isOpened():
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                frames.append(frame)
-        fps = cap.get(cv2.CAP_PROP_FPS)
-    finally:
-        cap.release()
-    if not frames:
-        raise ExtractionError("decode_error", path, REASONS["decode_error"] + " (not a video or damaged)")
-    return frames, (fps if math.isfinite(fps) and fps > 0 else 25.0)
+def read_video(path: str | Path, fps: float = MODEL_FPS) -> tuple[list[np.ndarray], float]:
+    """Every frame of a video, upright and resampled to ``fps`` by presentation time (BGR, as OpenCV
+    gives it), and that rate; see ``utils.video.reader``. A GRID clip comes back unchanged."""
+    frames = [frame.bgr() for frame in read_frames(path, fps)]
+    return frames, fps
 
 
 def _rect(box: np.ndarray) -> dlib.rectangle:
@@ -188,28 +123,30 @@ def gaussian_smooth(track: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([np.convolve(padded[:, d], kernel, mode="valid") for d in range(track.shape[1])], axis=1)
 
 
-def crop_frames(frames: list[np.ndarray], centres: np.ndarray, scale: float,
+def crop_frames(frames: Sequence[np.ndarray], centres: np.ndarray, scale: float | np.ndarray,
                 size: tuple[int, int]) -> np.ndarray:
     """Crops of ``size`` (W, H) centred on ``centres`` at ``scale``, sampled straight from each frame.
 
-    Pixels outside the frame repeat its border. When shrinking by more than 1.25x the source is
-    blurred first so the crop does not alias.
+    ``scale`` is one value for all frames or one per frame (frames that are themselves patches cut
+    at different scales). Pixels outside the frame repeat its border. When shrinking by more than
+    1.25x the source is blurred first so the crop does not alias.
     """
     w, h = size
+    scales = np.broadcast_to(np.asarray(scale, dtype=np.float64), (len(frames),))
     out = np.empty((len(frames), h, w, frames[0].shape[2]), dtype=np.uint8)
-    sigma = 0.5 * math.sqrt(1 / scale**2 - 1) if scale < 0.8 else 0.0
-    margin = int(math.ceil(3 * sigma)) + 2
-    for i, (frame, (cx, cy)) in enumerate(zip(frames, centres)):
+    for i, (frame, (cx, cy), s) in enumerate(zip(frames, centres, scales)):
+        sigma = 0.5 * math.sqrt(1 / s**2 - 1) if s < 0.8 else 0.0
         src_x, src_y = 0, 0
         if sigma:
-            half_w, half_h = w / scale / 2 + margin, h / scale / 2 + margin
+            margin = int(math.ceil(3 * sigma)) + 2
+            half_w, half_h = w / s / 2 + margin, h / s / 2 + margin
             x0, y0 = max(0, int(cx - half_w)), max(0, int(cy - half_h))
             x1, y1 = min(frame.shape[1], int(cx + half_w) + 1), min(frame.shape[0], int(cy + half_h) + 1)
             if x1 > x0 and y1 > y0:
                 frame = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), sigma)
                 src_x, src_y = x0, y0
-        matrix = np.array([[scale, 0.0, (w - 1) / 2 - scale * (cx - src_x)],
-                           [0.0, scale, (h - 1) / 2 - scale * (cy - src_y)]])
+        matrix = np.array([[s, 0.0, (w - 1) / 2 - s * (cx - src_x)],
+                           [0.0, s, (h - 1) / 2 - s * (cy - src_y)]])
         out[i] = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)
     return out
@@ -265,16 +202,21 @@ class MouthExtractor:
 
     # -- detection -----------------------------------------------------------------------------------
 
-    def _detect_full(self, gray: np.ndarray, upsample: int, previous: np.ndarray | None) -> np.ndarray | None:
-        shrink = min(1.0, _DETECT_MAX_SIDE / max(gray.shape))
+    def detect_all(self, gray: np.ndarray, upsample: int = 0) -> list[np.ndarray]:
+        """Every face box (l, t, r, b, source pixels) of a grey frame, searched on a copy shrunk to at
+        most ``DETECT_MAX_SIDE`` pixels, so a 4K frame costs what a 640-pixel one does."""
+        shrink = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
         image = gray if shrink == 1.0 else cv2.resize(gray, None, fx=shrink, fy=shrink,
                                                       interpolation=cv2.INTER_AREA)
-        boxes = [_box(r, shrink) for r in self.detector(image, upsample)]
+        return [_box(r, shrink) for r in self.detector(image, upsample)]
+
+    def _detect_full(self, gray: np.ndarray, upsample: int, previous: np.ndarray | None) -> np.ndarray | None:
+        boxes = self.detect_all(gray, upsample)
         return _closest(boxes, previous) if boxes else None
 
-    def _detect_near(self, gray: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
+    def detect_near(self, gray: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
         face = max(previous[2] - previous[0], previous[3] - previous[1], 1.0)
-        pad = _ROI_PAD * face
+        pad = ROI_PAD * face
         x0, y0 = max(0, int(previous[0] - pad)), max(0, int(previous[1] - pad))
         x1 = min(gray.shape[1], int(previous[2] + pad) + 1)
         y1 = min(gray.shape[0], int(previous[3] + pad) + 1)
@@ -286,18 +228,22 @@ class MouthExtractor:
         boxes = [_box(r, scale, (x0, y0)) for r in self.detector(roi, 0)]
         return _closest(boxes, previous) if boxes else None
 
+    def landmarks(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The 68 landmarks (68, 2) of the face in ``box``."""
+        shape = self.predictor(gray, _rect(box))
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
     def _landmark_pass(self, grays: dict[int, np.ndarray], upsample: int) -> dict[int, np.ndarray]:
         """68 landmarks for every examined frame where a face is found, keyed by frame index."""
         found: dict[int, np.ndarray] = {}
         previous = None
         for t, gray in grays.items():
-            box = self._detect_near(gray, previous) if previous is not None else None
+            box = self.detect_near(gray, previous) if previous is not None else None
             if box is None:
                 box = self._detect_full(gray, upsample, previous)
             if box is None:
                 continue
-            shape = self.predictor(gray, _rect(box))
-            found[t] = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+            found[t] = self.landmarks(gray, box)
             previous = box
         return found
 

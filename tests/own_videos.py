@@ -1,0 +1,76 @@
+"""Phone-like videos made from the shared GRID clips at test time (in temporary folders, never committed)."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from utils.video.mouth_extractor import read_video
+from utils.video.writer import write_video
+
+GRID_FPS = 25.0
+
+
+def grid_rgb(path: Path) -> np.ndarray:
+    """A GRID clip's frames, RGB (75, 288, 360, 3)."""
+    return np.stack([f[..., ::-1] for f in read_video(path)[0]])
+
+
+def at_times(frames: np.ndarray, times: np.ndarray) -> list[np.ndarray]:
+    """The 25 fps frames shown at each time (nearest frame)."""
+    return [frames[min(len(frames) - 1, int(round(t * GRID_FPS)))] for t in times]
+
+
+def set_rotation(path: Path) -> None:
+    """Mark an MP4's video track as shown turned 90 degrees clockwise (a phone's portrait video): the
+    display matrix in its track header (PyAV cannot write one)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0, f"{path}: no track header"
+    offset = at + 4 + 4 + (32 if data[at + 4] == 1 else 20) + 8 + 8
+    data[offset: offset + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+
+
+def transcode(frames: np.ndarray, path: Path, fps: float, size: tuple[int, int] | None = None) -> Path:
+    """A clip re-encoded at another frame rate and size (W, H), as H.264."""
+    times = np.arange(int(round(len(frames) / GRID_FPS * fps))) / fps
+    picked = at_times(frames, times)
+    if size is not None:
+        picked = [cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in picked]
+    return write_video(path, picked, fps)
+
+
+def portrait(frames: np.ndarray, path: Path) -> Path:
+    """A portrait video as phones store it: landscape frames turned on their side plus rotation metadata."""
+    upright = [cv2.copyMakeBorder(f, 176, 176, 0, 0, cv2.BORDER_CONSTANT, value=(40, 40, 40)) for f in frames]
+    write_video(path, [np.ascontiguousarray(np.rot90(f, 1)) for f in upright], GRID_FPS)
+    set_rotation(path)
+    return path
+
+
+def concatenated(clips: list[np.ndarray], path: Path) -> tuple[Path, list[float]]:
+    """The clips one after another at a variable frame rate (gaps alternating 1/30 and 1/20 s);
+    returns the path and the times of the cuts."""
+    total = sum(len(c) for c in clips) / GRID_FPS
+    gaps = np.resize([1 / 30, 1 / 20], int(total * 30))
+    times = np.concatenate([[0.0], np.cumsum(gaps)])
+    times = times[times < total - 1e-9]
+    whole = np.concatenate(clips)
+    write_video(path, at_times(whole, times), 24, times=times)
+    cuts = list(np.cumsum([len(c) / GRID_FPS for c in clips])[:-1])
+    return path, cuts
+
+
+def two_faces(big: np.ndarray, small: np.ndarray, path: Path, ratio: float = 0.7) -> Path:
+    """``big`` at full size beside ``small`` shrunk by ``ratio``, on one canvas."""
+    h, w = big.shape[1:3]
+    sw, sh = int(w * ratio) & ~1, int(h * ratio) & ~1
+    canvas = np.full((len(big), h, w + sw + 8, 3), 60, np.uint8)
+    canvas[:, :, :w] = big
+    top = (h - sh) // 2
+    for i, f in enumerate(small):
+        canvas[i, top: top + sh, w + 8:] = cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA)
+    return write_video(path, canvas, GRID_FPS)

@@ -1,0 +1,200 @@
+"""Own videos: the shared GRID clips transcoded at test time (30 fps 1280x1024 H.264, 60 fps, portrait
+with rotation metadata, the three clips in one variable-rate video, two faces) read by infer.py with
+the model trained on the original clips (the ``real_model`` fixture), plus the reader's own checks."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import infer
+from tests.own_videos import concatenated, grid_rgb, portrait, transcode, two_faces
+from utils.text.grid_text import sentence_from_clip_name
+from utils.text.subtitles import read_subtitles
+from utils.video.errors import ExtractionError
+from utils.video.reader import probe, read_frames
+from utils.video.writer import write_video
+
+CLIPS = ("bbaf2n", "lwbsza", "swwp2s")
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = infer.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def clips(grid_dir: Path) -> dict[str, np.ndarray]:
+    return {name: grid_rgb(grid_dir / f"{name}.mpg") for name in CLIPS}
+
+
+@pytest.fixture(scope="module")
+def own(clips: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("own")
+    videos = {
+        "bbaf2n_30fps.mp4": transcode(clips["bbaf2n"], folder / "bbaf2n_30fps.mp4", 30, (1280, 1024)),
+        "lwbsza_60fps.mp4": transcode(clips["lwbsza"], folder / "lwbsza_60fps.mp4", 60),
+        "swwp2s_portrait.mp4": portrait(clips["swwp2s"], folder / "swwp2s_portrait.mp4"),
+        "two_faces.mp4": two_faces(clips["bbaf2n"], clips["swwp2s"], folder / "two_faces.mp4"),
+    }
+    path, cuts = concatenated([clips[c] for c in CLIPS], folder / "three.mp4")
+    videos["three.mp4"] = path
+    return {"folder": folder, "videos": videos, "cuts": cuts}
+
+
+@pytest.fixture(scope="module")
+def json_run(real_model: dict, own: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    subs = tmp_path_factory.mktemp("subs")
+    code, stdout, stderr = run(f"model_path={real_model['run']}", f"video={own['folder']}", "num_gpus=0",
+                               "progress=false", "format=json", f"subtitles={subs}")
+    assert code == 0, stderr
+    return {"records": {r["file"]: r for r in map(json.loads, stdout.splitlines())}, "stderr": stderr, "subs": subs}
+
+
+# ------------------------------------------------------------------------------------------ the reader
+
+def test_frames_are_resampled_by_time_and_turned_upright(own: dict, clips: dict[str, np.ndarray]):
+    for name, size in [("bbaf2n_30fps.mp4", (1280, 1024)), ("lwbsza_60fps.mp4", (360, 288)),
+                       ("swwp2s_portrait.mp4", (360, 640))]:
+        frames = list(read_frames(own["videos"][name]))
+        assert len(frames) == 75, name  # 3 s at 25 fps whatever the source rate
+        assert [f.index for f in frames] == list(range(75))
+        assert frames[0].size == size and frames[0].gray.shape == size[::-1]
+    info = probe(own["videos"]["swwp2s_portrait.mp4"])
+    assert (info.width, info.height, info.rotation) == (360, 640, 270)
+    # Upright: the portrait's middle rows are the GRID frame (grey borders above and below).
+    frame = next(iter(read_frames(own["videos"]["swwp2s_portrait.mp4"]))).bgr()[..., ::-1]
+    assert np.abs(frame[176:464].astype(int) - clips["swwp2s"][0]).mean() < 8
+
+
+def test_variable_rate_frames_keep_their_times(own: dict, clips: dict[str, np.ndarray]):
+    frames = [f.bgr()[..., ::-1] for f in read_frames(own["videos"]["three.mp4"])]
+    assert len(frames) == 225
+    whole = np.concatenate([clips[c] for c in CLIPS]).astype(int)
+    # Each output frame shows the source frame of its time (within one 25 fps frame: the source
+    # held 20-30 fps frames), so its own GRID frame or a neighbour matches it best (still faces
+    # make some far frames match as well); a rate off by 4% would be 9 frames out by the end.
+    for k, frame in list(enumerate(frames))[::15]:
+        errors = np.abs(frame.astype(int) - whole).mean(axis=(1, 2, 3))
+        assert errors[max(0, k - 1): k + 2].min() <= errors.min() + 0.3, k
+
+
+def test_too_short_and_unreadable_videos_get_clear_errors(tmp_path: Path, clips: dict[str, np.ndarray]):
+    from utils.video.mouth_extractor import MouthExtractor
+    from utils.video.utterances import UtteranceReader
+
+    reader = UtteranceReader(MouthExtractor())
+    short = write_video(tmp_path / "short.mp4", clips["bbaf2n"][:5], 25)
+    with pytest.raises(ExtractionError, match=r"short.mp4: the video lasts 0.20 s, at least 0.40 s") as err:
+        list(reader.read(short))
+    assert err.value.reason == "too_short"
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x01junk" * 300)
+    with pytest.raises(ExtractionError) as err:
+        list(reader.read(tmp_path / "junk.mp4"))
+    assert err.value.reason == "decode_error" and "junk.mp4" in str(err.value)
+
+
+def test_a_pause_ends_an_utterance_and_silence_is_not_read(tmp_path: Path, clips: dict[str, np.ndarray]):
+    from utils.video.mouth_extractor import MouthExtractor
+    from utils.video.utterances import UtteranceReader
+
+    # A sentence, 1.6 s of its last frame held (2.4 s of still mouth with its trailing silence), then
+    # the sentence played backwards: no scene cut anywhere, the pause alone separates the two.
+    clip = clips["bbaf2n"]
+    video = write_video(tmp_path / "pause.mp4", np.concatenate([clip, np.repeat(clip[-1:], 40, 0), clip[::-1]]), 25)
+    spans = [(u.start, u.end) for u in UtteranceReader(MouthExtractor(), max_seconds=6).read(video)]
+    assert len(spans) == 2
+    (start1, end1), (start2, end2) = spans
+    assert start1 == 0 and 2.3 < end1 < 3.6  # speech ends at 2.2 s; cut within the pause
+    assert 3.6 < start2 < 5.3 and end2 == pytest.approx(7.6)  # speech resumes at 5.3 s; a half pause before it
+
+
+def test_long_speech_is_cut_below_the_maximum_and_faceless_spans_are_named(
+        tmp_path: Path, clips: dict[str, np.ndarray], real_model: dict):
+    # 3 s of a speaker, 1.2 s of an empty grey frame, 3 s of a speaker: two utterances within 2 s each
+    # (max_utterance), nothing read in the gap, which stderr names with its times.
+    grey = np.full((30, 288, 360, 3), 128, np.uint8)
+    video = write_video(tmp_path / "gap.mp4", np.concatenate([clips["bbaf2n"], grey, clips["lwbsza"]]), 25)
+    code, stdout, stderr = run(f"model_path={real_model['run']}", f"video={video}", "num_gpus=0", "progress=false",
+                               "format=json", "max_utterance=2")
+    assert code == 0, stderr
+    record = json.loads(stdout)
+    spans = [(u["start"], u["end"]) for u in record["utterances"]]
+    assert len(spans) >= 4 and all(end - start <= 2.0 + 1e-6 for start, end in spans)
+    assert not any(start < 4.1 and end > 3.1 for start, end in spans)  # nothing read in the faceless gap
+    assert "gap.mp4: no face to read from 3.0" in stderr and " to 4.2" in stderr
+
+
+# ------------------------------------------------------------------------------------------ reading them
+
+@pytest.mark.parametrize("name,clip", [("bbaf2n_30fps.mp4", "bbaf2n"), ("lwbsza_60fps.mp4", "lwbsza"),
+                                       ("swwp2s_portrait.mp4", "swwp2s")])
+def test_transcoded_clips_read_as_their_originals(json_run: dict, name: str, clip: str):
+    record = json_run["records"][name]
+    assert record["error"] is None and record["faces"] == 1
+    assert [u["text"] for u in record["utterances"]] == [sentence_from_clip_name(clip)]
+    assert record["duration"] == pytest.approx(3.0, abs=0.05)
+    assert record["fps"] == pytest.approx({"bbaf2n": 30, "lwbsza": 60, "swwp2s": 25}[clip], abs=0.01)
+    words = record["utterances"][0]["words"]
+    assert [w["word"] for w in words] == sentence_from_clip_name(clip).split()
+    assert all(0 <= w["start"] < w["end"] <= 3.0 and 0 <= w["confidence"] <= 1 for w in words)
+
+
+def test_concatenation_gives_three_utterances_in_order_split_at_the_cuts(json_run: dict, own: dict):
+    record = json_run["records"]["three.mp4"]
+    assert [u["text"] for u in record["utterances"]] == [sentence_from_clip_name(c) for c in CLIPS]
+    for u in record["utterances"]:
+        for cut in own["cuts"]:
+            # No utterance reaches more than 0.3 s across a true cut.
+            assert u["end"] <= cut + 0.3 or u["start"] >= cut - 0.3, (u, cut)
+    assert record["duration"] == pytest.approx(9.0, abs=0.05)
+
+
+def test_two_faces_read_the_larger_one_and_say_so(json_run: dict, own: dict, real_model: dict):
+    record = json_run["records"]["two_faces.mp4"]
+    assert record["faces"] == 2
+    assert " ".join(u["text"] for u in record["utterances"]) == sentence_from_clip_name("bbaf2n")
+    assert "two_faces.mp4: 2 faces seen; reading the largest" in json_run["stderr"]
+    code, stdout, _ = run(f"model_path={real_model['run']}", f"video={own['videos']['two_faces.mp4']}",
+                          "num_gpus=0", "progress=false", "face=all")
+    assert code == 0
+    assert stdout.splitlines()[0] == f"two_faces.mp4#face1\t{sentence_from_clip_name('bbaf2n')}"
+    assert stdout.splitlines()[1].startswith("two_faces.mp4#face2\t") and len(stdout.splitlines()) == 2
+
+
+def test_subtitles_parse_back_to_the_utterances(json_run: dict, own: dict):
+    for name, record in json_run["records"].items():
+        stem = Path(name).stem
+        for suffix in (".srt", ".vtt"):
+            cues = read_subtitles(json_run["subs"] / f"{stem}{suffix}")
+            assert [c.text for c in cues] == [u["text"] for u in record["utterances"]], (name, suffix)
+            assert [(round(c.start, 2), round(c.end, 2)) for c in cues] == [
+                (round(u["start"], 2), round(u["end"], 2)) for u in record["utterances"]]
+
+
+def test_default_stdout_is_one_tab_line_per_video_and_failures_go_on(real_model: dict, own: dict, tmp_path: Path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a_three.mp4").symlink_to(own["videos"]["three.mp4"])
+    (folder / "b_broken.mp4").write_bytes(b"not a video at all" * 100)
+    out = tmp_path / "report"
+    code, stdout, stderr = run(f"model_path={real_model['run']}", f"video={folder}", "num_gpus=0",
+                               "progress=false", f"out={out}")
+    assert code == 1
+    assert stdout == "a_three.mp4\t" + " ".join(sentence_from_clip_name(c) for c in CLIPS) + "\n"
+    assert "error:" in stderr and "b_broken.mp4" in stderr and "[decode_error]" in stderr
+    page = (out / "report.html").read_text()
+    for clip in CLIPS:
+        for word in sentence_from_clip_name(clip).split():
+            assert f">{word}<" in page  # each word placed on the frame strip
+
+
+def test_checkpoints_record_the_frame_rate_they_read_at(real_model: dict):
+    meta = json.loads((real_model["run"] / "best" / "meta.json").read_text())
+    assert meta["frame_rate"] == 25.0  # what infer.py resamples every video to

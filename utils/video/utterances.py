@@ -1,0 +1,308 @@
+"""A video of any length read as a stream of utterances: mouth crops of one face over one stretch
+of time, each short enough for the network to read on its own.
+
+Frames come from ``utils.video.reader`` at the network's rate, faces from ``utils.video.tracks``.
+For every tracked face and frame only a small colour patch around the mouth is kept (cut at the
+mouth's last known place, wide enough for the smoothed track to move inside it, shrunk when the
+mouth is large): a 4K frame is never held, and memory is bounded by the longest utterance, not by
+the video. An utterance ends
+
+- at a scene cut (the mean absolute difference of 32x24 luma thumbnails of consecutive frames
+  jumps: 21-22 levels between two GRID clips against at most 0.65 within one),
+- where its face is lost for ``lost`` seconds (the frames after the face was last seen are
+  dropped; the span is reported as having no face),
+- in the middle of a pause, where the mouth has been still for ``pause`` seconds after speech
+  (of a longer silence before speech only the last half pause is kept),
+- and before it grows past ``max_seconds``: it is then cut where the mouth is stillest in its
+  second half (the pause between two phrases), and the rest starts the next utterance.
+
+A stretch where the mouth moves on fewer than ``min_seconds / 2`` (silence) is not read.
+
+The crops of an utterance are made as ``MouthExtractor`` makes a clip's: landmarks on every
+``step``-th frame, the mouth centre interpolated between them and smoothed with a Gaussian, one
+scale from the median mouth width; ``crop_frames`` then samples them from the patches.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from utils.video.errors import ExtractionError
+from utils.video.mouth_extractor import LEFT_CORNER, MOUTH, RIGHT_CORNER, MouthExtractor, crop_frames, gaussian_smooth
+from utils.video.reader import MODEL_FPS, Frame, read_frames
+from utils.video.tracks import FaceTracker
+
+CUT_LEVEL = 10.0  # thumbnail difference (grey levels) that is a scene cut ...
+CUT_RATIO = 4.0  # ... when it is also this many times the recent median difference
+_THUMB = (32, 24)
+_PATCH_HALF = (0.8, 0.55)  # patch half-size in crop widths (x, y): room for the smoothed track to move
+_PATCH_MAX = 2.0  # a patch is shrunk so the crop spans at most this many times the crop's pixels
+_OPEN_PAIRS = ((61, 67), (62, 66), (63, 65))  # inner-lip point pairs: how open the mouth is
+# Mouth motion (see mouth_motion) at or below this is a still mouth: measured on the GRID clips,
+# silence 0-0.004 (landmark jitter on a re-encoded frozen frame up to 0.006; up to 0.013 while the
+# lips get ready to speak), speech mostly 0.01-0.06 with brief dips to 0.005.
+STILL = 0.008
+
+
+@dataclass
+class Utterance:
+    """Mouth crops of one face over one stretch of the video."""
+
+    face: int  # track id (0, 1, ... in order of appearance)
+    start: float  # seconds from the video's first frame
+    end: float
+    frames: np.ndarray  # (T, H, W, 3) RGB uint8 at the reader's rate
+    face_width: float  # median face width (source pixels): which face is largest
+
+
+@dataclass
+class StreamSummary:
+    """What reading a whole video found, filled in as it is read."""
+
+    frames: int = 0  # frames at the reader's rate
+    fps: float = MODEL_FPS
+    faces: int = 0  # face tracks seen on at least three examined frames
+    no_face: list[tuple[float, float]] = field(default_factory=list)  # spans (s) no utterance covers
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+@dataclass
+class _Segment:
+    start: int  # frame index of the first patch
+    patches: list[np.ndarray] = field(default_factory=list)
+    origins: list[tuple[int, int]] = field(default_factory=list)  # patch corner in source pixels
+    shrinks: list[float] = field(default_factory=list)  # patch pixels per source pixel
+    marks: dict[int, np.ndarray] = field(default_factory=dict)  # frame index -> 68 landmarks
+    faces: list[float] = field(default_factory=list)  # face widths where found
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.patches)
+
+    def split(self, at: int) -> _Segment:
+        """Keep frames before index ``at`` here, return the rest as a new segment."""
+        cut = at - self.start
+        rest = _Segment(at, self.patches[cut:], self.origins[cut:], self.shrinks[cut:],
+                        {k: v for k, v in self.marks.items() if k >= at}, self.faces[:])
+        del self.patches[cut:], self.origins[cut:], self.shrinks[cut:]
+        self.marks = {k: v for k, v in self.marks.items() if k < at}
+        return rest
+
+
+class UtteranceReader:
+    """Reads videos into utterances with one extractor (dlib's models) reused across videos."""
+
+    def __init__(self, extractor: MouthExtractor, fps: float = MODEL_FPS, max_seconds: float = 3.0,
+                 min_seconds: float = 0.4, lost: float = 0.5, pause: float = 1.0, step: int = 3) -> None:
+        """fps: the network's frame rate. max_seconds: the longest utterance (default: GRID's clip
+        length, what LipNet is trained on). min_seconds: shorter utterances are dropped, and a video
+        must be at least this long. lost: seconds without its face that end an utterance. pause:
+        seconds of a still mouth after speech that end one."""
+        if max_seconds <= min_seconds or min_seconds <= 0:
+            raise ValueError(f"need 0 < min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
+        self.extractor = extractor
+        self.fps = fps
+        self.max_frames = max(2, int(round(max_seconds * fps)))
+        self.min_frames = max(2, int(round(min_seconds * fps)))
+        self.lost_frames = max(step, int(round(lost * fps)))
+        self.pause_frames = max(2 * step, int(round(pause * fps)))
+        self.speech_frames = max(2, self.min_frames // 2)  # frames of a moving mouth that make speech
+        self.step = step
+
+    # -- one face's patches ---------------------------------------------------------------------------
+
+    def _patch(self, frame: Frame, landmarks: np.ndarray) -> tuple[np.ndarray, tuple[int, int], float]:
+        mouth = landmarks[MOUTH]
+        cx, cy = mouth.mean(axis=0)
+        width = max(float(np.hypot(*(landmarks[RIGHT_CORNER] - landmarks[LEFT_CORNER]))), 4.0)
+        crop_w = self.extractor.width_ratio * width  # source pixels the crop will span
+        half_w, half_h = _PATCH_HALF[0] * crop_w + 4, _PATCH_HALF[1] * crop_w + 4
+        patch, origin = frame.rgb((int(cx - half_w), int(cy - half_h), int(cx + half_w) + 1, int(cy + half_h) + 1))
+        shrink = min(1.0, _PATCH_MAX * self.extractor.size[0] / crop_w)
+        if shrink < 1.0:
+            width_before = patch.shape[1]
+            patch = cv2.resize(patch, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+            shrink = patch.shape[1] / width_before
+        return patch, origin, shrink
+
+    def _crops(self, segment: _Segment) -> np.ndarray:
+        """The segment's mouth crops, made as MouthExtractor makes a clip's, from its patches."""
+        ex = self.extractor
+        good = np.array(sorted(segment.marks))
+        marks = np.stack([segment.marks[k] for k in good])
+        centres = marks[:, MOUTH].mean(axis=1)
+        times = np.arange(segment.start, segment.end)
+        track = np.stack([np.interp(times, good, centres[:, d]) for d in range(2)], axis=1)
+        track = gaussian_smooth(track, ex.smooth)
+        widths = np.hypot(*(marks[:, RIGHT_CORNER] - marks[:, LEFT_CORNER]).T)
+        scale = ex.size[0] / (ex.width_ratio * max(float(np.median(widths)), 1.0))
+        shrinks = np.asarray(segment.shrinks)
+        # cv2.resize maps pixel centres: patch p = (x - origin + 0.5) * shrink - 0.5
+        in_patch = (track - np.asarray(segment.origins, np.float64) + 0.5) * shrinks[:, None] - 0.5
+        return crop_frames(segment.patches, in_patch, scale / shrinks, ex.size)
+
+    @staticmethod
+    def _stillest(segment: _Segment, lo: int, hi: int) -> int:
+        """The frame in [lo, hi) where the mouth moves least."""
+        motion = mouth_motion(segment.marks, segment.start, segment.end)
+        if motion is None:
+            return hi
+        return lo + int(np.argmin(motion[lo - segment.start: hi - segment.start]))
+
+    def _pause(self, segment: _Segment) -> int | None:
+        """Where to end the segment when it closes on a long enough still mouth after speech: the
+        middle of the pause's first ``pause`` seconds."""
+        last = max(segment.marks) + 1
+        motion = mouth_motion(segment.marks, segment.start, last)
+        if motion is None or len(motion) <= self.pause_frames:
+            return None
+        moving = np.flatnonzero(motion > STILL)
+        if len(moving) < self.speech_frames or last - (segment.start + moving[-1] + 1) < self.pause_frames:
+            return None
+        return segment.start + int(moving[-1]) + 1 + self.pause_frames // 2
+
+    def _speaks(self, segment: _Segment) -> bool:
+        motion = mouth_motion(segment.marks, segment.start, max(segment.marks) + 1)
+        return motion is not None and int((motion > STILL).sum()) >= self.speech_frames
+
+    def _finish(self, segment: _Segment, face: int) -> Utterance | None:
+        if segment.end - segment.start < self.min_frames or len(segment.marks) < 2:
+            return None
+        if not self._speaks(segment):
+            return None  # silence
+        return Utterance(face, segment.start / self.fps, segment.end / self.fps, self._crops(segment),
+                         float(np.median(segment.faces)))
+
+    # -- the stream -----------------------------------------------------------------------------------
+
+    def read(self, path: str | Path, summary: StreamSummary | None = None,
+             progress: Callable[[int], None] | None = None) -> Iterator[Utterance]:
+        """Utterances of every face as they end (in order of their end); ``summary`` is filled in
+        as the video is read. Raises ExtractionError for a file that cannot be read, is too short,
+        or shows no face long enough to read."""
+        summary = summary if summary is not None else StreamSummary()
+        summary.fps = self.fps
+        tracker = FaceTracker(self.extractor, step=self.step, lost_after=self.lost_frames)
+        segments: dict[int, _Segment] = {}
+        last_marks: dict[int, np.ndarray] = {}  # latest landmarks of each face
+        covered: list[tuple[int, int]] = []
+        previous_thumb: np.ndarray | None = None
+        diffs: deque[float] = deque(maxlen=12)  # recent frame differences without a cut
+        frames = 0
+
+        def finish(face: int, segment: _Segment) -> Iterator[Utterance]:
+            if segment.end - segment.start >= self.min_frames and len(segment.marks) >= 2:
+                covered.append((segment.start, segment.end))  # a face was seen (even if silent)
+            utterance = self._finish(segment, face)
+            if utterance is not None:
+                yield utterance
+
+        for frame in read_frames(path, self.fps):
+            index = frame.index
+            frames = index + 1
+            luma = frame.luma
+            every = max(1, min(luma.shape) // (4 * _THUMB[1]))  # a sparse grid first: 0.05 ms, not 0.7 for 720p
+            thumb = cv2.resize(luma[::every, ::every], _THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+            if previous_thumb is not None:
+                diff = float(np.abs(thumb - previous_thumb).mean())
+                if diff > CUT_LEVEL and diff > CUT_RATIO * float(np.median(diffs or [0.0])):
+                    for face, segment in sorted(segments.items()):
+                        yield from finish(face, segment)
+                    segments.clear()
+                    last_marks.clear()
+                    tracker.restart(index)
+                else:
+                    diffs.append(diff)
+            previous_thumb = thumb
+            found = tracker.update(frame)
+            if found is not None:
+                last_marks.update(found)
+                for face in list(segments):
+                    if face not in found and index - tracker.tracks[face].last_seen >= self.lost_frames:
+                        segment = segments.pop(face)
+                        last_marks.pop(face, None)
+                        seen = tracker.tracks[face].last_seen + 1
+                        if seen > segment.start:
+                            segment.split(seen)
+                            yield from finish(face, segment)
+                for face, landmarks in found.items():
+                    segment = segments.setdefault(face, _Segment(index))
+                    segment.marks[index] = landmarks
+                    segment.faces.append(tracker.tracks[face].width)
+                    at = self._pause(segment)
+                    if at is not None:
+                        segments[face] = segment.split(at)
+                        yield from finish(face, segment)
+                    elif index - segment.start > self.pause_frames and not self._speaks(segment):
+                        # A long silence before speech: keep only its last half pause.
+                        at = index - self.pause_frames // 2
+                        covered.append((segment.start, at))
+                        segments[face] = segment.split(at)
+            for face, segment in list(segments.items()):
+                patch, origin, shrink = self._patch(frame, last_marks[face])
+                segment.patches.append(patch)
+                segment.origins.append(origin)
+                segment.shrinks.append(shrink)
+                if len(segment.patches) > self.max_frames:
+                    at = self._stillest(segment, segment.start + self.max_frames // 2, segment.start + self.max_frames)
+                    rest = segment.split(at)
+                    segments[face] = rest
+                    yield from finish(face, segment)
+            if progress is not None:
+                progress(frames)
+        if frames and tracker.last_examined < frames - 1:
+            # The last frame is examined too (as MouthExtractor does), so the track ends on landmarks.
+            for face, landmarks in (tracker.update(frame, force=True) or {}).items():
+                if face in segments:
+                    segments[face].marks[frame.index] = landmarks
+        for face, segment in sorted(segments.items()):
+            # Frames after the face was last missed are not part of its utterance.
+            seen = tracker.tracks[face].last_seen
+            if tracker.last_examined > seen:
+                segment.split(max(seen + 1, segment.start))
+            yield from finish(face, segment)
+        summary.frames = frames
+        summary.faces = sum(t.hits >= 3 for t in tracker.tracks)
+        summary.no_face = [(a / self.fps, b / self.fps) for a, b in _gaps(covered, frames) if b - a >= self.min_frames]
+        if frames < self.min_frames:
+            raise ExtractionError("too_short", path, f"the video lasts {frames / self.fps:.2f} s, at least "
+                                  f"{self.min_frames / self.fps:.2f} s needed to read it")
+        if not covered:
+            reason = "no_face" if not summary.faces else "few_faces"
+            raise ExtractionError(reason, path, "no face seen long enough to read (at least "
+                                  f"{self.min_frames / self.fps:.2f} s)" if summary.faces else
+                                  "no face found in any examined frame")
+
+
+def mouth_motion(marks: dict[int, np.ndarray], start: int, end: int) -> np.ndarray | None:
+    """How fast the mouth opens or closes at each frame of [start, end): the change per frame of the
+    inner lips' distance over the mouth width (interpolated between landmark frames), averaged over
+    5 frames. None with fewer than 3 landmark frames."""
+    good = np.array(sorted(k for k in marks if start <= k < end))
+    if len(good) < 3:
+        return None
+    points = np.stack([marks[k] for k in good])
+    widths = np.maximum(np.hypot(*(points[:, RIGHT_CORNER] - points[:, LEFT_CORNER]).T), 1.0)
+    opening = np.mean([np.hypot(*(points[:, a] - points[:, b]).T) for a, b in _OPEN_PAIRS], axis=0) / widths
+    motion = np.abs(np.gradient(np.interp(np.arange(start, end), good, opening)))
+    return np.convolve(motion, np.ones(5) / 5, mode="same")
+
+
+def _gaps(covered: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
+    """The spans of [0, total) that no interval of ``covered`` touches."""
+    gaps, position = [], 0
+    for start, end in sorted(covered):
+        if start > position:
+            gaps.append((position, start))
+        position = max(position, end)
+    if position < total:
+        gaps.append((position, total))
+    return gaps
