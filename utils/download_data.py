@@ -137,7 +137,7 @@ class Transfers:
         try:
             with socket.socket(fileno=os.dup(resp.raw.fileno())) as sock:
                 sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, ValueError):  # already closed
+        except (OSError, ValueError, AttributeError):  # already closed (http.client drops fp at the end of data)
             pass
 
     def stop_all(self) -> None:
