@@ -216,11 +216,10 @@ def largest_faces(read: list[tuple[int, float, UtteranceResult]]) -> list[tuple[
 
 def list_videos(path: Path) -> list[Path]:
     """The file itself, or the video files of a folder (by extension) in file-name order."""
-    from utils.preprocess_data import VIDEO_SUFFIXES
+    from utils.video.reader import is_video_file
 
     if path.is_dir():
-        return sorted(p for p in path.iterdir()
-                      if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".") and p.is_file())
+        return sorted(p for p in path.iterdir() if is_video_file(p))
     return [path]
 
 

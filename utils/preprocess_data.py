@@ -39,8 +39,8 @@ from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
 from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
 from utils.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
 from utils.video.mouth_extractor import ExtractionError, MouthExtractor, load_models  # noqa: E402
+from utils.video.reader import VIDEO_SUFFIXES, is_video_file  # noqa: E402
 
-VIDEO_SUFFIXES = frozenset({".mpg", ".mpeg", ".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".wmv", ".flv"})
 MANIFEST_NAME = "manifest.jsonl"
 FORMATS = ("packed", "png")
 GRID_FRAMES = 75
@@ -57,8 +57,7 @@ def find_jobs(src: Path, tgt: Path, fmt: str) -> list[Job]:
     """Every video under ``src`` with where its crops go; hidden files (such as macOS ``._x.mpg``) are
     not videos, and of two videos with one clip id the first wins."""
     jobs: dict[str, Job] = {}
-    videos = (p for p in src.rglob("*")
-              if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    videos = (p for p in src.rglob("*") if is_video_file(p))
     for source in sorted(videos):
         clip = source.relative_to(src).with_suffix("").as_posix()
         if clip in jobs:

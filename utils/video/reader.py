@@ -36,6 +36,12 @@ import numpy as np
 from utils.video.errors import REASONS, ExtractionError, check_readable
 
 MODEL_FPS = 25.0  # GRID's frame rate: the rate LipNet learnt to read, and the default of checkpoints
+VIDEO_SUFFIXES = frozenset({".mpg", ".mpeg", ".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".wmv", ".flv"})
+
+
+def is_video_file(path: Path) -> bool:
+    """A file with a video extension; hidden files (such as macOS ``._x.mpg``) are not videos."""
+    return path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".") and path.is_file()
 _LUMA_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21",
                            "gray"})
 _I420_FORMATS = frozenset({"yuv420p"})  # limited range, as OpenCV's I420 conversion assumes
