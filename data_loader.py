@@ -1,4 +1,5 @@
-"""Gluon data sets of mouth-crop clips with GRID labels, and the batches the trainer consumes.
+"""Gluon data sets of mouth-crop clips with GRID labels, and the batches the trainer consumes;
+``WordDataset``: word clips in LRW's layout (``utils/word_clips.py``) for the word classifier.
 
 Clips are found (utils/clips.py) under ``image_path`` as ``sN/{clip}.npz`` (our packed format) or ``sN/{clip}/``
 PNG folders (the original example's layout, so its published preprocessed data works as is).
@@ -60,6 +61,7 @@ from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and select
     select_clips,
 )
 from utils.text.grid_text import AlignedWord, ctc_min_frames, encode  # noqa: E402
+from utils.word_clips import WORD_CROP, WORD_FRAMES, list_words, word_clips, word_input  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -285,16 +287,94 @@ class Batchify(Normaliser):
 def make_loader(dataset: LipDataset, batch_size: int, mean: Sequence[float], std: Sequence[float],
                 sampler: gluon.data.Sampler | None = None, num_workers: int = 0,
                 last_batch: str = "keep") -> gluon.data.DataLoader:
-    """A DataLoader over ``sampler`` (default: in order) with ``num_workers`` worker threads.
+    """A DataLoader over ``sampler`` (default: in order) with ``num_workers`` worker threads."""
+    return _thread_loader(dataset, batch_size, Batchify(mean, std), sampler, num_workers, last_batch)
 
-    Threads, not processes: decoding, augmenting and normalising run in OpenCV and NumPy
+
+def _thread_loader(dataset: gluon.data.Dataset, batch_size: int, batchify: object,
+                   sampler: gluon.data.Sampler | None, num_workers: int, last_batch: str) -> gluon.data.DataLoader:
+    """Threads, not processes: decoding, augmenting and normalising run in OpenCV and NumPy
     with the GIL released, so threads keep both cores busy without pickling each 36 MB batch
-    through shared memory, which cost more than making it.
-    """
+    through shared memory, which cost more than making it."""
     sampler = sampler if sampler is not None else gluon.data.SequentialSampler(len(dataset))
     batch_sampler = gluon.data.BatchSampler(sampler, batch_size, last_batch)
     return gluon.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                                 thread_pool=num_workers > 0, batchify_fn=Batchify(mean, std))
+                                 thread_pool=num_workers > 0, batchify_fn=batchify)
+
+
+class WordDataset(gluon.data.Dataset):
+    """Word clips of one split of an LRW-layout tree as ``(frames (1, 29, 88, 88) float32, label, index)``.
+
+    ``words`` is the class list (default: the tree's sorted word folders; give the training set's to a
+    validation set so labels agree, and keep it with the model: ``self.words``). In training each clip
+    gets a random 88x88 crop of its 96x96 region and a horizontal flip with ``flip_prob``, drawn from
+    (seed, epoch, index) only, so worker threads and a resumed run see the same batches; otherwise
+    the centred crop. Clips left out (a missing ``.txt``, a word folder with no clips) are reported
+    by file and reason in ``problems``; a clip that cannot be read yields ``None`` (batches drop it).
+    """
+
+    def __init__(self, root: str, split: str, words: Sequence[str] | None = None, train: bool = False,
+                 flip_prob: float = 0.5, seed: int = 0, crop: int = WORD_CROP,
+                 num_frames: int = WORD_FRAMES) -> None:
+        self.words = list(words) if words is not None else list_words(root)
+        if not self.words:
+            raise ValueError(f"{root}: no word folders")
+        self.clips, self.problems = word_clips(root, split, self.words)
+        for problem in self.problems:
+            log.warning("skipping %s", problem)
+        if not self.clips:
+            raise ValueError(f"{root}: no usable {split} clip of any of its {len(self.words)} word(s)")
+        label = {word: i for i, word in enumerate(self.words)}
+        self.labels = np.array([label[clip.word] for clip in self.clips], np.int64)
+        self.train = train
+        self.flip_prob = flip_prob if train else 0.0
+        self.seed = seed
+        self.crop = crop
+        self.num_frames = num_frames
+        self._reported: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[np.ndarray, int, int] | None:
+        """``key`` is an index, or ``(epoch, index)`` from ``EpochShuffleSampler``."""
+        epoch, idx = key if isinstance(key, tuple) else (0, key)
+        clip = self.clips[idx]
+        try:
+            frames = load_clip(clip.path, contiguous=False)
+            if frames.ndim != 3:
+                raise ValueError(f"{clip.path}: colour frames {frames.shape}, word clips are grey (T, H, W)")
+            offset, flip = None, False
+            if self.train:
+                rng = np.random.default_rng((self.seed, epoch, idx))
+                _, height, width = frames.shape
+                if height < self.crop or width < self.crop:
+                    raise ValueError(f"{clip.path}: frames of {width}x{height} are smaller than the crop")
+                offset = (int(rng.integers(height - self.crop + 1)), int(rng.integers(width - self.crop + 1)))
+                flip = bool(rng.random() < self.flip_prob)
+            data = word_input(frames, offset, flip, self.crop, self.num_frames)
+        except ValueError as err:
+            if clip.clip_id not in self._reported:
+                self._reported.add(clip.clip_id)
+                log.warning("skipping %s: %s", clip.path, err)
+            return None
+        return data, int(self.labels[idx]), idx
+
+
+def word_batchify(samples: list) -> tuple | None:
+    """``(data (N, 1, T, H, W), labels (N,) float32, indices (N,) int64)``, unreadable clips dropped."""
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return None
+    data = np.stack([s[0] for s in samples])
+    return (mx.nd.from_numpy(data, zero_copy=True), mx.nd.array([s[1] for s in samples]),
+            np.array([s[2] for s in samples], np.int64))
+
+
+def make_word_loader(dataset: WordDataset, batch_size: int, sampler: gluon.data.Sampler | None = None,
+                     num_workers: int = 0, last_batch: str = "keep") -> gluon.data.DataLoader:
+    """Batches of ``word_batchify`` over ``sampler`` (default: in order) with ``num_workers`` threads."""
+    return _thread_loader(dataset, batch_size, word_batchify, sampler, num_workers, last_batch)
 
 
 class EpochShuffleSampler(gluon.data.Sampler):

@@ -5,6 +5,12 @@
 writes ``data/synthetic/datasets/sN/{clip}.npz`` and ``data/synthetic/align/sN/{clip}.align``,
 the layout the real-data pipeline produces, so training and evaluation run on it unchanged.
 Re-running skips the clips already written; the same seed always gives the same clips.
+
+    python utils/make_synthetic.py layout=lrw --words ABOUT,MONEY,WORLD --clips_per_speaker 10
+
+writes a word-level set in LRW's layout instead (see utils/synthetic_words.py):
+``data/synthetic_words/WORD/{train,val,test}/WORD_NNNNN.npz`` (grey 29x96x96) with its ``.txt``,
+each split spoken by its own speakers (``--train_speakers``, ``--val_speakers``, ``--test_speakers``).
 """
 import sys
 from pathlib import Path
@@ -23,26 +29,60 @@ from utils.synthetic import (  # noqa: E402
     DEFAULT_SPEAKERS,
     DEFAULT_TGT_PATH,
     N_SENTENCES,
+    GenerateReport,
     generate,
     save_preview,
 )
+from utils.synthetic_words import (  # noqa: E402
+    DEFAULT_SPLIT_SPEAKERS,
+    DEFAULT_WORD_CLIPS,
+    DEFAULT_WORDS,
+    DEFAULT_WORDS_PATH,
+    MAX_CLIPS_PER_SPEAKER,
+    WORD_SIZE,
+    generate_words,
+)
+
+LAYOUTS = ("grid", "lrw")
+
+
+def _speaker_list(value: str) -> list[int]:
+    """Like ``parse_speakers``, and ``none`` for a split without speakers."""
+    return [] if value.strip().lower() == "none" else parse_speakers(value)
+
+
+def _word_list(value: str) -> list[str]:
+    return [w.strip().upper() for w in value.split(",") if w.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tgt_path", type=Path, default=DEFAULT_TGT_PATH,
-                        help="corpus root; clips go to TGT_PATH/datasets/sN, aligns to TGT_PATH/align/sN "
-                             "(default: %(default)s)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="grid",
+                        help="grid: GRID sentences (datasets/sN, align/sN); lrw: single words in LRW's "
+                             "layout, WORD/{train,val,test}/WORD_NNNNN.npz + .txt (default: %(default)s)")
+    parser.add_argument("--tgt_path", type=Path, default=None,
+                        help="corpus root; grid: clips go to TGT_PATH/datasets/sN, aligns to TGT_PATH/align/sN "
+                             f"(default: {DEFAULT_TGT_PATH}); lrw: TGT_PATH/WORD/split (default: {DEFAULT_WORDS_PATH})")
     parser.add_argument("--speakers", type=parse_speakers, default=list(DEFAULT_SPEAKERS),
                         help="speaker numbers, a range or list such as 1-12 or 1,2,20,22; each is a "
                              "different synthetic face and voice (default: 1-12; note '12' means speaker s12 only)")
-    parser.add_argument("--clips_per_speaker", type=positive_int, default=DEFAULT_CLIPS_PER_SPEAKER,
-                        help=f"distinct GRID sentences per speaker, at most {N_SENTENCES} (default: %(default)s)")
+    parser.add_argument("--clips_per_speaker", type=positive_int, default=None,
+                        help=f"grid: distinct GRID sentences per speaker, at most {N_SENTENCES} (default: "
+                             f"{DEFAULT_CLIPS_PER_SPEAKER}); lrw: clips of each word per speaker, at most "
+                             f"{MAX_CLIPS_PER_SPEAKER} (default: {DEFAULT_WORD_CLIPS})")
+    parser.add_argument("--words", type=_word_list, default=list(DEFAULT_WORDS),
+                        help="lrw: comma-separated words to say, letters only (default: "
+                             f"{','.join(DEFAULT_WORDS)})")
+    for split, speakers in DEFAULT_SPLIT_SPEAKERS.items():
+        parser.add_argument(f"--{split}_speakers", type=_speaker_list, default=list(speakers),
+                            help=f"lrw: the speakers of the {split} split, each in one split only, or none "
+                                 f"(default: {speakers[0]}-{speakers[-1]})")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed; the same seed gives byte-identical clips and aligns (default: %(default)s)")
-    parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE,
+    parser.add_argument("--size", type=parse_size, default=None,
                         help="frame size WIDTHxHEIGHT; 100x50 is GRID's mouth crop, 48x24 or 64x32 train "
-                             "much faster on a CPU (default: 100x50)")
+                             f"much faster on a CPU (default: 100x50); lrw: square, {WORD_SIZE}x{WORD_SIZE} "
+                             "as LRW is preprocessed (default)")
     parser.add_argument("--n_process", type=positive_int, default=None,
                         help="worker processes drawing clips in parallel; the output does not depend on it "
                              "(default: one per available core)")
@@ -52,11 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _generate(args: argparse.Namespace) -> GenerateReport:
+    if args.layout == "lrw":
+        size = args.size or (WORD_SIZE, WORD_SIZE)
+        if size[0] != size[1]:
+            raise ValueError(f"the lrw layout's mouth regions are square, got {size[0]}x{size[1]}")
+        speakers = {split: getattr(args, f"{split}_speakers") for split in DEFAULT_SPLIT_SPEAKERS}
+        return generate_words(args.tgt_path, args.words, speakers, args.clips_per_speaker or DEFAULT_WORD_CLIPS,
+                              args.seed, size[0], n_process=args.n_process)
+    return generate(args.tgt_path, args.speakers, args.clips_per_speaker or DEFAULT_CLIPS_PER_SPEAKER, args.seed,
+                    args.size or DEFAULT_SIZE, n_process=args.n_process)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
+    args.tgt_path = args.tgt_path or (DEFAULT_WORDS_PATH if args.layout == "lrw" else DEFAULT_TGT_PATH)
     if args.preview is not None:
         try:
-            save_preview(args.preview, seed=args.seed, speakers=args.speakers[:3], size=args.size)
+            save_preview(args.preview, seed=args.seed, speakers=args.speakers[:3], size=args.size or DEFAULT_SIZE)
         except (OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -64,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.perf_counter()
     try:
-        report = generate(args.tgt_path, args.speakers, args.clips_per_speaker, args.seed, args.size,
-                          n_process=args.n_process)
+        report = _generate(args)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
