@@ -11,6 +11,15 @@ the clips the manifest records as done (and failed ones unless ``--retry_failed`
 interrupted run resumes where it stopped. Exit status: 0 when every clip is ok (also on a rerun that
 finds everything done), 1 when some failed, 2 when the input or the output folder is unusable (no
 such folder, no videos, a ``tgt_path`` that cannot be written), 130 when interrupted.
+
+    python utils/preprocess_data.py layout=lrw src_path=data/lipread_mp4 tgt_path=data/lrw
+
+reads LRW's layout (``WORD/{train,val,test}/WORD_NNNNN.mp4`` with a ``.txt`` beside each) and writes
+the word-level recipe's mouth regions (``utils.video.word_crops``: grey 96x96, aligned to a mean
+face) as ``{tgt}/WORD/{split}/WORD_NNNNN.npz`` with the clip's ``.txt`` (the word and its duration)
+beside it: the tree ``data_loader.WordDataset`` reads. A clip whose ``.txt`` is missing or has no
+duration fails with its own status; a word folder without clips is named and the run goes on
+(exit status 1).
 """
 import sys
 from pathlib import Path
@@ -40,10 +49,14 @@ from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa
 from utils.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
 from utils.video.mouth_extractor import ExtractionError, MouthExtractor, load_models  # noqa: E402
 from utils.video.reader import VIDEO_SUFFIXES, is_video_file  # noqa: E402
+from utils.video.word_crops import WORD_CROP_SIZE, WordCropper  # noqa: E402
+from utils.word_clips import INFO_SUFFIX, WORD_FRAMES, WORD_SPLITS, read_duration, write_info  # noqa: E402
 
 MANIFEST_NAME = "manifest.jsonl"
 FORMATS = ("packed", "png")
+LAYOUTS = ("grid", "lrw")
 GRID_FRAMES = 75
+EXPECTED_FRAMES = {"grid": GRID_FRAMES, "lrw": WORD_FRAMES}
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,23 @@ def find_jobs(src: Path, tgt: Path, fmt: str) -> list[Job]:
         target = tgt / (clip + PACKED_SUFFIX if fmt == "packed" else clip)
         jobs[clip] = Job(clip, source, target)
     return list(jobs.values())
+
+
+def lrw_layout_problems(src: Path, jobs: list[Job]) -> tuple[list[Job], list[str]]:
+    """The jobs that follow LRW's layout (``WORD/{train,val,test}/WORD_NNNNN``), and what does not:
+    a video elsewhere, a word folder without a single clip (each named, with the reason)."""
+    kept, problems = [], []
+    for job in jobs:
+        parts = job.clip.split("/")
+        if len(parts) == 3 and parts[1] in WORD_SPLITS and parts[2].startswith(f"{parts[0]}_"):
+            kept.append(job)
+        else:
+            problems.append(f"{job.source}: not in LRW's layout WORD/{{{','.join(WORD_SPLITS)}}}/WORD_NNNNN (skipped)")
+    words = {job.clip.split("/")[0] for job in kept}
+    for folder in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder.name not in words:
+            problems.append(f"{folder}: a word folder with no video clip in {', '.join(WORD_SPLITS)}")
+    return kept, problems
 
 
 def manifest_path(tgt: Path) -> Path:
@@ -95,10 +125,14 @@ def write_manifest(tgt: Path, records: dict[str, dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(records[clip], sort_keys=True) + "\n" for clip in sorted(records)))
 
 
-def is_done(job: Job, record: dict | None, size: str, fmt: str) -> bool:
+def is_done(job: Job, record: dict | None, size: str, fmt: str, layout: str = "grid") -> bool:
     """True when the manifest says the clip was written ok in this size and format and it is still there."""
     if not record or record["status"] != "ok" or record.get("size") != size or record.get("format") != fmt:
         return False
+    if record.get("layout", "grid") != layout:
+        return False
+    if layout == "lrw":
+        return job.target.is_file() and job.target.with_suffix(INFO_SUFFIX).is_file()
     if fmt == "packed":
         return job.target.is_file()
     return job.target.is_dir() and len(list(job.target.glob("*.png"))) == record.get("frames")
@@ -121,7 +155,7 @@ def remove_stale_temporaries(jobs: list[Job], tgt: Path) -> int:
     return removed
 
 
-_extractor: MouthExtractor | None = None
+_extractor: MouthExtractor | WordCropper | None = None
 _format = "packed"
 
 
@@ -142,8 +176,9 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(size: tuple[int, int], fmt: str, parent: int | None) -> None:
-    """Give this process its extractor (dlib's models load once per process, or come with the fork).
+def _init_worker(size: tuple[int, int], fmt: str, parent: int | None, layout: str = "grid") -> None:
+    """Give this process its extractor (dlib's models load once per process, or come with the fork):
+    GRID's mouth crops, or the word-level recipe's aligned mouth regions for ``layout`` lrw.
 
     A pool worker (``parent`` is its parent's pid) leaves Ctrl-C to the parent, which keeps the
     manifest consistent, and dies with it."""
@@ -152,17 +187,38 @@ def _init_worker(size: tuple[int, int], fmt: str, parent: int | None) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _die_with_parent(parent)
     cv2.setNumThreads(1)
-    _extractor = MouthExtractor(size=size)
+    _extractor = WordCropper(size=size[0]) if layout == "lrw" else MouthExtractor(size=size)
     _format = fmt
+
+
+def _write_word(job: Job, record: dict) -> None:
+    """One LRW clip: its duration (from its ``.txt``), aligned grey mouth regions, then the ``.txt``
+    beside them (written last: both present and the manifest's ``ok`` mark the clip done)."""
+    assert isinstance(_extractor, WordCropper)
+    info = job.source.with_suffix(INFO_SUFFIX)
+    try:
+        duration = read_duration(info)
+    except ValueError as err:
+        record.update(status="missing_txt" if not info.is_file() else "bad_txt", message=str(err))
+        return
+    frames = _extractor.crop(job.source)
+    record.update(frames=len(frames), duration=duration)
+    save_packed(job.target, frames)
+    write_info(job.target.with_suffix(INFO_SUFFIX), job.clip.split("/")[0], duration)
 
 
 def process_clip(job: Job) -> dict:
     """Crop and write one clip; every failure becomes a manifest record instead of an exception."""
     assert _extractor is not None, "call _init_worker first"
-    w, h = _extractor.size
+    w, h = (_extractor.size, _extractor.size) if isinstance(_extractor, WordCropper) else _extractor.size
     record = {"clip": job.clip, "source": str(job.source), "size": f"{w}x{h}", "format": _format,
               "status": "ok", "message": "", "frames": None, "examined": None, "missed": None}
+    if isinstance(_extractor, WordCropper):
+        record.update(layout="lrw", duration=None)
     try:
+        if isinstance(_extractor, WordCropper):
+            _write_word(job, record)
+            return _failed(job, record)
         mouth = _extractor.extract(job.source)
         record.update(frames=len(mouth.frames), examined=len(mouth.examined), missed=mouth.missed)
         if _format == "packed":
@@ -175,19 +231,25 @@ def process_clip(job: Job) -> dict:
         record.update(status="write_error", message=f"{job.target}: cannot write ({err})")
     except Exception as err:  # one bad clip must not stop a 34,000-clip run
         record.update(status="error", message=f"{job.source}: {type(err).__name__}: {err}")
-    if record["status"] != "ok":
-        remove_output(job.target)  # an older crop of a clip that now fails must not look current
+    return _failed(job, record)
+
+
+def _failed(job: Job, record: dict) -> dict:
+    if record["status"] != "ok":  # an older crop of a clip that now fails must not look current
+        remove_output(job.target)
+        if job.target.suffix == PACKED_SUFFIX:
+            job.target.with_suffix(INFO_SUFFIX).unlink(missing_ok=True)
     return record
 
 
 @contextlib.contextmanager
 def worker_results(jobs: list[Job], n_process: int, size: tuple[int, int],
-                   fmt: str) -> Iterator[Iterator[dict]]:
+                   fmt: str, layout: str = "grid") -> Iterator[Iterator[dict]]:
     """The manifest records of ``jobs`` as they finish, from this process or from a pool of workers."""
     if not jobs:
         yield iter(())
     elif n_process == 1:
-        _init_worker(size, fmt, parent=None)
+        _init_worker(size, fmt, parent=None, layout=layout)
         yield map(process_clip, jobs)
     else:
         # Forked after the models are loaded, workers share them instead of each spending ~1.2 s on it;
@@ -201,19 +263,20 @@ def worker_results(jobs: list[Job], n_process: int, size: tuple[int, int],
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:
-            pool = context.Pool(n_process, initializer=_init_worker, initargs=(size, fmt, os.getpid()))
+            pool = context.Pool(n_process, initializer=_init_worker, initargs=(size, fmt, os.getpid(), layout))
         finally:
             cv2.setNumThreads(threads)
         with pool:
             yield pool.imap_unordered(process_clip, jobs, chunksize=1)
 
 
-def summarise(jobs: list[Job], records: dict[str, dict], processed: int, seconds: float) -> int:
+def summarise(jobs: list[Job], records: dict[str, dict], processed: int, seconds: float,
+              expected_frames: int = GRID_FRAMES) -> int:
     """Print what the dataset now holds; return the number of clips that are not ok."""
     done = [records[job.clip] for job in jobs if job.clip in records]
     statuses = Counter(record["status"] for record in done)
     failures = [record for record in done if record["status"] != "ok"]
-    odd = [record for record in done if record["status"] == "ok" and record["frames"] != GRID_FRAMES]
+    odd = [record for record in done if record["status"] == "ok" and record["frames"] != expected_frames]
     rate = f", {processed / seconds:.2f} clips/s" if processed and seconds > 0 else ""
     print(f"processed {processed} clip(s) in {seconds:.1f} s{rate}")
     print(f"{len(jobs)} clip(s): {statuses.get('ok', 0)} ok, {len(failures)} failed"
@@ -221,7 +284,7 @@ def summarise(jobs: list[Job], records: dict[str, dict], processed: int, seconds
           + (f", {len(jobs) - len(done)} not processed yet" if len(done) < len(jobs) else ""))
     if odd:
         listed = ", ".join(f"{record['clip']} ({record['frames']})" for record in odd[:10])
-        print(f"{len(odd)} ok clip(s) with other than {GRID_FRAMES} frames (kept): {listed}"
+        print(f"{len(odd)} ok clip(s) with other than {expected_frames} frames (kept): {listed}"
               + (" ..." if len(odd) > 10 else ""))
     for record in failures[:20]:
         print(f"  {record['status']}: {record['message']}")
@@ -242,11 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n_process", type=int, default=len(os.sched_getaffinity(0)),
                         help="worker processes, balanced over clips; they share dlib's models, loaded once "
                              "(default: the cores, %(default)s)")
-    parser.add_argument("--size", type=parse_size, default=(100, 50),
-                        help="crop WIDTHxHEIGHT (default: 100x50, the original example's)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="grid",
+                        help="grid: any folder of videos, GRID's colour mouth crops; lrw: LRW's "
+                             "WORD/{train,val,test}/WORD_NNNNN.mp4 + .txt, the word-level recipe's grey mouth "
+                             "regions aligned to a mean face, the .txt copied beside (default: %(default)s)")
+    parser.add_argument("--size", type=parse_size, default=None,
+                        help="crop WIDTHxHEIGHT (default: 100x50, the original example's; lrw: "
+                             f"{WORD_CROP_SIZE}x{WORD_CROP_SIZE}, square only)")
     parser.add_argument("--format", choices=FORMATS, default="packed",
                         help="packed: one .npz per clip; png: the original example's folder of "
-                             "mouth_NNN.png per clip (default: %(default)s)")
+                             "mouth_NNN.png per clip, grid layout only (default: %(default)s)")
     parser.add_argument("--retry_failed", type=str2bool, nargs="?", const=True, default=False,
                         help="process again the clips the manifest records as failed (default: skip them)")
     return parser
@@ -262,13 +330,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.n_process < 1:
         print(f"error: --n_process must be at least 1, got {args.n_process}", file=sys.stderr)
         return 2
+    lrw = args.layout == "lrw"
+    args.size = args.size or ((WORD_CROP_SIZE, WORD_CROP_SIZE) if lrw else (100, 50))
+    if lrw and (args.format != "packed" or args.size[0] != args.size[1]):
+        print("error: layout=lrw writes packed clips of square mouth regions (format=packed, size=NxN)",
+              file=sys.stderr)
+        return 2
     src, tgt = Path(args.src_path), Path(args.tgt_path)
     if not src.is_dir():
         print(f"error: {src}: no such folder of videos", file=sys.stderr)
         return 2
     jobs = find_jobs(src, tgt, args.format)
+    layout_problems: list[str] = []
+    if lrw:
+        jobs, layout_problems = lrw_layout_problems(src, jobs)
+        for problem in layout_problems:
+            print(f"warning: {problem}", file=sys.stderr)
     if not jobs:
-        print(f"error: {src}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})", file=sys.stderr)
+        print(f"error: {src}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})"
+              + (" in LRW's layout" if lrw else ""), file=sys.stderr)
         return 2
     try:
         tgt.mkdir(parents=True, exist_ok=True)
@@ -280,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {tgt}: cannot write the crops and manifest here ({_reason(err)})", file=sys.stderr)
         return 2
     size = f"{args.size[0]}x{args.size[1]}"
-    todo = [job for job in jobs if not is_done(job, records.get(job.clip), size, args.format)
+    todo = [job for job in jobs if not is_done(job, records.get(job.clip), size, args.format, args.layout)
             and (args.retry_failed or records.get(job.clip, {}).get("status", "ok") == "ok")]
     n_process = min(args.n_process, max(len(todo), 1))
     print(f"{len(jobs)} clip(s) under {src}: {len(jobs) - len(todo)} already done or failed before, "
@@ -291,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     write_failure: OSError | None = None
     try:
         with open(manifest_path(tgt), "a", encoding="utf-8") as manifest, \
-                worker_results(todo, n_process, args.size, args.format) as results, \
+                worker_results(todo, n_process, args.size, args.format, args.layout) as results, \
                 tqdm(total=len(todo), unit="clip", desc="mouth crops", dynamic_ncols=True) as bar:
             for record in results:
                 manifest.write(json.dumps(record, sort_keys=True) + "\n")
@@ -311,7 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(tgt, records)
     except OSError as err:
         write_failure = write_failure or err
-    failed = summarise(jobs, records, processed, time.perf_counter() - start)
+    failed = summarise(jobs, records, processed, time.perf_counter() - start, EXPECTED_FRAMES[args.layout])
+    if layout_problems:
+        print(f"{len(layout_problems)} problem(s) with LRW's layout (see the warnings above): "
+              f"{layout_problems[0]}" + (" ..." if len(layout_problems) > 1 else ""))
     if write_failure is not None:
         print(f"error: {manifest_path(tgt)}: cannot write ({_reason(write_failure)}); the clips written so far "
               "are kept, a rerun redoes those it has no record of", file=sys.stderr)
@@ -319,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         print("interrupted: finished clips are kept; run the same command again to resume", file=sys.stderr)
         return 130
-    return 1 if failed else 0
+    return 1 if failed or layout_problems else 0
 
 
 if __name__ == "__main__":

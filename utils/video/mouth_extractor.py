@@ -66,6 +66,23 @@ class MouthClip:
         return int((~self.found).sum())
 
 
+@dataclass(frozen=True)
+class LandmarkTrack:
+    """The landmarks ``MouthExtractor.track`` found in a clip."""
+
+    examined: np.ndarray  # indices of the frames the detector ran on
+    found: np.ndarray  # bool per examined frame: a face was found there
+    good: np.ndarray  # indices of the frames with landmarks (examined, with a face)
+    points: np.ndarray  # (len(good), 68, 2) landmarks, source pixels
+
+    def every_frame(self, count: int) -> np.ndarray:
+        """(count, 68, 2) landmarks of every frame, interpolated linearly in time between found ones."""
+        flat = self.points.reshape(len(self.good), -1)
+        times = np.arange(count)
+        return np.stack([np.interp(times, self.good, flat[:, d]) for d in range(flat.shape[1])], 1).reshape(
+            count, -1, 2)
+
+
 def load_models(
     predictor_path: str | Path | None = None,
 ) -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
@@ -124,17 +141,20 @@ def gaussian_smooth(track: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def crop_frames(frames: Sequence[np.ndarray], centres: np.ndarray, scale: float | np.ndarray,
-                size: tuple[int, int]) -> np.ndarray:
+                size: tuple[int, int], angles: np.ndarray | None = None) -> np.ndarray:
     """Crops of ``size`` (W, H) centred on ``centres`` at ``scale``, sampled straight from each frame.
 
     ``scale`` is one value for all frames or one per frame (frames that are themselves patches cut
-    at different scales). Pixels outside the frame repeat its border. When shrinking by more than
-    1.25x the source is blurred first so the crop does not alias.
+    at different scales). ``angles`` (radians, one per frame) turn each crop: source direction
+    ``(cos a, sin a)`` becomes the crop's x axis (the similarity transforms of word crops). Pixels
+    outside the frame repeat its border. When shrinking by more than 1.25x the source is blurred
+    first so the crop does not alias.
     """
     w, h = size
     scales = np.broadcast_to(np.asarray(scale, dtype=np.float64), (len(frames),))
+    turns = np.zeros(len(frames)) if angles is None else np.asarray(angles, dtype=np.float64)
     out = np.empty((len(frames), h, w, frames[0].shape[2]), dtype=np.uint8)
-    for i, (frame, (cx, cy), s) in enumerate(zip(frames, centres, scales)):
+    for i, (frame, (cx, cy), s, a) in enumerate(zip(frames, centres, scales, turns)):
         sigma = 0.5 * math.sqrt(1 / s**2 - 1) if s < 0.8 else 0.0
         src_x, src_y = 0, 0
         if sigma:
@@ -145,8 +165,9 @@ def crop_frames(frames: Sequence[np.ndarray], centres: np.ndarray, scale: float 
             if x1 > x0 and y1 > y0:
                 frame = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), sigma)
                 src_x, src_y = x0, y0
-        matrix = np.array([[s, 0.0, (w - 1) / 2 - s * (cx - src_x)],
-                           [0.0, s, (h - 1) / 2 - s * (cy - src_y)]])
+        rotation = s * np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+        shift = np.array([(w - 1) / 2, (h - 1) / 2]) - rotation @ (cx - src_x, cy - src_y)
+        matrix = np.hstack([rotation, shift[:, None]])
         out[i] = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)
     return out
@@ -247,7 +268,9 @@ class MouthExtractor:
             previous = box
         return found
 
-    def _extract(self, frames: list[np.ndarray], fps: float, name: str | Path, bgr: bool) -> MouthClip:
+    def track(self, frames: Sequence[np.ndarray], name: str | Path, bgr: bool = True) -> LandmarkTrack:
+        """The 68 landmarks of every examined frame that shows a face; raises ExtractionError (naming
+        ``name``) when the clip is too short or too few examined frames show one."""
         if len(frames) < self.min_frames:
             raise ExtractionError("too_short", name, f"only {len(frames)} frame(s) decoded, "
                                   f"at least {self.min_frames} needed (a very short or truncated video)")
@@ -266,7 +289,11 @@ class MouthExtractor:
             raise ExtractionError(reason, name, f"a face found in {found.sum()} of {len(examined)} examined "
                                   f"frames, at least {self.min_face_fraction:.0%} needed")
         good = np.array(sorted(landmarks))
-        mouths = np.stack([landmarks[t] for t in good])
+        return LandmarkTrack(examined, found, good, np.stack([landmarks[t] for t in good]))
+
+    def _extract(self, frames: list[np.ndarray], fps: float, name: str | Path, bgr: bool) -> MouthClip:
+        track = self.track(frames, name, bgr)
+        examined, found, good, mouths = track.examined, track.found, track.good, track.points
         mouth_centres = mouths[:, MOUTH].mean(axis=1)
         times = np.arange(len(frames))
         track = np.stack([np.interp(times, good, mouth_centres[:, d]) for d in range(2)], axis=1)

@@ -1,0 +1,185 @@
+"""Word-level preprocessing: aligned mouth regions (utils/video/word_crops.py) and preprocess_data.py layout=lrw
+on a small LRW-layout tree made from the real GRID clips, with a missing .txt, a corrupt video, an empty word folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import data_loader
+from utils.clip_store import load_clip
+from utils.preprocess_data import load_manifest, main
+from utils.video.mouth_extractor import read_video
+from utils.video.word_crops import EYE_SPAN, MEAN_FACE, STABLE_POINTS, WordCropper, aligned_crops, similarity
+from utils.video.writer import write_video
+from utils.word_clips import info_text, read_duration
+
+CLIP = slice(20, 49)  # 29 frames of a GRID clip, as long as an LRW clip
+
+
+def _moved(frames: list[np.ndarray], angle: float, scale: float, shift: tuple[float, float]) -> tuple[
+        list[np.ndarray], np.ndarray]:
+    h, w = frames[0].shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    matrix[:, 2] += shift
+    return [cv2.warpAffine(f, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE) for f in frames], matrix
+
+
+@pytest.fixture(scope="module")
+def face(grid_dir: Path) -> list[np.ndarray]:
+    return read_video(grid_dir / "bbaf2n.mpg")[0][CLIP]
+
+
+@pytest.fixture(scope="module")
+def cropper() -> WordCropper:
+    return WordCropper()
+
+
+def test_similarity_recovers_a_known_transform():
+    points = np.random.default_rng(0).normal(size=(5, 2))
+    angle = 0.4
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    scale, found, shift = similarity(points, 1.7 * points @ rotation.T + (3.0, -2.0))
+    assert scale == pytest.approx(1.7) and found == pytest.approx(angle)
+    np.testing.assert_allclose(shift, (3.0, -2.0), atol=1e-9)
+
+
+def test_exact_landmarks_give_the_same_crop_of_a_moved_face(face: list[np.ndarray], cropper: WordCropper):
+    """Geometry alone: the face and its landmarks moved together give the same mouth region."""
+    landmarks = cropper.extractor.track(face, "bbaf2n").every_frame(len(face))
+    base = aligned_crops(face, landmarks)
+    moved, matrix = _moved(face, 15, 0.8, (20, -10))
+    moved_points = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    again = aligned_crops(moved, moved_points)
+    assert base.shape == (29, 96, 96) and base.dtype == np.uint8
+    assert np.abs(again[:, 8:-8, 8:-8].astype(float) - base[:, 8:-8, 8:-8]).mean() < 2.0
+
+
+@pytest.mark.parametrize("angle, scale, shift", [(12, 1.0, (0, 0)), (0, 0.7, (30, -20)), (-10, 1.3, (-25, 15))])
+def test_a_shifted_scaled_rotated_face_gives_the_same_mouth_region(face: list[np.ndarray], cropper: WordCropper,
+                                                                   angle: float, scale: float, shift: tuple):
+    """The whole path (dlib's landmarks found afresh on the moved face): the same crop within tolerance,
+    where a crop that ignored the rotation or scale would differ by far more."""
+    base = cropper.crop_frames(face, bgr=True)
+    moved, _ = _moved(face, angle, scale, shift)
+    again = cropper.crop_frames(moved, bgr=True)
+    difference = np.abs(again.astype(float) - base).mean()
+    assert difference < 4.0
+    assert np.corrcoef(again.ravel(), base.ravel())[0, 1] > 0.97
+    if angle:  # the crop of the moved face without undoing its rotation is much further off
+        turned = np.stack([cv2.warpAffine(c, cv2.getRotationMatrix2D((47.5, 47.5), angle, 1.0), (96, 96),
+                                          borderMode=cv2.BORDER_REPLICATE) for c in base])
+        assert np.abs(turned.astype(float) - base).mean() > 2 * difference
+
+
+def test_the_mean_face_frames_the_mouth_level_at_about_half_the_crop(face: list[np.ndarray], cropper: WordCropper):
+    """Where the mouth corners land in the crop: the transform that makes the crops, applied to the landmarks."""
+    landmarks = cropper.extractor.track(face, "bbaf2n").every_frame(len(face))
+    reference = MEAN_FACE * EYE_SPAN * 96
+    for points in landmarks[::7]:
+        scale, angle, _ = similarity(points[list(STABLE_POINTS)], reference)
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        corners = (points[[48, 54]] - points[48:68].mean(0)) @ rotation.T * scale + 47.5
+        left, right = corners
+        assert abs(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0]))) < 6  # level
+        assert 0.35 < (right[0] - left[0]) / 96 < 0.6  # about 45% of the crop
+        assert abs((left[0] + right[0]) / 2 - 47.5) < 4  # centred
+
+
+# ---------------------------------------------------------------------------------------------
+# preprocess_data.py layout=lrw
+
+
+@pytest.fixture(scope="module")
+def lrw_src(tmp_path_factory: pytest.TempPathFactory, grid_dir: Path) -> Path:
+    src = tmp_path_factory.mktemp("lipread_mp4")
+
+    def clip(grid: str, path: str, duration: float | None = 0.4) -> None:
+        frames = read_video(grid_dir / grid)[0][CLIP]
+        target = src / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_video(target, [f[16:272, 52:308, ::-1] for f in frames], 25)  # 256x256, as LRW's clips
+        if duration is not None:
+            target.with_suffix(".txt").write_text(info_text(path.split("/")[0], duration))
+
+    clip("bbaf2n.mpg", "ABOUT/train/ABOUT_00001.mp4", 0.53)
+    clip("lwbsza.mpg", "ABOUT/val/ABOUT_00002.mp4")
+    clip("swwp2s.mpg", "MONEY/train/MONEY_00001.mp4")
+    clip("swwp2s.mpg", "MONEY/train/MONEY_00003.mp4", duration=None)  # no .txt
+    (src / "MONEY/test").mkdir(parents=True)
+    (src / "MONEY/test/MONEY_00002.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 corrupt" * 50)
+    (src / "MONEY/test/MONEY_00002.txt").write_text(info_text("MONEY", 0.4))
+    (src / "EMPTY/train").mkdir(parents=True)  # a word folder with no clips
+    clip("bbaf2n.mpg", "ABOUT/stray.mp4")  # not in a split folder
+    return src
+
+
+@pytest.fixture(scope="module")
+def lrw_run(lrw_src: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
+    tgt = tmp_path_factory.mktemp("lrw")
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        status = main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tgt}", "n_process=1"])
+    return status, tgt, out.getvalue()
+
+
+def test_lrw_clips_become_aligned_grey_regions_with_their_txt(lrw_run: tuple, lrw_src: Path, cropper: WordCropper):
+    status, tgt, _ = lrw_run
+    assert status == 1  # some clips failed
+    frames = load_clip(tgt / "ABOUT/train/ABOUT_00001.npz")
+    assert frames.shape == (29, 96, 96) and frames.dtype == np.uint8
+    expected = cropper.crop(lrw_src / "ABOUT/train/ABOUT_00001.mp4")
+    assert np.abs(frames.astype(float) - expected).mean() < 2  # the same crops, through the JPEG mosaic
+    assert read_duration(tgt / "ABOUT/train/ABOUT_00001.txt") == pytest.approx(0.53)
+    records = load_manifest(tgt)
+    ok = records["ABOUT/train/ABOUT_00001"]
+    assert (ok["status"], ok["frames"], ok["size"], ok["duration"], ok["layout"]) == ("ok", 29, "96x96", 0.53, "lrw")
+    assert sorted(p.relative_to(tgt).as_posix() for p in tgt.rglob("*.npz")) == [
+        "ABOUT/train/ABOUT_00001.npz", "ABOUT/val/ABOUT_00002.npz", "MONEY/train/MONEY_00001.npz"]
+    dataset = data_loader.WordDataset(str(tgt), "train")
+    assert dataset.words == ["ABOUT", "MONEY"] and dataset[0][0].shape == (1, 29, 88, 88)
+
+
+def test_bad_lrw_input_is_named_with_its_reason_and_the_run_goes_on(lrw_run: tuple, lrw_src: Path):
+    status, tgt, output = lrw_run
+    records = load_manifest(tgt)
+    missing = records["MONEY/train/MONEY_00003"]
+    assert missing["status"] == "missing_txt"
+    assert str(lrw_src / "MONEY/train/MONEY_00003.txt") in missing["message"]
+    corrupt = records["MONEY/test/MONEY_00002"]
+    assert corrupt["status"] in ("decode_error", "too_short")
+    assert str(lrw_src / "MONEY/test/MONEY_00002.mp4") in corrupt["message"]
+    assert not (tgt / "MONEY/test/MONEY_00002.npz").exists() and not (tgt / "MONEY/test/MONEY_00002.txt").exists()
+    assert f"{lrw_src / 'EMPTY'}: a word folder with no video clip" in output
+    assert f"{lrw_src / 'ABOUT/stray.mp4'}: not in LRW's layout" in output
+    assert "ABOUT/stray" not in records
+    assert f"missing_txt: {missing['message']}" in output
+
+
+def test_lrw_rerun_skips_done_clips_and_a_bad_txt_gets_its_own_status(lrw_run: tuple, lrw_src: Path,
+                                                                      capsys: pytest.CaptureFixture):
+    _, tgt, _ = lrw_run
+    before = (tgt / "ABOUT/train/ABOUT_00001.npz").stat().st_mtime_ns
+    assert main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tgt}", "n_process=1"]) == 1
+    assert "0 to process" in capsys.readouterr().out
+    assert (tgt / "ABOUT/train/ABOUT_00001.npz").stat().st_mtime_ns == before
+    (lrw_src / "MONEY/train/MONEY_00003.txt").write_text("Text:  MONEY\n")
+    try:
+        main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tgt}", "n_process=1", "retry_failed=1"])
+    finally:
+        (lrw_src / "MONEY/train/MONEY_00003.txt").unlink()
+    record = load_manifest(tgt)["MONEY/train/MONEY_00003"]
+    assert record["status"] == "bad_txt" and "no 'Duration" in record["message"]
+    lines = (tgt / "manifest.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["layout"] == "lrw" for line in lines)
+
+
+def test_lrw_layout_refuses_png_and_non_square_crops(lrw_src: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    assert main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tmp_path}", "format=png"]) == 2
+    assert main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tmp_path}", "size=96x48"]) == 2
+    assert "square" in capsys.readouterr().err
