@@ -20,7 +20,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -305,6 +305,85 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
         if args.format == "json":
             tqdm.write(video_json(video.name, None, message, False), file=sys.stdout)
         results.append(ClipResult(video.name, error=message))
+    return results, failed
+
+
+class WordVideoReader:
+    """A raw clip to its most probable words with a word classifier (``words``: its class list).
+
+    The clip goes through the training data's preprocessing (``utils.video.word_crops``: landmarks,
+    the similarity transform to the mean face, the grey 96x96 mouth region), then the centred 88x88
+    crop and normalisation ``WordDataset`` gives validation clips. A clip longer than LRW's 29
+    frames is read in its middle 29, where the word is expected; a shorter one is padded.
+    ``classify`` maps a batch ``(N, 1, 29, 88, 88)`` float32 to class scores ``(N, len(words))``.
+    """
+
+    def __init__(self, classify: Callable[[np.ndarray], np.ndarray], words: Sequence[str], top: int = 5) -> None:
+        from utils.video.word_crops import WordCropper
+
+        self.classify = classify
+        self.words = list(words)
+        self.top = top
+        self.cropper = WordCropper()
+
+    def read(self, path: Path) -> tuple[list[tuple[str, float]], int]:
+        """The ``top`` words with their probabilities, and the clip's frame count; raises
+        ExtractionError naming the file when it shows no mouth to read."""
+        from utils.word_clips import centre_frames, top_words, word_input
+
+        frames = self.cropper.crop(path)
+        scores = self.classify(word_input(centre_frames(frames))[None])
+        return top_words(scores[0], self.words, self.top), len(frames)
+
+
+def word_line(name: str, top: list[tuple[str, float]]) -> str:
+    """The text line of one clip: ``FILE<TAB>WORD PROBABILITY`` for each of the top words, most probable first."""
+    return "\t".join([name] + [f"{word} {prob:.4f}" for word, prob in top])
+
+
+def word_json(name: str, top: list[tuple[str, float]] | None, frames: int | None, error: str | None) -> str:
+    """The --format=json line of one clip."""
+    return json.dumps({"file": name, "frames": frames, "error": error,
+                       "top": [{"word": w, "probability": round(p, 6)} for w, p in top or []]}, ensure_ascii=False)
+
+
+def run_word_videos(args: argparse.Namespace, reader: WordVideoReader) -> tuple[list[ClipResult], int]:
+    """Read the word of every clip and print its top words (text or JSON lines on stdout); returns the
+    results for the report (top word as the prediction) and how many clips failed."""
+    from tqdm import tqdm
+
+    from utils.video.errors import ExtractionError
+    from utils.word_clips import WORD_FRAMES
+
+    path = Path(args.video)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such video file or folder")
+    videos = list_videos(path)
+    if not videos:
+        raise FileNotFoundError(f"{path}: no video files here (by extension: .mpg, .mp4, .avi, .mov, ...)")
+    results, failed = [], 0
+    for video in tqdm(videos, desc="clips", unit="clip", file=sys.stderr, disable=not args.progress, leave=False):
+        try:
+            top, frames = reader.read(video)
+        except ExtractionError as err:
+            message = f"{err} [{err.reason}]"
+        except OSError as err:
+            message = f"{video}: {err}"
+        else:
+            if frames != WORD_FRAMES:
+                how = "its middle" if frames > WORD_FRAMES else "padded to"
+                tqdm.write(f"{video}: {frames} frames, read as {how} {WORD_FRAMES} (a word clip is "
+                           f"{WORD_FRAMES} frames with the word in the middle)", file=sys.stderr)
+            line = word_json(video.name, top, frames, None) if args.format == "json" else word_line(video.name, top)
+            tqdm.write(line, file=sys.stdout)
+            results.append(ClipResult(video.name, top[0][0]))
+            continue
+        failed += 1
+        tqdm.write(f"error: {message}", file=sys.stderr)
+        if args.format == "json":
+            tqdm.write(word_json(video.name, None, None, message), file=sys.stdout)
+        results.append(ClipResult(video.name, error=message))
+    sys.stdout.flush()
     return results, failed
 
 

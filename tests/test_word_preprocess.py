@@ -183,3 +183,77 @@ def test_lrw_layout_refuses_png_and_non_square_crops(lrw_src: Path, tmp_path: Pa
     assert main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tmp_path}", "format=png"]) == 2
     assert main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tmp_path}", "size=96x48"]) == 2
     assert "square" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# infer.py: the top words of a raw clip
+
+
+class _Classifier:
+    """Stands in for a word network: remembers its input, scores words by fixed logits."""
+
+    def __init__(self, count: int) -> None:
+        self.logits = np.linspace(2.0, -2.0, count)[None]
+        self.batches: list[np.ndarray] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(batch)
+        return np.repeat(self.logits, len(batch), axis=0)
+
+
+WORDS = ["ABOUT", "BECAUSE", "FAMILY", "MONEY", "PEOPLE", "SCHOOL", "WORLD"]
+
+
+def test_word_reading_prints_the_top_5_with_probabilities(lrw_run: tuple, lrw_src: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture):
+    import argparse
+
+    import infer
+
+    _, tgt, _ = lrw_run
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "a.mp4").symlink_to(lrw_src / "ABOUT/train/ABOUT_00001.mp4")
+    (folder / "b.mp4").write_bytes(b"not a video at all" * 20)
+    classify = _Classifier(len(WORDS))
+    reader = infer.WordVideoReader(classify, WORDS)
+    args = argparse.Namespace(video=str(folder), format="text", progress=False)
+    results, failed = infer.run_word_videos(args, reader)
+    out, err = capsys.readouterr()
+    assert failed == 1 and [r.prediction for r in results] == ["ABOUT", ""]
+    line, = out.splitlines()
+    name, *tops = line.split("\t")
+    assert name == "a.mp4" and [t.split(" ")[0] for t in tops] == WORDS[:5]
+    probs = [float(t.split(" ")[1]) for t in tops]
+    assert probs == sorted(probs, reverse=True) and 0.5 < sum(probs) <= 1.0
+    assert f"error: {folder / 'b.mp4'}" in err
+    # the network saw the clip as training sees the preprocessed clip (through the JPEG mosaic: close)
+    (batch,) = classify.batches
+    expected = data_loader.WordDataset(str(tgt), "train")[0][0]
+    assert batch.shape == (1, 1, 29, 88, 88) and np.abs(batch[0] - expected).mean() < 0.05
+
+    args.format = "json"
+    infer.run_word_videos(args, reader)
+    good, bad = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert good["file"] == "a.mp4" and good["frames"] == 29 and good["error"] is None
+    assert [t["word"] for t in good["top"]] == WORDS[:5]
+    assert good["top"][0]["probability"] == pytest.approx(probs[0], abs=1e-4)
+    assert bad["file"] == "b.mp4" and bad["top"] == [] and "b.mp4" in bad["error"]
+
+
+def test_a_longer_clip_is_read_in_its_middle(tmp_path: Path, grid_dir: Path, capsys: pytest.CaptureFixture):
+    import argparse
+
+    import infer
+
+    frames = read_video(grid_dir / "bbaf2n.mpg")[0][10:59]  # 49 frames
+    write_video(tmp_path / "long.mp4", [f[16:272, 52:308, ::-1] for f in frames], 25)
+    classify = _Classifier(len(WORDS))
+    reader = infer.WordVideoReader(classify, WORDS, top=3)
+    infer.run_word_videos(argparse.Namespace(video=str(tmp_path / "long.mp4"), format="text", progress=False), reader)
+    out, err = capsys.readouterr()
+    assert len(out.strip().split("\t")) == 4
+    assert "49 frames, read as its middle 29" in err
+    whole = reader.cropper.crop(tmp_path / "long.mp4")
+    from utils.word_clips import word_input
+    np.testing.assert_array_equal(classify.batches[0][0], word_input(whole[10:39]))

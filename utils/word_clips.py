@@ -148,3 +148,21 @@ def word_input(frames: np.ndarray, offset: tuple[int, int] | None = None, flip: 
     if flip:
         patch = patch[:, :, ::-1]
     return _NORMALISED[patch][None]
+
+
+def centre_frames(frames: np.ndarray, num_frames: int = WORD_FRAMES) -> np.ndarray:
+    """The middle ``num_frames`` of a longer clip (the word is said in the middle, as in LRW); a clip
+    that is not longer comes back whole (``word_input`` pads it)."""
+    start = max((len(frames) - num_frames) // 2, 0)
+    return frames[start:start + num_frames]
+
+
+def top_words(logits: np.ndarray, words: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` most probable words of one clip's class scores (softmax), most probable first."""
+    logits = np.asarray(logits, np.float64).reshape(-1)
+    if len(logits) != len(words):
+        raise ValueError(f"{len(logits)} class scores for {len(words)} words")
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(words[i], float(probs[i])) for i in order]
