@@ -2,6 +2,9 @@
 on a small LRW-layout tree made from the real GRID clips, with a missing .txt, a corrupt video, an empty word folder."""
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -10,12 +13,13 @@ import numpy as np
 import pytest
 
 import data_loader
+import infer
 from utils.clip_store import load_clip
 from utils.preprocess_data import load_manifest, main
 from utils.video.mouth_extractor import read_video
 from utils.video.word_crops import EYE_SPAN, MEAN_FACE, STABLE_POINTS, WordCropper, aligned_crops, similarity
 from utils.video.writer import write_video
-from utils.word_clips import info_text, read_duration
+from utils.word_clips import info_text, read_duration, word_input
 
 CLIP = slice(20, 49)  # 29 frames of a GRID clip, as long as an LRW clip
 
@@ -120,8 +124,6 @@ def lrw_src(tmp_path_factory: pytest.TempPathFactory, grid_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def lrw_run(lrw_src: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
     tgt = tmp_path_factory.mktemp("lrw")
-    import contextlib
-    import io
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         status = main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tgt}", "n_process=1"])
@@ -206,10 +208,6 @@ WORDS = ["ABOUT", "BECAUSE", "FAMILY", "MONEY", "PEOPLE", "SCHOOL", "WORLD"]
 
 def test_word_reading_prints_the_top_5_with_probabilities(lrw_run: tuple, lrw_src: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture):
-    import argparse
-
-    import infer
-
     _, tgt, _ = lrw_run
     folder = tmp_path / "clips"
     folder.mkdir()
@@ -242,10 +240,6 @@ def test_word_reading_prints_the_top_5_with_probabilities(lrw_run: tuple, lrw_sr
 
 
 def test_a_longer_clip_is_read_in_its_middle(tmp_path: Path, grid_dir: Path, capsys: pytest.CaptureFixture):
-    import argparse
-
-    import infer
-
     frames = read_video(grid_dir / "bbaf2n.mpg")[0][10:59]  # 49 frames
     write_video(tmp_path / "long.mp4", [f[16:272, 52:308, ::-1] for f in frames], 25)
     classify = _Classifier(len(WORDS))
@@ -255,5 +249,4 @@ def test_a_longer_clip_is_read_in_its_middle(tmp_path: Path, grid_dir: Path, cap
     assert len(out.strip().split("\t")) == 4
     assert "49 frames, read as its middle 29" in err
     whole = reader.cropper.crop(tmp_path / "long.mp4")
-    from utils.word_clips import word_input
     np.testing.assert_array_equal(classify.batches[0][0], word_input(whole[10:39]))
