@@ -1,0 +1,105 @@
+"""Speed of the word-level network (ResNet-18 + MS-TCN, ``lrw_resnet18_mstcn``) on this machine.
+
+``python bench/words.py`` prints a JSON object as its last line with ``params`` (trainable
+parameters), ``train_step_s`` (forward, cross-entropy, backward and AdamW update of a batch of 8
+clips of 1x29x88x88, as ``trainer.py`` runs it: hybridized with static memory, dropout reseeded
+for the batch) and ``infer_ms`` (one clip, batch 1, as ``infer.py`` runs it), each the median of
+several timed repetitions after warm-up. The reference PyTorch implementation took 3.34 s and
+129 ms on the same 2-core CPU (``shared/reference/tcn_reference.md``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.cuda_libs import preload_cuda_libraries  # noqa: E402
+from utils.threads import default_omp_threads  # noqa: E402
+
+default_omp_threads()  # before MXNet loads
+preload_cuda_libraries()  # likewise
+
+import mxnet as mx  # noqa: E402
+from mxnet import autograd, gluon  # noqa: E402
+
+import model.adamw  # noqa: E402, F401 (registers "adamw")
+from model.word_net import WordNet, WordNetConfig, count_trainable, prepare_word_net  # noqa: E402
+from trainer import batch_seed  # noqa: E402
+from utils.cli import parse_args, str2bool  # noqa: E402
+
+
+def _median_time(fn: object, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_classes", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (after 2 warm-up runs)")
+    parser.add_argument("--train", type=str2bool, default=True, help="time the training step")
+    parser.add_argument("--infer", type=str2bool, default=True, help="time the batch-1 forward pass")
+    args = parse_args(parser, argv)
+
+    mx.random.seed(0)
+    config = WordNetConfig(num_classes=args.num_classes)
+    data = mx.nd.random.normal(shape=(args.batch_size, 1, 29, 88, 88))
+    lengths = mx.nd.full((args.batch_size,), 29)
+    labels = mx.nd.array([i % args.num_classes for i in range(args.batch_size)])
+    step_s = infer_ms = float("nan")
+    params = 0
+    if args.train:
+        net = WordNet(config)
+        net.initialize()
+        params = count_trainable(net)
+        net.hybridize(static_alloc=True, static_shape=True)
+        loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        trainer = gluon.Trainer(net.collect_params(), "adamw", {"learning_rate": 3e-4, "wd": 1e-4})
+        step = {"n": 0}
+
+        def train_step() -> None:
+            step["n"] += 1
+            mx.random.seed(batch_seed(0, 0, step["n"]))  # as the trainer reseeds dropout for every batch
+            with autograd.record():
+                loss = loss_fn(net(data, lengths), labels)
+            loss.backward()
+            trainer.step(args.batch_size)
+            mx.nd.waitall()
+
+        for _ in range(2):
+            train_step()
+        step_s = _median_time(train_step, args.repeats)
+        print(f"training step, batch {args.batch_size}: {step_s:.2f} s ({args.batch_size / step_s:.1f} samples/s)")
+        del net, trainer
+    if args.infer:
+        one = mx.nd.random.normal(shape=(1, 1, 29, 88, 88))
+        one_length = mx.nd.full((1,), 29)
+        infer_net = WordNet(config)
+        infer_net.initialize()
+        params = count_trainable(infer_net)
+        prepare_word_net(infer_net, [mx.cpu()])  # as infer.py runs it
+
+        def infer() -> None:
+            infer_net(one, one_length).wait_to_read()
+
+        for _ in range(2):
+            infer()
+        infer_ms = _median_time(infer, args.repeats * 4) * 1000
+        print(f"inference, one clip: {infer_ms:.0f} ms")
+    print(json.dumps({"params": params, "train_step_s": round(step_s, 3), "infer_ms": round(infer_ms, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

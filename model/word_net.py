@@ -1,0 +1,237 @@
+"""Word-level lipreading network: 3-D front-end, ResNet-18 per frame, multi-scale TCN, word classes.
+
+The recipe of "Lipreading using Temporal Convolutional Networks" (Martinez et al., ICASSP 2020),
+configuration ``lrw_resnet18_mstcn``, as one Gluon HybridBlock:
+
+- front-end: Conv3D(1->64, 5x7x7, stride 1x2x2, padding 2x3x3, no bias), batch norm, activation,
+  max-pool 1x3x3 (stride 1x2x2, padding 0x1x1);
+- trunk: ResNet-18's four stages of two BasicBlocks (64-128-256-512 channels) on every frame,
+  global average pooling to one 512-vector per frame;
+- back-end: a multi-scale TCN of ``tcn_num_layers`` blocks with dilation 1, 2, 4, 8. Each block
+  runs one branch per kernel size (3, 5, 7), each a dilated temporal convolution + batch norm + activation with
+  "same" padding (the reference pads by (k-1)*d and chomps half of it from each end: the same
+  thing), concatenates the branches, does that twice with dropout after each, and adds a 1x1
+  convolution of its input (every block has one: the reference compares ``n_inputs // branches``
+  with ``n_outputs``, which never agree for 768 channels over 3 branches) before a last activation;
+- the TCN's output averaged over each clip's real frames, then a linear layer to the words.
+
+With 500 classes and the reference configuration this has 36,361,396 trainable parameters
+(batch-norm running statistics excluded), the reference PyTorch implementation's count
+(``tests/test_word_net.py``). ``width_mult`` (scales the trunk; the reference uses it only for its
+ShuffleNet trunk) and a fractional ``tcn_width_mult`` give the small models of the tests.
+
+MXNet 1.9.1's oneDNN batch norm fails in backward on 5-D input, so the front-end's output is
+folded to (N*T, C, H, W) before its batch norm: per-channel statistics over N, T, H and W are
+the same either way, and the 1x3x3 max-pool is a 2-D pool of each frame. Its batch norm after a
+Conv1D on (N, C, T) fails likewise ("Check failed: !is_view" once channels reach 16), so the TCN
+runs on (N, C, T, 1) with (k, 1) Conv2D kernels: the same arithmetic and parameter count.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import mxnet as mx
+from mxnet.gluon import nn
+
+RELU_TYPES = ("relu", "prelu", "swish")
+TCN_HIDDEN = 256  # channels per kernel size at tcn_width_mult 1 (the reference's hidden_dim)
+TRUNK_CHANNELS = (64, 128, 256, 512)
+# The reference initialises convolutions with N(0, sqrt(2 / (k * out_channels))): MSRA, fan-out.
+_CONV_INIT = mx.init.MSRAPrelu(factor_type="out", slope=0.0)
+
+
+@dataclass
+class WordNetConfig:
+    """Everything that fixes the network's shape; stored in checkpoints so loading needs no flags."""
+
+    num_classes: int = 500
+    relu_type: str = "swish"
+    width_mult: float = 1.0
+    tcn_kernel_size: tuple[int, ...] = (3, 5, 7)
+    tcn_num_layers: int = 4
+    tcn_width_mult: float = 1.0
+    tcn_dropout: float = 0.2
+    tcn_dwpw: bool = False
+    frames: int = 29  # clip length the network is trained on (LRW: 29 frames)
+    size: int = 88  # side of the square crop it reads (LRW recipe: 88 from 96)
+
+    def __post_init__(self) -> None:
+        if self.relu_type not in RELU_TYPES:
+            raise ValueError(f"relu_type must be one of {', '.join(RELU_TYPES)}, got {self.relu_type!r}")
+        self.tcn_kernel_size = tuple(int(k) for k in self.tcn_kernel_size)
+        if not self.tcn_kernel_size or any(k < 1 or k % 2 == 0 for k in self.tcn_kernel_size):
+            raise ValueError(f"tcn_kernel_size must be odd sizes, got {list(self.tcn_kernel_size)}")
+        if self.num_classes < 2 or self.tcn_num_layers < 1 or self.width_mult <= 0 or self.tcn_width_mult <= 0:
+            raise ValueError("num_classes must be at least 2, tcn_num_layers at least 1 and the width "
+                             "multipliers positive")
+        if not 0 <= self.tcn_dropout < 1:
+            raise ValueError(f"tcn_dropout must be in [0, 1), got {self.tcn_dropout}")
+
+    def trunk_channels(self) -> tuple[int, ...]:
+        return tuple(max(int(c * self.width_mult), 1) for c in TRUNK_CHANNELS)
+
+    def tcn_branch_channels(self) -> int:
+        return max(int(TCN_HIDDEN * self.tcn_width_mult), 1)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["tcn_kernel_size"] = list(self.tcn_kernel_size)
+        return out
+
+
+def activation(relu_type: str, channels: int) -> nn.HybridBlock:
+    if relu_type == "prelu":
+        return nn.PReLU(in_channels=channels)
+    if relu_type == "swish":
+        return nn.Swish()
+    return nn.Activation("relu")
+
+
+class BasicBlock(nn.HybridBlock):
+    """ResNet's two 3x3 convolutions with a shortcut (a strided 1x1 convolution + BN where the shape changes)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int, relu_type: str) -> None:
+        super().__init__()
+        with self.name_scope():
+            self.conv1 = nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels,
+                                   weight_initializer=_CONV_INIT)
+            self.bn1 = nn.BatchNorm(in_channels=channels)
+            self.act1 = activation(relu_type, channels)
+            self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels,
+                                   weight_initializer=_CONV_INIT)
+            self.bn2 = nn.BatchNorm(in_channels=channels)
+            self.act2 = activation(relu_type, channels)
+            self.downsample = None
+            if stride != 1 or in_channels != channels:
+                self.downsample = nn.HybridSequential()
+                self.downsample.add(nn.Conv2D(channels, 1, stride, use_bias=False, in_channels=in_channels,
+                                              weight_initializer=_CONV_INIT),
+                                    nn.BatchNorm(in_channels=channels))
+
+    def hybrid_forward(self, F, x):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.act1(self.bn1(self.conv1(x)))
+        return self.act2(self.bn2(self.conv2(out)) + shortcut)
+
+
+class TemporalBranches(nn.HybridBlock):
+    """One Conv1D + BN + activation per kernel size, concatenated along channels ("same" padding).
+
+    With ``dwpw`` each branch is a depthwise convolution (+ BN + activation) followed by a
+    pointwise one, as the reference's ``tcn_dwpw`` option.
+    """
+
+    def __init__(self, in_channels: int, branch_channels: int, kernel_sizes: tuple[int, ...], dilation: int,
+                 relu_type: str, dwpw: bool) -> None:
+        super().__init__()
+        with self.name_scope():
+            self.branches = nn.HybridSequential()
+            for k in kernel_sizes:
+                pad = (k - 1) * dilation // 2
+                branch = nn.HybridSequential()
+                if dwpw:
+                    branch.add(nn.Conv2D(in_channels, (k, 1), 1, (pad, 0), (dilation, 1), groups=in_channels,
+                                         use_bias=False, in_channels=in_channels, weight_initializer=_CONV_INIT),
+                               nn.BatchNorm(in_channels=in_channels), activation(relu_type, in_channels),
+                               nn.Conv2D(branch_channels, 1, use_bias=False, in_channels=in_channels,
+                                         weight_initializer=_CONV_INIT))
+                else:
+                    branch.add(nn.Conv2D(branch_channels, (k, 1), 1, (pad, 0), (dilation, 1), in_channels=in_channels,
+                                         weight_initializer=_CONV_INIT))
+                branch.add(nn.BatchNorm(in_channels=branch_channels), activation(relu_type, branch_channels))
+                self.branches.add(branch)
+
+    def hybrid_forward(self, F, x):  # noqa: ANN001
+        outs = [branch(x) for branch in self.branches]
+        return outs[0] if len(outs) == 1 else F.concat(*outs, dim=1)
+
+
+class MultiscaleBlock(nn.HybridBlock):
+    """Two multi-branch convolutions with dropout, a 1x1-convolution shortcut and a last activation."""
+
+    def __init__(self, in_channels: int, branch_channels: int, kernel_sizes: tuple[int, ...], dilation: int,
+                 dropout: float, relu_type: str, dwpw: bool) -> None:
+        super().__init__()
+        out_channels = branch_channels * len(kernel_sizes)
+        with self.name_scope():
+            self.branches0 = TemporalBranches(in_channels, branch_channels, kernel_sizes, dilation, relu_type, dwpw)
+            self.dropout0 = nn.Dropout(dropout)
+            self.branches1 = TemporalBranches(out_channels, branch_channels, kernel_sizes, dilation, relu_type, dwpw)
+            self.dropout1 = nn.Dropout(dropout)
+            self.downsample = nn.Conv2D(out_channels, 1, in_channels=in_channels, weight_initializer=_CONV_INIT)
+            self.act = activation(relu_type, out_channels)
+
+    def hybrid_forward(self, F, x):  # noqa: ANN001
+        out = self.dropout1(self.branches1(self.dropout0(self.branches0(x))))
+        return self.act(out + self.downsample(x))
+
+
+class WordNet(nn.HybridBlock):
+    """``net(frames, lengths)``: frames (N, 1, T, H, W) normalised grey crops, lengths (N,) real frames
+    per clip (frames past a clip's length are left out of its time average) -> word scores (N, classes),
+    unnormalised (softmax gives probabilities)."""
+
+    def __init__(self, config: WordNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or WordNetConfig()
+        trunk = config.trunk_channels()
+        branch = config.tcn_branch_channels()
+        tcn_channels = branch * len(config.tcn_kernel_size)
+        with self.name_scope():
+            self.frontend_conv = nn.Conv3D(trunk[0], (5, 7, 7), (1, 2, 2), (2, 3, 3), use_bias=False, in_channels=1,
+                                           weight_initializer=_CONV_INIT)
+            self.frontend_bn = nn.BatchNorm(in_channels=trunk[0])
+            self.frontend_act = activation(config.relu_type, trunk[0])
+            self.frontend_pool = nn.MaxPool2D(3, 2, 1)
+            self.trunk = nn.HybridSequential()
+            in_channels = trunk[0]
+            for stage, channels in enumerate(trunk):
+                for block in range(2):
+                    self.trunk.add(BasicBlock(in_channels, channels, 2 if stage and not block else 1,
+                                              config.relu_type))
+                    in_channels = channels
+            self.pool = nn.GlobalAvgPool2D()
+            self.tcn = nn.HybridSequential()
+            in_channels = trunk[-1]
+            for level in range(config.tcn_num_layers):
+                self.tcn.add(MultiscaleBlock(in_channels, branch, config.tcn_kernel_size, 2**level,
+                                             config.tcn_dropout, config.relu_type, config.tcn_dwpw))
+                in_channels = tcn_channels
+            self.output = nn.Dense(config.num_classes, in_units=tcn_channels, flatten=False)
+
+    def hybrid_forward(self, F, x, lengths):  # noqa: ANN001
+        x = self.frontend_conv(x)  # (N, C, T, H, W)
+        frames = x.transpose((0, 2, 1, 3, 4)).reshape((-3, -2))  # (N*T, C, H, W): 4-D for the batch norm
+        y = self.frontend_pool(self.frontend_act(self.frontend_bn(frames)))
+        y = self.pool(self.trunk(y)).reshape((0, -1))  # (N*T, C)
+        # (N, T, C) -> (N, C, T): reshape_like takes N and T from the front-end's (N, T, ...) view.
+        seq = F.reshape_like(y, x.transpose((0, 2, 1, 3, 4)), lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)
+        # (N, C, T, 1); transposing the 3-D (N, T, C) instead fails in a hybridized backward pass (oneDNN:
+        # "could not create a primitive descriptor for a reorder primitive").
+        seq = self.tcn(F.transpose(seq.expand_dims(3), (0, 2, 1, 3)))
+        steps = F.contrib.arange_like(seq, axis=2)  # 0..T-1
+        mask = F.broadcast_lesser(steps.reshape((1, 1, -1, 1)), lengths.reshape((-1, 1, 1, 1)))  # (N, 1, T, 1)
+        total = F.sum(F.broadcast_mul(seq, mask), axis=(2, 3))
+        mean = F.broadcast_div(total, F.maximum(lengths, 1).reshape((-1, 1)))
+        return self.output(mean)
+
+
+def count_trainable(net: nn.Block) -> int:
+    """Parameters that training updates (batch-norm running statistics are not)."""
+    total = 0
+    for param in net.collect_params().values():
+        if param.grad_req != "null":
+            size = 1
+            for dim in param.shape:
+                size *= dim
+            total += size
+    return total
+
+
+def prepare_word_net(net: WordNet, ctxs: list[mx.Context]) -> None:
+    """Hybridize for inference with static memory. (oneDNN's graph rewrite, ``backend="MKLDNN"``, fails
+    on MXNet 1.9.1 when fusing a convolution that has a bias with its batch norm, as the TCN's do:
+    "Shape inconsistent, Provided = [256], inferred shape=(256,512,3,1)".) Call it after the weights are
+    loaded; train no further."""
+    del ctxs  # the same on every device
+    net.hybridize(static_alloc=True, static_shape=True)
