@@ -145,14 +145,15 @@ def load_param_file(path: str | Path) -> dict[str, mx.nd.NDArray]:
     return renamed
 
 
-def set_parameters(net: LipNet, arrays: dict[str, mx.nd.NDArray], source: str | Path, ctx: object) -> None:
-    """Copy ``arrays`` into ``net``; every name and shape must match exactly."""
+def set_parameters(net: mx.gluon.Block, arrays: dict[str, mx.nd.NDArray], source: str | Path, ctx: object) -> None:
+    """Copy ``arrays`` into ``net`` (a LipNet or a word network); every name and shape must match exactly."""
     params = net._collect_params_with_prefix()
     missing = sorted(set(params) - set(arrays))
     extra = sorted(set(arrays) - set(params))
     if missing or extra:
+        what = f"LipNet ({net.config.variant} variant)" if isinstance(net, LipNet) else type(net).__name__
         raise ValueError(
-            f"{source}: parameters do not match this LipNet ({net.config.variant} variant): "
+            f"{source}: parameters do not match this {what}: "
             f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
             f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}"
         )

@@ -250,3 +250,35 @@ def test_a_longer_clip_is_read_in_its_middle(tmp_path: Path, grid_dir: Path, cap
     assert "49 frames, read as its middle 29" in err
     whole = reader.cropper.crop(tmp_path / "long.mp4")
     np.testing.assert_array_equal(classify.batches[0][0], word_input(whole[10:39]))
+
+
+def test_infer_reads_the_top_5_words_with_a_word_checkpoint(lrw_src: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture):
+    """infer.py end to end: a word checkpoint (a small untrained network) and raw clips, text and JSON."""
+    from model.checkpoint import save_checkpoint
+    from model.word_net import WordNet, WordNetConfig
+
+    net = WordNet(WordNetConfig(num_classes=len(WORDS), width_mult=0.125, tcn_width_mult=0.0625, tcn_num_layers=1))
+    net.initialize()
+    save_checkpoint(tmp_path / "run" / "best", net, None, {"words": WORDS})
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "about.mp4").symlink_to(lrw_src / "ABOUT/train/ABOUT_00001.mp4")
+    (clips / "money.mp4").symlink_to(lrw_src / "MONEY/train/MONEY_00001.mp4")
+    argv = [f"model_path={tmp_path / 'run'}", f"video={clips}", "num_gpus=0", "progress=0"]
+    assert infer.main(argv) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["about.mp4", "money.mp4"]
+    for line in lines:
+        tops = [item.rsplit(" ", 1) for item in line.split("\t")[1:]]
+        assert len(tops) == 5 and {word for word, _ in tops} <= set(WORDS)
+        probs = [float(p) for _, p in tops]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-3
+    assert "word classifier, 7 words" in err
+    assert infer.main(argv + ["format=json", f"out={tmp_path / 'report'}"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in records] == ["about.mp4", "money.mp4"] and all(len(r["top"]) == 5 for r in records)
+    assert (tmp_path / "report" / "predictions.csv").is_file()
+    assert infer.main([f"model_path={tmp_path / 'run'}", "num_gpus=0"]) == 2
+    assert "reads clips given with --video" in capsys.readouterr().err
