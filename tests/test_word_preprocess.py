@@ -79,6 +79,22 @@ def test_a_shifted_scaled_rotated_face_gives_the_same_mouth_region(face: list[np
         assert np.abs(turned.astype(float) - base).mean() > 2 * difference
 
 
+def test_a_turned_crop_of_a_large_frame_is_blurred_over_its_whole_footprint():
+    """Shrinking blurs the source first; a turned crop must take every pixel from the blurred area, or its
+    corners would repeat that area's edge."""
+    from utils.video.mouth_extractor import crop_frames
+
+    y, x = np.mgrid[:800, :800]
+    frame = np.repeat((127 + 100 * np.sin(x / 23.0) * np.cos(y / 31.0)).astype(np.uint8)[..., None], 3, axis=2)
+    angle = np.radians(40)
+    crop = crop_frames([frame], np.array([[400.0, 400.0]]), 0.2, (96, 96), np.array([angle]))[0].astype(float)
+    # the crop of the frame turned by the same angle about the centre, without turning the crop: the same pixels
+    turned = cv2.warpAffine(frame, cv2.getRotationMatrix2D((399.5, 399.5), np.degrees(angle), 1.0), (800, 800))
+    straight = crop_frames([turned], np.array([[399.5, 399.5]]), 0.2, (96, 96))[0].astype(float)
+    corners = np.abs(crop - straight)[[*range(4, 16), *range(-16, -4)]][:, [*range(4, 16), *range(-16, -4)]]
+    assert corners.mean() < 3
+
+
 def test_the_mean_face_frames_the_mouth_level_at_about_half_the_crop(face: list[np.ndarray], cropper: WordCropper):
     """Where the mouth corners land in the crop: the transform that makes the crops, applied to the landmarks."""
     landmarks = cropper.extractor.track(face, "bbaf2n").every_frame(len(face))
