@@ -2,7 +2,9 @@
 
 The defaults are the original Apache MXNet example's (batch 64, 100 epochs, dropout 0.5, one GPU)
 with Adam at 1e-4. ``model_path=checkpoint/last`` resumes a run exactly; ``model_path`` naming the
-example's published parameter file fine-tunes from it.
+example's published parameter file fine-tunes from it. ``task=words`` trains the word classifier
+(ResNet-18 + MS-TCN) on an LRW-layout tree instead, e.g. with
+``--config asset/configs/lrw_resnet18_mstcn.yaml --override "batch_size=16|epochs=40"``.
 """
 from __future__ import annotations
 
@@ -10,19 +12,29 @@ import argparse
 import logging
 import sys
 
-from utils.cli import parse_args, parse_speakers, str2bool
+from utils.cli import add_config_options, parse_args, parse_speakers, str2bool
 from utils.gpu_support import GpuProblem, preflight
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.splits import MISSING_CLIPS, SPLITS
 
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
+TASKS = ("sentences", "words")
+
+
+def int_list(value: str) -> list[int]:
+    return [int(c) for c in value.split(",") if c.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--task", default="sentences", choices=TASKS,
+                        help="sentences: LipNet with CTC on GRID-style clips; words: the word classifier "
+                             "(ResNet-18 + MS-TCN) on an LRW-layout tree (image_path=ROOT with ROOT/WORD/{train,val})")
+    add_config_options(parser)
     data = parser.add_argument_group("data")
     data.add_argument("--image_path", default=str(DATASET_DIR),
-                      help="mouth crops: sN/{clip}.npz (packed) or sN/{clip}/mouth_*.png folders")
+                      help="mouth crops: sN/{clip}.npz (packed) or sN/{clip}/mouth_*.png folders; task=words: "
+                           "the root of WORD/{train,val,test}/WORD_NNNNN.npz")
     data.add_argument("--align_path", default=str(ALIGN_DIR),
                       help="align files (sN/{clip}.align or flat {clip}.align); clips without one are "
                            "labelled from their GRID name")
@@ -54,15 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
                           "instance for example; batch trains several times faster than instance on a CPU)")
     net.add_argument("--hidden", type=int, default=256, help="units of each GRU direction")
     net.add_argument("--dr_rate", type=float, default=0.5, help="spatial dropout rate after each convolution")
+    words = parser.add_argument_group("word network (task=words; the defaults are lrw_resnet18_mstcn's)")
+    words.add_argument("--relu_type", default="swish", choices=("relu", "prelu", "swish"), help="activations")
+    words.add_argument("--width_mult", type=float, default=1.0, help="scales the ResNet-18 trunk's channels")
+    words.add_argument("--tcn_kernel_size", type=int_list, default=[3, 5, 7], help="MS-TCN branch kernel sizes")
+    words.add_argument("--tcn_num_layers", type=int, default=4, help="MS-TCN blocks (dilations 1, 2, 4, ...)")
+    words.add_argument("--tcn_width_mult", type=float, default=1.0,
+                       help="MS-TCN width: 256 channels per branch times this")
+    words.add_argument("--tcn_dropout", type=float, default=0.2)
+    words.add_argument("--tcn_dwpw", type=str2bool, default=False,
+                       help="depthwise + pointwise convolutions in the MS-TCN branches")
+    words.add_argument("--crop", type=int, default=88,
+                       help="side of the square crop the network reads from each frame (random in training, "
+                            "centred otherwise); the recipe's 88 from LRW's 96x96 mouth regions")
+    words.add_argument("--mixup_alpha", type=float, default=0.0,
+                       help="mixup of clip pairs with a Beta(alpha, alpha) weight per batch (0: off; recipe 0.4)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--batch_size", type=int, default=64)
     opt.add_argument("--epochs", type=int, default=100)
-    opt.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    opt.add_argument("--lr", type=float, default=1e-4, help="learning rate")
+    opt.add_argument("--optimizer", default="adam", choices=("adam", "adamw"),
+                     help="adam, or adamw (decoupled weight decay, the word recipe's)")
+    opt.add_argument("--weight_decay", type=float, default=0.0, help="weight decay (adamw: decoupled)")
     opt.add_argument("--lr_schedule", default="constant", choices=("constant", "cosine"))
     opt.add_argument("--warmup_steps", type=int, default=0, help="linear learning-rate warm-up steps")
     opt.add_argument("--clip_gradient", type=float, default=10.0, help="clip each gradient element to +-this (0: off)")
     opt.add_argument("--stop_wer", type=float, default=None,
                      help="stop once the validation WER is at or below this (e.g. 0 to overfit a few clips)")
+    opt.add_argument("--stop_accuracy", type=float, default=None,
+                     help="task=words: stop once the validation top-1 accuracy is at or above this")
     opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation, dropout")
     run = parser.add_argument_group("run")
     run.add_argument("--num_gpus", type=int, default=1, help="GPUs to train on (0: CPU)")
@@ -102,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("lipnet").error("%s", err)
         return 2
     metrics = result["metrics"]
-    if metrics:
+    if metrics and args.task == "words":
+        print(f"final validation: top-1 {metrics['val_acc']:.4f}, top-5 {metrics['val_top5']:.4f}; "
+              f"checkpoints in {result['last']} and {result['best']}")
+    elif metrics:
         print(f"final validation: CER {metrics['val_cer']:.4f}, WER {metrics['val_wer']:.4f}; "
               f"checkpoints in {result['last']} and {result['best']}")
     return 0

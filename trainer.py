@@ -1,7 +1,9 @@
-"""Training LipNet with CTC across MXNet contexts, with validation, logging and exact resume.
+"""Training across MXNet contexts, with validation, logging and exact resume: LipNet with CTC
+(``task=sentences``) or the word classifier with cross-entropy and mixup (``task=words``).
 
 One ``train(args)`` call does a whole run: data, network, optimiser, the epoch loop, metrics and
-checkpoints. ``main.py`` owns the command line; ``infer.py`` reuses ``evaluate``.
+checkpoints; a task (``SentenceTask``, ``WordTask``) gives the loop its data, loss and validation.
+``main.py`` owns the command line; ``infer.py`` reuses ``evaluate`` and ``evaluate_words``.
 """
 from __future__ import annotations
 
@@ -31,17 +33,26 @@ preload_cuda_libraries()  # likewise
 
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402
+from mxnet.gluon import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import data_loader  # noqa: E402
+import model.adamw  # noqa: E402, F401 (registers the "adamw" optimiser)
 from model import LipNet, LipNetConfig, save_checkpoint  # noqa: E402
-from model.checkpoint import STATES_FILE, load_trainer_states, read_checkpoint, set_parameters  # noqa: E402
+from model.checkpoint import (  # noqa: E402
+    STATES_FILE,
+    build_network,
+    load_trainer_states,
+    read_checkpoint,
+    set_parameters,
+)
 from utils import splits  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
 from utils.text.grid_text import decode as ids_to_text  # noqa: E402
 from utils.text.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
 from utils.video.reader import MODEL_FPS  # noqa: E402
+from utils.word_metrics import WordScores  # noqa: E402
 
 log = logging.getLogger("lipnet")
 
@@ -61,12 +72,13 @@ def contexts(num_gpus: int, num_cpus: int = 1) -> list[mx.Context]:
 
 
 def split_batch(batch: tuple, ctxs: Sequence[mx.Context]) -> list[tuple]:
-    """Split a batch over ``ctxs``: (data, labels, data lengths, label lengths, clip indices) per context."""
+    """Split a batch over ``ctxs``: its arrays, then its clip indices (a NumPy array, last), per context:
+    (data, labels, data lengths, label lengths, indices) for sentences, (data, labels, indices) for words."""
     n = batch[0].shape[0]
     ctxs = list(ctxs)[:n]  # a last batch smaller than the number of contexts
-    parts = [gluon.utils.split_and_load(array, ctxs, even_split=False) for array in batch[:4]]
+    parts = [gluon.utils.split_and_load(array, ctxs, even_split=False) for array in batch[:-1]]
     bounds = np.cumsum([0] + [part.shape[0] for part in parts[0]])
-    indices = [batch[4][lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    indices = [batch[-1][lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
     return list(zip(*parts, indices))
 
 
@@ -108,7 +120,7 @@ class RunState:
     epoch: int = 0  # epochs completed
     iteration: int = 0  # optimiser steps taken
     batch_in_epoch: int = 0  # batches of the current epoch done before an interrupted save
-    best_wer: float = math.inf
+    best_wer: float = math.inf  # the best validation error: WER, or 1 - top-1 for words
     skipped_steps: int = 0  # batches whose loss was NaN or infinite
     history: list[dict] = field(default_factory=list)
     # The current epoch's totals so far, so that an epoch interrupted and resumed reports all of it.
@@ -141,6 +153,7 @@ class Start:
     std: list[float] | None = None
     state: RunState = field(default_factory=RunState)
     selection: dict | None = None  # the clip selection a checkpoint recorded (utils.splits.describe_selection)
+    meta: dict = field(default_factory=dict)  # the checkpoint's meta.json
 
 
 def resolve_start(model_path: str | None) -> Start:
@@ -156,7 +169,7 @@ def resolve_start(model_path: str | None) -> Start:
     states = contents.folder / STATES_FILE
     log.info("resuming from %s at epoch %d, step %d", contents.folder, state.epoch, state.iteration)
     return Start(contents.config, contents.arrays, states if states.is_file() else None, mean, std, state,
-                 contents.meta.get("split"))
+                 contents.meta.get("split"), contents.meta)
 
 
 def selection_definition(args: argparse.Namespace) -> dict:
@@ -310,7 +323,7 @@ def enable_amp(ctxs: Sequence[mx.Context], workers: Workers) -> None:
 
 def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int,
                  workers: Workers | None = None) -> gluon.Trainer:
-    """Adam (default lr 1e-4) with gradient clipping and an optional warm-up / cosine schedule.
+    """Adam (default lr 1e-4) or AdamW with gradient clipping and an optional warm-up / cosine schedule.
 
     With a synchronous distributed store the gradients are only summed on the servers and every
     worker runs the same Adam update itself (``update_on_kvstore=False``), so the optimiser state
@@ -326,7 +339,7 @@ def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int,
                                                    warmup_steps=args.warmup_steps)
     else:
         schedule = None
-    params = {"learning_rate": args.lr, "lr_scheduler": schedule}
+    params = {"learning_rate": args.lr, "lr_scheduler": schedule, "wd": args.weight_decay}
     if args.clip_gradient > 0:
         params["clip_gradient"] = args.clip_gradient
     kvstore, update_on_kvstore = args.kvstore, None
@@ -334,7 +347,8 @@ def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int,
         kvstore, update_on_kvstore = workers.kv, workers.asynchronous  # async stores only update on the servers
     if args.amp:
         update_on_kvstore = False
-    return gluon.Trainer(net.collect_params(), "adam", params, kvstore=kvstore, update_on_kvstore=update_on_kvstore)
+    return gluon.Trainer(net.collect_params(), args.optimizer, params, kvstore=kvstore,
+                         update_on_kvstore=update_on_kvstore)
 
 
 def current_lr(trainer: gluon.Trainer) -> float:
@@ -368,8 +382,9 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
-def plot_curves(path: Path, history: list[dict]) -> None:
-    """A PNG of loss, CER and WER per epoch."""
+def plot_curves(path: Path, history: list[dict],
+                curves: Sequence[tuple[str, str]] = (("val_cer", "CER"), ("val_wer", "WER"))) -> None:
+    """A PNG of the losses and of the validation error rates ``curves`` ((key, label) pairs) per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,10 +394,10 @@ def plot_curves(path: Path, history: list[dict]) -> None:
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="CTC loss", title="loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend()
-    ax_err.plot(epochs, [h["val_cer"] for h in history], label="CER")
-    ax_err.plot(epochs, [h["val_wer"] for h in history], label="WER")
+    for key, label in curves:
+        ax_err.plot(epochs, [h[key] for h in history], label=label)
     ax_err.set(xlabel="epoch", ylabel="error rate", title="validation error rates", ylim=(0, None))
     ax_err.legend()
     fig.tight_layout()
@@ -450,6 +465,207 @@ def seed_everything(seed: int) -> None:
     mx.random.seed(seed)
 
 
+class SentenceTask:
+    """LipNet on GRID-style sentence clips with CTC: its data, loss, validation and checkpoint contents.
+
+    The epoch loop of ``train`` is the same for every task; a task gives it ``train_set``, ``sampler``,
+    ``train_loader``, ``config`` (the network's), ``losses`` of a batch and ``validate``.
+    """
+
+    curves = (("val_cer", "CER"), ("val_wer", "WER"))  # validation figures plotted (lower is better)
+
+    def __init__(self, args: argparse.Namespace, start: Start, workers: Workers) -> None:
+        self.args = args
+        self.val_groups: list[str] = []
+        clips = data_loader.discover_clips(args.image_path)
+        train_ids, val_ids = data_loader.select_clips(
+            clips, args.split, args.train_list, args.val_list, args.speakers, args.val_speakers, args.missing_clips)
+        definition = selection_definition(args)
+        recorded = start.selection or {}
+        if recorded.get("definition") == definition:  # a resume: keep the validation side it started with
+            train_ids, val_ids, notes = splits.apply_recorded_selection(recorded, train_ids, val_ids)
+            for note in notes:
+                log.warning("clips differ from the checkpoint's: %s", note)
+        self.selection = splits.describe_selection(definition, train_ids, val_ids)
+        train_records = data_loader.build_records({c: clips[c] for c in train_ids}, args.align_path)
+        val_records = data_loader.build_records({c: clips[c] for c in val_ids}, args.align_path)
+        if not train_records:
+            raise ValueError(f"no training clips under {args.image_path} for split {args.split!r}")
+        if not val_records:
+            raise ValueError(f"no validation clips under {args.image_path} for split {args.split!r}")
+        mean, std = (start.mean, start.std) if start.mean else data_loader.channel_stats(train_records, seed=args.seed)
+        self.mean, self.std = mean, std
+        self.config = config = start.config or build_config(args, probe_frame_size(train_records))
+        size = (config.width, config.height)
+        log.info("%d training and %d validation clips; input %dx%d; normalisation mean %s std %s",
+                 len(train_records), len(val_records), config.width, config.height,
+                 [round(v, 4) for v in mean], [round(v, 4) for v in std])
+        if workers.kv is not None:
+            self.val_groups = sorted({r.speaker for r in val_records})
+            train_records = data_loader.shard_records(train_records, workers.rank, workers.count)
+            if workers.lockstep:
+                val_records = data_loader.shard_records(val_records, workers.rank, workers.count, equal=False)
+            log.info("worker %d of %d (%s): %d training clips of its own, %d validation clips",
+                     workers.rank, workers.count, args.kvstore, len(train_records), len(val_records))
+
+        train_set = data_loader.LipDataset(train_records, size=size, train=True, flip_prob=args.flip_prob,
+                                           jitter_prob=args.jitter_prob, word_prob=args.word_prob, seed=args.seed)
+        val_set = data_loader.LipDataset(val_records, size=size)
+        sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
+        self.train_set, self.val_set, self.sampler = train_set, val_set, sampler
+        self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
+        self.val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
+        self.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
+
+    def losses(self, net: LipNet, parts: list[tuple], epoch: int, batch: int, rank: int) -> list[mx.nd.NDArray]:
+        """Per-clip losses of each context's part of a batch (inside ``autograd.record``)."""
+        return [self.loss_fn(net.read(d, dl), lab, dl, ll) for d, lab, dl, ll, _ in parts]
+
+    def validate(self, net: LipNet, ctxs: Sequence[mx.Context], workers: Workers,
+                 stop: StopFlag | None) -> tuple[dict, float, str]:
+        """(validation metrics, error to minimise, log text) over the whole validation set."""
+        args = self.args
+        val = evaluate(net, self.val_loader, self.val_set, ctxs, progress="validation" if args.progress else None,
+                       stop=stop)
+        if workers.kv is not None:
+            val = combine_evaluations(val, workers, self.val_groups)
+        overall = val.rates.overall
+        metrics = {"val_loss": val.loss, "val_cer": val.cer, "val_wer": val.wer,
+                   "val_mean_clip_cer": overall.mean_clip_cer, "val_mean_clip_wer": overall.mean_clip_wer}
+        text = (f"val loss {val.loss:.4f}, CER {val.cer:.4f}, WER {val.wer:.4f} (mean per clip: CER "
+                f"{overall.mean_clip_cer:.4f}, WER {overall.mean_clip_wer:.4f})")
+        for target, pred in list(zip(val.targets, val.predictions))[: args.show_examples]:
+            text += f"\n  [Target] {target}\n  [Pred]   {pred}"
+        return metrics, val.wer, text
+
+    def stop_reached(self, metrics: dict) -> str | None:
+        if self.args.stop_wer is not None and metrics["val_wer"] <= self.args.stop_wer:
+            return f"validation WER {metrics['val_wer']:.4f} reached stop_wer={self.args.stop_wer:g}"
+        return None
+
+    def meta(self) -> dict:
+        return {"normalisation": {"mean": self.mean, "std": self.std}, "decoder": {"method": "greedy"},
+                "split": self.selection}
+
+
+class WordTask:
+    """The word classifier (ResNet-18 + MS-TCN) on an LRW-layout tree with cross-entropy and mixup.
+
+    Training reads ``image_path``'s train split, validation its val split, with the class list
+    of the training tree (or the checkpoint's, on a resume). Mixup draws its weight and partner
+    clips from (seed, epoch, batch, worker, context) only, so a resumed run mixes the same pairs.
+    """
+
+    curves = (("val_error", "1 - top-1"), ("val_top5_error", "1 - top-5"))
+
+    def __init__(self, args: argparse.Namespace, start: Start, workers: Workers) -> None:
+        from model.word_net import WordNetConfig
+
+        self.args = args
+        words = start.meta.get("words")
+        crop = start.config.size if start.config is not None else args.crop
+        self.train_set = data_loader.WordDataset(args.image_path, "train", words=words, train=True,
+                                                 flip_prob=args.flip_prob, seed=args.seed, crop=crop)
+        self.words = self.train_set.words
+        self.val_set = data_loader.WordDataset(args.image_path, "val", words=self.words, crop=crop)
+        self.config = start.config or WordNetConfig(
+            num_classes=len(self.words), relu_type=args.relu_type, width_mult=args.width_mult,
+            tcn_kernel_size=tuple(args.tcn_kernel_size), tcn_num_layers=args.tcn_num_layers,
+            tcn_width_mult=args.tcn_width_mult, tcn_dropout=args.tcn_dropout, tcn_dwpw=args.tcn_dwpw,
+            frames=self.train_set.num_frames, size=self.train_set.crop)
+        if self.config.num_classes != len(self.words):
+            raise ValueError(f"the checkpoint's network has {self.config.num_classes} classes, its word list "
+                             f"{len(self.words)}")
+        log.info("%d words; %d training and %d validation clips", len(self.words), len(self.train_set),
+                 len(self.val_set))
+        if workers.kv is not None:
+            self._shard(self.train_set, workers, equal=True)
+            if workers.lockstep:
+                self._shard(self.val_set, workers, equal=False)
+        self.sampler = data_loader.EpochShuffleSampler(len(self.train_set), args.seed)
+        self.train_loader = data_loader.make_word_loader(self.train_set, args.batch_size, self.sampler,
+                                                         args.num_workers)
+        self.val_loader = data_loader.make_word_loader(self.val_set, args.batch_size, num_workers=args.num_workers)
+        self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        self.last_scores = None
+
+    @staticmethod
+    def _shard(dataset: data_loader.WordDataset, workers: Workers, equal: bool) -> None:
+        """Keep this worker's share of a word data set's clips (``shard_records`` by clip id)."""
+        dataset.clips = data_loader.shard_records(dataset.clips, workers.rank, workers.count, equal=equal)
+        label = {word: i for i, word in enumerate(dataset.words)}
+        dataset.labels = np.array([label[clip.word] for clip in dataset.clips], np.int64)
+
+    def _lengths(self, data: mx.nd.NDArray) -> mx.nd.NDArray:
+        return mx.nd.full((data.shape[0],), data.shape[2], ctx=data.context)  # every clip is whole (padded)
+
+    def losses(self, net: nn.HybridBlock, parts: list[tuple], epoch: int, batch: int,
+               rank: int) -> list[mx.nd.NDArray]:
+        out = []
+        for i, (data, labels, _) in enumerate(parts):
+            if self.args.mixup_alpha > 0:
+                rng = np.random.default_rng((self.args.seed, epoch, batch, rank, i))
+                weight = float(rng.beta(self.args.mixup_alpha, self.args.mixup_alpha))
+                order = mx.nd.array(rng.permutation(data.shape[0]), ctx=data.context)
+                mixed = weight * data + (1 - weight) * data.take(order)
+                scores = net(mixed, self._lengths(data))
+                out.append(weight * self.loss_fn(scores, labels)
+                           + (1 - weight) * self.loss_fn(scores, labels.take(order)))
+            else:
+                out.append(self.loss_fn(net(data, self._lengths(data)), labels))
+        return out
+
+    def evaluate(self, net: nn.HybridBlock, ctxs: Sequence[mx.Context], stop: StopFlag | None = None,
+                 progress: str | None = None) -> WordScores:
+        """Top-1/top-5 counts, confusion matrix and loss over the validation loader (no augmentation)."""
+        return evaluate_words(net, self.val_loader, self.words, ctxs, stop, progress, self.loss_fn)
+
+    def validate(self, net: nn.HybridBlock, ctxs: Sequence[mx.Context], workers: Workers,
+                 stop: StopFlag | None) -> tuple[dict, float, str]:
+        scores = self.evaluate(net, ctxs, stop, "validation" if self.args.progress else None)
+        if workers.lockstep:
+            scores = WordScores.from_vector(self.words, workers.allreduce("validation", scores.to_vector()))
+        self.last_scores = scores
+        if workers.rank == 0:
+            scores.write_csv(str(Path(self.args.save_dir) / "val_words.csv"))
+        metrics = {"val_loss": scores.loss, "val_acc": scores.accuracy, "val_top5": scores.top5_accuracy,
+                   "val_error": 1 - scores.accuracy, "val_top5_error": 1 - scores.top5_accuracy}
+        return metrics, 1 - scores.accuracy, f"val loss {scores.loss:.4f}, {scores.summary()}"
+
+    def stop_reached(self, metrics: dict) -> str | None:
+        if self.args.stop_accuracy is not None and metrics["val_acc"] >= self.args.stop_accuracy:
+            return f"validation top-1 {metrics['val_acc']:.4f} reached stop_accuracy={self.args.stop_accuracy:g}"
+        return None
+
+    def meta(self) -> dict:
+        from utils.word_clips import WORD_MEAN, WORD_STD
+
+        return {"normalisation": {"mean": [WORD_MEAN], "std": [WORD_STD]}, "words": self.words,
+                "split": {"root": str(Path(self.args.image_path).resolve()), "train": "train", "val": "val"}}
+
+
+def evaluate_words(net: nn.HybridBlock, loader: gluon.data.DataLoader, words: Sequence[str],
+                   ctxs: Sequence[mx.Context], stop: StopFlag | None = None, progress: str | None = None,
+                   loss_fn: gluon.loss.Loss | None = None, predictions: list | None = None) -> WordScores:
+    """A word classifier over a loader of ``make_word_loader``; with ``predictions`` (a list), each
+    clip's ``(index, label, predicted, scores)`` is appended to it. ``infer.py`` reuses it."""
+    loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
+    scores = WordScores(list(words))
+    for batch in tqdm(loader, desc=progress, disable=progress is None, unit="batch", leave=False):
+        if stop is not None:
+            stop.check()
+        if batch is None:
+            continue
+        for data, labels, indices in split_batch(batch, ctxs):
+            out = net(data, mx.nd.full((data.shape[0],), data.shape[2], ctx=data.context))
+            losses = loss_fn(out, labels).asnumpy()
+            values, label_ids = out.asnumpy(), labels.asnumpy().astype(np.int64)
+            predicted = scores.add(label_ids, values, losses)
+            if predictions is not None:
+                predictions.extend(zip(indices.tolist(), label_ids.tolist(), predicted.tolist(), values))
+    return scores
+
+
 def train(args: argparse.Namespace) -> dict:
     """A whole training run; returns the last epoch's metrics, the checkpoint folders and the network.
 
@@ -469,45 +685,10 @@ def train(args: argparse.Namespace) -> dict:
         enable_amp(ctxs, workers)
     start = resolve_start(args.model_path)
     state = start.state
+    task = (WordTask if getattr(args, "task", "sentences") == "words" else SentenceTask)(args, start, workers)
+    train_set, sampler, train_loader = task.train_set, task.sampler, task.train_loader
 
-    clips = data_loader.discover_clips(args.image_path)
-    train_ids, val_ids = data_loader.select_clips(
-        clips, args.split, args.train_list, args.val_list, args.speakers, args.val_speakers, args.missing_clips)
-    definition = selection_definition(args)
-    recorded = start.selection or {}
-    if recorded.get("definition") == definition:  # a resume: keep the validation side it started with
-        train_ids, val_ids, notes = splits.apply_recorded_selection(recorded, train_ids, val_ids)
-        for note in notes:
-            log.warning("clips differ from the checkpoint's: %s", note)
-    selection = splits.describe_selection(definition, train_ids, val_ids)
-    train_records = data_loader.build_records({c: clips[c] for c in train_ids}, args.align_path)
-    val_records = data_loader.build_records({c: clips[c] for c in val_ids}, args.align_path)
-    if not train_records:
-        raise ValueError(f"no training clips under {args.image_path} for split {args.split!r}")
-    if not val_records:
-        raise ValueError(f"no validation clips under {args.image_path} for split {args.split!r}")
-    mean, std = (start.mean, start.std) if start.mean else data_loader.channel_stats(train_records, seed=args.seed)
-    config = start.config or build_config(args, probe_frame_size(train_records))
-    size = (config.width, config.height)
-    log.info("%d training and %d validation clips; input %dx%d; normalisation mean %s std %s",
-             len(train_records), len(val_records), config.width, config.height,
-             [round(v, 4) for v in mean], [round(v, 4) for v in std])
-    if workers.kv is not None:
-        val_groups = sorted({r.speaker for r in val_records})
-        train_records = data_loader.shard_records(train_records, workers.rank, workers.count)
-        if workers.lockstep:
-            val_records = data_loader.shard_records(val_records, workers.rank, workers.count, equal=False)
-        log.info("worker %d of %d (%s): %d training clips of its own, %d validation clips",
-                 workers.rank, workers.count, args.kvstore, len(train_records), len(val_records))
-
-    train_set = data_loader.LipDataset(train_records, size=size, train=True, flip_prob=args.flip_prob,
-                                       jitter_prob=args.jitter_prob, word_prob=args.word_prob, seed=args.seed)
-    val_set = data_loader.LipDataset(val_records, size=size)
-    sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
-    train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
-    val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
-
-    net = LipNet(config)
+    net = build_network(task.config)
     if start.arrays is not None:
         set_parameters(net, start.arrays, args.model_path, ctxs)
     else:
@@ -525,15 +706,13 @@ def train(args: argparse.Namespace) -> dict:
     elif start.states_file is not None:
         load_trainer_states(trainer, start.states_file)
     workers.share_parameters(trainer)
-    loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
     board = TensorBoard(save_dir / "tensorboard") if workers.rank == 0 else None
 
     def checkpoint(name: str, metrics: dict | None = None) -> Path:
         if workers.rank != 0:
             return save_dir / name  # rank 0 writes the run's checkpoints
-        meta = {"normalisation": {"mean": mean, "std": std}, "state": state.to_dict(), "metrics": metrics or {},
-                "decoder": {"method": "greedy"}, "args": {k: v for k, v in vars(args).items() if k != "func"},
-                "split": selection,
+        meta = {**task.meta(), "state": state.to_dict(), "metrics": metrics or {},
+                "args": {k: v for k, v in vars(args).items() if k != "func"},
                 "frame_rate": MODEL_FPS}  # the frame rate of the training clips (preprocessing resamples to it)
         # Trainer states held on dist_async servers cannot be saved (MXNet refuses).
         return save_checkpoint(save_dir / name, net, None if workers.asynchronous else trainer, meta)
@@ -546,7 +725,8 @@ def train(args: argparse.Namespace) -> dict:
             sampler.epoch = epoch
             sampler.skip = state.batch_in_epoch * args.batch_size
             # The epoch's totals include what a run interrupted in it had done (saved in its checkpoint).
-            too_short_before, seconds_before, started = train_set.too_short, state.epoch_seconds, time.perf_counter()
+            too_short_before = getattr(train_set, "too_short", 0)  # sentences only: clips shorter than their label
+            seconds_before, started = state.epoch_seconds, time.perf_counter()
             bar = tqdm(total=max(len(train_set) - sampler.skip, 0), desc=f"epoch {epoch + 1}/{args.epochs}",
                        unit="clip", dynamic_ncols=True, disable=not args.progress)
             for batch in train_loader:
@@ -561,7 +741,7 @@ def train(args: argparse.Namespace) -> dict:
                 if n:
                     parts = split_batch(batch, ctxs)
                     with autograd.record():
-                        losses = [loss_fn(net.read(d, dl), lab, dl, ll) for d, lab, dl, ll, _ in parts]
+                        losses = task.losses(net, parts, epoch, state.batch_in_epoch, workers.rank)
                     values = np.concatenate([loss.asnumpy() for loss in losses])
                 finite = n > 0 and bool(np.isfinite(values).all())
                 # Summed over workers: one worker's bad batch makes every worker skip the step, and one
@@ -591,56 +771,50 @@ def train(args: argparse.Namespace) -> dict:
                 state.epoch_loss_sum += float(loss_sum)
                 state.epoch_clips += int(clips)
                 state.epoch_seconds = seconds_before + time.perf_counter() - started
-                state.epoch_too_short += train_set.too_short - too_short_before
-                too_short_before = train_set.too_short
+                state.epoch_too_short += getattr(train_set, "too_short", 0) - too_short_before
+                too_short_before = getattr(train_set, "too_short", 0)
                 bar.update(n)
                 bar.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_clips:.3f}",
                                 lr=f"{current_lr(trainer):.2e}")
             bar.close()
             if not workers.lockstep:
                 stop.check()
-            state.epoch_too_short += train_set.too_short - too_short_before
+            state.epoch_too_short += getattr(train_set, "too_short", 0) - too_short_before
             if state.epoch_too_short:
                 log.warning("epoch %d: %d samples had fewer frames than their label needs and were left out",
                             epoch + 1, state.epoch_too_short)
             if (epoch + 1) % args.val_interval and epoch + 1 < args.epochs:
                 state.finish_epoch(epoch)
                 continue
-            val = evaluate(net, val_loader, val_set, ctxs, progress="validation" if args.progress else None,
-                           stop=None if workers.lockstep else stop)  # lock step: every worker must validate
-            if workers.kv is not None:
-                val = combine_evaluations(val, workers, val_groups)
-            overall = val.rates.overall
+            # lock step: every worker must validate
+            val_metrics, error, summary = task.validate(net, ctxs, workers, None if workers.lockstep else stop)
             last_metrics = {
                 "epoch": epoch + 1, "step": state.iteration,
                 "train_loss": state.epoch_loss_sum / state.epoch_clips if state.epoch_clips else float("nan"),
-                "val_loss": val.loss, "val_cer": val.cer, "val_wer": val.wer,
-                "val_mean_clip_cer": overall.mean_clip_cer, "val_mean_clip_wer": overall.mean_clip_wer,
+                **val_metrics,
                 "lr": current_lr(trainer),
                 "samples_per_s": state.epoch_clips / state.epoch_seconds if state.epoch_seconds else 0.0,
                 "skipped_steps": state.skipped_steps, "too_short": state.epoch_too_short,
             }
             state.finish_epoch(epoch)
             state.history.append(last_metrics)
-            log.info("epoch %d: train loss %.4f, val loss %.4f, CER %.4f, WER %.4f (mean per clip: CER %.4f, "
-                     "WER %.4f), %.1f samples/s, lr %.2e", epoch + 1, last_metrics["train_loss"], val.loss, val.cer,
-                     val.wer, overall.mean_clip_cer, overall.mean_clip_wer, last_metrics["samples_per_s"],
-                     last_metrics["lr"])
-            for target, pred in list(zip(val.targets, val.predictions))[: args.show_examples]:
-                log.info("  [Target] %s\n  [Pred]   %s", target, pred)
+            log.info("epoch %d: train loss %.4f, %s, %.1f samples/s, lr %.2e", epoch + 1, last_metrics["train_loss"],
+                     summary, last_metrics["samples_per_s"], last_metrics["lr"])
             if board is not None:
-                board.scalars({"loss/train": last_metrics["train_loss"], "loss/val": val.loss, "val/cer": val.cer,
-                               "val/wer": val.wer, "lr": last_metrics["lr"]}, epoch + 1)
+                board.scalars({"loss/train": last_metrics["train_loss"], "lr": last_metrics["lr"],
+                               **{("loss/val" if k == "val_loss" else "val/" + k[4:]): v
+                                  for k, v in val_metrics.items() if not k.startswith("val_mean_clip")}}, epoch + 1)
                 write_metrics_csv(save_dir / "metrics.csv", state.history)
-                plot_curves(save_dir / "curves.png", state.history)
-            improved = val.wer < state.best_wer
+                plot_curves(save_dir / "curves.png", state.history, task.curves)
+            improved = error < state.best_wer
             if improved:
-                state.best_wer = val.wer
+                state.best_wer = error
             checkpoint("last", last_metrics)
             if improved:
                 checkpoint("best", last_metrics)
-            if args.stop_wer is not None and val.wer <= args.stop_wer:
-                log.info("validation WER %.4f reached stop_wer=%g: stopping", val.wer, args.stop_wer)
+            reached = task.stop_reached(last_metrics)
+            if reached:
+                log.info("%s: stopping", reached)
                 break
     except Interrupted as err:
         folder = checkpoint("last", last_metrics)

@@ -33,6 +33,7 @@ import numpy as np
 from mxnet.base import MXNetError
 
 from model.lipnet import LipNet, LipNetConfig
+from model.word_net import WordNet, WordNetConfig
 
 PARAMS_FILE = "model.params"
 STATES_FILE = "trainer.states"
@@ -43,6 +44,8 @@ FORMAT = "lipnet-mxnet-checkpoint"
 EXAMPLE_MEAN = (0.7136, 0.4906, 0.3283)
 EXAMPLE_STD = (0.1138, 0.1078, 0.0917)
 EXAMPLE_BEAM_WIDTH = 25
+# meta.json's "network" names the network's class; checkpoints without one are LipNet's.
+NETWORKS = {"lipnet": (LipNet, LipNetConfig), "word_net": (WordNet, WordNetConfig)}
 _OLD_GRU_NAME = re.compile(r"^(gru\d+)\.([lr])0_(i2h|h2h)_(weight|bias)$")
 
 
@@ -145,15 +148,15 @@ def load_param_file(path: str | Path) -> dict[str, mx.nd.NDArray]:
     return renamed
 
 
-def set_parameters(net: mx.gluon.Block, arrays: dict[str, mx.nd.NDArray], source: str | Path, ctx: object) -> None:
-    """Copy ``arrays`` into ``net`` (a LipNet or a word network); every name and shape must match exactly."""
+def set_parameters(net: LipNet, arrays: dict[str, mx.nd.NDArray], source: str | Path, ctx: object) -> None:
+    """Copy ``arrays`` into ``net``; every name and shape must match exactly."""
     params = net._collect_params_with_prefix()
     missing = sorted(set(params) - set(arrays))
     extra = sorted(set(arrays) - set(params))
     if missing or extra:
-        what = f"LipNet ({net.config.variant} variant)" if isinstance(net, LipNet) else type(net).__name__
         raise ValueError(
-            f"{source}: parameters do not match this {what}: "
+            f"{source}: parameters do not match this {type(net).__name__} "
+            f"({getattr(net.config, 'variant', net.config.to_dict())}): "
             f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
             f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}"
         )
@@ -180,7 +183,7 @@ def example_config_for(arrays: dict[str, mx.nd.NDArray]) -> LipNetConfig:
 class CheckpointContents:
     """What a checkpoint or the example's parameter file holds, before a network is built."""
 
-    config: LipNetConfig
+    config: LipNetConfig | WordNetConfig
     arrays: dict[str, mx.nd.NDArray]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -192,8 +195,11 @@ class CheckpointContents:
 def _read_folder(path: Path, prefer: str, states: bool) -> CheckpointContents:
     folder, meta = read_meta(path, prefer)
     verify_files(folder, meta, (PARAMS_FILE, STATES_FILE) if states else (PARAMS_FILE,))
+    network = meta.get("network", "lipnet")
+    if network not in NETWORKS:
+        raise ValueError(f"{folder / META_FILE}: unknown network {network!r} (expected one of {', '.join(NETWORKS)})")
     try:
-        config = LipNetConfig(**meta["config"])
+        config = NETWORKS[network][1](**meta["config"])
         mean, std = tuple(meta["normalisation"]["mean"]), tuple(meta["normalisation"]["std"])
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{folder / META_FILE}: incomplete checkpoint description ({err})") from None
@@ -253,7 +259,7 @@ def load_trainer_states(trainer: mx.gluon.Trainer, path: Path) -> None:
 def load_lipnet(path: str | Path, ctx: object = None, prefer: str = "best") -> LoadedLipNet:
     """A ready network from whatever ``read_checkpoint`` reads, with everything inference needs."""
     contents = read_checkpoint(path, prefer)
-    net = LipNet(contents.config)
+    net = build_network(contents.config)  # a word classifier's checkpoint gives a WordNet
     set_parameters(net, contents.arrays, contents.source, ctx or mx.cpu())
     return LoadedLipNet(net, contents.mean, contents.std, contents.meta, contents.folder or contents.source)
 
@@ -270,7 +276,17 @@ def _replace_folder(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def save_checkpoint(folder: str | Path, net: LipNet, trainer: mx.gluon.Trainer | None, meta: dict) -> Path:
+def network_name(net: LipNet | WordNet) -> str:
+    """The key of ``net``'s class in ``NETWORKS``, as meta.json records it."""
+    return next(name for name, (cls, _) in NETWORKS.items() if isinstance(net, cls))
+
+
+def build_network(config: LipNetConfig | WordNetConfig) -> LipNet | WordNet:
+    """A fresh network of the class ``config`` describes."""
+    return next(cls(config) for cls, config_cls in NETWORKS.values() if isinstance(config, config_cls))
+
+
+def save_checkpoint(folder: str | Path, net: LipNet | WordNet, trainer: mx.gluon.Trainer | None, meta: dict) -> Path:
     """Write a checkpoint folder atomically; ``meta`` gets the network config and format added."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +299,8 @@ def save_checkpoint(folder: str | Path, net: LipNet, trainer: mx.gluon.Trainer |
         if trainer is not None:
             trainer.save_states(str(tmp / STATES_FILE))
         files = {name: file_record(tmp / name) for name in (PARAMS_FILE, STATES_FILE) if (tmp / name).is_file()}
-        full = {"format": FORMAT, "version": 1, "config": net.config.to_dict(), **meta, "files": files}
+        full = {"format": FORMAT, "version": 1, "network": network_name(net), "config": net.config.to_dict(), **meta,
+                "files": files}
         (tmp / META_FILE).write_text(json.dumps(full, indent=2, sort_keys=True))
         _replace_folder(tmp, folder)
     except BaseException:

@@ -19,10 +19,13 @@ def normalise_argv(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list
         for opt in action.option_strings
         if opt.startswith("--")
     }
+    takes_value = {opt for action in parser._actions if action.nargs != 0 for opt in action.option_strings}
     out = []
-    for word in argv:
+    for i, word in enumerate(argv):
         key, sep, _ = word.partition("=")
-        if sep and not word.startswith("-") and key in known:
+        if i and argv[i - 1] in takes_value:  # the value of "--override lr=0.1|epochs=2", not an option
+            out.append(word)
+        elif sep and not word.startswith("-") and key in known:
             out.append("--" + word)
         else:
             out.append(word)
@@ -30,9 +33,94 @@ def normalise_argv(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse ``argv`` (default ``sys.argv[1:]``) accepting both ``--key=value`` and ``key=value``."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    return parser.parse_args(normalise_argv(parser, args))
+    """Parse ``argv`` (default ``sys.argv[1:]``) accepting both ``--key=value`` and ``key=value``.
+
+    A parser with ``--config`` and ``--override`` options (``add_config_options``) also takes a YAML
+    file of ``key: value`` settings and ``"key=value|key=value"``: the file's settings come first, the
+    command line's flags after them and the overrides last, the last one of a key winning, and every
+    value goes through its option's type and choices as if typed on the command line.
+    """
+    args = normalise_argv(parser, sys.argv[1:] if argv is None else list(argv))
+    if _known_options(parser) >= {"config", "override"}:
+        args = expand_config(parser, args)
+    return parser.parse_args(args)
+
+
+def _known_options(parser: argparse.ArgumentParser) -> set[str]:
+    return {opt[2:] for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE.yaml`` and ``--override "key=value|key=value"`` (see ``parse_args``)."""
+    parser.add_argument("--config", default=None, metavar="FILE.yaml",
+                        help="YAML file of option: value settings (e.g. asset/configs/lrw_resnet18_mstcn.yaml); "
+                             "command-line flags override it")
+    parser.add_argument("--override", default=None, action="append", metavar='"KEY=VALUE|KEY=VALUE"',
+                        help="settings applied after the config file and the other flags, separated by |")
+
+
+def _config_value(value: object) -> str:
+    """A YAML value as its command-line spelling: lists comma-separated, booleans true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_config_value(v) for v in value)
+    return str(value)
+
+
+def read_config(parser: argparse.ArgumentParser, path: str) -> list[str]:
+    """``--key=value`` words of a YAML config file; parser.error (exit 2) naming the file and the reason
+    for a file that is missing, is not YAML, is not a mapping, or names an unknown option."""
+    import yaml  # only scripts with a config option need it
+
+    known = _known_options(parser) - {"config", "override"}
+    try:
+        with open(path, encoding="utf-8") as f:
+            settings = yaml.safe_load(f)
+    except OSError as err:
+        parser.error(f"--config {path}: cannot be read ({err.strerror or err})")
+    except yaml.YAMLError as err:
+        parser.error(f"--config {path}: not valid YAML ({str(err).splitlines()[0]})")
+    if settings is None:
+        return []
+    if not isinstance(settings, dict):
+        parser.error(f"--config {path}: expected a mapping of option: value, got {type(settings).__name__}")
+    words = []
+    for key, value in settings.items():
+        if key not in known:
+            parser.error(f"--config {path}: unknown option {key!r}")
+        if value is not None:
+            words.append(f"--{key}={_config_value(value)}")
+    return words
+
+
+def read_overrides(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """``--key=value`` words of ``"key=value|key=value"``; parser.error for a malformed or unknown one."""
+    known = _known_options(parser) - {"config", "override"}
+    words = []
+    for item in text.split("|"):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("--")
+        if not sep or not key:
+            parser.error(f"--override: expected key=value, got {item!r}")
+        if key not in known:
+            parser.error(f"--override: unknown option {key!r}")
+        words.append(f"--{key}={value.strip()}")
+    return words
+
+
+def expand_config(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with its config file's settings put first and its overrides last (see ``parse_args``)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    pre.add_argument("--override", default=None, action="append")
+    known, _ = pre.parse_known_args(list(argv))
+    config = read_config(parser, known.config) if known.config else []
+    overrides = [word for text in known.override or [] for word in read_overrides(parser, text)]
+    return config + list(argv) + overrides
 
 
 def str2bool(value: str | bool) -> bool:
