@@ -1,8 +1,8 @@
 """A word checkpoint ready to read clips: the MXNet side of ``infer.py``'s top words.
 
-A word checkpoint is one of our checkpoint folders (``model.checkpoint``) whose ``meta.json`` holds
-the word network's config (``model.word_net.WordNetConfig``) and ``words``, its class list in class
-order (the training tree's sorted word folders, ``data_loader.WordDataset.words``).
+A word checkpoint is one of our checkpoint folders (``model.checkpoint``) whose ``meta.json`` names the
+word network (``"network": "word_net"``) and holds ``words``, its class list in class order (the
+training tree's sorted word folders, ``data_loader.WordDataset.words``).
 """
 from __future__ import annotations
 
@@ -12,13 +12,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from model.checkpoint import META_FILE, PARAMS_FILE, load_param_file, read_meta, set_parameters, verify_files
-from model.word_net import WordNet, WordNetConfig, prepare_word_net
+from model.checkpoint import META_FILE, read_checkpoint, read_meta, set_parameters
+from model.word_net import WordNet, prepare_word_net
 
-
-def is_word_meta(meta: dict) -> bool:
-    """A word checkpoint's description: the word network's config and its class list."""
-    return isinstance(meta.get("words"), list) and "tcn_num_layers" in (meta.get("config") or {})
+WORD_NETWORK = "word_net"  # meta.json's "network" of a word checkpoint (model.checkpoint.NETWORKS)
 
 
 class WordClassifier:
@@ -40,24 +37,20 @@ class WordClassifier:
         from trainer import contexts
 
         try:
-            folder, meta = read_meta(path, "best")
+            _, meta = read_meta(path, "best")
         except (OSError, ValueError):
             return None
-        if not is_word_meta(meta):
+        if meta.get("network") != WORD_NETWORK:
             return None
-        verify_files(folder, meta, (PARAMS_FILE,))
-        try:
-            config = WordNetConfig(**meta["config"])
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{folder / META_FILE}: not a usable word network config ({err})") from None
-        words = [str(w) for w in meta["words"]]
-        if len(words) != config.num_classes:
-            raise ValueError(f"{folder / META_FILE}: {len(words)} words for {config.num_classes} classes")
+        contents = read_checkpoint(path, "best")
+        words = [str(w) for w in contents.meta.get("words") or []]
+        if len(words) != contents.config.num_classes:
+            raise ValueError(f"{contents.folder / META_FILE}: {len(words)} words for "
+                             f"{contents.config.num_classes} classes")
         ctxs = contexts(num_gpus)
-        net = WordNet(config)
-        set_parameters(net, load_param_file(folder / PARAMS_FILE), folder / PARAMS_FILE, ctxs)
-        return cls(net, words, ctxs, str(folder))
-
+        net = WordNet(contents.config)
+        set_parameters(net, contents.arrays, contents.source, ctxs)
+        return cls(net, words, ctxs, str(contents.folder))
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         lengths = np.full(len(batch), batch.shape[2], np.float32)
         ctxs = self.ctxs[: len(batch)]

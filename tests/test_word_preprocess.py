@@ -19,7 +19,7 @@ from utils.preprocess_data import load_manifest, main
 from utils.video.mouth_extractor import read_video
 from utils.video.word_crops import EYE_SPAN, MEAN_FACE, STABLE_POINTS, WordCropper, aligned_crops, similarity
 from utils.video.writer import write_video
-from utils.word_clips import info_text, read_duration, word_input
+from utils.word_clips import WORD_MEAN, WORD_STD, info_text, read_duration, word_input
 
 CLIP = slice(20, 49)  # 29 frames of a GRID clip, as long as an LRW clip
 
@@ -276,7 +276,8 @@ def test_infer_reads_the_top_5_words_with_a_word_checkpoint(lrw_src: Path, tmp_p
 
     net = WordNet(WordNetConfig(num_classes=len(WORDS), width_mult=0.125, tcn_width_mult=0.0625, tcn_num_layers=1))
     net.initialize()
-    save_checkpoint(tmp_path / "run" / "best", net, None, {"words": WORDS})
+    save_checkpoint(tmp_path / "run" / "best", net, None,
+                    {"words": WORDS, "normalisation": {"mean": [WORD_MEAN], "std": [WORD_STD]}})
     clips = tmp_path / "clips"
     clips.mkdir()
     (clips / "about.mp4").symlink_to(lrw_src / "ABOUT/train/ABOUT_00001.mp4")
@@ -298,3 +299,8 @@ def test_infer_reads_the_top_5_words_with_a_word_checkpoint(lrw_src: Path, tmp_p
     assert (tmp_path / "report" / "predictions.csv").is_file()
     assert infer.main([f"model_path={tmp_path / 'run'}", "num_gpus=0"]) == 2
     assert "reads clips given with --video" in capsys.readouterr().err
+    broken = json.loads((tmp_path / "run" / "best" / "meta.json").read_text())
+    broken["words"] = WORDS[:3]
+    (tmp_path / "run" / "best" / "meta.json").write_text(json.dumps(broken))
+    assert infer.main(argv) == 2
+    assert "3 words for 7 classes" in capsys.readouterr().err
