@@ -3,7 +3,8 @@
 Clips are found (utils/clips.py) under ``image_path`` as ``sN/{clip}.npz`` (our packed format) or ``sN/{clip}/``
 PNG folders (the original example's layout, so its published preprocessed data works as is).
 Labels come from ``align_path/sN/{clip}.align``, from a flat ``align_path/{clip}.align`` (how the
-original example's aligns were published), or else from the GRID clip name.
+original example's aligns were published), from a transcript ``sN/{clip}.txt`` beside the clip (what
+utils/prepare_captions.py writes for captioned videos), or else from the GRID clip name.
 """
 from __future__ import annotations
 

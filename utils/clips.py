@@ -22,6 +22,7 @@ log = logging.getLogger("data_loader")
 
 NUM_FRAMES = 75
 MAX_LABEL_LENGTH = 40
+TRANSCRIPT_SUFFIX = ".txt"  # SPEAKER/CLIP.txt beside SPEAKER/CLIP.npz: what is said, one line (no word times)
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,22 @@ def check_label(sentence: str) -> None:
         raise ValueError(f"label of {len(sentence)} characters exceeds {MAX_LABEL_LENGTH}: {sentence!r}")
 
 
+def read_transcript(path: Path) -> str:
+    """The sentence of a transcript file (utils/prepare_captions.py writes them): its text on one line,
+    spaces collapsed; ValueError naming the file when it is empty or no label."""
+    sentence = " ".join(path.read_text(encoding="utf-8").split())
+    if not sentence:
+        raise ValueError(f"{path}: empty transcript")
+    try:
+        check_label(sentence)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return sentence
+
+
 def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipRecord:
-    """The clip's sentence from its align file, else from its GRID name; ValueError if neither or unusable."""
+    """The clip's sentence from its align file, else from its transcript beside it (``CLIP.txt``), else
+    from its GRID name; ValueError if none or unusable."""
     speaker, name = clip_id.split("/", 1)
     if align_path is not None:
         for candidate in (Path(align_path) / speaker / f"{name}.align", Path(align_path) / f"{name}.align"):
@@ -75,6 +90,9 @@ def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipR
                 except ValueError as err:
                     raise ValueError(f"{candidate}: {err}") from None
                 return ClipRecord(clip_id, path, sentence, words)
+    transcript = path.parent / f"{path.name.removesuffix(PACKED_SUFFIX)}{TRANSCRIPT_SUFFIX}"
+    if transcript.is_file():
+        return ClipRecord(clip_id, path, read_transcript(transcript))
     return ClipRecord(clip_id, path, sentence_from_clip_name(name))
 
 
