@@ -86,8 +86,12 @@ class Job:
     def clip_id(self, index: int) -> str:
         return f"{self.video}_{index:03d}"
 
+    def clip_file(self, index: int) -> str:
+        """The clip's file relative to tgt_path (the manifest's ``file``: a moved data set still resumes)."""
+        return f"{self.clip_id(index)}{PACKED_SUFFIX}"
+
     def clip_path(self, index: int) -> Path:
-        return self.folder / f"{Path(self.clip_id(index)).name}{PACKED_SUFFIX}"
+        return self.folder.parent / self.clip_file(index)
 
 
 def read_speaker_map(path: Path) -> dict[str, str]:
@@ -129,7 +133,7 @@ def is_done(job: Job, records: dict[str, dict], settings: Settings, retry_failed
         return False
     if record["status"] != "ok":
         return not retry_failed
-    return all(Path(r["path"]).is_file() for r in clip_records(job, records) if r["status"] == "ok")
+    return all((job.folder.parent / r["file"]).is_file() for r in clip_records(job, records) if r["status"] == "ok")
 
 
 def clip_records(job: Job, records: dict[str, dict]) -> list[dict]:
@@ -166,7 +170,7 @@ def process_video(job: Job) -> list[dict]:
         video.update(status="bad_subtitles", message=str(err))
         return [video]
     records = {u.index: {"clip": job.clip_id(u.index), "video": job.video, "source": str(job.source),
-                         "path": str(job.clip_path(u.index)), "start": round(u.start, 3), "end": round(u.end, 3),
+                         "file": job.clip_file(u.index), "start": round(u.start, 3), "end": round(u.end, 3),
                          "caption": u.caption, "text": u.text, "status": u.skip or "ok", "message": u.message,
                          "frames": None} for u in planned}
     wanted = [u for u in planned if u.skip is None]
@@ -193,10 +197,8 @@ def process_video(job: Job) -> list[dict]:
             if record["status"] == "ok":
                 record.update(status="not_read", message=f"the video failed: {video['message']}")
     for record in records.values():
-        if record["status"] == "ok" and record["frames"] is None:  # a span past the end of the video
-            record.update(status="not_read", message="the cue lies beyond the end of the video")
         if record["status"] != "ok":
-            remove_clip(Path(record["path"]))
+            remove_clip(job.folder.parent / record["file"])
     video["clips"] = sum(r["status"] == "ok" for r in records.values())
     return [*records.values(), video]
 
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [job for job in jobs if not is_done(job, records, settings, args.retry_failed)]
     for job in todo:  # clips of an earlier reading with other settings would be mixed with the new ones
         for record in clip_records(job, records):
-            remove_clip(Path(record["path"]))
+            remove_clip(tgt / record["file"])
             del records[record["clip"]]
     n_process = min(args.n_process, max(len(todo), 1))
     print(f"{len(jobs)} video(s) under {src}: {len(jobs) - len(todo)} already done or failed before, "

@@ -282,6 +282,6 @@ def plan_utterances(cues: Sequence[Cue], gap: float = DEFAULT_GAP, min_duration:
             skip, message = "too_long", f"{duration:.2f} s, over max_duration {max_duration:g} s"
         elif ctc_min_frames(text) > int(round(duration * fps)):
             skip, message = "too_fast", (f"{len(text)} characters need {ctc_min_frames(text)} frames, the cue "
-                                         f"has {int(round(duration * fps))}")
+                                         f"has {int(round(duration * fps))} frames")
         planned.append(Utterance(index, cue.start, cue.end, cue.text, text, skip, message))
     return planned

@@ -352,8 +352,14 @@ class UtteranceReader:
                 segment.patches.append(patch)
                 segment.origins.append(origin)
                 segment.shrinks.append(shrink)
-        while queue:  # spans reaching past the end of the video end with it
-            yield finish(queue.popleft())
+        ended = (last.index + 1 if last is not None else 0) / self.fps
+        while queue:  # a span reaching past the end of the video ends with it; one beyond it has no frames
+            span = queue.popleft()
+            if last is not None and segments:
+                yield finish(span)
+            else:
+                yield span, ExtractionError("too_short", path, f"{spans[span][0]:.2f}-{spans[span][1]:.2f} s lies "
+                                            f"beyond the end of the video (its last frame read at {ended:.2f} s)")
             segments.clear()
             last_marks.clear()
             examined, last = 0, None
