@@ -110,22 +110,27 @@ def sentence(rng: np.random.Generator) -> str:
 
 
 def text_sentences(text: str, max_characters: int) -> list[str]:
-    """A text cut into sentences (at . ! ? and line breaks), long ones split between words so that
-    each says at most ``max_characters`` characters; those with nothing to say are left out."""
+    """A text cut into sentences (at . ! ? and line breaks), long ones split between words into the
+    fewest pieces of about equal length that each say at most ``max_characters`` characters; those
+    with nothing to say, or a single word too long to say, are left out."""
+
+    def said(words: Sequence[str]) -> int:
+        return len(normalise_text(" ".join(words))[0])
+
     pieces = []
     for part in re.split(r"(?<=[.!?])\s+|\n+", text):
         words = part.split()
-        chunk: list[str] = []
-        for word in words:
-            trial = " ".join([*chunk, word])
-            if chunk and len(normalise_text(trial)[0]) > max_characters:
-                pieces.append(" ".join(chunk))
-                chunk = [word]
-            else:
-                chunk.append(word)
-        if chunk:
-            pieces.append(" ".join(chunk))
-    return [p for p in pieces if normalise_text(p)[0] and len(normalise_text(p)[0]) <= max_characters]
+        for count in range(1, len(words) + 1):
+            target = said(words) / count
+            chunks: list[list[str]] = [[]]
+            for word in words:  # a piece ends once it reaches the target length, or before it is too long
+                if chunks[-1] and (said(chunks[-1]) >= target or said(chunks[-1] + [word]) > max_characters):
+                    chunks.append([])
+                chunks[-1].append(word)
+            if len(chunks) <= count or count == len(words):
+                pieces.extend(" ".join(chunk) for chunk in chunks)
+                break
+    return [p for p in pieces if 0 < said([p]) <= max_characters]
 
 
 def max_characters(rate: float = 1.0) -> int:
@@ -223,7 +228,7 @@ def talk_sentences(seed: int, speaker: int, talk: int, count: int, source: Seque
     repeating one within the talk while there are enough)."""
     rng = np.random.default_rng([seed, _TALK_STREAM, speaker, talk, 1])
     if source is None:
-        limit = max_characters(1.2)
+        limit = max_characters()
         out: list[str] = []
         while len(out) < count:
             candidate = sentence(rng)
@@ -292,7 +297,7 @@ def generate_talks(tgt_path: str | Path, speakers: Sequence[int], talks_per_spea
     from tqdm import tqdm
 
     tgt_path = Path(tgt_path)
-    source = text_sentences(text, max_characters(1.2)) if text is not None else None
+    source = text_sentences(text, max_characters()) if text is not None else None
     if source is not None and not source:
         raise ValueError("the text has no sentence that can be said")
     report = TalksReport({f"s{s}_talk{k}": s for s in sorted(set(speakers)) for k in range(talks_per_speaker)})
