@@ -144,13 +144,13 @@ class VideoLipreader:
         return self.extractor.extract(path).frames
 
     def log_probs(self, frames: np.ndarray) -> np.ndarray:
-        """The network's (T, 28) log-probabilities for one clip of mouth crops."""
+        """The network's (T, C) log-probabilities for one clip of mouth crops (C: its alphabet's classes)."""
         data = np.empty((1, 3) + frames.shape[:3], np.float32)
         self.normaliser.normalise_into(frames, data[0])
         return self.network.log_probs(data, np.array([len(frames)]))[0]
 
     def decode(self, log_probs: np.ndarray) -> str:
-        return decode(log_probs, self.decoder, self.beam_width)
+        return decode(log_probs, self.decoder, self.beam_width, alphabet=self.network.alphabet)
 
     def read(self, path: Path, faces: str = "largest", keep_frames: bool = False,
              progress: bool = False) -> VideoReading:
@@ -170,7 +170,8 @@ class VideoLipreader:
                 log_probs = self.log_probs(utterance.frames)
                 text = self.decode(log_probs)
                 try:
-                    words = word_timings(log_probs, text, self.fps, offset=utterance.start)
+                    words = word_timings(log_probs, text, self.fps, offset=utterance.start,
+                                         alphabet=self.network.alphabet.characters)
                 except ValueError:
                     words = []
                 read.append((utterance.face, utterance.face_width, UtteranceResult(

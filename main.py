@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--word_prob", type=float, default=0.0,
                       help="probability of training on one aligned word of a clip instead of the sentence")
     net = parser.add_argument_group("network")
+    net.add_argument("--alphabet", default="auto", choices=("auto", "grid", "captions"),
+                     help="characters the network spells: grid (a-z, space), captions (a-z, space, apostrophe), "
+                          "or auto: the checkpoint's when starting from one, else grid when every training and "
+                          "validation sentence is written in it, else captions. A model_path with another "
+                          "alphabet is fine-tuned to this one: every layer but the output is kept")
     net.add_argument("--variant", default="paper", choices=("paper", "example"),
                      help="paper: LipNet as published; example: the original MXNet example's layout")
     net.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",")], default=[32, 64, 96],
