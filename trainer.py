@@ -40,6 +40,7 @@ from utils import splits  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.text.alphabet import GRID, Alphabet, choose_alphabet  # noqa: E402
 from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
+from utils.text.lm_decoder import LMDecoder, lm_decoder_for  # noqa: E402
 from utils.text.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
 from utils.video.reader import MODEL_FPS  # noqa: E402
 
@@ -73,7 +74,7 @@ def split_batch(batch: tuple, ctxs: Sequence[mx.Context]) -> list[tuple]:
 def evaluate(net: LipNet, loader: gluon.data.DataLoader, dataset: data_loader.LipDataset,
              ctxs: Sequence[mx.Context], decoder: str = "greedy", beam_width: int = 25,
              keep_log_probs: bool = False, progress: str | None = None, stop: StopFlag | None = None,
-             alphabet: Alphabet = GRID) -> Evaluation:
+             alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> Evaluation:
     """Run ``net`` over a whole loader (no dropout, no augmentation), decode, and score.
 
     Each clip is read only up to its length (``LipNet.read``). With ``stop``, a Ctrl-C or SIGTERM
@@ -96,7 +97,7 @@ def evaluate(net: LipNet, loader: gluon.data.DataLoader, dataset: data_loader.Li
             records = [dataset.records[idx] for idx in indices.tolist()]
             targets = [alphabet.decode(int(v) for v in label) for label in labels.asnumpy()]
             score_batch(result, records, targets, out.asnumpy(), data_lengths.asnumpy().astype(np.int64), decoder,
-                        beam_width, keep_log_probs, alphabet)
+                        beam_width, keep_log_probs, alphabet, lm)
     result.loss = total_loss / count if count else float("nan")
     result.loss_count = count
     return result
@@ -510,6 +511,11 @@ def train(args: argparse.Namespace) -> dict:
     state = start.state
     log.info("alphabet: %s (%r, %d classes with the CTC blank)", alphabet.name, alphabet.characters,
              alphabet.num_classes)
+    decoder = {"method": args.decoder, "beam_width": args.beam_width}
+    lm = lm_decoder_for(args.decoder, args.lm_path, alphabet, args.beam_width, args.lm_weight, args.word_bonus)
+    if lm is not None:
+        decoder.update(lm_path=str(Path(lm.source).resolve()), lm_weight=lm.lm_weight, word_bonus=lm.word_bonus)
+        log.info("validation decoder: %s", lm.describe())
     train_records = data_loader.keep_spellable(train_records, alphabet)
     val_records = data_loader.keep_spellable(val_records, alphabet)
     if not train_records:
@@ -563,7 +569,7 @@ def train(args: argparse.Namespace) -> dict:
         if workers.rank != 0:
             return save_dir / name  # rank 0 writes the run's checkpoints
         meta = {"normalisation": {"mean": mean, "std": std}, "state": state.to_dict(), "metrics": metrics or {},
-                "decoder": {"method": "greedy"}, "args": {k: v for k, v in vars(args).items() if k != "func"},
+                "decoder": decoder, "args": {k: v for k, v in vars(args).items() if k != "func"},
                 "split": selection, "alphabet": alphabet.to_dict(),
                 "frame_rate": MODEL_FPS}  # the frame rate of the training clips (preprocessing resamples to it)
         # Trainer states held on dist_async servers cannot be saved (MXNet refuses).
@@ -639,7 +645,8 @@ def train(args: argparse.Namespace) -> dict:
                 continue
             # Lock step: every worker must validate, so no stop there.
             val = evaluate(net, val_loader, val_set, ctxs, progress="validation" if args.progress else None,
-                           stop=None if workers.lockstep else stop, alphabet=alphabet)
+                           stop=None if workers.lockstep else stop, decoder=decoder["method"],
+                           beam_width=decoder["beam_width"], alphabet=alphabet, lm=lm)
             if workers.kv is not None:
                 val = combine_evaluations(val, workers, val_groups)
             overall = val.rates.overall

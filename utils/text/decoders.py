@@ -1,4 +1,5 @@
-"""CTC decoders: greedy, prefix beam search and exact GRID-grammar decoding.
+"""CTC decoders: greedy, prefix beam search and exact GRID-grammar decoding (the word language model's
+beam search is ``utils.text.lm_decoder``).
 
 Every decoder takes log-probabilities of shape (T, C) (the model output after log_softmax) and the
 network's ``utils.text.alphabet.Alphabet`` (GRID's by default: C = 28, classes 0-26 a-z and space),
@@ -18,13 +19,17 @@ import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from utils.text.alphabet import GRID, Alphabet
 from utils.text.grid_text import GRAMMAR
 
-DECODERS = ("greedy", "beam", "grammar")
+if TYPE_CHECKING:
+    from utils.text.lm_decoder import LMDecoder
+
+DECODERS = ("greedy", "beam", "grammar", "lm")
 DEFAULT_BEAM_WIDTH = 25
 
 # The GRID grammar as words per slot: command, colour, preposition, letter, digit, adverb.
@@ -350,14 +355,22 @@ def grammar_decode(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR,
 # ------------------------------------------------------------------------------------------ entry points
 
 def decode(log_probs: np.ndarray, method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
-           grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID) -> str:
-    """Text of one clip's (T, C) log-probabilities with the decoder named by ``method`` (see DECODERS)."""
+           grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> str:
+    """Text of one clip's (T, C) log-probabilities with the decoder named by ``method`` (see DECODERS);
+    ``lm`` is the word language-model decoder that ``lm`` needs (``utils.text.lm_decoder``)."""
     if method == "greedy":
         return greedy_decode(log_probs, alphabet)
     if method == "beam":
         return beam_decode(log_probs, beam_width, alphabet)
     if method == "grammar":
         return grammar_decode(log_probs, grammar, alphabet)[0]
+    if method == "lm":
+        if lm is None:
+            raise ValueError("decoder lm needs a language model: give lm_path=FILE.arpa (utils/build_lm.py makes one)")
+        if lm.alphabet != alphabet:
+            raise ValueError(f"the language-model decoder spells with the {lm.alphabet.name} alphabet, the network "
+                             f"with the {alphabet.name} alphabet")
+        return lm.decode(log_probs)
     raise ValueError(f"unknown decoder {method!r}; choose one of {', '.join(DECODERS)}")
 
 
@@ -379,9 +392,10 @@ def check_batch(log_probs: np.ndarray, lengths: Sequence[int] | np.ndarray | Non
 
 def decode_batch(log_probs: np.ndarray, lengths: Sequence[int] | np.ndarray | None = None,
                  method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
-                 grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID) -> list[str]:
+                 grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID,
+                 lm: LMDecoder | None = None) -> list[str]:
     """Texts of a padded batch (N, T, C); ``lengths`` gives each clip's valid frames (default: all T)."""
     if method not in DECODERS:
         raise ValueError(f"unknown decoder {method!r}; choose one of {', '.join(DECODERS)}")
     batch, lengths = check_batch(log_probs, lengths, alphabet)
-    return [decode(clip[:n], method, beam_width, grammar, alphabet) for clip, n in zip(batch, lengths)]
+    return [decode(clip[:n], method, beam_width, grammar, alphabet, lm) for clip, n in zip(batch, lengths)]
