@@ -56,11 +56,13 @@ from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and select
     check_label,
     discover_clips,
     fit_length,
+    keep_spellable,
     label_clip,
     load_frames,
     select_clips,
 )
-from utils.text.grid_text import AlignedWord, ctc_min_frames, encode  # noqa: E402
+from utils.text.alphabet import GRID, Alphabet  # noqa: E402
+from utils.text.grid_text import AlignedWord, ctc_min_frames  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +146,10 @@ class LipDataset(gluon.data.Dataset):
         jitter_prob: float = 0.05,
         word_prob: float = 0.0,
         seed: int = 0,
+        alphabet: Alphabet = GRID,
     ) -> None:
         self.records = list(records)
+        self.alphabet = alphabet
         self.size = size
         self.num_frames = num_frames
         self.flip_prob = flip_prob if train else 0.0
@@ -157,7 +161,7 @@ class LipDataset(gluon.data.Dataset):
         self._lock = threading.Lock()
         for record in self.records:
             try:
-                check_label(record.sentence)  # fail before training, not in the middle of an epoch
+                check_label(record.sentence, alphabet)  # fail before training, not in the middle of an epoch
             except ValueError as err:
                 raise ValueError(f"{record.clip_id}: {err}") from None
 
@@ -208,7 +212,7 @@ class LipDataset(gluon.data.Dataset):
         if self.flip_prob and rng.random() < self.flip_prob:
             t, h, w, c = padded.shape
             padded = cv2.flip(padded.reshape(t * h, w, c), 1).reshape(t, h, w, c)
-        return padded, np.asarray(encode(sentence), np.int32), length, idx
+        return padded, np.asarray(self.alphabet.encode(sentence), np.int32), length, idx
 
 
 class BatchBuffers:

@@ -16,7 +16,8 @@ import numpy as np
 
 from utils.clip_store import PACKED_SUFFIX, load_clip
 from utils.splits import SPLITS, listed_clips, make_split, speaker_of
-from utils.text.grid_text import AlignedWord, align_sentence, encode, parse_align, sentence_from_clip_name
+from utils.text.alphabet import CAPTIONS, GRID, Alphabet
+from utils.text.grid_text import AlignedWord, align_sentence, parse_align, sentence_from_clip_name
 
 log = logging.getLogger("data_loader")
 
@@ -56,9 +57,9 @@ def discover_clips(image_path: str | Path) -> dict[str, Path]:
     return dict(sorted(clips.items()))
 
 
-def check_label(sentence: str) -> None:
-    """ValueError unless ``sentence`` can be a training label (GRID alphabet, at most MAX_LABEL_LENGTH)."""
-    encode(sentence)
+def check_label(sentence: str, alphabet: Alphabet = GRID) -> None:
+    """ValueError unless ``sentence`` can be a training label (in ``alphabet``, at most MAX_LABEL_LENGTH)."""
+    alphabet.encode(sentence)
     if len(sentence) > MAX_LABEL_LENGTH:
         raise ValueError(f"label of {len(sentence)} characters exceeds {MAX_LABEL_LENGTH}: {sentence!r}")
 
@@ -70,7 +71,7 @@ def read_transcript(path: Path) -> str:
     if not sentence:
         raise ValueError(f"{path}: empty transcript")
     try:
-        check_label(sentence)
+        check_label(sentence, CAPTIONS)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     return sentence
@@ -78,7 +79,10 @@ def read_transcript(path: Path) -> str:
 
 def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipRecord:
     """The clip's sentence from its align file, else from its transcript beside it (``CLIP.txt``), else
-    from its GRID name; ValueError if none or unusable."""
+    from its GRID name; ValueError if none or unusable.
+
+    Sentences are checked against the widest alphabet (CAPTIONS); a run keeps those its own alphabet
+    spells (``keep_spellable``)."""
     speaker, name = clip_id.split("/", 1)
     if align_path is not None:
         for candidate in (Path(align_path) / speaker / f"{name}.align", Path(align_path) / f"{name}.align"):
@@ -86,7 +90,7 @@ def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipR
                 words = tuple(parse_align(candidate))
                 sentence = align_sentence(words)
                 try:
-                    check_label(sentence)
+                    check_label(sentence, CAPTIONS)
                 except ValueError as err:
                     raise ValueError(f"{candidate}: {err}") from None
                 return ClipRecord(clip_id, path, sentence, words)
@@ -105,6 +109,19 @@ def build_records(clips: dict[str, Path], align_path: str | Path | None) -> list
         except ValueError as err:
             log.warning("skipping %s: %s", path, err)
     return records
+
+
+def keep_spellable(records: Sequence[ClipRecord], alphabet: Alphabet) -> list[ClipRecord]:
+    """The records whose sentence ``alphabet`` can spell; each other one is reported and left out."""
+    kept = []
+    for record in records:
+        try:
+            alphabet.encode(record.sentence)
+        except ValueError as err:
+            log.warning("skipping %s: %s", record.path, err)
+            continue
+        kept.append(record)
+    return kept
 
 
 def select_clips(

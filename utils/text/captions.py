@@ -25,10 +25,11 @@ import srt
 import webvtt
 from num2words import num2words
 
+from utils.text.alphabet import CAPTIONS
 from utils.text.grid_text import ctc_min_frames
 from utils.text.subtitles import Cue
 
-CHARACTERS = "abcdefghijklmnopqrstuvwxyz '"  # exactly utils.text.alphabet.CAPTIONS' characters
+CHARACTERS = CAPTIONS.characters  # what normalised text is made of: the caption alphabet's characters
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 DEFAULT_GAP = 0.3  # seconds: cues closer than this are one utterance
 DEFAULT_MIN_DURATION = 0.5
