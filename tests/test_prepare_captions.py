@@ -117,6 +117,12 @@ def test_a_rerun_resumes_and_other_settings_redo(talks: Path, prepared: tuple[Pa
     again = subprocess.run([*base, "gap=0.2"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert "0 already done or failed before" in again.stdout
     assert manifest(tgt)["s2/s2_talk0"]["settings"]["gap"] == 0.2
+    (talks / "silent.srt").write_text((talks / "s2_talk0.srt").read_text())  # subtitles added since
+    try:
+        added = subprocess.run([*base, "gap=0.2"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    finally:
+        (talks / "silent.srt").unlink()
+    assert "1 to read" in added.stdout and manifest(tgt)["silent/silent"]["clips"] == 3
 
 
 def test_bad_speaker_mapping_and_folders_are_refused(talks: Path, tmp_path: Path, capsys: pytest.CaptureFixture):

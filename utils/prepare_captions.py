@@ -16,8 +16,9 @@ rate through the streaming reader (``UtteranceReader.read_spans``). Output, the 
 
 The speaker is the video's stem, or what a ``speaker=FILE`` mapping says (lines ``STEM SPEAKER``; name
 speakers ``sN`` to use main.py's ``speakers=``/``val_speakers=``). Parallel over videos, resumable (a
-rerun skips the videos the manifest records as done with the same settings), interrupted runs leave
-no half-written clip. A subtitle file that cannot be read is named with its line and the run goes on.
+rerun skips the videos the manifest records as done with the same settings and subtitle file),
+interrupted runs leave no half-written clip. A subtitle file that cannot be read is named with its
+line and the run goes on.
 Exit status: 0 when every captioned video was read, 1 when some failed, 2 for unusable input or
 output folders, 130 when interrupted.
 """
@@ -131,9 +132,19 @@ def is_done(job: Job, records: dict[str, dict], settings: Settings, retry_failed
     record = records.get(job.video)
     if not record or record.get("settings") != asdict(settings) or record.get("source") != str(job.source):
         return False
+    if record.get("subtitles_stamp") != subtitles_stamp(job):  # subtitles added, removed or edited since
+        return False
     if record["status"] != "ok":
         return not retry_failed
     return all((job.folder.parent / r["file"]).is_file() for r in clip_records(job, records) if r["status"] == "ok")
+
+
+def subtitles_stamp(job: Job) -> list | None:
+    """The subtitle file's name, size and modification time: what says its cues are the ones read."""
+    if job.subtitles is None:
+        return None
+    stat = job.subtitles.stat()
+    return [job.subtitles.name, stat.st_size, stat.st_mtime_ns]
 
 
 def clip_records(job: Job, records: dict[str, dict]) -> list[dict]:
@@ -158,7 +169,8 @@ def process_video(job: Job) -> list[dict]:
     """Cut, crop and write one video's clips; every cue gets a record, the video's own comes last."""
     assert _reader is not None and _settings is not None, "call _init_worker first"
     video = {"clip": job.video, "kind": VIDEO_KIND, "video": job.video, "source": str(job.source),
-             "subtitles": str(job.subtitles) if job.subtitles else None, "settings": asdict(_settings),
+             "subtitles": str(job.subtitles) if job.subtitles else None, "subtitles_stamp": subtitles_stamp(job),
+             "settings": asdict(_settings),
              "status": "ok", "message": "", "cues": 0, "clips": 0}
     if job.subtitles is None:
         video.update(status="no_subtitles", message=f"{job.source}: no .srt or .vtt file of the same stem")
