@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from utils import make_synthetic
-from utils.synthetic import make_speaker
+from utils.synthetic import make_speaker, render_frames
 from utils.synthetic.face import make_face_style, mouth_centre
 from utils.synthetic.talks import (
     CHARACTER_TARGETS,
@@ -124,3 +124,38 @@ def test_talks_are_written_with_subtitles_and_resume(tmp_path: Path, capsys: pyt
     empty = tmp_path / "empty.txt"
     empty.write_text("[Music]\n")
     assert make_synthetic.main([f"tgt_path={tmp_path / 'x'}", "talks=1", "speakers=1", f"text={empty}"]) == 1
+
+
+def _mouth_frames(speaker: int, sentences: int) -> tuple[np.ndarray, np.ndarray]:
+    """Small mouth frames of a speaker's talk, and the character said at each (frames near a character's
+    target time only)."""
+    style = make_speaker(0, speaker)
+    rng = np.random.default_rng([0, speaker])
+    plan = plan_talk(talk_sentences(0, speaker, 0, sentences), style, rng)
+    mouths = render_frames(plan.trajectory(style, rng), style, rng, (48, 24))
+    keys = np.array([c != "" for c in plan.key_chars])  # characters and spaces, not the rests
+    times = plan.key_times[keys]
+    chars = [c for c in plan.key_chars if c]
+    assert "".join(chars) == "".join(plan.spoken)  # one target per character, in the order of the text
+    nearest = np.abs(np.arange(plan.n_frames)[:, None] - times[None, :]).argmin(1)
+    close = np.abs(np.arange(plan.n_frames) - times[nearest]) < 0.6
+    small = np.stack([cv2.resize(m, (24, 12), interpolation=cv2.INTER_AREA) for m in mouths[close]])
+    x = small.reshape(len(small), -1).astype(np.float64)
+    x = (x - x.mean(0)) / (x.std() + 1e-6)
+    return x, np.array([CHARACTERS.index(chars[i]) for i in nearest[close]])
+
+
+def test_a_frame_shows_which_character_is_said_to_an_unseen_speaker_often_not_always():
+    """A linear reader of single mouth frames (uncropped: speakers place and size their mouths
+    differently) does better than always guessing the commonest character, and far from perfectly
+    (measured 0.30 against 0.17; on landmark-centred 48x24 crops from the videos it reached 0.55)."""
+    train = [_mouth_frames(s, 20) for s in (1, 2, 3, 4)]
+    x, y = np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])
+    x_test, y_test = _mouth_frames(5, 20)
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    w = np.linalg.solve(xb.T @ xb + 10.0 * np.eye(xb.shape[1]), xb.T @ np.eye(len(CHARACTERS))[y])
+    accuracy = ((np.hstack([x_test, np.ones((len(x_test), 1))]) @ w).argmax(1) == y_test).mean()
+    chance = np.bincount(y_test).max() / len(y_test)
+    print(f"per-frame character accuracy on an unseen speaker {accuracy:.2f} (chance {chance:.2f})")
+    assert accuracy > 1.5 * chance, "a frame should carry information about its character"
+    assert accuracy < 0.9, "characters of one viseme class should be confusable"

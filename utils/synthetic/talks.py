@@ -153,11 +153,13 @@ class TalkPlan:
     key_targets: np.ndarray  # (K, len(PARAMS))
     key_sigma: np.ndarray  # (K,) frames
     key_weight: np.ndarray  # (K,) dominance
+    key_chars: tuple[str, ...]  # (K,) the character each target says ('' for the rests between sentences)
 
     def trajectory(self, speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
         """(T, len(PARAMS)) mouth parameters: dominance-weighted targets, in the speaker's style."""
         targets = self.key_targets * speaker.style
-        targets = targets + rng.normal(0, 0.035, targets.shape) * (self.key_sigma < 1.5)[:, None]
+        said = np.array([c != "" for c in self.key_chars])
+        targets = targets + rng.normal(0, 0.035, targets.shape) * said[:, None]
         out = np.empty((self.n_frames, len(PARAMS)), np.float32)
         for first in range(0, self.n_frames, 256):  # a block of frames against the keys near it
             times = np.arange(first, min(first + 256, self.n_frames), dtype=np.float64)
@@ -176,12 +178,14 @@ def plan_talk(written: Sequence[str], speaker: Speaker, rng: np.random.Generator
     targets: list[tuple[float, ...]] = []
     sigmas: list[float] = []
     weights: list[float] = []
+    chars: list[str] = []
 
-    def key(time: float, target: tuple[float, ...], sigma: float, weight: float) -> None:
+    def key(time: float, target: tuple[float, ...], sigma: float, weight: float, char: str = "") -> None:
         times.append(time)
         targets.append(target)
         sigmas.append(sigma)
         weights.append(weight)
+        chars.append(char)
 
     def rest(start: float, end: float) -> None:
         for time in np.arange(start, end, 2.0):
@@ -202,7 +206,7 @@ def plan_talk(written: Sequence[str], speaker: Speaker, rng: np.random.Generator
         centres = t + np.cumsum(durations) - durations / 2
         for c, centre, duration in zip(said, centres, durations):
             target = SPACE_TARGET if c == " " else CHARACTER_TARGETS[c]
-            key(float(centre), target, max(duration * speaker.crispness, 0.35), DOMINANCE.get(c, 1.0))
+            key(float(centre), target, max(duration * speaker.crispness, 0.35), DOMINANCE.get(c, 1.0), c)
         end = t + durations.sum()
         cues.append(Cue(max(t / FPS - CUE_MARGIN, 0.0), end / FPS + CUE_MARGIN, text))
         spoken.append(said)
@@ -212,7 +216,7 @@ def plan_talk(written: Sequence[str], speaker: Speaker, rng: np.random.Generator
     n_frames = int(np.ceil(t - (PAUSE[0] * FPS) + LEAD * FPS)) if written else int(2 * LEAD * FPS)
     rest(t - 1.0, n_frames + 2.0)
     return TalkPlan(tuple(cues), tuple(spoken), n_frames, np.array(times), np.array(targets, np.float32),
-                    np.array(sigmas), np.array(weights))
+                    np.array(sigmas), np.array(weights), tuple(chars))
 
 
 # ---------------------------------------------------------------------------------------------
