@@ -10,6 +10,7 @@ from utils.clip_store import save_packed
 from utils.clips import build_records, discover_clips
 from utils.text.captions import (
     CHARACTERS,
+    SKIP_REASONS,
     SubtitleError,
     find_subtitles,
     merge_cues,
@@ -143,6 +144,7 @@ def test_every_skipped_cue_has_its_reason():
         ("too_fast", "a sentence far too long for so little time"), (None, "fine two words")]
     assert "0.30 s" in planned[0].message and "日本" in planned[3].message and "15 frames" in planned[4].message
     assert [u.index for u in planned] == list(range(6))
+    assert {u.skip for u in planned} - {None} == set(SKIP_REASONS)  # every reason the manifest can give
     with pytest.raises(ValueError, match="min_duration"):
         plan_utterances(cues, min_duration=3.0, max_duration=2.0)
 

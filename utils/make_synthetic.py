@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: one per available core)")
     talks = parser.add_argument_group("captioned talks (instead of GRID clips)")
     talks.add_argument("--talks", type=positive_int, default=None,
-                       help="write this many captioned talks per speaker (videos + .srt) instead of GRID clips")
+                       help="write this many captioned talks per speaker (320x240 videos + .srt, one after "
+                            "another; --size, --n_process and --clips_per_speaker are for GRID clips) instead "
+                            "of GRID clips")
     talks.add_argument("--sentences_per_talk", type=positive_int, default=12,
                        help="sentences (subtitle cues) per talk (default: %(default)s)")
     talks.add_argument("--text", type=Path, default=None,
