@@ -27,7 +27,7 @@ def test_talks_to_clips_to_model_to_subtitles_of_an_unseen_speaker(tmp_path: Pat
     status = captions_quickstart.main([
         f"data_path={data}", f"save_dir={tmp_path / 'checkpoint'}", f"text={text}",
         "train_speakers=1-3", "val_speakers=4", "test_speakers=5", "sentences=12", "test_sentences=6",
-        "size=32x16", "channels=4,8,8", "hidden=32", "epochs=40", "batch_size=4", "lr=8e-3", "progress=false",
+        "size=48x24", "channels=8,16,16", "hidden=48", "epochs=40", "batch_size=4", "lr=6e-3", "progress=false",
     ])
     assert status == 0
     results = json.loads((data / "results.json").read_text())["results"]

@@ -8,6 +8,11 @@ elliptical mask. dlib's HOG detector finds these faces on every frame tried, and
 puts the mouth centre within about a pixel of the drawn mouth's centre (measured on 320x240 frames
 with 45-pixel-wide mouths).
 
+The mouth is narrow for the face (0.56-0.64 of the face's half-width, drawn at half the face's
+half-height below its centre), so the mouth crop, 2.75 mouth widths wide as for GRID, shows cheek
+on both sides rather than the jaw's outline and the background (with a mouth of 0.66-0.76 half-widths
+the outline filled the crop's lower corners).
+
 Faces differ per speaker in hair colour and cut, face shape, eye colour and spacing, background,
 position in the frame and size, on top of the mouth's own colours and style.
 """
@@ -50,12 +55,12 @@ def make_face_style(seed: int, speaker: int, size: tuple[int, int] = FRAME_SIZE)
     cy = height // 2 + int(rng.integers(-8, 9))
     return FaceStyle(background, hair, iris, (cx, cy), half_width, half_height,
                      eye_gap=int(half_width * rng.uniform(0.38, 0.46)), hair_depth=int(rng.integers(8, 26)),
-                     mouth_width=int(half_width * rng.uniform(0.66, 0.76)))
+                     mouth_width=int(half_width * rng.uniform(0.56, 0.64)))
 
 
 def mouth_centre(style: FaceStyle) -> tuple[float, float]:
     """Where the mouth's centre is drawn, frame pixels (x, y)."""
-    return float(style.centre[0]), style.centre[1] + 0.55 * style.half_height
+    return float(style.centre[0]), style.centre[1] + 0.5 * style.half_height
 
 
 def draw_face(style: FaceStyle, skin: np.ndarray, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
