@@ -4,7 +4,8 @@
 Clips are found (utils/clips.py) under ``image_path`` as ``sN/{clip}.npz`` (our packed format) or ``sN/{clip}/``
 PNG folders (the original example's layout, so its published preprocessed data works as is).
 Labels come from ``align_path/sN/{clip}.align``, from a flat ``align_path/{clip}.align`` (how the
-original example's aligns were published), or else from the GRID clip name.
+original example's aligns were published), from a transcript ``sN/{clip}.txt`` beside the clip (what
+utils/prepare_captions.py writes for captioned videos), or else from the GRID clip name.
 """
 from __future__ import annotations
 
@@ -56,11 +57,13 @@ from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and select
     check_label,
     discover_clips,
     fit_length,
+    keep_spellable,
     label_clip,
     load_frames,
     select_clips,
 )
-from utils.text.grid_text import AlignedWord, ctc_min_frames, encode  # noqa: E402
+from utils.text.alphabet import GRID, Alphabet  # noqa: E402
+from utils.text.grid_text import AlignedWord, ctc_min_frames  # noqa: E402
 from utils.word_clips import WORD_CROP, WORD_FRAMES, list_words, word_clips, word_input  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -145,8 +148,10 @@ class LipDataset(gluon.data.Dataset):
         jitter_prob: float = 0.05,
         word_prob: float = 0.0,
         seed: int = 0,
+        alphabet: Alphabet = GRID,
     ) -> None:
         self.records = list(records)
+        self.alphabet = alphabet
         self.size = size
         self.num_frames = num_frames
         self.flip_prob = flip_prob if train else 0.0
@@ -158,7 +163,7 @@ class LipDataset(gluon.data.Dataset):
         self._lock = threading.Lock()
         for record in self.records:
             try:
-                check_label(record.sentence)  # fail before training, not in the middle of an epoch
+                check_label(record.sentence, alphabet)  # fail before training, not in the middle of an epoch
             except ValueError as err:
                 raise ValueError(f"{record.clip_id}: {err}") from None
 
@@ -209,7 +214,7 @@ class LipDataset(gluon.data.Dataset):
         if self.flip_prob and rng.random() < self.flip_prob:
             t, h, w, c = padded.shape
             padded = cv2.flip(padded.reshape(t * h, w, c), 1).reshape(t, h, w, c)
-        return padded, np.asarray(encode(sentence), np.int32), length, idx
+        return padded, np.asarray(self.alphabet.encode(sentence), np.int32), length, idx
 
 
 class BatchBuffers:

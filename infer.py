@@ -38,6 +38,7 @@ from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode
 if TYPE_CHECKING:
     from model.word_reader import WordClassifier
     from utils.network import Network
+    from utils.text.lm_decoder import LMDecoder
     from utils.text.metrics import GroupedErrorRates
     from utils.video.utterances import StreamSummary
 
@@ -56,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--beam_width", type=int, default=None,
                        help=f"prefix beam width of the beam decoder (default: the checkpoint's, else "
                             f"{DEFAULT_BEAM_WIDTH})")
+    model.add_argument("--lm_path", default=None,
+                       help="word n-gram language model (ARPA, from utils/build_lm.py) of the lm decoder "
+                            "(default: the checkpoint's)")
+    model.add_argument("--lm_weight", type=float, default=None,
+                       help="weight of the language model's log-probability in the lm decoder (alpha; default: the "
+                            "checkpoint's, else 0.5)")
+    model.add_argument("--word_bonus", type=float, default=None,
+                       help="score added per word by the lm decoder (beta; default: the checkpoint's, else 1.0)")
     model.add_argument("--num_gpus", type=int, default=1,
                        help="GPUs to run on (an ONNX file: onnxruntime-gpu's CUDA, one GPU); 0 or no visible GPU: "
                             "the CPU (default: %(default)s)")
@@ -112,7 +121,21 @@ def choose_decoder(args: argparse.Namespace, meta: dict) -> tuple[str, int]:
     return method, width
 
 
-def describe_decoder(method: str, beam_width: int) -> str:
+def choose_lm(args: argparse.Namespace, meta: dict, method: str, beam_width: int, network: Network) -> LMDecoder | None:
+    """The lm decoder's language model and weights: the command line's, else the checkpoint's, else the defaults."""
+    from utils.text.lm_decoder import lm_decoder_for
+
+    saved = meta.get("decoder") or {}
+
+    def pick(name: str) -> object:
+        return getattr(args, name) if getattr(args, name) is not None else saved.get(name)
+
+    return lm_decoder_for(method, pick("lm_path"), network.alphabet, beam_width, pick("lm_weight"), pick("word_bonus"))
+
+
+def describe_decoder(method: str, beam_width: int, lm: LMDecoder | None = None) -> str:
+    if lm is not None:
+        return lm.describe()
     return f"{method} (beam width {beam_width})" if method == "beam" else method
 
 
@@ -127,7 +150,7 @@ class VideoLipreader:
     """
 
     def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
-                 max_utterance: float | None = None) -> None:
+                 max_utterance: float | None = None, lm: LMDecoder | None = None) -> None:
         from utils.clips import NUM_FRAMES, Normaliser
         from utils.video.mouth_extractor import MouthExtractor
         from utils.video.utterances import UtteranceReader
@@ -135,6 +158,7 @@ class VideoLipreader:
         self.network = network
         self.decoder = decoder
         self.beam_width = beam_width
+        self.lm = lm
         self.fps = network.frame_rate
         self.normaliser = Normaliser(network.mean, network.std)
         self.extractor = MouthExtractor(size=(network.width, network.height))
@@ -146,13 +170,13 @@ class VideoLipreader:
         return self.extractor.extract(path).frames
 
     def log_probs(self, frames: np.ndarray) -> np.ndarray:
-        """The network's (T, 28) log-probabilities for one clip of mouth crops."""
+        """The network's (T, C) log-probabilities for one clip of mouth crops (C: its alphabet's classes)."""
         data = np.empty((1, 3) + frames.shape[:3], np.float32)
         self.normaliser.normalise_into(frames, data[0])
         return self.network.log_probs(data, np.array([len(frames)]))[0]
 
     def decode(self, log_probs: np.ndarray) -> str:
-        return decode(log_probs, self.decoder, self.beam_width)
+        return decode(log_probs, self.decoder, self.beam_width, alphabet=self.network.alphabet, lm=self.lm)
 
     def read(self, path: Path, faces: str = "largest", keep_frames: bool = False,
              progress: bool = False) -> VideoReading:
@@ -172,7 +196,8 @@ class VideoLipreader:
                 log_probs = self.log_probs(utterance.frames)
                 text = self.decode(log_probs)
                 try:
-                    words = word_timings(log_probs, text, self.fps, offset=utterance.start)
+                    words = word_timings(log_probs, text, self.fps, offset=utterance.start,
+                                         alphabet=self.network.alphabet.characters)
                 except ValueError:
                     words = []
                 read.append((utterance.face, utterance.face_width, UtteranceResult(
@@ -422,8 +447,8 @@ def describe_definition(definition: dict) -> str:
     return f"split={definition['split']}" + (f" speakers={','.join(str(s) for s in speakers)}" if speakers else "")
 
 
-def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
-                beam_width: int) -> tuple[list[ClipResult], int, GroupedErrorRates]:
+def run_dataset(args: argparse.Namespace, network: Network, decoder: str, beam_width: int,
+                lm: LMDecoder | None = None) -> tuple[list[ClipResult], int, GroupedErrorRates]:
     """Evaluate one side of a split; print [Target]/[Pred] per clip, then CER and WER overall and per speaker."""
     from utils import clips as clip_data
     from utils.text.evaluation import evaluate_network
@@ -437,7 +462,7 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
                          f"(split {args.split or 'as at training'!r}, speakers {args.speakers or 'all'})")
     result = evaluate_network(network, records, args.batch_size, decoder, beam_width, args.num_workers,
                               keep_log_probs=args.out is not None,
-                              progress=f"{args.data_type} clips" if args.progress else None)
+                              progress=f"{args.data_type} clips" if args.progress else None, lm=lm)
     for clip_id, target, prediction in zip(result.clip_ids, result.targets, result.predictions):
         print(f"[Clip]   {clip_id}\n[Target] {target}\n[Pred]   {prediction}")
     failed = len(records) - len(result.clip_ids)
@@ -522,22 +547,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot load the model: {err}", file=sys.stderr)
         return 2
     decoder, beam_width = choose_decoder(args, network.meta)
+    try:
+        lm = choose_lm(args, network.meta, decoder, beam_width, network)
+    except (OSError, ValueError) as err:
+        print(f"error: cannot load the language model: {err}", file=sys.stderr)
+        return 2
     source = network.source
-    print(f"model {network.describe()}, decoder {describe_decoder(decoder, beam_width)}", file=sys.stderr)
+    print(f"model {network.describe()}, decoder {describe_decoder(decoder, beam_width, lm)}", file=sys.stderr)
     try:
         if args.video is not None:
-            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance)
+            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm)
             results, failed = run_videos(args, reader)
             rates, title = None, f"LipNet on {args.video}"
         else:
-            results, failed, rates = run_dataset(args, network, decoder, beam_width)
+            results, failed, rates = run_dataset(args, network, decoder, beam_width, lm)
             title = f"LipNet on {args.image_path} ({args.data_type})"
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.out is not None and results:
         read = sum(r.error is None for r in results)
-        details = {"model": source, "decoder": describe_decoder(decoder, beam_width),
+        details = {"model": source, "decoder": describe_decoder(decoder, beam_width, lm),
                    "clips": f"{read} read, {failed} failed"}
         try:
             csv_path, html_path = write_report(args.out, results, title, details, rates, args.report_limit)

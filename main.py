@@ -16,6 +16,8 @@ from utils.cli import add_config_options, parse_args, parse_speakers, str2bool
 from utils.gpu_support import GpuProblem, preflight
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.splits import MISSING_CLIPS, SPLITS
+from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH
+from utils.text.lm_decoder import DEFAULT_LM_WEIGHT, DEFAULT_WORD_BONUS
 
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 TASKS = ("sentences", "words")
@@ -57,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--word_prob", type=float, default=0.0,
                       help="probability of training on one aligned word of a clip instead of the sentence")
     net = parser.add_argument_group("network")
+    net.add_argument("--alphabet", default="auto", choices=("auto", "grid", "captions"),
+                     help="characters the network spells: grid (a-z, space), captions (a-z, space, apostrophe), "
+                          "or auto: the checkpoint's when starting from one, else grid when every training and "
+                          "validation sentence is written in it, else captions. A model_path with another "
+                          "alphabet is fine-tuned to this one: every layer but the output is kept")
     net.add_argument("--variant", default="paper", choices=("paper", "example"),
                      help="paper: LipNet as published; example: the original MXNet example's layout")
     net.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",")], default=[32, 64, 96],
@@ -112,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where last/, best/, train.log, metrics.csv, curves.png and tensorboard/ go")
     run.add_argument("--val_interval", type=int, default=1,
                      help="validate, log and checkpoint every this many epochs (and after the last)")
+    run.add_argument("--decoder", default="greedy", choices=DECODERS,
+                     help="decoder of the validation pass (recorded in the checkpoint as infer.py's default): greedy, "
+                          "beam, grammar (GRID sentences) or lm (beam search with a word language model, lm_path)")
+    run.add_argument("--beam_width", type=int, default=DEFAULT_BEAM_WIDTH, help="beam width of beam and lm")
+    run.add_argument("--lm_path", default=None, help="ARPA word language model of the lm decoder (utils/build_lm.py)")
+    run.add_argument("--lm_weight", type=float, default=DEFAULT_LM_WEIGHT,
+                     help="weight of the language model's log-probability (alpha) in the lm decoder")
+    run.add_argument("--word_bonus", type=float, default=DEFAULT_WORD_BONUS,
+                     help="score added per word (beta) by the lm decoder")
     run.add_argument("--show_examples", type=int, default=3, help="validation [Target]/[Pred] pairs logged per epoch")
     run.add_argument("--progress", type=str2bool, default=True, help="show progress bars")
     return parser

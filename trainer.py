@@ -40,6 +40,7 @@ import data_loader  # noqa: E402
 import model.adamw  # noqa: E402, F401 (registers the "adamw" optimiser)
 from model import LipNet, LipNetConfig, save_checkpoint  # noqa: E402
 from model.checkpoint import (  # noqa: E402
+    OUTPUT_LAYER,
     STATES_FILE,
     build_network,
     load_trainer_states,
@@ -48,8 +49,9 @@ from model.checkpoint import (  # noqa: E402
 )
 from utils import splits  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
+from utils.text.alphabet import GRID, Alphabet, choose_alphabet  # noqa: E402
 from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
-from utils.text.grid_text import decode as ids_to_text  # noqa: E402
+from utils.text.lm_decoder import LMDecoder, lm_decoder_for  # noqa: E402
 from utils.text.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
 from utils.video.reader import MODEL_FPS  # noqa: E402
 from utils.word_metrics import WordScores  # noqa: E402
@@ -84,7 +86,8 @@ def split_batch(batch: tuple, ctxs: Sequence[mx.Context]) -> list[tuple]:
 
 def evaluate(net: LipNet, loader: gluon.data.DataLoader, dataset: data_loader.LipDataset,
              ctxs: Sequence[mx.Context], decoder: str = "greedy", beam_width: int = 25,
-             keep_log_probs: bool = False, progress: str | None = None, stop: StopFlag | None = None) -> Evaluation:
+             keep_log_probs: bool = False, progress: str | None = None, stop: StopFlag | None = None,
+             alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> Evaluation:
     """Run ``net`` over a whole loader (no dropout, no augmentation), decode, and score.
 
     Each clip is read only up to its length (``LipNet.read``). With ``stop``, a Ctrl-C or SIGTERM
@@ -105,9 +108,9 @@ def evaluate(net: LipNet, loader: gluon.data.DataLoader, dataset: data_loader.Li
             total_loss += float(losses[finite].sum())
             count += int(finite.sum())
             records = [dataset.records[idx] for idx in indices.tolist()]
-            targets = [ids_to_text(int(v) for v in label) for label in labels.asnumpy()]
+            targets = [alphabet.decode(int(v) for v in label) for label in labels.asnumpy()]
             score_batch(result, records, targets, out.asnumpy(), data_lengths.asnumpy().astype(np.int64), decoder,
-                        beam_width, keep_log_probs)
+                        beam_width, keep_log_probs, alphabet, lm)
     result.loss = total_loss / count if count else float("nan")
     result.loss_count = count
     return result
@@ -154,6 +157,25 @@ class Start:
     state: RunState = field(default_factory=RunState)
     selection: dict | None = None  # the clip selection a checkpoint recorded (utils.splits.describe_selection)
     meta: dict = field(default_factory=dict)  # the checkpoint's meta.json
+    alphabet: Alphabet | None = None  # the alphabet of the checkpoint started from
+    source: str = ""  # what it was read from
+    resume: bool = False  # a checkpoint of ours, continued where it stopped
+
+    def retarget(self, alphabet: Alphabet) -> Start:
+        """Start from this checkpoint's parameters with another alphabet: a new run (epoch 0, a fresh optimiser,
+        no recorded selection) keeping every layer but the output, which ``fresh`` leaves freshly initialised."""
+        log.info("fine-tuning %s (%s alphabet, %d classes) to the %s alphabet (%d classes): every layer but the "
+                 "output is loaded; the output layer (%s) is freshly initialised", self.source, self.alphabet.name,
+                 self.alphabet.num_classes, alphabet.name, alphabet.num_classes, ", ".join(OUTPUT_LAYER))
+        config = dataclasses.replace(self.config, num_classes=alphabet.num_classes)
+        return Start(config, self.arrays, None, self.mean, self.std, RunState(), None, self.meta, alphabet,
+                     self.source)
+
+    @property
+    def fresh(self) -> tuple[str, ...]:
+        """Parameters to initialise rather than load: the output layer when its size differs from the arrays'."""
+        dense = (self.arrays or {}).get(OUTPUT_LAYER[0])
+        return OUTPUT_LAYER if dense is not None and dense.shape[0] != self.config.num_classes else ()
 
 
 def resolve_start(model_path: str | None) -> Start:
@@ -164,12 +186,12 @@ def resolve_start(model_path: str | None) -> Start:
     mean, std = list(contents.mean), list(contents.std)
     if contents.folder is None:
         log.info("fine-tuning from the original example's parameters in %s", contents.source)
-        return Start(contents.config, contents.arrays, None, mean, std)
+        return Start(contents.config, contents.arrays, None, mean, std, alphabet=contents.alphabet,
+                     source=str(contents.source))
     state = RunState.from_meta(contents.meta)
     states = contents.folder / STATES_FILE
-    log.info("resuming from %s at epoch %d, step %d", contents.folder, state.epoch, state.iteration)
     return Start(contents.config, contents.arrays, states if states.is_file() else None, mean, std, state,
-                 contents.meta.get("split"), contents.meta)
+                 contents.meta.get("split"), contents.meta, contents.alphabet, str(contents.folder), resume=True)
 
 
 def selection_definition(args: argparse.Namespace) -> dict:
@@ -180,10 +202,11 @@ def selection_definition(args: argparse.Namespace) -> dict:
             "held_out_per_speaker": splits.OVERLAP_HELD_OUT_PER_SPEAKER, "key_seed": splits.OVERLAP_SEED}
 
 
-def build_config(args: argparse.Namespace, frame_size: tuple[int, int]) -> LipNetConfig:
+def build_config(args: argparse.Namespace, frame_size: tuple[int, int], alphabet: Alphabet = GRID) -> LipNetConfig:
     width, height = frame_size
     return LipNetConfig(variant=args.variant, channels=tuple(args.channels), hidden=args.hidden,
-                        dropout=args.dr_rate, height=height, width=width, norm=args.norm)
+                        dropout=args.dr_rate, height=height, width=width, norm=args.norm,
+                        num_classes=alphabet.num_classes)
 
 
 def probe_frame_size(records: Sequence[data_loader.ClipRecord]) -> tuple[int, int]:
@@ -489,13 +512,29 @@ class SentenceTask:
         self.selection = splits.describe_selection(definition, train_ids, val_ids)
         train_records = data_loader.build_records({c: clips[c] for c in train_ids}, args.align_path)
         val_records = data_loader.build_records({c: clips[c] for c in val_ids}, args.align_path)
+        self.alphabet = alphabet = choose_alphabet(args.alphabet, start.alphabet,
+                                                   (r.sentence for r in train_records + val_records))
+        if start.alphabet is not None and alphabet != start.alphabet:
+            start = start.retarget(alphabet)
+        self.start = start
+        log.info("alphabet: %s (%r, %d classes with the CTC blank)", alphabet.name, alphabet.characters,
+                 alphabet.num_classes)
+        self.decoder = {"method": args.decoder, "beam_width": args.beam_width}
+        self.lm = lm_decoder_for(args.decoder, args.lm_path, alphabet, args.beam_width, args.lm_weight,
+                                 args.word_bonus)
+        if self.lm is not None:
+            self.decoder.update(lm_path=str(Path(self.lm.source).resolve()), lm_weight=self.lm.lm_weight,
+                                word_bonus=self.lm.word_bonus)
+            log.info("validation decoder: %s", self.lm.describe())
+        train_records = data_loader.keep_spellable(train_records, alphabet)
+        val_records = data_loader.keep_spellable(val_records, alphabet)
         if not train_records:
             raise ValueError(f"no training clips under {args.image_path} for split {args.split!r}")
         if not val_records:
             raise ValueError(f"no validation clips under {args.image_path} for split {args.split!r}")
         mean, std = (start.mean, start.std) if start.mean else data_loader.channel_stats(train_records, seed=args.seed)
         self.mean, self.std = mean, std
-        self.config = config = start.config or build_config(args, probe_frame_size(train_records))
+        self.config = config = start.config or build_config(args, probe_frame_size(train_records), alphabet)
         size = (config.width, config.height)
         log.info("%d training and %d validation clips; input %dx%d; normalisation mean %s std %s",
                  len(train_records), len(val_records), config.width, config.height,
@@ -509,8 +548,9 @@ class SentenceTask:
                      workers.rank, workers.count, args.kvstore, len(train_records), len(val_records))
 
         train_set = data_loader.LipDataset(train_records, size=size, train=True, flip_prob=args.flip_prob,
-                                           jitter_prob=args.jitter_prob, word_prob=args.word_prob, seed=args.seed)
-        val_set = data_loader.LipDataset(val_records, size=size)
+                                           jitter_prob=args.jitter_prob, word_prob=args.word_prob, seed=args.seed,
+                                           alphabet=alphabet)
+        val_set = data_loader.LipDataset(val_records, size=size, alphabet=alphabet)
         sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
         self.train_set, self.val_set, self.sampler = train_set, val_set, sampler
         self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
@@ -526,7 +566,8 @@ class SentenceTask:
         """(validation metrics, error to minimise, log text) over the whole validation set."""
         args = self.args
         val = evaluate(net, self.val_loader, self.val_set, ctxs, progress="validation" if args.progress else None,
-                       stop=stop)
+                       stop=stop, decoder=self.decoder["method"], beam_width=self.decoder["beam_width"],
+                       alphabet=self.alphabet, lm=self.lm)
         if workers.kv is not None:
             val = combine_evaluations(val, workers, self.val_groups)
         overall = val.rates.overall
@@ -544,8 +585,8 @@ class SentenceTask:
         return None
 
     def meta(self) -> dict:
-        return {"normalisation": {"mean": self.mean, "std": self.std}, "decoder": {"method": "greedy"},
-                "split": self.selection}
+        return {"normalisation": {"mean": self.mean, "std": self.std}, "decoder": self.decoder,
+                "split": self.selection, "alphabet": self.alphabet.to_dict()}
 
 
 class WordTask:
@@ -562,6 +603,7 @@ class WordTask:
         from model.word_net import WordNetConfig
 
         self.args = args
+        self.start = start
         words = start.meta.get("words")
         crop = start.config.size if start.config is not None else args.crop
         self.train_set = data_loader.WordDataset(args.image_path, "train", words=words, train=True,
@@ -684,13 +726,16 @@ def train(args: argparse.Namespace) -> dict:
     if args.amp:
         enable_amp(ctxs, workers)
     start = resolve_start(args.model_path)
-    state = start.state
     task = (WordTask if getattr(args, "task", "sentences") == "words" else SentenceTask)(args, start, workers)
+    start = task.start  # a sentence task fine-tuning to another alphabet starts afresh
+    if start.resume:
+        log.info("resuming from %s at epoch %d, step %d", start.source, start.state.epoch, start.state.iteration)
+    state = start.state
     train_set, sampler, train_loader = task.train_set, task.sampler, task.train_loader
 
     net = build_network(task.config)
     if start.arrays is not None:
-        set_parameters(net, start.arrays, args.model_path, ctxs)
+        set_parameters(net, start.arrays, args.model_path, ctxs, fresh=start.fresh)
     else:
         net.initialize(ctx=ctxs)
     net.hybridize(static_alloc=True, static_shape=True)
@@ -786,7 +831,7 @@ def train(args: argparse.Namespace) -> dict:
             if (epoch + 1) % args.val_interval and epoch + 1 < args.epochs:
                 state.finish_epoch(epoch)
                 continue
-            # lock step: every worker must validate
+            # Lock step: every worker must validate, so no stop there.
             val_metrics, error, summary = task.validate(net, ctxs, workers, None if workers.lockstep else stop)
             last_metrics = {
                 "epoch": epoch + 1, "step": state.iteration,

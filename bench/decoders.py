@@ -2,7 +2,8 @@
 
 ``time_decoders`` is reusable on real model outputs (bench/infer.py); run this file for the synthetic
 figures: ``peaked`` is a confident model, ``noisy`` a weak one whose greedy string often has errors,
-``random`` pure noise. Timings on a shared CPU are inflated by whatever else runs.
+``random`` pure noise. ``lm`` decodes with a trigram Kneser-Ney model of 2,000 random GRID sentences
+(``grid_lm``). Timings on a shared CPU are inflated by whatever else runs.
 """
 import sys
 from pathlib import Path
@@ -20,8 +21,11 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from utils.cli import parse_args  # noqa: E402
+from utils.text.alphabet import GRID  # noqa: E402
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, GRID_GRAMMAR, decode  # noqa: E402
 from utils.text.grid_text import BLANK, NUM_CLASSES, encode  # noqa: E402
+from utils.text.language_model import estimate  # noqa: E402
+from utils.text.lm_decoder import LMDecoder  # noqa: E402
 from utils.text.metrics import cer  # noqa: E402
 
 # (peak added to the aligned class's logit, standard deviation of the logit noise) per kind of output.
@@ -60,6 +64,12 @@ def random_sentence(rng: np.random.Generator) -> str:
     return " ".join(slot[rng.integers(len(slot))] for slot in GRID_GRAMMAR)
 
 
+def grid_lm(beam_width: int = DEFAULT_BEAM_WIDTH, sentences: int = 2000, seed: int = 1) -> LMDecoder:
+    """The lm decoder with a trigram model of ``sentences`` random GRID sentences (all 51 words)."""
+    rng = np.random.default_rng(seed)
+    return LMDecoder(estimate([random_sentence(rng).split() for _ in range(sentences)]), GRID, beam_width)
+
+
 @dataclass
 class DecoderTiming:
     """Per-clip wall times of one decoder (best of the repeats per clip) and the texts it produced."""
@@ -72,21 +82,24 @@ class DecoderTiming:
 
 def time_decoders(log_probs_list: Sequence[np.ndarray], methods: Sequence[str] = DECODERS,
                   beam_width: int = DEFAULT_BEAM_WIDTH, repeats: int = 1,
-                  progress: bool = False) -> dict[str, DecoderTiming]:
-    """Decode every (T, 28) clip with every method, timing each clip; ``repeats`` keeps the fastest run."""
+                  progress: bool = False, lm: LMDecoder | None = None) -> dict[str, DecoderTiming]:
+    """Decode every (T, 28) clip with every method, timing each clip; ``repeats`` keeps the fastest run.
+    ``lm`` defaults to ``grid_lm`` where ``lm`` is among the methods."""
     if not log_probs_list:
         raise ValueError("no clips to time")
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if "lm" in methods and lm is None:
+        lm = grid_lm(beam_width)
     results = {}
     for method in methods:
-        decode(log_probs_list[0], method, beam_width)  # warm-up: builds the grammar trees once
+        decode(log_probs_list[0], method, beam_width, lm=lm)  # warm-up: builds the grammar trees once
         times, texts = [], []
         for lp in tqdm(log_probs_list, desc=method, disable=not progress, leave=False):
             best = np.inf
             for _ in range(repeats):
                 start = time.perf_counter()
-                text = decode(lp, method, beam_width)
+                text = decode(lp, method, beam_width, lm=lm)
                 best = min(best, time.perf_counter() - start)
             times.append(best * 1e3)
             texts.append(text)

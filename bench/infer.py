@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if min(args.repeats, args.copies, args.batch_size, args.beam_width) < 1 or args.num_workers < 0:
         parser.error("repeats, copies, batch_size and beam_width must be at least 1, num_workers at least 0")
     # MXNet loads here, after the command line is known to be valid.
-    from bench.decoders import time_decoders
+    from bench.decoders import grid_lm, time_decoders
     from infer import VideoLipreader, list_videos
     from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet
     from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
@@ -133,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         loaded = LoadedLipNet(LipNet(LipNetConfig()), EXAMPLE_MEAN, EXAMPLE_STD)
         loaded.net.initialize(ctx=ctxs)
     network = MXNetLipNet(loaded, ctxs)  # prepared for inference
-    reader = VideoLipreader(network, args.decoder, args.beam_width)
+    reader = VideoLipreader(network, args.decoder, args.beam_width,
+                            lm=grid_lm(args.beam_width) if args.decoder == "lm" else None)
     start = time.perf_counter()
     reader.log_probs(np.zeros((NUM_FRAMES, loaded.config.height, loaded.config.width, 3), np.uint8))
     first_call = time.perf_counter() - start  # builds the graph for 75-frame clips

@@ -34,6 +34,7 @@ from mxnet.base import MXNetError
 
 from model.lipnet import LipNet, LipNetConfig
 from model.word_net import WordNet, WordNetConfig
+from utils.text.alphabet import Alphabet, alphabet_from_record
 
 PARAMS_FILE = "model.params"
 STATES_FILE = "trainer.states"
@@ -46,6 +47,7 @@ EXAMPLE_STD = (0.1138, 0.1078, 0.0917)
 EXAMPLE_BEAM_WIDTH = 25
 # meta.json's "network" names the network's class; checkpoints without one are LipNet's.
 NETWORKS = {"lipnet": (LipNet, LipNetConfig), "word_net": (WordNet, WordNetConfig)}
+OUTPUT_LAYER = ("dense.weight", "dense.bias")  # LipNet's layer whose size is the alphabet's
 _OLD_GRU_NAME = re.compile(r"^(gru\d+)\.([lr])0_(i2h|h2h)_(weight|bias)$")
 
 
@@ -62,6 +64,11 @@ class LoadedLipNet:
     @property
     def config(self) -> LipNetConfig:
         return self.net.config
+
+    @property
+    def alphabet(self) -> Alphabet:
+        """The alphabet the network spells with (``meta.json``'s ``alphabet``; GRID's when it records none)."""
+        return alphabet_from_record(self.meta.get("alphabet"))
 
 
 def _resolve(path: Path, prefer: str) -> Path:
@@ -148,10 +155,13 @@ def load_param_file(path: str | Path) -> dict[str, mx.nd.NDArray]:
     return renamed
 
 
-def set_parameters(net: LipNet, arrays: dict[str, mx.nd.NDArray], source: str | Path, ctx: object) -> None:
-    """Copy ``arrays`` into ``net``; every name and shape must match exactly."""
+def set_parameters(net: LipNet, arrays: dict[str, mx.nd.NDArray], source: str | Path, ctx: object,
+                   fresh: tuple[str, ...] = ()) -> None:
+    """Copy ``arrays`` into ``net``; every name and shape must match exactly, except the parameters named in
+    ``fresh``, which are left out of ``arrays`` and keep their fresh initialisation."""
     params = net._collect_params_with_prefix()
-    missing = sorted(set(params) - set(arrays))
+    arrays = {name: array for name, array in arrays.items() if name not in fresh}
+    missing = sorted(set(params) - set(arrays) - set(fresh))
     extra = sorted(set(arrays) - set(params))
     if missing or extra:
         raise ValueError(
@@ -161,11 +171,12 @@ def set_parameters(net: LipNet, arrays: dict[str, mx.nd.NDArray], source: str | 
             f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''}"
         )
     for name, param in params.items():
-        if tuple(arrays[name].shape) != tuple(param.shape):
+        if name in arrays and tuple(arrays[name].shape) != tuple(param.shape):
             raise ValueError(f"{source}: {name} has shape {arrays[name].shape}, the network needs {param.shape}")
     net.initialize(ctx=ctx, force_reinit=False)
     for name, param in params.items():
-        param.set_data(arrays[name])
+        if name in arrays:
+            param.set_data(arrays[name])
 
 
 def example_config_for(arrays: dict[str, mx.nd.NDArray]) -> LipNetConfig:
@@ -191,6 +202,11 @@ class CheckpointContents:
     folder: Path | None  # our checkpoint's folder; None for the example's parameter file
     source: Path
 
+    @property
+    def alphabet(self) -> Alphabet:
+        """The alphabet the network spells with (``meta.json``'s ``alphabet``; GRID's when it records none)."""
+        return alphabet_from_record(self.meta.get("alphabet"))
+
 
 def _read_folder(path: Path, prefer: str, states: bool) -> CheckpointContents:
     folder, meta = read_meta(path, prefer)
@@ -201,8 +217,12 @@ def _read_folder(path: Path, prefer: str, states: bool) -> CheckpointContents:
     try:
         config = NETWORKS[network][1](**meta["config"])
         mean, std = tuple(meta["normalisation"]["mean"]), tuple(meta["normalisation"]["std"])
+        alphabet = alphabet_from_record(meta.get("alphabet"))
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{folder / META_FILE}: incomplete checkpoint description ({err})") from None
+    if network == "lipnet" and config.num_classes != alphabet.num_classes:
+        raise ValueError(f"{folder / META_FILE}: the network has {config.num_classes} output classes but its "
+                         f"{alphabet.name} alphabet needs {alphabet.num_classes}")
     return CheckpointContents(config, load_param_file(folder / PARAMS_FILE), mean, std, meta, folder,
                               folder / PARAMS_FILE)
 

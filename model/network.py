@@ -21,7 +21,7 @@ class MXNetLipNet(Network):
         config = loaded.config
         super().__init__(config.variant, config.norm, config.width, config.height, loaded.mean, loaded.std,
                          float(loaded.meta.get("frame_rate") or MODEL_FPS), str(loaded.path), "mxnet",
-                         loaded.meta)
+                         loaded.meta, loaded.alphabet)
         self.loaded = loaded
         self.ctxs = list(ctxs)
         prepare_for_inference(loaded.net, self.ctxs)

@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from model.lipnet import LipNetConfig
 from utils.clips import NUM_FRAMES
 from utils.onnx_model import INPUT, LENGTHS
-from utils.text.grid_text import ALPHABET
+from utils.text.alphabet import alphabet_from_record
 from utils.video.reader import MODEL_FPS
 
 OPSET = 17
@@ -175,7 +175,7 @@ def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[f
                          "frames": NUM_FRAMES, "scale": "pixel / 255, then (value - mean) / std per channel"},
         "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
         "lipnet.frame_rate": float(meta.get("frame_rate") or MODEL_FPS),
-        "lipnet.alphabet": {"characters": ALPHABET, "blank": len(ALPHABET)},
+        "lipnet.alphabet": alphabet_from_record(meta.get("alphabet")).to_dict(),
         "lipnet.decoder": {"method": decoder.get("method", "greedy"), "beam_width": decoder.get("beam_width")},
         "lipnet.source": source,
         "lipnet.metrics": meta.get("metrics") or {},

@@ -8,6 +8,7 @@ import pytest
 
 from bench.decoders import (
     DecoderTiming,
+    grid_lm,
     random_alignment,
     random_sentence,
     synthetic_log_probs,
@@ -31,6 +32,7 @@ from utils.text.decoders import (
 from utils.text.grid_text import ALPHABET, BLANK, GRAMMAR, NUM_CLASSES, encode, is_grid_sentence
 
 A, B, SP = encode("a")[0], encode("b")[0], encode(" ")[0]
+LM = grid_lm(8)  # the word language-model decoder (tests/test_lm.py tests it on its own)
 
 
 # ---------------------------------------------------------------------------------------- oracles
@@ -324,7 +326,7 @@ def test_bad_matrices_are_rejected(bad, reason):
         check_log_probs(bad)
     for method in DECODERS:
         with pytest.raises(ValueError, match=reason):
-            decode(bad, method)
+            decode(bad, method, lm=LM)
 
 
 @pytest.mark.parametrize("grammar, reason", [
@@ -341,7 +343,7 @@ def test_bad_grammars_are_rejected(grammar, reason):
 
 def test_decode_dispatches_and_rejects_unknown_methods():
     lp = synthetic_log_probs("lay red by e five soon", 75, np.random.default_rng(4), peak=8.0)
-    assert {m: decode(lp, m) for m in DECODERS} == dict.fromkeys(DECODERS, "lay red by e five soon")
+    assert {m: decode(lp, m, lm=LM) for m in DECODERS} == dict.fromkeys(DECODERS, "lay red by e five soon")
     assert decode(lp, "grammar", grammar=(("lay", "red"),) * 2) in {"lay lay", "lay red", "red lay", "red red"}
     with pytest.raises(ValueError, match="greedy, beam, grammar"):
         decode(lp, "viterbi")
@@ -355,10 +357,10 @@ def test_batch_decoding_respects_lengths(method):
     batch = np.stack([noise(rng, 75) for _ in targets])
     for i, (target, n) in enumerate(zip(targets, lengths)):
         batch[i, :n] = synthetic_log_probs(target, n, rng, peak=8.0)
-    assert decode_batch(batch, lengths, method=method, beam_width=8) == targets
-    assert decode_batch(batch.astype(np.float32), np.array(lengths), method) == \
-        [decode(clip[:n], method) for clip, n in zip(batch, lengths)]
-    assert decode_batch(batch[:1], method=method) == [decode(batch[0], method)]
+    assert decode_batch(batch, lengths, method=method, beam_width=8, lm=LM) == targets
+    assert decode_batch(batch.astype(np.float32), np.array(lengths), method, lm=LM) == \
+        [decode(clip[:n], method, lm=LM) for clip, n in zip(batch, lengths)]
+    assert decode_batch(batch[:1], method=method, lm=LM) == [decode(batch[0], method, lm=LM)]
 
 
 @pytest.mark.parametrize("lengths, reason", [

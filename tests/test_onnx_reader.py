@@ -64,3 +64,16 @@ def test_infer_scores_a_preprocessed_data_set_with_the_onnx_file(handoff: Path, 
                  "progress=false", "decoder=beam", "beam_width=4")
     assert result.returncode == 0, result.stderr
     assert "CER 0.0000  WER 0.0000  (3 clips" in result.stdout
+
+
+def test_infer_decodes_with_a_word_language_model_without_mxnet(handoff: Path, grid_dir: Path, tmp_path: Path):
+    expected = json.loads((handoff / "expected.json").read_text())["sentences"]
+    text = tmp_path / "sentences.txt"
+    text.write_text("".join(f"{sentence}\n" for sentence in expected.values()) + "bin blue at f two now\n")
+    built = run("utils/build_lm.py", f"text={text}", f"out={tmp_path / 'lm.arpa'}", "progress=false")
+    assert built.returncode == 0, built.stderr
+    result = run("infer.py", f"model_path={handoff / 'real.onnx'}", f"video={grid_dir}", "num_gpus=0",
+                 "progress=false", "decoder=lm", f"lm_path={tmp_path / 'lm.arpa'}")
+    assert result.returncode == 0, result.stderr
+    assert "decoder lm (" in result.stderr
+    assert dict(line.split("\t") for line in result.stdout.splitlines()) == expected

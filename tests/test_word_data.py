@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import data_loader
-from utils import synthetic_words
 from utils.clip_store import load_clip, save_packed
 from utils.make_synthetic import main as make_synthetic
 from utils.synthetic import visible_shapes
+from utils.synthetic import words as synthetic_words
 from utils.word_clips import (
     WORD_CROP,
     WORD_MEAN,

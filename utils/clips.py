@@ -16,12 +16,14 @@ import numpy as np
 
 from utils.clip_store import PACKED_SUFFIX, load_clip
 from utils.splits import SPLITS, listed_clips, make_split, speaker_of
-from utils.text.grid_text import AlignedWord, align_sentence, encode, parse_align, sentence_from_clip_name
+from utils.text.alphabet import CAPTIONS, GRID, Alphabet
+from utils.text.grid_text import AlignedWord, align_sentence, parse_align, sentence_from_clip_name
 
 log = logging.getLogger("data_loader")
 
 NUM_FRAMES = 75
 MAX_LABEL_LENGTH = 40
+TRANSCRIPT_SUFFIX = ".txt"  # SPEAKER/CLIP.txt beside SPEAKER/CLIP.npz: what is said, one line (no word times)
 
 
 @dataclass(frozen=True)
@@ -55,15 +57,32 @@ def discover_clips(image_path: str | Path) -> dict[str, Path]:
     return dict(sorted(clips.items()))
 
 
-def check_label(sentence: str) -> None:
-    """ValueError unless ``sentence`` can be a training label (GRID alphabet, at most MAX_LABEL_LENGTH)."""
-    encode(sentence)
+def check_label(sentence: str, alphabet: Alphabet = GRID) -> None:
+    """ValueError unless ``sentence`` can be a training label (in ``alphabet``, at most MAX_LABEL_LENGTH)."""
+    alphabet.encode(sentence)
     if len(sentence) > MAX_LABEL_LENGTH:
         raise ValueError(f"label of {len(sentence)} characters exceeds {MAX_LABEL_LENGTH}: {sentence!r}")
 
 
+def read_transcript(path: Path) -> str:
+    """The sentence of a transcript file (utils/prepare_captions.py writes them): its text on one line,
+    spaces collapsed; ValueError naming the file when it is empty or no label."""
+    sentence = " ".join(path.read_text(encoding="utf-8").split())
+    if not sentence:
+        raise ValueError(f"{path}: empty transcript")
+    try:
+        check_label(sentence, CAPTIONS)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return sentence
+
+
 def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipRecord:
-    """The clip's sentence from its align file, else from its GRID name; ValueError if neither or unusable."""
+    """The clip's sentence from its align file, else from its transcript beside it (``CLIP.txt``), else
+    from its GRID name; ValueError if none or unusable.
+
+    Sentences are checked against the widest alphabet (CAPTIONS); a run keeps those its own alphabet
+    spells (``keep_spellable``)."""
     speaker, name = clip_id.split("/", 1)
     if align_path is not None:
         for candidate in (Path(align_path) / speaker / f"{name}.align", Path(align_path) / f"{name}.align"):
@@ -71,10 +90,13 @@ def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipR
                 words = tuple(parse_align(candidate))
                 sentence = align_sentence(words)
                 try:
-                    check_label(sentence)
+                    check_label(sentence, CAPTIONS)
                 except ValueError as err:
                     raise ValueError(f"{candidate}: {err}") from None
                 return ClipRecord(clip_id, path, sentence, words)
+    transcript = path.parent / f"{path.name.removesuffix(PACKED_SUFFIX)}{TRANSCRIPT_SUFFIX}"
+    if transcript.is_file():
+        return ClipRecord(clip_id, path, read_transcript(transcript))
     return ClipRecord(clip_id, path, sentence_from_clip_name(name))
 
 
@@ -87,6 +109,19 @@ def build_records(clips: dict[str, Path], align_path: str | Path | None) -> list
         except ValueError as err:
             log.warning("skipping %s: %s", path, err)
     return records
+
+
+def keep_spellable(records: Sequence[ClipRecord], alphabet: Alphabet) -> list[ClipRecord]:
+    """The records whose sentence ``alphabet`` can spell; each other one is reported and left out."""
+    kept = []
+    for record in records:
+        try:
+            alphabet.encode(record.sentence)
+        except ValueError as err:
+            log.warning("skipping %s: %s", record.path, err)
+            continue
+        kept.append(record)
+    return kept
 
 
 def select_clips(

@@ -1,16 +1,22 @@
-"""Write a synthetic GRID-style lip-reading corpus (see utils/synthetic.py for how it is made).
+"""Write a synthetic GRID-style lip-reading corpus (see utils/synthetic/ for how it is made).
 
     python utils/make_synthetic.py --speakers 1-12 --clips_per_speaker 60 --size 48x24
 
 writes ``data/synthetic/datasets/sN/{clip}.npz`` and ``data/synthetic/align/sN/{clip}.align``,
 the layout the real-data pipeline produces, so training and evaluation run on it unchanged.
-Re-running skips the clips already written; the same seed always gives the same clips.
+Re-running skips what is already written; the same seed always gives the same clips and talks.
 
     python utils/make_synthetic.py layout=lrw --words ABOUT,MONEY,WORLD --clips_per_speaker 10
 
-writes a word-level set in LRW's layout instead (see utils/synthetic_words.py):
+writes a word-level set in LRW's layout instead (see utils/synthetic/words.py):
 ``data/synthetic_words/WORD/{train,val,test}/WORD_NNNNN.npz`` (grey 29x96x96) with its ``.txt``,
 each split spoken by its own speakers (``--train_speakers``, ``--val_speakers``, ``--test_speakers``).
+
+    python utils/make_synthetic.py --talks 2 --speakers 1-4 --tgt_path data/talks [--text FILE]
+
+writes captioned talks instead (utils/synthetic/talks.py): ``sN_talkK.mp4`` videos of a drawn face
+saying English sentences (a small built-in grammar, or the sentences of ``--text``), each with its
+``.srt`` (one cue per sentence) and ``speakers.txt``, the input of utils/prepare_captions.py.
 """
 import sys
 from pathlib import Path
@@ -33,7 +39,8 @@ from utils.synthetic import (  # noqa: E402
     generate,
     save_preview,
 )
-from utils.synthetic_words import (  # noqa: E402
+from utils.synthetic.talks import generate_talks  # noqa: E402
+from utils.synthetic.words import (  # noqa: E402
     DEFAULT_SPLIT_SPEAKERS,
     DEFAULT_WORD_CLIPS,
     DEFAULT_WORDS,
@@ -42,6 +49,8 @@ from utils.synthetic_words import (  # noqa: E402
     WORD_SIZE,
     generate_words,
 )
+
+DEFAULT_TALKS_PATH = DEFAULT_TGT_PATH.parent / "synthetic_talks"
 
 LAYOUTS = ("grid", "lrw")
 
@@ -86,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n_process", type=positive_int, default=None,
                         help="worker processes drawing clips in parallel; the output does not depend on it "
                              "(default: one per available core)")
+    talks = parser.add_argument_group("captioned talks (instead of GRID clips)")
+    talks.add_argument("--talks", type=positive_int, default=None,
+                       help="write this many captioned talks per speaker (320x240 videos + .srt, one after "
+                            "another; --size, --n_process and --clips_per_speaker are for GRID clips) instead "
+                            "of GRID clips")
+    talks.add_argument("--sentences_per_talk", type=positive_int, default=12,
+                       help="sentences (subtitle cues) per talk (default: %(default)s)")
+    talks.add_argument("--text", type=Path, default=None,
+                       help="say the sentences of this UTF-8 text file (long ones split between words) "
+                            "instead of the built-in grammar's")
     parser.add_argument("--preview", type=Path, default=None,
                         help="instead of writing a corpus, write a PNG strip of frames from the first clip "
                              "of the first three speakers to this path (grid layout)")
@@ -119,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.preview}")
         return 0
     start = time.perf_counter()
+    if args.talks is not None:
+        return write_talks(args, start)
     try:
         report = _generate(args)
     except (OSError, ValueError) as err:
@@ -129,6 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report.written} clips written, {report.skipped} already present, {len(report.errors)} failed "
           f"in {seconds:.1f} s{rate} under {os.fspath(args.tgt_path)}")
     return 1 if report.errors else 0
+
+
+def write_talks(args: argparse.Namespace, start: float) -> int:
+    tgt = DEFAULT_TALKS_PATH if args.tgt_path == DEFAULT_TGT_PATH else args.tgt_path
+    try:
+        text = args.text.read_text(encoding="utf-8") if args.text is not None else None
+        report = generate_talks(tgt, args.speakers, args.talks, args.sentences_per_talk, args.seed, text)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{report.written} talks written, {report.skipped} already present in {time.perf_counter() - start:.1f} s "
+          f"under {os.fspath(tgt)} (speaker mapping: {os.fspath(Path(tgt) / 'speakers.txt')})")
+    return 0
 
 
 if __name__ == "__main__":

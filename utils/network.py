@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.text.alphabet import GRID, Alphabet
+
 ONNX_SUFFIX = ".onnx"
 
 
@@ -21,7 +23,8 @@ class Network(ABC):
     """A LipNet ready to read, and everything needed to feed it and decode what it says.
 
     ``meta`` holds the checkpoint's description as far as reading uses it: at least ``decoder``
-    (``{"method": ..., "beam_width": ...}``), the default decoder.
+    (``{"method": ..., "beam_width": ...}``), the default decoder. ``alphabet`` is the one its output
+    spells with (the checkpoint's; GRID's for checkpoints that record none).
     """
 
     variant: str
@@ -34,6 +37,7 @@ class Network(ABC):
     source: str
     backend: str
     meta: dict = field(default_factory=dict)
+    alphabet: Alphabet = GRID
 
     @abstractmethod
     def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:

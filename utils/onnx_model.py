@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from utils.network import Network
-from utils.text.grid_text import ALPHABET
+from utils.text.alphabet import alphabet_from_record
 from utils.video.reader import MODEL_FPS
 
 log = logging.getLogger(__name__)
@@ -62,17 +62,19 @@ class OnnxLipNet(Network):
         info = _metadata(self.session, source)
         try:
             config, norm = info["config"], info["normalisation"]
-            alphabet = info["alphabet"]
-            if alphabet["characters"] != ALPHABET or alphabet["blank"] != len(ALPHABET):
-                raise ValueError(f"alphabet {alphabet} is not this reader's ({ALPHABET!r} and blank last)")
+            alphabet = alphabet_from_record(info["alphabet"])
+            if int(config.get("num_classes", alphabet.num_classes)) != alphabet.num_classes:
+                raise ValueError(f"{config['num_classes']} output classes but the {alphabet.name} alphabet "
+                                 f"needs {alphabet.num_classes}")
             decoder = info.get("decoder") or {}
             meta = {"decoder": {k: v for k, v in decoder.items() if v is not None}, "config": config,
-                    "normalisation": norm, "metrics": info.get("metrics") or {}}
+                    "normalisation": norm, "metrics": info.get("metrics") or {}, "alphabet": alphabet.to_dict()}
             super().__init__(config["variant"], config["norm"], int(config["width"]), int(config["height"]),
                              tuple(norm["mean"]), tuple(norm["std"]),
                              float(info.get("frame_rate") or MODEL_FPS),
                              str(info.get("source") or source) if isinstance(model, bytes) else source,
-                             "onnxruntime " + ("CUDA" if providers[0].startswith("CUDA") else "CPU"), meta)
+                             "onnxruntime " + ("CUDA" if providers[0].startswith("CUDA") else "CPU"), meta,
+                             alphabet)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: incomplete LipNet metadata ({err})") from None
         self.takes_lengths = LENGTHS in {i.name for i in self.session.get_inputs()}

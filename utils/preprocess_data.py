@@ -28,31 +28,31 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import ctypes  # noqa: E402
 import json  # noqa: E402
-import multiprocessing  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-import cv2  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from utils.atomic import write_text_atomic  # noqa: E402
 from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
 from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
+from utils.manifest import (  # noqa: E402, F401 (load_manifest: re-exported for callers)
+    load_manifest,
+    manifest_path,
+    os_reason,
+    remove_output,
+    remove_stale_temporaries,
+    write_manifest,
+)
 from utils.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
-from utils.video.mouth_extractor import ExtractionError, MouthExtractor, load_models  # noqa: E402
+from utils.video.mouth_extractor import ExtractionError, MouthExtractor  # noqa: E402
 from utils.video.reader import VIDEO_SUFFIXES, is_video_file  # noqa: E402
 from utils.video.word_crops import WORD_CROP_SIZE, WordCropper  # noqa: E402
 from utils.word_clips import INFO_SUFFIX, WORD_FRAMES, WORD_SPLITS, read_duration, write_info  # noqa: E402
+from utils.workers import become_worker, worker_results  # noqa: E402
 
-MANIFEST_NAME = "manifest.jsonl"
 FORMATS = ("packed", "png")
 LAYOUTS = ("grid", "lrw")
 GRID_FRAMES = 75
@@ -99,32 +99,6 @@ def lrw_layout_problems(src: Path, jobs: list[Job]) -> tuple[list[Job], list[str
     return kept, problems
 
 
-def manifest_path(tgt: Path) -> Path:
-    return tgt / MANIFEST_NAME
-
-
-def load_manifest(tgt: str | Path) -> dict[str, dict]:
-    """The last record of each clip in ``{tgt}/manifest.jsonl`` (a torn line from a killed run is ignored)."""
-    path = manifest_path(Path(tgt))
-    records: dict[str, dict] = {}
-    if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and "clip" in record and "status" in record:
-                    records[record["clip"]] = record
-    return records
-
-
-def write_manifest(tgt: Path, records: dict[str, dict]) -> None:
-    """Rewrite the manifest, one record per clip sorted by clip id, atomically."""
-    path = manifest_path(tgt)
-    write_text_atomic(path, "".join(json.dumps(records[clip], sort_keys=True) + "\n" for clip in sorted(records)))
-
-
 def is_done(job: Job, record: dict | None, size: str, fmt: str, layout: str = "grid") -> bool:
     """True when the manifest says the clip was written ok in this size and format and it is still there."""
     if not record or record["status"] != "ok" or record.get("size") != size or record.get("format") != fmt:
@@ -138,55 +112,18 @@ def is_done(job: Job, record: dict | None, size: str, fmt: str, layout: str = "g
     return job.target.is_dir() and len(list(job.target.glob("*.png"))) == record.get("frames")
 
 
-def remove_output(target: Path) -> None:
-    if target.is_dir():
-        shutil.rmtree(target)
-    elif target.exists():
-        target.unlink()
-
-
-def remove_stale_temporaries(jobs: list[Job], tgt: Path) -> int:
-    """Delete the temporary files and folders a killed run left beside its outputs."""
-    removed = 0
-    for folder in {tgt} | {job.target.parent for job in jobs}:
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-            remove_output(tmp)
-            removed += 1
-    return removed
-
-
 _extractor: MouthExtractor | WordCropper | None = None
 _format = "packed"
 
 
-def _die_with_parent(parent: int) -> None:
-    """Have the kernel kill this worker when the parent process dies (Linux; elsewhere nothing happens).
-
-    A worker outliving a SIGKILLed parent finished its clip, then printed a BrokenPipeError traceback
-    when it could not hand the result back; killed at once, it leaves only a temporary file, which
-    the next run deletes.
-    """
-    pr_set_pdeathsig = 1
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the request was made
-        os._exit(1)
-
-
-def _init_worker(size: tuple[int, int], fmt: str, parent: int | None, layout: str = "grid") -> None:
+def _init_worker(size: tuple[int, int], fmt: str, layout: str, parent: int | None) -> None:
     """Give this process its extractor (dlib's models load once per process, or come with the fork):
     GRID's mouth crops, or the word-level recipe's aligned mouth regions for ``layout`` lrw.
 
     A pool worker (``parent`` is its parent's pid) leaves Ctrl-C to the parent, which keeps the
     manifest consistent, and dies with it."""
     global _extractor, _format
-    if parent is not None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _die_with_parent(parent)
-    cv2.setNumThreads(1)
+    become_worker(parent)
     _extractor = WordCropper(size=size[0]) if layout == "lrw" else MouthExtractor(size=size)
     _format = fmt
 
@@ -244,34 +181,6 @@ def _finish(job: Job, record: dict) -> dict:
     return record
 
 
-@contextlib.contextmanager
-def worker_results(jobs: list[Job], n_process: int, size: tuple[int, int],
-                   fmt: str, layout: str = "grid") -> Iterator[Iterator[dict]]:
-    """The manifest records of ``jobs`` as they finish, from this process or from a pool of workers."""
-    if not jobs:
-        yield iter(())
-    elif n_process == 1:
-        _init_worker(size, fmt, parent=None, layout=layout)
-        yield map(process_clip, jobs)
-    else:
-        # Forked after the models are loaded, workers share them instead of each spending ~1.2 s on it;
-        # the pool is made before the progress bar so no thread of tqdm's is running at the fork.
-        methods = multiprocessing.get_all_start_methods()
-        if "fork" in methods:
-            load_models()
-        context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        # OpenCV's worker threads, if the parent has used them, are stopped before the fork: a child
-        # inherits their condition variables mid-wait and hung in cv2.setNumThreads otherwise.
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        try:
-            pool = context.Pool(n_process, initializer=_init_worker, initargs=(size, fmt, os.getpid(), layout))
-        finally:
-            cv2.setNumThreads(threads)
-        with pool:
-            yield pool.imap_unordered(process_clip, jobs, chunksize=1)
-
-
 def summarise(jobs: list[Job], records: dict[str, dict], processed: int, seconds: float,
               expected_frames: int = GRID_FRAMES) -> int:
     """Print what the dataset now holds; return the number of clips that are not ok."""
@@ -322,11 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _reason(err: OSError) -> str:
-    """``Permission denied: 'data/datasets/x'``: the OS's words and the file, without the errno."""
-    return f"{err.strerror or err}" + (f": {str(err.filename)!r}" if err.filename else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     if args.n_process < 1:
@@ -354,12 +258,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         tgt.mkdir(parents=True, exist_ok=True)
-        if removed := remove_stale_temporaries(jobs, tgt):
+        if removed := remove_stale_temporaries({tgt} | {job.target.parent for job in jobs}):
             print(f"removed {removed} temporary file(s) left by an interrupted run")
         records = load_manifest(tgt)
         write_manifest(tgt, records)  # drops a torn last line before anything is appended
     except OSError as err:
-        print(f"error: {tgt}: cannot write the crops and manifest here ({_reason(err)})", file=sys.stderr)
+        print(f"error: {tgt}: cannot write the crops and manifest here ({os_reason(err)})", file=sys.stderr)
         return 2
     size = f"{args.size[0]}x{args.size[1]}"
     todo = [job for job in jobs if not is_done(job, records.get(job.clip), size, args.format, args.layout)
@@ -373,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     write_failure: OSError | None = None
     try:
         with open(manifest_path(tgt), "a", encoding="utf-8") as manifest, \
-                worker_results(todo, n_process, args.size, args.format, args.layout) as results, \
+                worker_results(todo, n_process, _init_worker, (args.size, args.format, args.layout),
+                               process_clip) as results, \
                 tqdm(total=len(todo), unit="clip", desc="mouth crops", dynamic_ncols=True) as bar:
             for record in results:
                 manifest.write(json.dumps(record, sort_keys=True) + "\n")
@@ -398,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(layout_problems)} problem(s) with LRW's layout (see the warnings above): "
               f"{layout_problems[0]}" + (" ..." if len(layout_problems) > 1 else ""))
     if write_failure is not None:
-        print(f"error: {manifest_path(tgt)}: cannot write ({_reason(write_failure)}); the clips written so far "
+        print(f"error: {manifest_path(tgt)}: cannot write ({os_reason(write_failure)}); the clips written so far "
               "are kept, a rerun redoes those it has no record of", file=sys.stderr)
         return 2
     if interrupted:

@@ -2,7 +2,7 @@
 
     python utils/quickstart.py
 
-1. ``utils/synthetic.py`` renders GRID-grammar sentences as small mouth clips for speakers 1-22
+1. ``utils/synthetic/`` renders GRID-grammar sentences as small mouth clips for speakers 1-22
    (packed clips and GRID align files in the standard layout, under data/quickstart/).
 2. ``main.py`` trains a narrow LipNet (the same class and trainer as for GRID: 16/32/48 channels,
    128 GRU units, instance norm, 48x24 frames, 20 epochs with a cosine learning rate) on speakers

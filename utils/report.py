@@ -24,7 +24,7 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from utils.atomic import write_text_atomic
-from utils.text.grid_text import ALPHABET, NUM_CLASSES
+from utils.text.alphabet import ALPHABETS, Alphabet
 from utils.text.metrics import ErrorRates, GroupedErrorRates
 from utils.text.timings import WordTiming
 
@@ -34,8 +34,8 @@ CSV_COLUMNS = ("clip", "target", "prediction", "cer", "wer", "error")
 STRIP_FRAMES = 15
 SECONDS_PER_SLOT = 0.2  # an utterance's strip shows one frame per this much time (15 for a GRID clip)
 MAX_SLOTS = 40
-# Row labels of the heat map: Hershey fonts have no visible space, so space is "_" and the blank "-".
-CLASS_LABELS = tuple(ALPHABET[:-1]) + ("_", "-")
+# The known alphabets by their number of classes (each has its own), for heat maps of any of them.
+_BY_CLASSES = {a.num_classes: a for a in ALPHABETS.values()}
 _CELL_W, _CELL_H = 6, 10  # heat-map pixels per frame and per class
 _LABEL_W, _AXIS_H = 14, 14
 _GAP = 2  # pixels between frames of a strip
@@ -132,24 +132,32 @@ def timeline_strip(frames: np.ndarray, slots: int) -> np.ndarray:
     return frame_strip(frames[picks], max_frames=slots)
 
 
+def class_labels(alphabet: Alphabet) -> list[str]:
+    """Row labels of the heat map: Hershey fonts have no visible space, so space is "_" and the blank "-"."""
+    return ["_" if c == " " else c for c in alphabet.characters] + ["-"]
+
+
 def probability_image(log_probs: np.ndarray) -> np.ndarray:
-    """Heat map (RGB) of exp(log_probs): one column per frame, one row per class (a-z, space, blank)."""
+    """Heat map (RGB) of exp(log_probs): one column per frame, one row per class (the characters of the
+    known alphabet with that many classes, then the blank)."""
     lp = np.asarray(log_probs, dtype=np.float64)
-    if lp.ndim != 2 or lp.shape[1] != NUM_CLASSES or not len(lp):
-        raise ValueError(f"expected log-probabilities of shape (T, {NUM_CLASSES}), got {lp.shape}")
+    if lp.ndim != 2 or lp.shape[1] not in _BY_CLASSES or not len(lp):
+        raise ValueError(f"expected log-probabilities of shape (T, C) with C one of {sorted(_BY_CLASSES)}, "
+                         f"got {lp.shape}")
+    num_classes = lp.shape[1]
     probs = np.clip(np.nan_to_num(np.exp(lp.T)), 0.0, 1.0)  # (classes, T)
     levels = np.round(probs * 255).astype(np.uint8)
     cells = np.repeat(np.repeat(levels, _CELL_H, axis=0), _CELL_W, axis=1)
     heat = cv2.applyColorMap(cells, cv2.COLORMAP_VIRIDIS)  # BGR
     t = lp.shape[0]
-    image = np.full((NUM_CLASSES * _CELL_H + _AXIS_H, _LABEL_W + t * _CELL_W, 3), 255, np.uint8)
-    image[: NUM_CLASSES * _CELL_H, _LABEL_W:] = heat
+    image = np.full((num_classes * _CELL_H + _AXIS_H, _LABEL_W + t * _CELL_W, 3), 255, np.uint8)
+    image[: num_classes * _CELL_H, _LABEL_W:] = heat
     font = cv2.FONT_HERSHEY_PLAIN
-    for row, label in enumerate(CLASS_LABELS):
+    for row, label in enumerate(class_labels(_BY_CLASSES[num_classes])):
         cv2.putText(image, label, (3, row * _CELL_H + _CELL_H - 2), font, 0.7, (0, 0, 0), 1, cv2.LINE_AA)
     for frame in range(0, t, 25):  # one tick a second at GRID's 25 fps
         x = _LABEL_W + frame * _CELL_W
-        cv2.line(image, (x, NUM_CLASSES * _CELL_H), (x, NUM_CLASSES * _CELL_H + 3), (0, 0, 0), 1)
+        cv2.line(image, (x, num_classes * _CELL_H), (x, num_classes * _CELL_H + 3), (0, 0, 0), 1)
         cv2.putText(image, str(frame), (x + 2, image.shape[0] - 2), font, 0.7, (0, 0, 0), 1, cv2.LINE_AA)
     return np.ascontiguousarray(image[..., ::-1])
 
@@ -279,7 +287,7 @@ def render_html(results: Sequence[ClipResult], title: str, details: Mapping[str,
                     f"<th>WER</th></tr>{rows}</table>")
     body.append('<p class="note">Marked: <span class="wrong">wrong</span> predicted words, '
                 '<span class="missed">missed</span> target words. Heat maps: time across, '
-                'classes a-z, space (_) and CTC blank (-) down; brighter is more probable. Under an '
+                'classes (characters, space as _) and CTC blank (-) down; brighter is more probable. Under an '
                 "utterance's frames, each word spans the time it was said; the darker, the more confident "
                 '(hover for its times and confidence).</p>')
     shown = 0

@@ -7,7 +7,7 @@ LRW (Lip Reading in the Wild) keeps one folder per word and one sub-folder per s
 
 Every clip is 29 frames at 25 fps with the word centred in it; the ``.txt`` gives how long the word
 itself lasts. Preprocessed mouth crops (``utils/preprocess_lrw.py``) and the synthetic word set
-(``utils/synthetic_words.py``) keep the same layout with a packed ``.npz`` (grey ``(29, 96, 96)``)
+(``utils/synthetic/words.py``) keep the same layout with a packed ``.npz`` (grey ``(29, 96, 96)``)
 in place of each ``.mp4`` and the same ``.txt`` beside it: labels stay beside the data, and one
 reader serves raw, preprocessed and synthetic trees. The class list is the sorted word folders.
 """

@@ -1,7 +1,9 @@
-"""CTC decoders for the 28-class GRID output: greedy, prefix beam search and exact GRID-grammar decoding.
+"""CTC decoders: greedy, prefix beam search and exact GRID-grammar decoding (the word language model's
+beam search is ``utils.text.lm_decoder``).
 
-Every decoder takes log-probabilities of shape (T, 28) (the model output after log_softmax), class 27
-being the CTC blank and classes 0-26 ``utils.text.grid_text.ALPHABET``. All arithmetic is in log space in
+Every decoder takes log-probabilities of shape (T, C) (the model output after log_softmax) and the
+network's ``utils.text.alphabet.Alphabet`` (GRID's by default: C = 28, classes 0-26 a-z and space),
+the CTC blank being the last class. All arithmetic is in log space in
 float64, so long clips and distributions with exact zeros (log 0 = -inf) neither underflow nor give NaN.
 
 The grammar decoder is exact: it returns the argmax over every sentence of the grammar of P(sentence | x),
@@ -17,13 +19,17 @@ import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from utils.text.grid_text import BLANK, GRAMMAR, NUM_CLASSES, SPACE, encode
-from utils.text.grid_text import decode as ids_to_text
+from utils.text.alphabet import GRID, Alphabet
+from utils.text.grid_text import GRAMMAR
 
-DECODERS = ("greedy", "beam", "grammar")
+if TYPE_CHECKING:
+    from utils.text.lm_decoder import LMDecoder
+
+DECODERS = ("greedy", "beam", "grammar", "lm")
 DEFAULT_BEAM_WIDTH = 25
 
 # The GRID grammar as words per slot: command, colour, preposition, letter, digit, adverb.
@@ -42,11 +48,12 @@ _JOIN_EXACT_BELOW = 1e-280
 _ZERO_FLOOR = -1000.0
 
 
-def check_log_probs(log_probs: np.ndarray) -> np.ndarray:
-    """The matrix as float64 (T, 28); ValueError on a wrong shape, NaN or +inf, which no log_softmax gives."""
+def check_log_probs(log_probs: np.ndarray, alphabet: Alphabet = GRID) -> np.ndarray:
+    """The matrix as float64 (T, C); ValueError on a wrong shape, NaN or +inf, which no log_softmax gives."""
     lp = np.asarray(log_probs, dtype=np.float64)
-    if lp.ndim != 2 or lp.shape[1] != NUM_CLASSES or lp.shape[0] < 1:
-        raise ValueError(f"expected log-probabilities of shape (T, {NUM_CLASSES}) with T >= 1, "
+    if lp.ndim != 2 or lp.shape[1] != alphabet.num_classes or lp.shape[0] < 1:
+        raise ValueError(f"expected log-probabilities of shape (T, {alphabet.num_classes}) with T >= 1 "
+                         f"({alphabet.name} alphabet), "
                          f"got shape {lp.shape}")
     if np.isnan(lp).any() or (lp == np.inf).any():
         raise ValueError("log-probabilities contain NaN or +inf")
@@ -65,20 +72,21 @@ def _lse3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- greedy
 
-def _collapse(best: np.ndarray) -> str:
+def _collapse(best: np.ndarray, alphabet: Alphabet) -> str:
     keep = np.ones(len(best), dtype=bool)
     keep[1:] = best[1:] != best[:-1]
-    return ids_to_text(best[keep & (best != BLANK)])
+    return alphabet.decode(best[keep & (best != alphabet.blank)])
 
 
-def greedy_decode(log_probs: np.ndarray) -> str:
+def greedy_decode(log_probs: np.ndarray, alphabet: Alphabet = GRID) -> str:
     """Best path: the most probable class per frame, repeats collapsed, blanks dropped."""
-    return _collapse(np.argmax(check_log_probs(log_probs), axis=1))
+    return _collapse(np.argmax(check_log_probs(log_probs, alphabet), axis=1), alphabet)
 
 
 # ------------------------------------------------------------------------------------------ beam search
 
-def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WIDTH) -> list[tuple[str, float]]:
+def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WIDTH,
+                       alphabet: Alphabet = GRID) -> list[tuple[str, float]]:
     """The final beam of CTC prefix beam search as (text, log P(text | x)), most probable first.
 
     Each prefix keeps two log-probabilities, ending in a blank and ending in its last character, so
@@ -88,11 +96,11 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WID
     """
     if beam_width < 1:
         raise ValueError(f"beam width must be at least 1, got {beam_width}")
-    lp = check_log_probs(log_probs)
-    n_chars = BLANK
+    lp = check_log_probs(log_probs, alphabet)
+    n_chars = alphabet.blank
     # Character log-probs with an extra -inf column: the "last character" of the empty prefix.
     chars = np.concatenate([lp[:, :n_chars], np.full((len(lp), 1), _NEG_INF)], axis=1)
-    blank = lp[:, BLANK]
+    blank = lp[:, alphabet.blank]
 
     prefixes: list[tuple[int, ...]] = [()]
     p_blank = np.array([0.0])
@@ -133,24 +141,23 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WID
         last = np.where(is_ext, ch, last[stay])
     totals = np.logaddexp(p_blank, p_char)
     order = np.lexsort((np.arange(len(totals)), -totals))
-    return [(ids_to_text(prefixes[i]), float(totals[i])) for i in order]
+    return [(alphabet.decode(prefixes[i]), float(totals[i])) for i in order]
 
 
-def beam_decode(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WIDTH) -> str:
+def beam_decode(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WIDTH, alphabet: Alphabet = GRID) -> str:
     """The most probable prefix (blank and non-blank endings summed) left by prefix beam search."""
-    return prefix_beam_search(log_probs, beam_width)[0][0]
+    return prefix_beam_search(log_probs, beam_width, alphabet)[0][0]
 
 
 # ---------------------------------------------------------------------------------------------- grammar
 
 class _Trie:
-    """Words as a tree of characters; node 0 is the root, whose character is a never-emitted class."""
+    """Words as a tree of characters; node 0 is the root, whose character is a never-emitted class: ``never``,
+    the index of an all -inf column appended to the log-probabilities."""
 
-    NEVER = NUM_CLASSES  # index of an all -inf column appended to the log-probabilities
-
-    def __init__(self) -> None:
+    def __init__(self, never: int) -> None:
         self.parent = [0]
-        self.char = [self.NEVER]
+        self.char = [never]
         self._children: list[dict[int, int]] = [{}]
 
     def add(self, ids: Iterable[int]) -> int:
@@ -176,6 +183,7 @@ class _CompiledGrammar:
     """
 
     slots: tuple[tuple[str, ...], ...]
+    blank: int
     split: int
     parent: np.ndarray
     char: np.ndarray
@@ -186,15 +194,16 @@ class _CompiledGrammar:
     min_frames: int
 
 
-def _normalise_grammar(grammar: GrammarSpec) -> tuple[tuple[str, ...], ...]:
+def _normalise_grammar(grammar: GrammarSpec, alphabet: Alphabet) -> tuple[tuple[str, ...], ...]:
     slots = []
     for number, slot in enumerate(grammar, 1):
         words = tuple(dict.fromkeys(slot.values() if isinstance(slot, Mapping) else slot))
         if not words:
             raise ValueError(f"grammar slot {number} has no words")
         for word in words:
-            if not isinstance(word, str) or not word or SPACE in encode(word):
-                raise ValueError(f"grammar slot {number}: {word!r} is not a non-empty word of letters a-z")
+            if not isinstance(word, str) or not word or alphabet.space in alphabet.encode(word):
+                raise ValueError(f"grammar slot {number}: {word!r} is not a non-empty word of the "
+                                 f"{alphabet.name} alphabet")
         slots.append(words)
     if not slots:
         raise ValueError("the grammar has no slots")
@@ -207,20 +216,22 @@ def _min_frames(word: str) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _compile(slots: tuple[tuple[str, ...], ...]) -> _CompiledGrammar:
+def _compile(slots: tuple[tuple[str, ...], ...], alphabet: Alphabet) -> _CompiledGrammar:
     sizes = [len(s) for s in slots]
     # Split where the two trees have the fewest leaves; a one-slot grammar has no join (empty suffix).
     split = len(slots) if len(slots) == 1 else min(
         range(1, len(slots)), key=lambda k: np.prod(sizes[:k]) + np.prod(sizes[k:]))
-    prefix, suffix = _Trie(), _Trie()
-    join = [SPACE] if split < len(slots) else []
-    prefix_leaves = [prefix.add(encode(" ".join(words)) + join) for words in itertools.product(*slots[:split])]
-    suffix_leaves = [suffix.add(encode(" ".join(words))[::-1]) for words in itertools.product(*slots[split:])]
+    prefix, suffix = _Trie(alphabet.num_classes), _Trie(alphabet.num_classes)
+    join = [alphabet.space] if split < len(slots) else []
+    prefix_leaves = [prefix.add(alphabet.encode(" ".join(words)) + join)
+                     for words in itertools.product(*slots[:split])]
+    suffix_leaves = [suffix.add(alphabet.encode(" ".join(words))[::-1])
+                     for words in itertools.product(*slots[split:])]
     offset = len(prefix.parent)
     parent = np.array(prefix.parent + [p + offset for p in suffix.parent])
     char = np.array(prefix.char + suffix.char)
     return _CompiledGrammar(
-        slots=slots, split=split, parent=parent, char=char,
+        slots=slots, blank=alphabet.blank, split=split, parent=parent, char=char,
         repeat_mask=np.where(char == char[parent], _NEG_INF, 0.0), n_prefix=offset,
         prefix_leaves=np.array(prefix_leaves), suffix_leaves=np.array(suffix_leaves) + offset,
         min_frames=sum(min(_min_frames(w) for w in s) for s in slots) + len(slots) - 1)
@@ -235,8 +246,8 @@ def _trie_forward(lp: np.ndarray, g: _CompiledGrammar) -> tuple[np.ndarray, np.n
     ext = np.concatenate([lp, np.full((n_frames, 1), _NEG_INF)], axis=1)
     pre, suf = slice(0, g.n_prefix), slice(g.n_prefix, None)
     emit = np.concatenate([ext[:, g.char[pre]], ext[::-1, g.char[suf]]], axis=1)
-    emit_blank = np.concatenate([np.repeat(lp[:, BLANK, None], g.n_prefix, axis=1),
-                                 np.repeat(lp[::-1, BLANK, None], len(g.char) - g.n_prefix, axis=1)], axis=1)
+    emit_blank = np.concatenate([np.repeat(lp[:, g.blank, None], g.n_prefix, axis=1),
+                                 np.repeat(lp[::-1, g.blank, None], len(g.char) - g.n_prefix, axis=1)], axis=1)
     x = np.full(len(g.char), _NEG_INF)
     b = np.full(len(g.char), _NEG_INF)
     b[[0, g.n_prefix]] = 0.0  # before the first frame, both roots have emitted nothing with probability 1
@@ -293,15 +304,16 @@ def _check_length(lp: np.ndarray, g: _CompiledGrammar) -> None:
                          f"(the shortest needs {g.min_frames})")
 
 
-def sentence_log_probs(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR) -> np.ndarray:
+def sentence_log_probs(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR,
+                       alphabet: Alphabet = GRID) -> np.ndarray:
     """log P(sentence | x) of every sentence, exact, indexed by word position in each slot.
 
     The result has one axis per slot (shape (4, 4, 4, 25, 10, 4) for GRID), words in grammar order.
     Sentences the fast scaled join cannot resolve (probability below 1e-280 times the best's) are
     recomputed in plain log space, so every entry is exact, including -inf for impossible sentences.
     """
-    lp = check_log_probs(log_probs)
-    g = _compile(_normalise_grammar(grammar))
+    lp = check_log_probs(log_probs, alphabet)
+    g = _compile(_normalise_grammar(grammar, alphabet), alphabet)
     _check_length(lp, g)
     with np.errstate(divide="ignore", under="ignore"):
         a, b = _join_terms(lp, g)
@@ -316,15 +328,16 @@ def sentence_log_probs(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMA
     return scores.reshape([len(s) for s in g.slots])
 
 
-def grammar_decode(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR) -> tuple[str, float]:
+def grammar_decode(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR,
+                   alphabet: Alphabet = GRID) -> tuple[str, float]:
     """The most probable sentence of the grammar under the CTC output, and its log P(sentence | x).
 
     Exact argmax of the full CTC probability over all sentences. If the output gives every sentence
     probability 0 (exact zeros), the sentence is chosen with log-probabilities floored at -1000, so one
     is still returned, with log-probability -inf. ValueError when the clip is too short for any sentence.
     """
-    lp = check_log_probs(log_probs)
-    g = _compile(_normalise_grammar(grammar))
+    lp = check_log_probs(log_probs, alphabet)
+    g = _compile(_normalise_grammar(grammar, alphabet), alphabet)
     _check_length(lp, g)
     with np.errstate(divide="ignore", under="ignore"):
         sums, scale = _join(*_join_terms(lp, g))
@@ -342,30 +355,47 @@ def grammar_decode(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR) -
 # ------------------------------------------------------------------------------------------ entry points
 
 def decode(log_probs: np.ndarray, method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
-           grammar: GrammarSpec = GRID_GRAMMAR) -> str:
-    """Text of one clip's (T, 28) log-probabilities with the decoder named by ``method`` (see DECODERS)."""
+           grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> str:
+    """Text of one clip's (T, C) log-probabilities with the decoder named by ``method`` (see DECODERS);
+    ``lm`` is the word language-model decoder that ``lm`` needs (``utils.text.lm_decoder``)."""
     if method == "greedy":
-        return greedy_decode(log_probs)
+        return greedy_decode(log_probs, alphabet)
     if method == "beam":
-        return beam_decode(log_probs, beam_width)
+        return beam_decode(log_probs, beam_width, alphabet)
     if method == "grammar":
-        return grammar_decode(log_probs, grammar)[0]
+        return grammar_decode(log_probs, grammar, alphabet)[0]
+    if method == "lm":
+        if lm is None:
+            raise ValueError("decoder lm needs a language model: give lm_path=FILE.arpa (utils/build_lm.py makes one)")
+        if lm.alphabet != alphabet:
+            raise ValueError(f"the language-model decoder spells with the {lm.alphabet.name} alphabet, the network "
+                             f"with the {alphabet.name} alphabet")
+        return lm.decode(log_probs)
     raise ValueError(f"unknown decoder {method!r}; choose one of {', '.join(DECODERS)}")
 
 
-def decode_batch(log_probs: np.ndarray, lengths: Sequence[int] | np.ndarray | None = None,
-                 method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
-                 grammar: GrammarSpec = GRID_GRAMMAR) -> list[str]:
-    """Texts of a padded batch (N, T, 28); ``lengths`` gives each clip's valid frames (default: all T)."""
-    if method not in DECODERS:
-        raise ValueError(f"unknown decoder {method!r}; choose one of {', '.join(DECODERS)}")
+def check_batch(log_probs: np.ndarray, lengths: Sequence[int] | np.ndarray | None,
+                alphabet: Alphabet = GRID) -> tuple[np.ndarray, list[int]]:
+    """A padded batch (N, T, C) and each clip's valid frames (default: all T); ValueError when they do not fit."""
     batch = np.asarray(log_probs)
-    if batch.ndim != 3 or batch.shape[2] != NUM_CLASSES:
-        raise ValueError(f"expected a batch of shape (N, T, {NUM_CLASSES}), got shape {batch.shape}")
+    if batch.ndim != 3 or batch.shape[2] != alphabet.num_classes:
+        raise ValueError(f"expected a batch of shape (N, T, {alphabet.num_classes}) ({alphabet.name} alphabet), "
+                         f"got shape {batch.shape}")
     n_clips, n_frames = batch.shape[:2]
     lengths = np.full(n_clips, n_frames) if lengths is None else np.asarray(lengths)
     if lengths.shape != (n_clips,) or not np.issubdtype(lengths.dtype, np.integer):
         raise ValueError(f"expected {n_clips} integer lengths, got {lengths.tolist()}")
     if n_clips and (lengths.min() < 1 or lengths.max() > n_frames):
         raise ValueError(f"lengths must lie in 1..{n_frames}, got {lengths.tolist()}")
-    return [decode(clip[:n], method, beam_width, grammar) for clip, n in zip(batch, lengths.tolist())]
+    return batch, lengths.tolist()
+
+
+def decode_batch(log_probs: np.ndarray, lengths: Sequence[int] | np.ndarray | None = None,
+                 method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
+                 grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID,
+                 lm: LMDecoder | None = None) -> list[str]:
+    """Texts of a padded batch (N, T, C); ``lengths`` gives each clip's valid frames (default: all T)."""
+    if method not in DECODERS:
+        raise ValueError(f"unknown decoder {method!r}; choose one of {', '.join(DECODERS)}")
+    batch, lengths = check_batch(log_probs, lengths, alphabet)
+    return [decode(clip[:n], method, beam_width, grammar, alphabet, lm) for clip, n in zip(batch, lengths)]

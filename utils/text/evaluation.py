@@ -11,11 +11,13 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.clips import ClipRecord, Normaliser, clip_batches
+from utils.text.alphabet import GRID, Alphabet
 from utils.text.decoders import decode_batch
 from utils.text.metrics import GroupedErrorRates
 
 if TYPE_CHECKING:
     from utils.network import Network
+    from utils.text.lm_decoder import LMDecoder
 
 
 @dataclass
@@ -41,10 +43,10 @@ class Evaluation:
 
 def score_batch(result: Evaluation, records: Sequence[ClipRecord], targets: Sequence[str], log_probs: np.ndarray,
                 lengths: np.ndarray, decoder: str = "greedy", beam_width: int = 25,
-                keep_log_probs: bool = False) -> None:
+                keep_log_probs: bool = False, alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> None:
     """Decode a batch's ``(N, T, C)`` log-probabilities (the first ``lengths[i]`` frames of each clip)
     and add its predictions and error rates to ``result``."""
-    texts = decode_batch(log_probs, lengths, method=decoder, beam_width=beam_width)
+    texts = decode_batch(log_probs, lengths, method=decoder, beam_width=beam_width, alphabet=alphabet, lm=lm)
     for i, record in enumerate(records):
         result.rates.add(record.speaker, targets[i], texts[i])
         result.clip_ids.append(record.clip_id)
@@ -56,7 +58,7 @@ def score_batch(result: Evaluation, records: Sequence[ClipRecord], targets: Sequ
 
 def evaluate_network(network: Network, records: Sequence[ClipRecord], batch_size: int, decoder: str = "greedy",
                      beam_width: int = 25, num_workers: int = 0, keep_log_probs: bool = False,
-                     progress: str | None = None) -> Evaluation:
+                     progress: str | None = None, lm: LMDecoder | None = None) -> Evaluation:
     """Read ``records`` with ``network`` (either backend) in batches as the validation loader makes them,
     decode and score them against their sentences; clips that cannot be read are reported and left out."""
     result = Evaluation(float("nan"), GroupedErrorRates())
@@ -65,5 +67,5 @@ def evaluate_network(network: Network, records: Sequence[ClipRecord], batch_size
     for batch_records, data, lengths in tqdm(batches, desc=progress, disable=progress is None, unit="batch",
                                              total=-(-len(records) // batch_size), leave=False):
         score_batch(result, batch_records, [r.sentence for r in batch_records], network.log_probs(data, lengths),
-                    lengths, decoder, beam_width, keep_log_probs)
+                    lengths, decoder, beam_width, keep_log_probs, network.alphabet, lm)
     return result

@@ -1,7 +1,8 @@
-"""The GRID corpus as text: the 28-class alphabet, align files and the sentence grammar.
+"""The GRID corpus as text: its 28-class alphabet, align files and the sentence grammar.
 
-The class layout (a-z = 0-25, space = 26, CTC blank = 27) is the one of the original Apache
-MXNet example's published checkpoint, so its output layer can be read without remapping.
+The class layout (a-z = 0-25, space = 26, CTC blank = 27) is ``utils.text.alphabet.GRID``, the one of
+the original Apache MXNet example's published checkpoint, so its output layer can be read without
+remapping. Networks with other alphabets take theirs from their checkpoint.
 """
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ALPHABET = "abcdefghijklmnopqrstuvwxyz "
-SPACE = ALPHABET.index(" ")
-BLANK = len(ALPHABET)
-NUM_CLASSES = len(ALPHABET) + 1
-_CHAR_TO_ID = {c: i for i, c in enumerate(ALPHABET)}
+from utils.text.alphabet import GRID
+
+ALPHABET = GRID.characters
+SPACE = GRID.space
+BLANK = GRID.blank
+NUM_CLASSES = GRID.num_classes
 
 # The six slots of a GRID sentence, each as (file-name code -> word).
 COMMANDS = {"b": "bin", "l": "lay", "p": "place", "s": "set"}
@@ -30,16 +32,13 @@ FPS = 25
 
 
 def encode(text: str) -> list[int]:
-    """Class ids of ``text``; raises ValueError naming a character outside a-z and space."""
-    try:
-        return [_CHAR_TO_ID[c] for c in text]
-    except KeyError as err:
-        raise ValueError(f"character {err.args[0]!r} in {text!r} is not in the GRID alphabet") from None
+    """Class ids of ``text`` in GRID's alphabet; raises ValueError naming a character outside a-z and space."""
+    return GRID.encode(text)
 
 
 def decode(ids: Iterable[int]) -> str:
-    """Text of class ids; blanks and padding (negative ids) are dropped."""
-    return "".join(ALPHABET[i] for i in ids if 0 <= i < BLANK)
+    """Text of class ids in GRID's alphabet; blanks and padding (negative ids) are dropped."""
+    return GRID.decode(ids)
 
 
 @dataclass(frozen=True)

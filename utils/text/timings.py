@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.text.grid_text import ALPHABET
+from utils.text.alphabet import GRID
 
 # Log-probabilities are floored here before aligning, so that an output putting exact zeros (log 0)
 # on every path that spells the text still yields the least unlikely path instead of none.
@@ -78,7 +78,7 @@ def forced_alignment(log_probs: np.ndarray, labels: np.ndarray, blank: int) -> n
 
 
 def word_timings(log_probs: np.ndarray, text: str, fps: float, offset: float = 0.0,
-                 alphabet: str = ALPHABET) -> list[WordTiming]:
+                 alphabet: str = GRID.characters) -> list[WordTiming]:
     """Start, end and confidence of each word of ``text`` (words: runs of non-space characters).
 
     ``log_probs`` (T, len(alphabet) + 1) is one utterance's network output after log_softmax, the CTC blank

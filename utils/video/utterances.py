@@ -25,7 +25,7 @@ scale from the median mouth width; ``crop_frames`` then samples them from the pa
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +280,89 @@ class UtteranceReader:
             raise ExtractionError(reason, path, "no face seen long enough to read (at least "
                                   f"{self.min_frames / self.fps:.2f} s)" if summary.faces else
                                   "no face found in any examined frame")
+
+
+    # -- given spans ----------------------------------------------------------------------------------
+
+    def read_spans(self, path: str | Path, spans: Sequence[tuple[float, float]],
+                   progress: Callable[[int], None] | None = None) -> Iterator[tuple[int, Utterance | ExtractionError]]:
+        """Mouth crops of the face seen most over each span ``(start, end)`` in seconds (a subtitle
+        cue's times), as ``(span index, Utterance)``, or ``(span index, ExtractionError)`` for a span
+        without a face on ``extractor.min_face_fraction`` of its examined frames; one pass over the
+        video in order of time. Frame ``k`` (time ``k / fps``) belongs to a span when start <= k / fps
+        < end. Faces are searched afresh at each span's first frame (captions often cross scene cuts)
+        and landmarks fitted only inside spans, so uncaptioned stretches cost only their decoding.
+        Raises ExtractionError for a file that cannot be read."""
+        order = sorted(range(len(spans)), key=lambda i: tuple(spans[i]))
+        bounds = {i: (int(np.ceil(spans[i][0] * self.fps - 1e-6)), int(np.ceil(spans[i][1] * self.fps - 1e-6)))
+                  for i in order}
+        queue = deque(i for i in order if bounds[i][1] > bounds[i][0])
+        tracker = FaceTracker(self.extractor, step=self.step, lost_after=self.lost_frames)
+        segments: dict[int, _Segment] = {}
+        last_marks: dict[int, np.ndarray] = {}
+        examined = 0
+        last: Frame | None = None  # the latest frame inside a span
+
+        def finish(span: int) -> tuple[int, Utterance | ExtractionError]:
+            nonlocal examined
+            if last is not None and tracker.last_examined < last.index and segments:
+                # The span's last frame is examined too (as MouthExtractor does), so the track ends on landmarks.
+                examined += 1
+                for face, marks in (tracker.update(last, force=True) or {}).items():
+                    if face in segments:
+                        segments[face].marks[last.index] = marks
+            candidates = [(len(s.marks), float(np.median(s.faces)), face) for face, s in segments.items() if s.marks]
+            seen, _, face = max(candidates) if candidates else (0, 0.0, -1)
+            needed = self.extractor.min_face_fraction * max(examined, 1)
+            if seen < 2 or seen < needed or segments[face].end - segments[face].start < self.min_frames:
+                reason = "few_faces" if seen else "no_face"
+                return span, ExtractionError(reason, path, f"{spans[span][0]:.2f}-{spans[span][1]:.2f} s: a face "
+                                             f"found in {seen} of {examined} examined frames, at least "
+                                             f"{self.extractor.min_face_fraction:.0%} needed")
+            segment = segments[face]
+            return span, Utterance(face, segment.start / self.fps, segment.end / self.fps, self._crops(segment),
+                                   float(np.median(segment.faces)))
+
+        for frame in read_frames(path, self.fps):
+            index = frame.index
+            while queue and index >= bounds[queue[0]][1]:
+                yield finish(queue.popleft())
+                segments.clear()
+                last_marks.clear()
+                examined, last = 0, None
+            if progress is not None:
+                progress(index + 1)
+            if not queue:
+                break
+            if index < bounds[queue[0]][0]:
+                continue
+            if index == bounds[queue[0]][0]:
+                tracker.restart(index)
+            last = frame
+            found = tracker.update(frame)
+            if found is not None:
+                examined += 1
+                last_marks.update(found)
+                for face, landmarks in found.items():
+                    segment = segments.setdefault(face, _Segment(index))
+                    segment.marks[index] = landmarks
+                    segment.faces.append(tracker.tracks[face].width)
+            for face, segment in segments.items():
+                patch, origin, shrink = self._patch(frame, last_marks[face])
+                segment.patches.append(patch)
+                segment.origins.append(origin)
+                segment.shrinks.append(shrink)
+        ended = (last.index + 1 if last is not None else 0) / self.fps
+        while queue:  # a span reaching past the end of the video ends with it; one beyond it has no frames
+            span = queue.popleft()
+            if last is not None and segments:
+                yield finish(span)
+            else:
+                yield span, ExtractionError("too_short", path, f"{spans[span][0]:.2f}-{spans[span][1]:.2f} s lies "
+                                            f"beyond the end of the video (its last frame read at {ended:.2f} s)")
+            segments.clear()
+            last_marks.clear()
+            examined, last = 0, None
 
 
 def mouth_motion(marks: dict[int, np.ndarray], start: int, end: int) -> np.ndarray | None:

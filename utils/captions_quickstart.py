@@ -1,0 +1,147 @@
+"""Training on captioned videos, end to end, with nothing to download: synthetic talks with subtitles ->
+clips -> a small open-vocabulary LipNet -> a word language model -> subtitles for an unseen speaker's talk.
+
+    python utils/captions_quickstart.py
+
+1. ``utils/make_synthetic.py --talks`` renders talks of drawn speakers saying English sentences, each
+   with its ``.srt`` (training speakers, one validation speaker, one test speaker never trained on).
+2. ``utils/prepare_captions.py`` cuts them at the cues into mouth-crop clips with transcripts.
+3. ``utils/build_lm.py`` builds a word language model from the training transcripts.
+4. ``main.py alphabet=captions`` trains a narrow LipNet on the training speakers' clips.
+5. ``infer.py video=... subtitles=...`` reads the test speaker's talk with the last checkpoint, with
+   beam search and with the language model; the subtitles it writes are scored against the talk's
+   own (WER and CER), and the figures go to DATA_PATH/results.json.
+Talks and clips already made are kept and training resumes from its last checkpoint, so a rerun
+only does what is missing. Every option can be overridden (``--key=value`` or ``key=value``).
+"""
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+from utils.cli import parse_args, parse_speakers, str2bool  # noqa: E402
+from utils.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
+from utils.text.captions import normalise_text, read_captions  # noqa: E402
+from utils.text.metrics import cer, wer  # noqa: E402
+
+DECODERS = ("beam", "lm")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_path", default=str(DATA_DIR / "captions_quickstart"),
+                        help="talks/, test_talks/, clips/, lm and results go here (default: %(default)s)")
+    parser.add_argument("--save_dir", default=str(CHECKPOINT_DIR / "captions_quickstart"),
+                        help="checkpoints (default: %(default)s)")
+    parser.add_argument("--train_speakers", type=parse_speakers, default=list(range(1, 9)),
+                        help="speakers trained on (default: 1-8)")
+    parser.add_argument("--val_speakers", type=parse_speakers, default=[9],
+                        help="speakers validated on, to pick the best checkpoint (default: 9)")
+    parser.add_argument("--test_speakers", type=parse_speakers, default=[10],
+                        help="speakers whose talks are read and scored, never seen in training (default: 10)")
+    parser.add_argument("--sentences", type=int, default=40, help="sentences per talk (default: %(default)s)")
+    parser.add_argument("--test_sentences", type=int, default=20,
+                        help="sentences per test talk (default: %(default)s)")
+    parser.add_argument("--text", default=None,
+                        help="say this text file's sentences instead of the built-in grammar's")
+    parser.add_argument("--size", default="48x24", help="mouth crop WIDTHxHEIGHT (default: %(default)s)")
+    parser.add_argument("--channels", default="16,32,48", help="LipNet conv channels (default: %(default)s)")
+    parser.add_argument("--hidden", type=int, default=128, help="GRU units per direction (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=30, help="(default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="(default: %(default)s)")
+    parser.add_argument("--lm_order", type=int, default=3, help="word n-gram order (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--n_process", type=int, default=2, help="worker processes for the clips (default: 2)")
+    parser.add_argument("--progress", type=str2bool, default=True, help="show progress bars (default: true)")
+    return parser
+
+
+def _run(script: str, *args: str) -> int:
+    return subprocess.run([sys.executable, str(REPO_ROOT / script), *args], check=False).returncode
+
+
+def _speakers(numbers: list[int]) -> str:
+    return ",".join(str(n) for n in numbers)
+
+
+def score(references: Path, hypotheses: Path) -> dict:
+    """WER and CER of the subtitles infer.py wrote in ``hypotheses`` against the talks' own in
+    ``references``, each talk's cues joined into one text (utterances need not match cues)."""
+    refs, hyps = [], []
+    for reference in sorted(references.glob("*.srt")):
+        refs.append(" ".join(normalise_text(c.text)[0] for c in read_captions(reference)).strip())
+        written = hypotheses / reference.name
+        hyps.append(" ".join(c.text for c in read_captions(written)).strip() if written.is_file() else "")
+    return {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "talks": len(refs),
+            "words": sum(len(r.split()) for r in refs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    groups = [set(args.train_speakers), set(args.val_speakers), set(args.test_speakers)]
+    if any(a & b for i, a in enumerate(groups) for b in groups[i + 1:]):
+        print("train, validation and test speakers must be different", file=sys.stderr)
+        return 2
+    data, save = Path(args.data_path), Path(args.save_dir)
+    talks, test_talks, clips = data / "talks", data / "test_talks", data / "clips"
+    text = [f"text={args.text}"] if args.text else []
+    times: dict[str, float] = {}
+    common = [f"seed={args.seed}"]
+
+    def stage(name: str, script: str, *stage_args: str) -> None:
+        started = time.perf_counter()
+        print(f"[{len(times) + 1}/7] {name}", file=sys.stderr)
+        status = _run(script, *stage_args)
+        times[name] = time.perf_counter() - started
+        if status not in (0, 1) or (status == 1 and script != "utils/prepare_captions.py"):
+            raise SystemExit(f"{script} failed with exit status {status}")
+
+    speakers = _speakers(args.train_speakers + args.val_speakers)
+    stage("talks", "utils/make_synthetic.py", "talks=1", f"speakers={speakers}",
+          f"sentences_per_talk={args.sentences}", f"tgt_path={talks}", *text, *common)
+    stage("test talks", "utils/make_synthetic.py", "talks=1", f"speakers={_speakers(args.test_speakers)}",
+          f"sentences_per_talk={args.test_sentences}", f"tgt_path={test_talks}", *text, *common)
+    stage("clips", "utils/prepare_captions.py", f"src_path={talks}", f"tgt_path={clips}",
+          f"speaker={talks / 'speakers.txt'}", f"size={args.size}", f"n_process={args.n_process}")
+    lm = data / "words.arpa"
+    no_aligns = f"align_path={data / 'no_aligns'}"  # clips are labelled by their transcripts
+    stage("language model", "utils/build_lm.py", f"image_path={clips}", no_aligns, f"out={lm}",
+          f"order={args.lm_order}", f"speakers={speakers}", f"val_speakers={_speakers(args.val_speakers)}",
+          f"progress={args.progress}")
+    resume = [f"model_path={save / 'last'}"] if (save / "last" / "meta.json").is_file() else []
+    stage("training", "main.py", f"image_path={clips}", no_aligns, "alphabet=captions",
+          f"speakers={speakers}", f"val_speakers={_speakers(args.val_speakers)}",
+          f"save_dir={save}", f"channels={args.channels}", f"hidden={args.hidden}", f"epochs={args.epochs}",
+          f"batch_size={args.batch_size}", f"lr={args.lr}", "norm=batch", "dr_rate=0.1", "flip_prob=0",
+          "jitter_prob=0", "lr_schedule=cosine", "val_interval=5", "show_examples=2", "num_gpus=0",
+          f"progress={args.progress}", *resume, *common)
+    results = {}
+    for decoder in DECODERS:
+        out = data / f"read_{decoder}"
+        lm_args = [f"lm_path={lm}"] if decoder == "lm" else []
+        # the last checkpoint, at the end of the cosine schedule: in a short run the validation WER
+        # stays at 1 for many epochs, so "best" (the first lowest WER) can be an early, blank one
+        stage(f"reading ({decoder})", "infer.py", f"model_path={save / 'last'}", f"video={test_talks}",
+              f"subtitles={out}", f"decoder={decoder}", *lm_args, "num_gpus=0", f"progress={args.progress}",
+              "max_utterance=4.5")
+        results[decoder] = score(test_talks, out) | {"seconds": round(times[f"reading ({decoder})"], 1)}
+    summary = {"results": results, "seconds": {k: round(v, 1) for k, v in times.items()}}
+    (data / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for decoder, result in results.items():
+        print(f"{decoder:>4}: WER {result['wer']:.3f}, CER {result['cer']:.3f} on {result['words']} words of "
+              f"speaker(s) {_speakers(args.test_speakers)}, never trained on")
+    if results["beam"]["wer"] > 0:
+        print(f"the language model cuts the WER by {1 - results['lm']['wer'] / results['beam']['wer']:.0%}")
+    print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f"; {sum(times.values()) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

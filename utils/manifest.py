@@ -1,0 +1,65 @@
+"""The manifest of a resumable run over many files: ``{tgt}/manifest.jsonl``, one JSON record per item.
+
+Records are appended as items finish (a killed run loses at most a torn last line, which is ignored)
+and the file is rewritten atomically, one record per item sorted by its id, at the start and end of
+a run. ``utils/preprocess_data.py`` (one record per clip) and ``utils/prepare_captions.py`` (one per
+cue and one per video) keep theirs with it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from utils.atomic import write_text_atomic
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+def manifest_path(tgt: Path) -> Path:
+    return tgt / MANIFEST_NAME
+
+
+def load_manifest(tgt: str | Path) -> dict[str, dict]:
+    """The last record of each clip in ``{tgt}/manifest.jsonl`` (a torn line from a killed run is ignored)."""
+    path = manifest_path(Path(tgt))
+    records: dict[str, dict] = {}
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and "clip" in record and "status" in record:
+                    records[record["clip"]] = record
+    return records
+
+
+def write_manifest(tgt: Path, records: dict[str, dict]) -> None:
+    """Rewrite the manifest, one record per clip sorted by clip id, atomically."""
+    path = manifest_path(tgt)
+    write_text_atomic(path, "".join(json.dumps(records[clip], sort_keys=True) + "\n" for clip in sorted(records)))
+
+
+def remove_output(target: Path) -> None:
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+
+
+def remove_stale_temporaries(folders: Iterable[Path]) -> int:
+    """Delete the temporary files and folders (``.*.tmp``) a killed run left in ``folders``."""
+    removed = 0
+    for folder in set(folders):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            remove_output(tmp)
+            removed += 1
+    return removed
+
+
+def os_reason(err: OSError) -> str:
+    """``Permission denied: 'data/datasets/x'``: the OS's words and the file, without the errno."""
+    return f"{err.strerror or err}" + (f": {str(err.filename)!r}" if err.filename else "")
