@@ -326,7 +326,7 @@ def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int,
                                                    warmup_steps=args.warmup_steps)
     else:
         schedule = None
-    params = {"learning_rate": args.lr, "lr_scheduler": schedule}
+    params = {"learning_rate": args.lr, "lr_scheduler": schedule, "epsilon": args.adam_epsilon}
     if args.clip_gradient > 0:
         params["clip_gradient"] = args.clip_gradient
     kvstore, update_on_kvstore = args.kvstore, None
