@@ -74,7 +74,8 @@ class MouthClip:
 def load_models(
     predictor_path: str | Path | None = None,
 ) -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
-    """dlib's HOG face detector and 68-landmark predictor, loaded once per process (about 1.2 s).
+    """dlib's HOG face detector and 68-landmark predictor, loaded once per process (the 100 MB predictor
+    takes about a second; the detector comes from ``frontal_face_detector``'s cached copy).
 
     Without a path, the predictor shipped in the ``face-recognition-models`` package.
     """
