@@ -61,10 +61,11 @@ def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
       gradients take full-size steps), seeds 1, 2, 3 side by side on a machine at load 14-20 (3-7 epochs
       a minute each, about ten times slower than quiet): no skipped step and no divergence in any (one
       validation-loss bump, 7 -> 24 at epoch 350 of seed 1, gone by 400), but slower than this recipe:
-      WER 0.22, 0.33 and 0.28 at epochs 460, 440 and 440, no exact read by then (runs stopped there,
+      WER 0.17, 0.22 and 0.06 at epochs 550, 520 and 520, no exact read by then (runs stopped there,
       out of time), so whether it is reliable is not known. Nor did the words make the alignment
-      time-true: swwp2s's greedy path at epoch 460 was "set  whiitte  wwiitthh" on frames 0-21 and
-      "twwwo  s----ooonnn" on frames 56-74, its speech being frames 12-55 (word centres 0.06-0.8 s off):
+      time-true: swwp2s's greedy path at epoch 550 was "set  whiitte  wwiitthh" on frames 0-21 and
+      "ttwoo  ------oonnn" on frames 57-74, its speech being frames 12-55 (seed 3 at 520 the same; word
+      centres 0.1-0.9 s off, only "p" within 0.25 s):
       the network recognises the sentence from its first frames and spells it at the clip's edges, and
       single words, always cut from the same place, do not stop that.
     Next to try: multi-word spans of aligned clips cut at random word boundaries, so that where a word is
