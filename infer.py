@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,10 @@ if TYPE_CHECKING:
     from utils.network import Network
     from utils.text.lm_decoder import LMDecoder
     from utils.text.metrics import GroupedErrorRates
-    from utils.video.utterances import StreamSummary
+    from utils.video.utterances import StreamSummary, Utterance
 
 DEFAULT_REPORT_LIMIT = 200
+_IN_FLIGHT = 2  # utterances read by the network while the video goes on (their crops: about 1 MB each)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,31 +180,57 @@ class VideoLipreader:
     def decode(self, log_probs: np.ndarray) -> str:
         return decode(log_probs, self.decoder, self.beam_width, alphabet=self.network.alphabet, lm=self.lm)
 
+    def read_utterance(self, utterance: Utterance, keep_frames: bool = False) -> UtteranceResult:
+        """One utterance read, decoded and its words timed."""
+        from utils.text.timings import word_timings
+
+        log_probs = self.log_probs(utterance.frames)
+        text = self.decode(log_probs)
+        try:
+            words = word_timings(log_probs, text, self.fps, offset=utterance.start,
+                                 alphabet=self.network.alphabet.characters)
+        except ValueError:
+            words = []
+        return UtteranceResult(utterance.start, utterance.end, text, words,
+                               utterance.frames if keep_frames else None, log_probs, utterance.face)
+
     def read(self, path: Path, faces: str = "largest", keep_frames: bool = False,
              progress: bool = False) -> VideoReading:
-        """Every utterance of a video, read and timed; raises ExtractionError naming the file."""
+        """Every utterance of a video, read and timed; raises ExtractionError naming the file.
+
+        The network reads each utterance in a worker thread while the next one is decoded and tracked:
+        MXNet and onnxruntime compute without the GIL, and decoding, face search and landmarks leave a
+        core idle much of the time. At most ``_IN_FLIGHT`` utterances wait, so memory stays bounded.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
         from tqdm import tqdm
 
-        from utils.text.timings import word_timings
         from utils.video.reader import probe
         from utils.video.utterances import StreamSummary
 
         info = probe(path)
         summary = StreamSummary()
         read: list[tuple[int, float, UtteranceResult]] = []
-        with tqdm(total=int(info.duration * self.fps) or None, desc=path.name, unit="frame", file=sys.stderr,
-                  disable=not progress, leave=False) as bar:
-            for utterance in self.utterances.read(path, summary, progress=lambda n: bar.update(n - bar.n)):
-                log_probs = self.log_probs(utterance.frames)
-                text = self.decode(log_probs)
-                try:
-                    words = word_timings(log_probs, text, self.fps, offset=utterance.start,
-                                         alphabet=self.network.alphabet.characters)
-                except ValueError:
-                    words = []
-                read.append((utterance.face, utterance.face_width, UtteranceResult(
-                    utterance.start, utterance.end, text, words, utterance.frames if keep_frames else None,
-                    log_probs, utterance.face)))
+        pending: deque[tuple[Utterance, Future]] = deque()
+
+        def collect() -> None:
+            utterance, result = pending.popleft()
+            read.append((utterance.face, utterance.face_width, result.result()))
+
+        with ThreadPoolExecutor(1, thread_name_prefix="network") as network, \
+                tqdm(total=int(info.duration * self.fps) or None, desc=path.name, unit="frame", file=sys.stderr,
+                     disable=not progress, leave=False) as bar:
+            try:
+                for utterance in self.utterances.read(path, summary, progress=lambda n: bar.update(n - bar.n)):
+                    pending.append((utterance, network.submit(self.read_utterance, utterance, keep_frames)))
+                    while len(pending) > _IN_FLIGHT:
+                        collect()
+                while pending:
+                    collect()
+            finally:
+                for _, result in pending:
+                    result.cancel()
         chosen = read if faces == "all" else largest_faces(read)
         # --face=all: faces numbered from 1 in order of appearance; otherwise 0, no label.
         labels = {face: n for n, face in enumerate(sorted({f for f, _, _ in chosen}, key=lambda f: min(

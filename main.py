@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="adam, or adamw (decoupled weight decay, the word recipe's)")
     opt.add_argument("--weight_decay", type=float, default=0.0, help="weight decay (adamw: decoupled)")
     opt.add_argument("--lr_schedule", default="constant", choices=("constant", "cosine"))
+    opt.add_argument("--adam_epsilon", type=float, default=1e-8,
+                     help="Adam's epsilon: a larger one damps the steps of parameters whose gradients are tiny")
     opt.add_argument("--warmup_steps", type=int, default=0, help="linear learning-rate warm-up steps")
     opt.add_argument("--clip_gradient", type=float, default=10.0, help="clip each gradient element to +-this (0: off)")
     opt.add_argument("--stop_wer", type=float, default=None,

@@ -362,7 +362,8 @@ def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int,
                                                    warmup_steps=args.warmup_steps)
     else:
         schedule = None
-    params = {"learning_rate": args.lr, "lr_scheduler": schedule, "wd": args.weight_decay}
+    params = {"learning_rate": args.lr, "lr_scheduler": schedule, "wd": args.weight_decay,
+              "epsilon": args.adam_epsilon}
     if args.clip_gradient > 0:
         params["clip_gradient"] = args.clip_gradient
     kvstore, update_on_kvstore = args.kvstore, None

@@ -173,10 +173,13 @@ def set_parameters(net: LipNet, arrays: dict[str, mx.nd.NDArray], source: str | 
     for name, param in params.items():
         if name in arrays and tuple(arrays[name].shape) != tuple(param.shape):
             raise ValueError(f"{source}: {name} has shape {arrays[name].shape}, the network needs {param.shape}")
-    net.initialize(ctx=ctx, force_reinit=False)
+    # Loaded as Gluon's own load_parameters does, without running the initialisers first: the GRUs'
+    # orthogonal ones cost an SVD per weight (0.5-1 s of a reader's start-up) for values overwritten here.
     for name, param in params.items():
         if name in arrays:
-            param.set_data(arrays[name])
+            param._load_init(arrays[name], ctx)
+        else:  # a fresh output layer (fine-tuning to another alphabet)
+            param.initialize(ctx=ctx)
 
 
 def example_config_for(arrays: dict[str, mx.nd.NDArray]) -> LipNetConfig:

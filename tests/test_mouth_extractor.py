@@ -17,6 +17,7 @@ from utils.video.mouth_extractor import (
     ExtractionError,
     MouthExtractor,
     crop_frames,
+    frontal_face_detector,
     gaussian_smooth,
     load_models,
     read_video,
@@ -238,6 +239,29 @@ def test_models_load_once_per_process(extractor):
     default = face_recognition_models.pose_predictor_model_location()
     assert load_models() is load_models(None) is load_models(Path(default)) is load_models(default)
     assert MouthExtractor(size=(64, 32)).predictor is extractor.predictor
+
+
+def test_the_face_detector_is_dlibs_own_loaded_from_a_cached_copy(tmp_path, rgb_frames, monkeypatch):
+    import dlib
+
+    built = dlib.get_frontal_face_detector()
+    built.save(str(tmp_path / "reference.svm"))
+    reference = (tmp_path / "reference.svm").read_bytes()
+    grey = [cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY) for frames in rgb_frames.values() for t in (0, 40)]
+    expected = [list(built(image, 0)) for image in grey]
+    cache = tmp_path / "cache"
+    first = frontal_face_detector(cache)  # built, and saved for next time
+    (copy,) = cache.glob("dlib-*-frontal_face_detector.svm")
+    assert copy.read_bytes() == reference and [list(first(image, 0)) for image in grey] == expected
+    copy.write_bytes(reference[:50_000])  # damaged: built again and the copy rewritten
+    assert [list(frontal_face_detector(cache)(image, 0)) for image in grey] == expected
+    assert copy.read_bytes() == reference
+    with monkeypatch.context() as patch:  # from the copy, not built
+        patch.setattr(dlib, "get_frontal_face_detector", lambda: pytest.fail("built although a copy was saved"))
+        assert [list(frontal_face_detector(cache)(image, 0)) for image in grey] == expected
+    (tmp_path / "blocker").write_text("")  # a cache that cannot be made: still a detector
+    assert [list(frontal_face_detector(tmp_path / "blocker" / "cache")(image, 0)) for image in grey] == expected
+    assert not list(cache.glob(".*.tmp"))
 
 
 def test_invalid_settings_are_refused():

@@ -198,3 +198,48 @@ def test_default_stdout_is_one_tab_line_per_video_and_failures_go_on(real_model:
 def test_checkpoints_record_the_frame_rate_they_read_at(real_model: dict):
     meta = json.loads((real_model["run"] / "best" / "meta.json").read_text())
     assert meta["frame_rate"] == 25.0  # what infer.py resamples every video to
+
+
+def test_the_network_reads_while_the_video_goes_on_in_order_and_bounded(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path):
+    """Utterances are read in a worker thread, at most a few ahead of the video, and come back in order;
+    an error in the video still reaches the caller."""
+    import threading
+    import time
+
+    from utils.video import reader
+    from utils.video.utterances import Utterance
+
+    events: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    fail_after: list[int] = []
+
+    class FakeUtterances:
+        def read(self, path, summary, progress=None):
+            for n in range(8):
+                with lock:
+                    events.append(("yield", n))
+                yield Utterance(0, float(n), n + 1.0, np.zeros((3, 2, 2, 3), np.uint8), 10.0)
+                if fail_after and n == fail_after[0]:
+                    raise ExtractionError("few_faces", path, "lost")
+
+    def read_utterance(utterance, keep_frames=False):
+        assert threading.current_thread() is not threading.main_thread()
+        time.sleep(0.02)
+        with lock:
+            events.append(("read", int(utterance.start)))
+        return infer.UtteranceResult(utterance.start, utterance.end, f"u{int(utterance.start)}", [], None,
+                                     np.zeros((3, 28)), 0)
+
+    monkeypatch.setattr(reader, "probe", lambda path: type("Info", (), {"duration": 8.0, "fps": 25.0})())
+    lipreader = object.__new__(infer.VideoLipreader)
+    lipreader.fps, lipreader.utterances, lipreader.read_utterance = 25.0, FakeUtterances(), read_utterance
+    reading = lipreader.read(tmp_path / "x.mp4")
+    assert [u.text for u in reading.utterances] == [f"u{n}" for n in range(8)]
+    for n in range(8):  # never more than _IN_FLIGHT + 1 utterances made and not yet read
+        made = events.index(("yield", n))
+        assert sum(1 for kind, _ in events[:made] if kind == "read") >= n - infer._IN_FLIGHT - 1
+    events.clear()
+    fail_after.append(3)
+    with pytest.raises(ExtractionError, match="lost"):
+        lipreader.read(tmp_path / "x.mp4")

@@ -113,6 +113,29 @@ def test_help_explains_flags(capsys: pytest.CaptureFixture):
         assert flag in out
 
 
+@pytest.mark.parametrize("epsilon", [None, 1e-2])
+def test_adam_epsilon_damps_the_steps_of_tiny_gradients(epsilon: float | None):
+    from mxnet import autograd, gluon
+
+    from trainer import make_trainer
+    from utils.cli import parse_args
+
+    args = parse_args(main.build_parser(), ["lr=0.001"] + ([] if epsilon is None else [f"adam_epsilon={epsilon}"]))
+    net = gluon.nn.Dense(1, in_units=1, use_bias=False)
+    net.initialize(mx.init.Constant(1.0), ctx=mx.cpu())
+    opt = make_trainer(net, args, steps_per_epoch=1)
+    assert opt._optimizer.epsilon == (1e-8 if epsilon is None else epsilon)
+    with autograd.record():
+        loss = net(mx.nd.array([[1e-4]])).sum()  # a gradient of 1e-4
+    loss.backward()
+    opt.step(1)
+    step = 1.0 - float(net.weight.data().asscalar())
+    if epsilon is None:  # Adam's first step is the learning rate, whatever the gradient's size
+        assert step == pytest.approx(1e-3, rel=1e-2)
+    else:  # epsilon far above the gradient's scale: a small fraction of it
+        assert 0 < step < 1e-5
+
+
 # ------------------------------------------------------------------------------- exact resume, interrupts
 
 import os  # noqa: E402

@@ -17,7 +17,8 @@ frame, about 5.9 s per GRID clip, and cropped each frame at its own jittering ce
   ``width_ratio`` (crop width over mouth-corner distance) defaults to the framing the original
   example produced on GRID, so crops made here and its published crops are interchangeable.
 - dlib's models load once per process (``load_models`` is cached); the 68-landmark predictor is the
-  one shipped in the ``face-recognition-models`` package, so nothing is downloaded.
+  one shipped in the ``face-recognition-models`` package, so nothing is downloaded; the face detector
+  is loaded from a copy in the user's cache (``frontal_face_detector``).
 
 Frames come back RGB ``uint8`` of shape ``(T, H, W, 3)``, like everything in ``utils.clip_store``.
 """
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,8 @@ import cv2
 import dlib
 import numpy as np
 
+from utils.atomic import make_readable
+from utils.paths import cache_dir
 from utils.video.errors import REASONS, ExtractionError  # noqa: F401 (REASONS: re-exported for callers)
 from utils.video.reader import MODEL_FPS, read_frames
 
@@ -86,7 +91,8 @@ class LandmarkTrack:
 def load_models(
     predictor_path: str | Path | None = None,
 ) -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
-    """dlib's HOG face detector and 68-landmark predictor, loaded once per process (about 1.2 s).
+    """dlib's HOG face detector and 68-landmark predictor, loaded once per process (the 100 MB predictor
+    takes about a second; the detector comes from ``frontal_face_detector``'s cached copy).
 
     Without a path, the predictor shipped in the ``face-recognition-models`` package.
     """
@@ -99,7 +105,36 @@ def load_models(
 
 @functools.cache
 def _load_models(predictor_path: str) -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path)
+    return frontal_face_detector(), dlib.shape_predictor(predictor_path)
+
+
+def frontal_face_detector(cache: Path | None = None) -> dlib.fhog_object_detector:
+    """dlib's HOG face detector, from a copy saved in the user's cache (``cache_dir()``) after the first use.
+
+    dlib builds it from a compressed copy inside its library: 0.8-2.5 s, as long as MXNet's import and
+    most of a video reader's start-up, while its own serialisation of the same detector loads in 7 ms.
+    The copy is named after dlib's version; a damaged or unwritable one only costs the slow build.
+    """
+    path = (cache or cache_dir()) / f"dlib-{dlib.__version__}-frontal_face_detector.svm"
+    if path.is_file():
+        try:
+            return dlib.fhog_object_detector(str(path))
+        except RuntimeError:
+            pass  # damaged: built and saved again below
+    detector = dlib.get_frontal_face_detector()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            detector.save(tmp)
+            make_readable(tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except (OSError, RuntimeError):
+        pass
+    return detector
 
 
 def read_video(path: str | Path, fps: float = MODEL_FPS) -> tuple[list[np.ndarray], float]:
