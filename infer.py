@@ -2,6 +2,7 @@
 
     python infer.py model_path=checkpoint data_type=valid       # [Target]/[Pred] per clip, CER and WER
     python infer.py model_path=checkpoint video=clips/ > out.tsv  # FILE<TAB>SENTENCE per video
+    python infer.py model_path=checkpoint/words video=clips/   # a word checkpoint: FILE<TAB>WORD P ... (top 5)
 
 ``model_path`` is one of our checkpoints (a run folder, whose best/ is used, a checkpoint folder or
 its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py,
@@ -35,6 +36,7 @@ from utils.splits import MISSING_CLIPS, SPLITS
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode
 
 if TYPE_CHECKING:
+    from model.word_reader import WordClassifier
     from utils.network import Network
     from utils.text.metrics import GroupedErrorRates
     from utils.video.utterances import StreamSummary
@@ -461,6 +463,30 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str,
     return results, failed, result.rates
 
 
+def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:
+    """``--video`` with a word checkpoint: the top 5 words of each clip (``run_word_videos``), and with
+    ``--out`` the CSV and HTML report (the top word as the prediction)."""
+    print(f"model {classifier.source} (word classifier, {len(classifier.words)} words)", file=sys.stderr)
+    if args.video is None:
+        print("error: a word checkpoint reads clips given with --video", file=sys.stderr)
+        return 2
+    try:
+        results, failed = run_word_videos(args, WordVideoReader(classifier, classifier.words))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.out is not None and results:
+        details = {"model": classifier.source, "clips": f"{len(results) - failed} read, {failed} failed"}
+        try:
+            csv_path, html_path = write_report(args.out, results, f"Words on {args.video}", details, None,
+                                               args.report_limit)
+        except OSError as err:
+            print(f"error: cannot write the report to {args.out}: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {csv_path} and {html_path}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
@@ -480,6 +506,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
 
+    if not is_onnx(args.model_path):
+        try:
+            from model.word_reader import WordClassifier
+
+            classifier = WordClassifier.load(args.model_path, args.num_gpus)
+        except (OSError, ValueError) as err:
+            print(f"error: cannot load the model: {err}", file=sys.stderr)
+            return 2
+        if classifier is not None:
+            return read_words(args, classifier)
     try:
         network = load_network(args.model_path, args.num_gpus)
     except (OSError, ValueError) as err:

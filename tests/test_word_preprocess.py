@@ -2,6 +2,9 @@
 on a small LRW-layout tree made from the real GRID clips, with a missing .txt, a corrupt video, an empty word folder."""
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -10,12 +13,13 @@ import numpy as np
 import pytest
 
 import data_loader
+import infer
 from utils.clip_store import load_clip
 from utils.preprocess_data import load_manifest, main
 from utils.video.mouth_extractor import read_video
 from utils.video.word_crops import EYE_SPAN, MEAN_FACE, STABLE_POINTS, WordCropper, aligned_crops, similarity
 from utils.video.writer import write_video
-from utils.word_clips import info_text, read_duration
+from utils.word_clips import WORD_MEAN, WORD_STD, info_text, read_duration, word_input
 
 CLIP = slice(20, 49)  # 29 frames of a GRID clip, as long as an LRW clip
 
@@ -75,6 +79,22 @@ def test_a_shifted_scaled_rotated_face_gives_the_same_mouth_region(face: list[np
         assert np.abs(turned.astype(float) - base).mean() > 2 * difference
 
 
+def test_a_turned_crop_of_a_large_frame_is_blurred_over_its_whole_footprint():
+    """Shrinking blurs the source first; a turned crop must take every pixel from the blurred area, or its
+    corners would repeat that area's edge."""
+    from utils.video.mouth_extractor import crop_frames
+
+    y, x = np.mgrid[:800, :800]
+    frame = np.repeat((127 + 100 * np.sin(x / 23.0) * np.cos(y / 31.0)).astype(np.uint8)[..., None], 3, axis=2)
+    angle = np.radians(40)
+    crop = crop_frames([frame], np.array([[400.0, 400.0]]), 0.2, (96, 96), np.array([angle]))[0].astype(float)
+    # the crop of the frame turned by the same angle about the centre, without turning the crop: the same pixels
+    turned = cv2.warpAffine(frame, cv2.getRotationMatrix2D((399.5, 399.5), np.degrees(angle), 1.0), (800, 800))
+    straight = crop_frames([turned], np.array([[399.5, 399.5]]), 0.2, (96, 96))[0].astype(float)
+    corners = np.abs(crop - straight)[[*range(4, 16), *range(-16, -4)]][:, [*range(4, 16), *range(-16, -4)]]
+    assert corners.mean() < 3
+
+
 def test_the_mean_face_frames_the_mouth_level_at_about_half_the_crop(face: list[np.ndarray], cropper: WordCropper):
     """Where the mouth corners land in the crop: the transform that makes the crops, applied to the landmarks."""
     landmarks = cropper.extractor.track(face, "bbaf2n").every_frame(len(face))
@@ -120,8 +140,6 @@ def lrw_src(tmp_path_factory: pytest.TempPathFactory, grid_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def lrw_run(lrw_src: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
     tgt = tmp_path_factory.mktemp("lrw")
-    import contextlib
-    import io
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         status = main(["layout=lrw", f"src_path={lrw_src}", f"tgt_path={tgt}", "n_process=1"])
@@ -206,10 +224,6 @@ WORDS = ["ABOUT", "BECAUSE", "FAMILY", "MONEY", "PEOPLE", "SCHOOL", "WORLD"]
 
 def test_word_reading_prints_the_top_5_with_probabilities(lrw_run: tuple, lrw_src: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture):
-    import argparse
-
-    import infer
-
     _, tgt, _ = lrw_run
     folder = tmp_path / "clips"
     folder.mkdir()
@@ -242,10 +256,6 @@ def test_word_reading_prints_the_top_5_with_probabilities(lrw_run: tuple, lrw_sr
 
 
 def test_a_longer_clip_is_read_in_its_middle(tmp_path: Path, grid_dir: Path, capsys: pytest.CaptureFixture):
-    import argparse
-
-    import infer
-
     frames = read_video(grid_dir / "bbaf2n.mpg")[0][10:59]  # 49 frames
     write_video(tmp_path / "long.mp4", [f[16:272, 52:308, ::-1] for f in frames], 25)
     classify = _Classifier(len(WORDS))
@@ -255,5 +265,42 @@ def test_a_longer_clip_is_read_in_its_middle(tmp_path: Path, grid_dir: Path, cap
     assert len(out.strip().split("\t")) == 4
     assert "49 frames, read as its middle 29" in err
     whole = reader.cropper.crop(tmp_path / "long.mp4")
-    from utils.word_clips import word_input
     np.testing.assert_array_equal(classify.batches[0][0], word_input(whole[10:39]))
+
+
+def test_infer_reads_the_top_5_words_with_a_word_checkpoint(lrw_src: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture):
+    """infer.py end to end: a word checkpoint (a small untrained network) and raw clips, text and JSON."""
+    from model.checkpoint import save_checkpoint
+    from model.word_net import WordNet, WordNetConfig
+
+    net = WordNet(WordNetConfig(num_classes=len(WORDS), width_mult=0.125, tcn_width_mult=0.0625, tcn_num_layers=1))
+    net.initialize()
+    save_checkpoint(tmp_path / "run" / "best", net, None,
+                    {"words": WORDS, "normalisation": {"mean": [WORD_MEAN], "std": [WORD_STD]}})
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "about.mp4").symlink_to(lrw_src / "ABOUT/train/ABOUT_00001.mp4")
+    (clips / "money.mp4").symlink_to(lrw_src / "MONEY/train/MONEY_00001.mp4")
+    argv = [f"model_path={tmp_path / 'run'}", f"video={clips}", "num_gpus=0", "progress=0"]
+    assert infer.main(argv) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["about.mp4", "money.mp4"]
+    for line in lines:
+        tops = [item.rsplit(" ", 1) for item in line.split("\t")[1:]]
+        assert len(tops) == 5 and {word for word, _ in tops} <= set(WORDS)
+        probs = [float(p) for _, p in tops]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-3
+    assert "word classifier, 7 words" in err
+    assert infer.main(argv + ["format=json", f"out={tmp_path / 'report'}"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in records] == ["about.mp4", "money.mp4"] and all(len(r["top"]) == 5 for r in records)
+    assert (tmp_path / "report" / "predictions.csv").is_file()
+    assert infer.main([f"model_path={tmp_path / 'run'}", "num_gpus=0"]) == 2
+    assert "reads clips given with --video" in capsys.readouterr().err
+    broken = json.loads((tmp_path / "run" / "best" / "meta.json").read_text())
+    broken["words"] = WORDS[:3]
+    (tmp_path / "run" / "best" / "meta.json").write_text(json.dumps(broken))
+    assert infer.main(argv) == 2
+    assert "3 words for 7 classes" in capsys.readouterr().err

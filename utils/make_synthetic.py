@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: one per available core)")
     parser.add_argument("--preview", type=Path, default=None,
                         help="instead of writing a corpus, write a PNG strip of frames from the first clip "
-                             "of the first three speakers to this path")
+                             "of the first three speakers to this path (grid layout)")
     return parser
 
 
@@ -107,6 +107,9 @@ def _generate(args: argparse.Namespace) -> GenerateReport:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     args.tgt_path = args.tgt_path or (DEFAULT_WORDS_PATH if args.layout == "lrw" else DEFAULT_TGT_PATH)
+    if args.preview is not None and args.layout == "lrw":
+        print("error: --preview draws the grid layout's sentences; leave out layout=lrw", file=sys.stderr)
+        return 1
     if args.preview is not None:
         try:
             save_preview(args.preview, seed=args.seed, speakers=args.speakers[:3], size=args.size or DEFAULT_SIZE)

@@ -218,7 +218,7 @@ def process_clip(job: Job) -> dict:
     try:
         if isinstance(_extractor, WordCropper):
             _write_word(job, record)
-            return _failed(job, record)
+            return _finish(job, record)
         mouth = _extractor.extract(job.source)
         record.update(frames=len(mouth.frames), examined=len(mouth.examined), missed=mouth.missed)
         if _format == "packed":
@@ -231,13 +231,15 @@ def process_clip(job: Job) -> dict:
         record.update(status="write_error", message=f"{job.target}: cannot write ({err})")
     except Exception as err:  # one bad clip must not stop a 34,000-clip run
         record.update(status="error", message=f"{job.source}: {type(err).__name__}: {err}")
-    return _failed(job, record)
+    return _finish(job, record)
 
 
-def _failed(job: Job, record: dict) -> dict:
-    if record["status"] != "ok":  # an older crop of a clip that now fails must not look current
+def _finish(job: Job, record: dict) -> dict:
+    """The record, after removing the outputs of a clip that failed: an older crop (and an LRW clip's
+    ``.txt``) of a clip that now fails must not look current."""
+    if record["status"] != "ok":
         remove_output(job.target)
-        if job.target.suffix == PACKED_SUFFIX:
+        if record.get("layout") == "lrw":
             job.target.with_suffix(INFO_SUFFIX).unlink(missing_ok=True)
     return record
 

@@ -159,7 +159,8 @@ def crop_frames(frames: Sequence[np.ndarray], centres: np.ndarray, scale: float 
         src_x, src_y = 0, 0
         if sigma:
             margin = int(math.ceil(3 * sigma)) + 2
-            half_w, half_h = w / s / 2 + margin, h / s / 2 + margin
+            cos, sin = abs(math.cos(a)), abs(math.sin(a))  # a turned crop covers a wider box of the source
+            half_w, half_h = (w * cos + h * sin) / s / 2 + margin, (w * sin + h * cos) / s / 2 + margin
             x0, y0 = max(0, int(cx - half_w)), max(0, int(cy - half_h))
             x1, y1 = min(frame.shape[1], int(cx + half_w) + 1), min(frame.shape[0], int(cy + half_h) + 1)
             if x1 > x0 and y1 > y0:
