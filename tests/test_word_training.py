@@ -9,6 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+import infer
 import main
 from model import load_lipnet
 from model.word_net import WordNet
@@ -52,8 +53,15 @@ def test_one_plus_one_epochs_equal_two_with_mixup_and_dropout(tiny_words: Path, 
                                [h["val_loss"] for h in b["state"]["history"]], rtol=1e-4)
 
 
-def test_run_writes_metrics_per_word_scores_and_a_loadable_checkpoint(tiny_words: Path, tmp_path: Path):
-    assert _run(tiny_words, tmp_path, "epochs=1") == 0
+@pytest.fixture(scope="module")
+def tiny_run(tiny_words: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    save_dir = tmp_path_factory.mktemp("tiny_run")
+    assert _run(tiny_words, save_dir, "epochs=1") == 0
+    return save_dir
+
+
+def test_run_writes_metrics_per_word_scores_and_a_loadable_checkpoint(tiny_run: Path):
+    tmp_path = tiny_run
     for name in ("train.log", "metrics.csv", "curves.png", "val_words.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
@@ -68,3 +76,20 @@ def test_run_writes_metrics_per_word_scores_and_a_loadable_checkpoint(tiny_words
     loaded = load_lipnet(tmp_path)
     assert isinstance(loaded.net, WordNet) and loaded.config.num_classes == 2
 
+
+
+def test_infer_scores_a_word_split(tiny_words: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    code = infer.main([f"model_path={tiny_run}", f"image_path={tiny_words}", "data_type=valid", "num_gpus=0",
+                       "progress=false", f"out={tmp_path}"])
+    assert code == 0
+    out = capsys.readouterr().out
+    meta = json.loads((tiny_run / "best" / "meta.json").read_text())
+    assert f"top-1 {meta['metrics']['val_acc']:.4f}" in out and "(4 clips, val)" in out
+    assert "ABOUT\t" in out and "MONEY\t" in out
+    words = list(csv.DictReader((tmp_path / "words.csv").open()))
+    assert [w["word"] for w in words] == ["ABOUT", "MONEY"]
+    predictions = (tmp_path / "predictions.csv").read_text()
+    assert "ABOUT/val/ABOUT_03001" in predictions and (tmp_path / "report.html").is_file()
+    # A split with no clips at all is an error (exit 2), named on stderr.
+    assert infer.main([f"model_path={tiny_run}", f"image_path={tiny_words}", "data_type=test", "num_gpus=0",
+                       "progress=false"]) == 2
