@@ -93,3 +93,17 @@ def test_infer_scores_a_word_split(tiny_words: Path, tiny_run: Path, tmp_path: P
     # A split with no clips at all is an error (exit 2), named on stderr.
     assert infer.main([f"model_path={tiny_run}", f"image_path={tiny_words}", "data_type=test", "num_gpus=0",
                        "progress=false"]) == 2
+
+
+def test_small_model_reads_unseen_speakers(tmp_path: Path):
+    """The done-when check: >= 90% top-1 on speakers never trained on (asset/configs/synthetic_words.yaml,
+    stopping once it gets there; 98% at epoch 9 of 20 when run to the end)."""
+    root = tmp_path / "words"
+    synthetic_words.generate_words(root, ["ABOUT", "FAMILY", "MONEY", "WORLD"],
+                                   {"train": range(1, 9), "val": (9, 10), "test": ()}, clips_per_speaker=6,
+                                   size=48, n_process=2, progress=False)
+    config = Path(__file__).resolve().parent.parent / "asset" / "configs" / "synthetic_words.yaml"
+    assert main.main(["--config", str(config), f"image_path={root}", f"save_dir={tmp_path / 'run'}",
+                      "progress=false", "stop_accuracy=0.9"]) == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert float(rows[-1]["val_acc"]) >= 0.9 and len(rows) < 20
