@@ -3,6 +3,7 @@
     python infer.py model_path=checkpoint data_type=valid       # [Target]/[Pred] per clip, CER and WER
     python infer.py model_path=checkpoint video=clips/ > out.tsv  # FILE<TAB>SENTENCE per video
     python infer.py model_path=checkpoint/words video=clips/   # a word checkpoint: FILE<TAB>WORD P ... (top 5)
+    python infer.py model_path=checkpoint/words image_path=data/lrw data_type=test  # top-1 overall and per word
 
 ``model_path`` is one of our checkpoints (a run folder, whose best/ is used, a checkpoint folder or
 its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py,
@@ -86,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="longest utterance read at once; longer speech is cut where the mouth is stillest "
                             "(default: the training clip length, 75 frames at the checkpoint's frame rate)")
     data = parser.add_argument_group("data set (as main.py selects it)")
-    data.add_argument("--data_type", default="valid", choices=("train", "valid"),
-                      help="which side of the split to run on (default: %(default)s)")
+    data.add_argument("--data_type", default="valid", choices=("train", "valid", "test"),
+                      help="which side of the split to run on; test: a word checkpoint's LRW-layout test split "
+                           "(default: %(default)s)")
     data.add_argument("--image_path", default=str(DATASET_DIR),
                       help="mouth crops: sN/{clip}.npz (packed) or sN/{clip}/mouth_*.png folders "
                            "(default: %(default)s)")
@@ -481,6 +483,9 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str, beam_w
     from utils import clips as clip_data
     from utils.text.evaluation import evaluate_network
 
+    if args.data_type == "test":
+        raise ValueError("data_type=test is a word checkpoint's LRW-layout split; GRID's protocols have a training "
+                         "and a validation side (train, valid)")
     clips = clip_data.discover_clips(args.image_path)
     train_ids, val_ids = select_like_training(args, network.meta, clips)
     ids = val_ids if args.data_type == "valid" else train_ids
@@ -516,14 +521,48 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str, beam_w
     return results, failed, result.rates
 
 
+def score_word_set(args: argparse.Namespace, classifier: WordClassifier) -> int:
+    """A word checkpoint on a split of an LRW-layout tree (``--image_path``, ``--data_type``): top-1 and
+    top-5 accuracy, accuracy per word and the most confused pairs on stdout; with ``--out`` also
+    words.csv (per word) and the usual predictions.csv and report.html (said vs read per clip)."""
+    import data_loader
+    from trainer import evaluate_words
+
+    split = {"valid": "val"}.get(args.data_type, args.data_type)
+    dataset = data_loader.WordDataset(args.image_path, split, words=classifier.words,
+                                      crop=classifier.net.config.size)
+    loader = data_loader.make_word_loader(dataset, args.batch_size, num_workers=args.num_workers)
+    predictions: list = []
+    scores = evaluate_words(classifier.net, loader, classifier.words, classifier.ctxs,
+                            progress=f"{split} clips" if args.progress else None, predictions=predictions)
+    print(f"top-1 {scores.accuracy:.4f}  top-5 {scores.top5_accuracy:.4f}  ({scores.clips} clips, {split})")
+    for word, clips, correct, accuracy in scores.per_word():
+        print(f"  {word}\t{accuracy:.4f}\t{correct}/{clips}")
+    for said, read, count in scores.confused_pairs(10):
+        print(f"  confused: {said} read as {read} x{count}")
+    if args.out is not None:
+        results = [ClipResult(dataset.clips[i].clip_id, classifier.words[p], classifier.words[t])
+                   for i, t, p, _ in predictions]
+        details = {"model": classifier.source, "clips": f"{scores.clips} read",
+                   "top-1": f"{scores.accuracy:.4f}", "top-5": f"{scores.top5_accuracy:.4f}"}
+        try:
+            scores.write_csv(str(Path(args.out) / "words.csv"))
+            paths = write_report(args.out, results, f"Words on {args.image_path} ({split})", details, None,
+                                 args.report_limit)
+        except OSError as err:
+            print(f"error: cannot write the report to {args.out}: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {Path(args.out) / 'words.csv'}, {paths[0]} and {paths[1]}", file=sys.stderr)
+    return 1 if len(dataset.problems) else 0
+
+
 def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:
     """``--video`` with a word checkpoint: the top 5 words of each clip (``run_word_videos``), and with
     ``--out`` the CSV and HTML report (the top word as the prediction)."""
     print(f"model {classifier.source} (word classifier, {len(classifier.words)} words)", file=sys.stderr)
-    if args.video is None:
-        print("error: a word checkpoint reads clips given with --video", file=sys.stderr)
-        return 2
     try:
+        if args.video is None:
+            return score_word_set(args, classifier)
         results, failed = run_word_videos(args, WordVideoReader(classifier, classifier.words))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

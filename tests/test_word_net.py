@@ -1,0 +1,84 @@
+"""The word classifier (ResNet-18 + MS-TCN): parameter count against the reference, shapes, lengths, AdamW."""
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+import model.adamw  # noqa: F401 (registers "adamw")
+from model.word_net import WordNet, WordNetConfig, count_trainable
+
+SMALL = {"num_classes": 6, "width_mult": 0.125, "tcn_width_mult": 0.125}
+
+
+def test_reference_configuration_has_the_reference_parameter_count():
+    """lrw_resnet18_mstcn with 500 classes: 36,361,396 trainable parameters in the PyTorch reference."""
+    net = WordNet(WordNetConfig(num_classes=500))  # every shape is known without initialising
+    assert count_trainable(net) == 36_361_396
+    # Batch-norm running statistics exist but are not trained.
+    frozen = [p for p in net.collect_params().values() if p.grad_req == "null"]
+    assert frozen and all(p.name.endswith(("running_mean", "running_var")) for p in frozen)
+
+
+@pytest.mark.parametrize("relu_type,extra", [("relu", 0), ("prelu", 13_120)])
+def test_activation_choice(relu_type: str, extra: int):
+    """PReLU adds one slope per channel of every activation, as the reference's prelu does."""
+    net = WordNet(WordNetConfig(num_classes=500, relu_type=relu_type))
+    assert count_trainable(net) == 36_361_396 + extra
+
+
+def test_output_shape_and_training_step():
+    net = WordNet(WordNetConfig(**SMALL))
+    net.initialize()
+    net.hybridize(static_alloc=True, static_shape=True)
+    data = mx.nd.random.normal(shape=(3, 1, 29, 40, 40))
+    lengths = mx.nd.full((3,), 29)
+    assert net(data, lengths).shape == (3, 6)
+    trainer = gluon.Trainer(net.collect_params(), "adamw", {"learning_rate": 1e-3, "wd": 1e-4})
+    before = net.output.weight.data().asnumpy().copy()
+    with autograd.record():
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(data, lengths), mx.nd.array([0, 1, 2]))
+    loss.backward()
+    trainer.step(3)
+    assert np.isfinite(loss.asnumpy()).all()
+    assert not np.allclose(before, net.output.weight.data().asnumpy())
+
+
+def test_dwpw_branches_and_config_checks():
+    net = WordNet(WordNetConfig(**SMALL, tcn_dwpw=True))
+    net.initialize()
+    assert net(mx.nd.zeros((1, 1, 29, 40, 40)), mx.nd.full((1,), 29)).shape == (1, 6)
+    with pytest.raises(ValueError, match="relu_type"):
+        WordNetConfig(relu_type="tanh")
+    with pytest.raises(ValueError, match="odd"):
+        WordNetConfig(tcn_kernel_size=(3, 4))
+
+
+def test_time_average_covers_real_frames_only():
+    """A clip's score averages the TCN's output over its own length: frames after it are ignored."""
+    net = WordNet(WordNetConfig(**SMALL, tcn_num_layers=1, tcn_kernel_size=(1,)))
+    net.initialize()
+    data = mx.nd.random.normal(shape=(1, 1, 29, 40, 40))
+    changed = data.copy()
+    changed[:, :, 20:] = 5.0  # kernel size 1 in time and the front-end's 5 frames: 18 and earlier stay the same
+    with autograd.predict_mode():
+        a = net(data, mx.nd.array([16])).asnumpy()
+        b = net(changed, mx.nd.array([16])).asnumpy()
+        c = net(changed, mx.nd.array([29])).asnumpy()
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(a, c, atol=1e-3)
+
+
+def test_adamw_matches_decoupled_weight_decay():
+    """AdamW as PyTorch's: w <- w * (1 - lr * wd), then the bias-corrected Adam step."""
+    weight, grad = mx.nd.array([1.0, -2.0, 3.0]), mx.nd.array([0.5, 0.1, -0.3])
+    opt = mx.optimizer.create("adamw", learning_rate=0.1, wd=0.01)
+    state = opt.create_state(0, weight)
+    w, m, v, g = weight.asnumpy().astype(np.float64), np.zeros(3), np.zeros(3), grad.asnumpy()
+    for t in range(1, 4):
+        opt.update(0, weight, grad, state)
+        w = w * (1 - 0.1 * 0.01)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+        w = w - 0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    np.testing.assert_allclose(weight.asnumpy(), w, rtol=1e-5)
