@@ -375,13 +375,16 @@ class WordVideoReader:
     ``classify`` maps a batch ``(N, 1, 29, 88, 88)`` float32 to class scores ``(N, len(words))``.
     """
 
-    def __init__(self, classify: Callable[[np.ndarray], np.ndarray], words: Sequence[str], top: int = 5) -> None:
-        from utils.video.word_crops import WordCropper
+    def __init__(self, classify: Callable[[np.ndarray], np.ndarray], words: Sequence[str], top: int = 5,
+                 crop: int | None = None, region: int | None = None) -> None:
+        from utils.video.word_crops import WORD_CROP_SIZE, WordCropper
+        from utils.word_clips import WORD_CROP
 
         self.classify = classify
         self.words = list(words)
         self.top = top
-        self.cropper = WordCropper()
+        self.crop = crop or WORD_CROP  # the network's input side, cut from the centre of the region
+        self.cropper = WordCropper(size=region or WORD_CROP_SIZE)  # the regions it trained on (same view)
 
     def read(self, path: Path) -> tuple[list[tuple[str, float]], int]:
         """The ``top`` words with their probabilities, and the clip's frame count; raises
@@ -389,7 +392,7 @@ class WordVideoReader:
         from utils.word_clips import centre_frames, top_words, word_input
 
         frames = self.cropper.crop(path)
-        scores = self.classify(word_input(centre_frames(frames))[None])
+        scores = self.classify(word_input(centre_frames(frames), crop=self.crop)[None])
         return top_words(scores[0], self.words, self.top), len(frames)
 
 
@@ -563,7 +566,8 @@ def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:
     try:
         if args.video is None:
             return score_word_set(args, classifier)
-        results, failed = run_word_videos(args, WordVideoReader(classifier, classifier.words))
+        results, failed = run_word_videos(args, WordVideoReader(
+            classifier, classifier.words, crop=classifier.net.config.size, region=classifier.region))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

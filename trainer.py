@@ -610,6 +610,7 @@ class WordTask:
         self.train_set = data_loader.WordDataset(args.image_path, "train", words=words, train=True,
                                                  flip_prob=args.flip_prob, seed=args.seed, crop=crop)
         self.words = self.train_set.words
+        self.region = int(data_loader.load_clip(self.train_set.clips[0].path).shape[1])
         self.val_set = data_loader.WordDataset(args.image_path, "val", words=self.words, crop=crop)
         self.config = start.config or WordNetConfig(
             num_classes=len(self.words), relu_type=args.relu_type, width_mult=args.width_mult,
@@ -684,6 +685,7 @@ class WordTask:
         from utils.word_clips import WORD_MEAN, WORD_STD
 
         return {"normalisation": {"mean": [WORD_MEAN], "std": [WORD_STD]}, "words": self.words,
+                "region": self.region,  # side of the training mouth regions, for reading raw clips alike
                 "split": {"root": str(Path(self.args.image_path).resolve()), "train": "train", "val": "val"}}
 
 

@@ -14,6 +14,7 @@ from mxnet import gluon
 
 from model.checkpoint import META_FILE, read_checkpoint, read_meta, set_parameters
 from model.word_net import WordNet, prepare_word_net
+from utils.video.word_crops import WORD_CROP_SIZE
 
 WORD_NETWORK = "word_net"  # meta.json's "network" of a word checkpoint (model.checkpoint.NETWORKS)
 
@@ -22,9 +23,11 @@ class WordClassifier:
     """``classifier(batch)``: class scores ``(N, len(words))`` of normalised clips ``(N, 1, T, H, W)``,
     a batch split over the given contexts."""
 
-    def __init__(self, net: WordNet, words: list[str], ctxs: list[mx.Context], source: str) -> None:
+    def __init__(self, net: WordNet, words: list[str], ctxs: list[mx.Context], source: str,
+                 region: int = WORD_CROP_SIZE) -> None:
         self.net = net
         self.words = words
+        self.region = region  # side of the mouth regions it was trained on (crops are cut from them)
         self.ctxs = ctxs
         self.source = source
         prepare_word_net(net, ctxs)
@@ -50,7 +53,7 @@ class WordClassifier:
         ctxs = contexts(num_gpus)
         net = WordNet(contents.config)
         set_parameters(net, contents.arrays, contents.source, ctxs)
-        return cls(net, words, ctxs, str(contents.folder))
+        return cls(net, words, ctxs, str(contents.folder), int(contents.meta.get("region", WORD_CROP_SIZE)))
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         lengths = np.full(len(batch), batch.shape[2], np.float32)
         ctxs = self.ctxs[: len(batch)]
