@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import gc
 import io
+import itertools
 import logging
 import math
 import os
@@ -74,13 +75,15 @@ def contexts(num_gpus: int, num_cpus: int = 1) -> list[mx.Context]:
 
 
 def split_batch(batch: tuple, ctxs: Sequence[mx.Context]) -> list[tuple]:
-    """Split a batch over ``ctxs``: its arrays, then its clip indices (a NumPy array, last), per context:
-    (data, labels, data lengths, label lengths, indices) for sentences, (data, labels, indices) for words."""
+    """Split a batch over ``ctxs``: its leading MXNet arrays, then its clip indices (the NumPy array after
+    them), per context: (data, labels, data lengths, label lengths, indices) for sentences (whose batches
+    also carry the lengths as NumPy, last), (data, labels, indices) for words."""
     n = batch[0].shape[0]
     ctxs = list(ctxs)[:n]  # a last batch smaller than the number of contexts
-    parts = [gluon.utils.split_and_load(array, ctxs, even_split=False) for array in batch[:-1]]
+    arrays = list(itertools.takewhile(lambda item: isinstance(item, mx.nd.NDArray), batch))
+    parts = [gluon.utils.split_and_load(array, ctxs, even_split=False) for array in arrays]
     bounds = np.cumsum([0] + [part.shape[0] for part in parts[0]])
-    indices = [batch[-1][lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    indices = [batch[len(arrays)][lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
     return list(zip(*parts, indices))
 
 
@@ -131,10 +134,18 @@ class RunState:
     epoch_clips: int = 0
     epoch_seconds: float = 0.0
     epoch_too_short: int = 0  # samples dropped for having fewer frames than their label needs
+    epoch_real_frames: int = 0  # the clips' own frames in the epoch's batches so far
+    epoch_batch_frames: int = 0  # all frames of those batches, padding included
 
     def finish_epoch(self, epoch: int) -> None:
         self.epoch, self.batch_in_epoch = epoch + 1, 0
         self.epoch_loss_sum, self.epoch_clips, self.epoch_seconds, self.epoch_too_short = 0.0, 0, 0.0, 0
+        self.epoch_real_frames = self.epoch_batch_frames = 0
+
+    @property
+    def padded_fraction(self) -> float:
+        """The share of padding among the frames of the epoch's batches so far."""
+        return 1.0 - self.epoch_real_frames / self.epoch_batch_frames if self.epoch_batch_frames else 0.0
 
     @classmethod
     def from_meta(cls, meta: dict) -> RunState:
@@ -400,7 +411,8 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
     if not history:
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    # Columns of every row, in order of appearance: a run resumed after an update may have gained some.
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(path, buffer.getvalue())
@@ -548,11 +560,16 @@ class SentenceTask:
             log.info("worker %d of %d (%s): %d training clips of its own, %d validation clips",
                      workers.rank, workers.count, args.kvstore, len(train_records), len(val_records))
 
-        train_set = data_loader.LipDataset(train_records, size=size, train=True, flip_prob=args.flip_prob,
-                                           jitter_prob=args.jitter_prob, word_prob=args.word_prob, seed=args.seed,
-                                           alphabet=alphabet)
-        val_set = data_loader.LipDataset(val_records, size=size, alphabet=alphabet)
-        sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
+        train_set = data_loader.LipDataset(train_records, size=size, num_frames=args.frames, train=True,
+                                           flip_prob=args.flip_prob, jitter_prob=args.jitter_prob,
+                                           word_prob=args.word_prob, seed=args.seed, alphabet=alphabet)
+        val_set = data_loader.LipDataset(val_records, size=size, num_frames=args.frames, alphabet=alphabet)
+        if args.frames is None and args.bucket:
+            lengths = data_loader.clip_lengths(train_records)
+            sampler = data_loader.BucketSampler(lengths, args.batch_size, args.seed)
+            log.info("clips of %d to %d frames, batched by length", min(lengths), max(lengths))
+        else:
+            sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
         self.train_set, self.val_set, self.sampler = train_set, val_set, sampler
         self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
         self.val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
@@ -561,6 +578,11 @@ class SentenceTask:
     def losses(self, net: LipNet, parts: list[tuple], epoch: int, batch: int, rank: int) -> list[mx.nd.NDArray]:
         """Per-clip losses of each context's part of a batch (inside ``autograd.record``)."""
         return [self.loss_fn(net.read(d, dl), lab, dl, ll) for d, lab, dl, ll, _ in parts]
+
+    @staticmethod
+    def frame_counts(batch: tuple) -> tuple[int, int]:
+        """(the clips' own frames, all frames) of a batch: sentence batches are padded to their longest clip."""
+        return int(batch[5].sum()), batch[0].shape[0] * batch[0].shape[2]
 
     def validate(self, net: LipNet, ctxs: Sequence[mx.Context], workers: Workers,
                  stop: StopFlag | None) -> tuple[dict, float, str]:
@@ -663,6 +685,12 @@ class WordTask:
                  progress: str | None = None) -> WordScores:
         """Top-1/top-5 counts, confusion matrix and loss over the validation loader (no augmentation)."""
         return evaluate_words(net, self.val_loader, self.words, ctxs, stop, progress, self.loss_fn)
+
+    @staticmethod
+    def frame_counts(batch: tuple) -> tuple[int, int]:
+        """(the clips' own frames, all frames) of a batch: word clips all have the same length."""
+        frames = batch[0].shape[0] * batch[0].shape[2]
+        return frames, frames
 
     def validate(self, net: nn.HybridBlock, ctxs: Sequence[mx.Context], workers: Workers,
                  stop: StopFlag | None) -> tuple[dict, float, str]:
@@ -821,6 +849,9 @@ def train(args: argparse.Namespace) -> dict:
                 state.epoch_seconds = seconds_before + time.perf_counter() - started
                 state.epoch_too_short += getattr(train_set, "too_short", 0) - too_short_before
                 too_short_before = getattr(train_set, "too_short", 0)
+                real, total = task.frame_counts(batch)
+                state.epoch_real_frames += real
+                state.epoch_batch_frames += total
                 bar.update(n)
                 bar.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_clips:.3f}",
                                 lr=f"{current_lr(trainer):.2e}")
@@ -843,11 +874,13 @@ def train(args: argparse.Namespace) -> dict:
                 "lr": current_lr(trainer),
                 "samples_per_s": state.epoch_clips / state.epoch_seconds if state.epoch_seconds else 0.0,
                 "skipped_steps": state.skipped_steps, "too_short": state.epoch_too_short,
+                "padded_fraction": state.padded_fraction,
             }
             state.finish_epoch(epoch)
             state.history.append(last_metrics)
-            log.info("epoch %d: train loss %.4f, %s, %.1f samples/s, lr %.2e", epoch + 1, last_metrics["train_loss"],
-                     summary, last_metrics["samples_per_s"], last_metrics["lr"])
+            log.info("epoch %d: train loss %.4f, %s, %.1f samples/s, padded %.1f%%, lr %.2e", epoch + 1,
+                     last_metrics["train_loss"], summary, last_metrics["samples_per_s"],
+                     100 * last_metrics["padded_fraction"], last_metrics["lr"])
             if board is not None:
                 board.scalars({"loss/train": last_metrics["train_loss"], "lr": last_metrics["lr"],
                                **{("loss/val" if k == "val_loss" else "val/" + k[4:]): v
