@@ -13,7 +13,7 @@ import infer
 import main
 from model import load_lipnet
 from model.word_net import WordNet
-from utils import synthetic_words
+from utils.synthetic import words as synthetic_words
 
 TINY = ["task=words", "num_gpus=0", "progress=false", "crop=40", "width_mult=0.125", "tcn_width_mult=0.0625",
         "tcn_num_layers=2", "batch_size=4", "optimizer=adamw", "weight_decay=1e-2", "lr=1e-3", "mixup_alpha=0.4",
