@@ -46,7 +46,7 @@ _keep_freed_clip_buffers()
 import mxnet as mx  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
-from utils.clip_store import load_clip  # noqa: E402
+from utils.clip_store import clip_length, load_clip  # noqa: E402
 from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and selection live there; re-exported)
     MAX_LABEL_LENGTH,
     NUM_FRAMES,
@@ -128,6 +128,10 @@ def word_span(word: AlignedWord, count: int, needed: int) -> tuple[int, int]:
 class LipDataset(gluon.data.Dataset):
     """Clips as ``(frames (T, H, W, 3) uint8, label ids, input length, clip index)``.
 
+    ``num_frames`` cuts or pads (holding the last frame) every sample to that many frames (GRID's 75:
+    every batch has one shape); ``None`` keeps each clip's own length (temporal jitter is cut or padded
+    back to it) and ``Batchify`` pads a batch to its longest sample.
+
     Frames stay uint8 until ``Batchify`` writes them, normalised, into the batch: a quarter of the
     memory traffic of float32 clips. A clip that cannot be read is reported once and yields
     ``None``; batches drop it. So does a sample with fewer frames than CTC needs for its label
@@ -140,7 +144,7 @@ class LipDataset(gluon.data.Dataset):
         self,
         records: Sequence[ClipRecord],
         size: tuple[int, int] | None = None,
-        num_frames: int = NUM_FRAMES,
+        num_frames: int | None = NUM_FRAMES,
         train: bool = False,
         flip_prob: float = 0.5,
         jitter_prob: float = 0.05,
@@ -195,19 +199,20 @@ class LipDataset(gluon.data.Dataset):
             frames = frames[start:end]
             sentence = word.word
         needed = ctc_min_frames(sentence)
+        target = self.num_frames or len(frames)
         order = temporal_jitter(len(frames), rng, self.jitter_prob) if self.jitter_prob else np.arange(len(frames))
         if len(order) < needed:  # jitter deleted frames the label needs
             order = np.arange(len(frames))
-        if min(len(order), self.num_frames) < needed:
+        if min(len(order), target) < needed:
             with self._lock:
                 self.too_short += 1
                 first = record.clip_id not in self._reported
                 self._reported.add(record.clip_id)
             if first:
                 log.warning("skipping %s: %d frames cannot hold its %d-character label %r (CTC needs %d)",
-                            record.path, min(len(order), self.num_frames), len(sentence), sentence, needed)
+                            record.path, min(len(order), target), len(sentence), sentence, needed)
             return None
-        order, length = fit_length(order, self.num_frames)
+        order, length = fit_length(order, target)
         padded = frames.take(order, axis=0)  # one copy does the jitter, the cut and the padding
         if self.flip_prob and rng.random() < self.flip_prob:
             t, h, w, c = padded.shape
@@ -252,7 +257,9 @@ class BatchBuffers:
 
 class Batchify(Normaliser):
     """Turns samples into ``(data (N, 3, T, H, W) float32, labels padded with -1, data lengths,
-    label lengths, indices)``.
+    label lengths, indices, data lengths as NumPy)``: T is the longest sample's (shorter ones hold their
+    last frame), the label width the longest label's, at least ``MAX_LABEL_LENGTH``. The NumPy lengths
+    let the trainer count padding without waiting for MXNet.
 
     Each clip is normalised (``Normaliser``) straight into the batch buffer, and MXNet takes that
     buffer over without a copy: copying a batch of 8 GRID clips into an NDArray would cost more than
@@ -268,23 +275,24 @@ class Batchify(Normaliser):
         if not samples:
             return None
         n = len(samples)
-        t, h, w, _ = samples[0][0].shape
-        if any(s[0].shape != (t, h, w, 3) for s in samples):
+        _, h, w, _ = samples[0][0].shape
+        if any(s[0].shape[1:] != (h, w, 3) for s in samples):
             shapes = sorted({s[0].shape[1:3] for s in samples})
             raise ValueError(f"clips of different frame sizes {shapes} in one batch: give the data set a size")
+        t = max(len(s[0]) for s in samples)
         data = self.buffers.take((n, 3, t, h, w))
-        labels = np.full((n, MAX_LABEL_LENGTH), -1, np.float32)
+        labels = np.full((n, max(MAX_LABEL_LENGTH, *(len(s[1]) for s in samples))), -1, np.float32)
         label_lengths = np.zeros(n, np.float32)
         for i, (frames, label, _, _) in enumerate(samples):
-            if len(label) > MAX_LABEL_LENGTH:
-                raise ValueError(f"label of {len(label)} characters exceeds {MAX_LABEL_LENGTH}")
+            if len(frames) < t:  # hold the last frame, as fit_length pads
+                frames = np.concatenate([frames, np.repeat(frames[-1:], t - len(frames), axis=0)])
             self.normalise_into(frames, data[i])
             labels[i, : len(label)] = label
             label_lengths[i] = len(label)
         data_lengths = np.array([s[2] for s in samples], np.float32)
         indices = np.array([s[3] for s in samples], np.int64)
         return (mx.nd.from_numpy(data, zero_copy=True), mx.nd.array(labels), mx.nd.array(data_lengths),
-                mx.nd.array(label_lengths), indices)
+                mx.nd.array(label_lengths), indices, data_lengths.astype(np.int64))
 
 
 def make_loader(dataset: LipDataset, batch_size: int, mean: Sequence[float], std: Sequence[float],
@@ -321,3 +329,58 @@ class EpochShuffleSampler(gluon.data.Sampler):
 
     def __len__(self) -> int:
         return max(self.length - self.skip, 0)
+
+
+def clip_lengths(records: Sequence[ClipRecord]) -> list[int]:
+    """Each clip's frame count, read from its header (``utils.clip_store.clip_length``); 0 for a clip that cannot
+    be read (the data set reports it when it is loaded)."""
+    lengths = []
+    for record in records:
+        try:
+            lengths.append(clip_length(record.path))
+        except ValueError:
+            lengths.append(0)
+    return lengths
+
+
+class BucketSampler(EpochShuffleSampler):
+    """``EpochShuffleSampler``'s ``(epoch, index)`` pairs, in batches of clips of similar length, so that a
+    batch padded to its longest clip holds little padding.
+
+    Per (seed, epoch): the clips are shuffled, cut into pools of ``pool`` batches, each pool sorted by
+    length and cut into batches, and the batches of the whole epoch shuffled. The order is a function of
+    (seed, epoch) alone, so a resume at any batch (``skip``, a multiple of ``batch_size``) continues it
+    exactly, and each epoch's batches differ. ``lengths`` are the clips' frame counts (``clip_lengths``).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, pool: int = 50) -> None:
+        super().__init__(len(lengths), seed)
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.pool = pool
+
+    def order(self) -> np.ndarray:
+        """This epoch's order of clip indices."""
+        rng = np.random.default_rng((self.seed, self.epoch, 1))
+        shuffled = rng.permutation(self.length)
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, self.length, size):
+            chunk = shuffled[start:start + size]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        # The short last batch stays last, where BatchSampler's cut expects it.
+        full = [b for b in batches if len(b) == self.batch_size]
+        rest = [b for b in batches if len(b) < self.batch_size]
+        picked = rng.permutation(len(full))
+        return np.concatenate([full[i] for i in picked] + rest) if batches else shuffled
+
+    def __iter__(self):  # noqa: ANN204
+        return iter([(self.epoch, int(i)) for i in self.order()[self.skip:]])
+
+
+def padded_fraction(batches: Sequence[tuple[int, int]]) -> float:
+    """The share of padding frames in batches given as ``(real frames, frames in the batch array)``."""
+    real = sum(r for r, _ in batches)
+    total = sum(t for _, t in batches)
+    return 1.0 - real / total if total else 0.0

@@ -20,6 +20,19 @@ from utils.text.lm_decoder import DEFAULT_LM_WEIGHT, DEFAULT_WORD_BONUS
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
 
+def frames_per_sample(value: str) -> int | None:
+    """A positive frame count, or ``any`` (None): each clip's own length."""
+    if value == "any":
+        return None
+    try:
+        frames = int(value)
+    except ValueError:
+        frames = 0
+    if frames < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of frames or 'any', got {value!r}")
+    return frames
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = parser.add_argument_group("data")
@@ -41,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="validate on these speakers and train on the rest (overrides --split)")
     data.add_argument("--num_workers", type=int, default=0,
                       help="data-loading worker threads (decoding and augmentation run outside the GIL)")
+    data.add_argument("--frames", type=frames_per_sample, default=75,
+                      help="frames per sample: N cuts or pads (holding the last frame) every clip to N (GRID's 75: "
+                           "every batch one shape); any: each clip keeps its own length and a batch is padded to "
+                           "its longest clip")
+    data.add_argument("--bucket", type=str2bool, default=True,
+                      help="with frames=any, batch clips of similar length together (less padding); each epoch "
+                           "still shuffles, and a resume continues exactly")
     data.add_argument("--flip_prob", type=float, default=0.5, help="probability of a horizontal flip")
     data.add_argument("--jitter_prob", type=float, default=0.05,
                       help="per-frame probability of deletion and of duplication (the paper's temporal jitter)")

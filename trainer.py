@@ -118,10 +118,18 @@ class RunState:
     epoch_clips: int = 0
     epoch_seconds: float = 0.0
     epoch_too_short: int = 0  # samples dropped for having fewer frames than their label needs
+    epoch_real_frames: int = 0  # the clips' own frames in the epoch's batches so far
+    epoch_batch_frames: int = 0  # all frames of those batches, padding included
 
     def finish_epoch(self, epoch: int) -> None:
         self.epoch, self.batch_in_epoch = epoch + 1, 0
         self.epoch_loss_sum, self.epoch_clips, self.epoch_seconds, self.epoch_too_short = 0.0, 0, 0.0, 0
+        self.epoch_real_frames = self.epoch_batch_frames = 0
+
+    @property
+    def padded_fraction(self) -> float:
+        """The share of padding among the frames of the epoch's batches so far."""
+        return 1.0 - self.epoch_real_frames / self.epoch_batch_frames if self.epoch_batch_frames else 0.0
 
     @classmethod
     def from_meta(cls, meta: dict) -> RunState:
@@ -383,7 +391,8 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
     if not history:
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    # Columns of every row, in order of appearance: a run resumed after an update may have gained some.
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(path, buffer.getvalue())
@@ -536,11 +545,16 @@ def train(args: argparse.Namespace) -> dict:
         log.info("worker %d of %d (%s): %d training clips of its own, %d validation clips",
                  workers.rank, workers.count, args.kvstore, len(train_records), len(val_records))
 
-    train_set = data_loader.LipDataset(train_records, size=size, train=True, flip_prob=args.flip_prob,
-                                       jitter_prob=args.jitter_prob, word_prob=args.word_prob, seed=args.seed,
-                                       alphabet=alphabet)
-    val_set = data_loader.LipDataset(val_records, size=size, alphabet=alphabet)
-    sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
+    train_set = data_loader.LipDataset(train_records, size=size, num_frames=args.frames, train=True,
+                                       flip_prob=args.flip_prob, jitter_prob=args.jitter_prob,
+                                       word_prob=args.word_prob, seed=args.seed, alphabet=alphabet)
+    val_set = data_loader.LipDataset(val_records, size=size, num_frames=args.frames, alphabet=alphabet)
+    if args.frames is None and args.bucket:
+        lengths = data_loader.clip_lengths(train_records)
+        sampler = data_loader.BucketSampler(lengths, args.batch_size, args.seed)
+        log.info("clips of %d to %d frames, batched by length", min(lengths), max(lengths))
+    else:
+        sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
     train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
     val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
 
@@ -630,6 +644,8 @@ def train(args: argparse.Namespace) -> dict:
                 state.epoch_seconds = seconds_before + time.perf_counter() - started
                 state.epoch_too_short += train_set.too_short - too_short_before
                 too_short_before = train_set.too_short
+                state.epoch_real_frames += int(batch[5].sum())
+                state.epoch_batch_frames += n * batch[0].shape[2]
                 bar.update(n)
                 bar.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_clips:.3f}",
                                 lr=f"{current_lr(trainer):.2e}")
@@ -658,13 +674,14 @@ def train(args: argparse.Namespace) -> dict:
                 "lr": current_lr(trainer),
                 "samples_per_s": state.epoch_clips / state.epoch_seconds if state.epoch_seconds else 0.0,
                 "skipped_steps": state.skipped_steps, "too_short": state.epoch_too_short,
+                "padded_fraction": state.padded_fraction,
             }
             state.finish_epoch(epoch)
             state.history.append(last_metrics)
             log.info("epoch %d: train loss %.4f, val loss %.4f, CER %.4f, WER %.4f (mean per clip: CER %.4f, "
-                     "WER %.4f), %.1f samples/s, lr %.2e", epoch + 1, last_metrics["train_loss"], val.loss, val.cer,
-                     val.wer, overall.mean_clip_cer, overall.mean_clip_wer, last_metrics["samples_per_s"],
-                     last_metrics["lr"])
+                     "WER %.4f), %.1f samples/s, padded %.1f%%, lr %.2e", epoch + 1, last_metrics["train_loss"],
+                     val.loss, val.cer, val.wer, overall.mean_clip_cer, overall.mean_clip_wer,
+                     last_metrics["samples_per_s"], 100 * last_metrics["padded_fraction"], last_metrics["lr"])
             for target, pred in list(zip(val.targets, val.predictions))[: args.show_examples]:
                 log.info("  [Target] %s\n  [Pred]   %s", target, pred)
             if board is not None:

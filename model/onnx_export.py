@@ -176,7 +176,8 @@ def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[f
         "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
         "lipnet.frame_rate": float(meta.get("frame_rate") or MODEL_FPS),
         "lipnet.alphabet": alphabet_from_record(meta.get("alphabet")).to_dict(),
-        "lipnet.decoder": {"method": decoder.get("method", "greedy"), "beam_width": decoder.get("beam_width")},
+        "lipnet.decoder": {"method": decoder.get("method", "greedy"), "beam_width": decoder.get("beam_width"),
+                           **{k: decoder[k] for k in ("lm_path", "lm_weight", "word_bonus") if k in decoder}},
         "lipnet.source": source,
         "lipnet.metrics": meta.get("metrics") or {},
     }

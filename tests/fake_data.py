@@ -1,6 +1,7 @@
 """Small packed clip sets with GRID names, for tests that need data but not real video."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +14,20 @@ NAMES = ["bbaf2n", "lwbsza", "swwp2s", "pgic3a", "brak4p", "lrbe5s", "sgwl6n", "
 
 
 def write_fake_clips(root: Path, speakers: int = 3, per_speaker: int = 4, size: tuple[int, int] = (48, 24),
-                     frames: int = 75, seed: int = 0) -> dict[str, str]:
-    """Clips whose pixels follow their sentence's letters, so a network can fit them; returns {clip_id: sentence}."""
+                     frames: int | Sequence[int] = 75, seed: int = 0) -> dict[str, str]:
+    """Clips whose pixels follow their sentence's letters, so a network can fit them; returns {clip_id: sentence}.
+    ``frames`` is every clip's length, or lengths taken in turn."""
     rng = np.random.default_rng(seed)
     width, height = size
     made = {}
+    cycle = [frames] if isinstance(frames, int) else list(frames)
     for s in range(1, speakers + 1):
         for name in NAMES[(s - 1) % 4: (s - 1) % 4 + per_speaker]:
+            n_frames = cycle[len(made) % len(cycle)]
             sentence = sentence_from_clip_name(name)
             codes = np.array([ord(c) for c in sentence], np.float64)
-            levels = np.interp(np.linspace(0, len(codes) - 1, frames), np.arange(len(codes)), codes)
-            clip = np.empty((frames, height, width, 3), np.uint8)
+            levels = np.interp(np.linspace(0, len(codes) - 1, n_frames), np.arange(len(codes)), codes)
+            clip = np.empty((n_frames, height, width, 3), np.uint8)
             base = rng.integers(0, 40, (height, width, 3))
             for t, level in enumerate(levels):
                 clip[t] = np.clip(base + (level - 96) * 8, 0, 255)

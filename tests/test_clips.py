@@ -22,21 +22,23 @@ def test_fit_length_cuts_or_holds_the_last_frame():
     assert order.tolist() == [0, 1, 2, 3, 4, 5] and length == 6
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_clip_batches_equal_the_validation_loaders(tmp_path: Path, num_workers: int, caplog: pytest.LogCaptureFixture):
+@pytest.mark.parametrize("num_workers, num_frames", [(0, 75), (2, 75), (0, None)])
+def test_clip_batches_equal_the_validation_loaders(tmp_path: Path, num_workers: int, num_frames: int | None,
+                                                   caplog: pytest.LogCaptureFixture):
     rng = np.random.default_rng(0)
     for i, frames in enumerate((80, 75, 40, 61, 75)):
         save_packed(tmp_path / "s1" / f"bbaf{i}n.npz", rng.integers(0, 256, (frames, 24, 48, 3), dtype=np.uint8))
     (tmp_path / "s1" / "bbaf9n.npz").write_bytes(b"broken")
     records = build_records(discover_clips(tmp_path), None)
-    dataset = data_loader.LipDataset(records, size=(40, 20))
+    dataset = data_loader.LipDataset(records, size=(40, 20), num_frames=num_frames)
     loader = data_loader.make_loader(dataset, 2, MEAN, STD)
     expected = [(b[0].asnumpy(), b[2].asnumpy().astype(np.int64), b[4].tolist()) for b in loader if b is not None]
     with caplog.at_level(logging.WARNING, logger="data_loader"):
-        got = list(clip_batches(records, (40, 20), Normaliser(MEAN, STD), 2, num_workers=num_workers))
+        got = list(clip_batches(records, (40, 20), Normaliser(MEAN, STD), 2, num_frames, num_workers=num_workers))
     assert any("bbaf9n.npz" in r.getMessage() for r in caplog.records)
     assert [[r.clip_id for r in batch] for batch, _, _ in got] == [[records[i].clip_id for i in indices]
                                                                   for _, _, indices in expected]
     for (_, data, lengths), (want_data, want_lengths, _) in zip(got, expected):
-        assert data.shape == want_data.shape and data.shape[2:] == (75, 20, 40)
+        assert data.shape == want_data.shape and data.shape[3:] == (20, 40)
+        assert data.shape[2] == (num_frames or max(lengths))
         assert np.array_equal(data, want_data) and np.array_equal(lengths, want_lengths)

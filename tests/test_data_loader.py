@@ -221,11 +221,12 @@ def test_batches_have_the_documented_layout(records: list[ClipRecord]):
     dataset = LipDataset(records[:5])
     batches = list(make_loader(dataset, 2, MEAN, STD))
     assert len(batches) == 3
-    data, labels, data_lengths, label_lengths, indices = batches[-1]  # the last, short batch is kept
+    data, labels, data_lengths, label_lengths, indices, lengths = batches[-1]  # the last, short batch is kept
     assert data.shape == (1, 3, NUM_FRAMES, 24, 48)
     seen = []
-    for data, labels, data_lengths, label_lengths, indices in batches:
+    for data, labels, data_lengths, label_lengths, indices, lengths in batches:
         n = len(indices)
+        assert isinstance(lengths, np.ndarray) and lengths.tolist() == [NUM_FRAMES] * n
         assert isinstance(data, mx.nd.NDArray) and data.dtype == np.float32
         assert data.shape == (n, 3, NUM_FRAMES, 24, 48)
         assert labels.shape == (n, MAX_LABEL_LENGTH) and labels.dtype == np.float32
@@ -265,17 +266,22 @@ def test_resize_to_size(tmp_path: Path):
     assert data.shape == (1, 3, NUM_FRAMES, 16, 32)
 
 
-def test_label_longer_than_the_limit_or_outside_the_alphabet_is_refused(records: list[ClipRecord]):
+def test_a_label_outside_the_alphabet_is_refused_and_a_long_one_widens_its_batch(records: list[ClipRecord]):
     frames = np.zeros((NUM_FRAMES, 4, 4, 3), np.uint8)
-    with pytest.raises(ValueError, match="exceeds 40"):
-        Batchify(MEAN, STD)([(frames, np.zeros(MAX_LABEL_LENGTH + 1, np.int32), NUM_FRAMES, 0)])
+    short, long = np.zeros(3, np.int32), np.arange(MAX_LABEL_LENGTH + 5, dtype=np.int32) % 26
+    _, labels, _, label_lengths, _, _ = Batchify(MEAN, STD)([(frames, short, NUM_FRAMES, 0),
+                                                             (frames, long, NUM_FRAMES, 1)])
+    assert labels.shape == (2, MAX_LABEL_LENGTH + 5) and label_lengths.asnumpy().tolist() == [3, 45]
+    np.testing.assert_array_equal(labels.asnumpy()[1], long)
+    assert (labels.asnumpy()[0, 3:] == -1).all()
     with pytest.raises(ValueError, match="s1/x: .*not in the GRID alphabet"):
         LipDataset([ClipRecord("s1/x", records[0].path, "bin blue at f 2 now")])
-    with pytest.raises(ValueError, match="s1/y: label of 41 characters exceeds 40"):
-        LipDataset([ClipRecord("s1/y", records[0].path, "a" * 41)])
+    with pytest.raises(ValueError, match="s1/y: empty label"):
+        LipDataset([ClipRecord("s1/y", records[0].path, "")])
+    assert len(LipDataset([ClipRecord("s1/z", records[0].path, "a" * 41)])) == 1
 
 
-def test_an_align_too_long_for_a_label_is_reported_and_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+def test_an_align_of_more_than_40_characters_is_a_label(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     aligns = tmp_path / "align"
     aligns.mkdir()
     long_words = [("abcdefghij", 2, 10), ("klmnopqrst", 10, 20), ("uvwxyzabcd", 20, 30), ("efghijklmn", 30, 40)]
@@ -283,8 +289,8 @@ def test_an_align_too_long_for_a_label_is_reported_and_left_out(tmp_path: Path, 
     (aligns / "mouth2.align").write_text(_align_text(WORDS))
     with caplog.at_level(logging.WARNING, logger="data_loader"):
         built = build_records({"s1/mouth1": tmp_path / "m1.npz", "s1/mouth2": tmp_path / "m2.npz"}, aligns)
-    assert [r.clip_id for r in built] == ["s1/mouth2"]
-    assert any("mouth1.align" in r.getMessage() and "exceeds 40" in r.getMessage() for r in caplog.records)
+    assert [r.clip_id for r in built] == ["s1/mouth1", "s1/mouth2"] and not caplog.records
+    assert built[0].sentence == " ".join(w for w, _, _ in long_words) and len(built[0].sentence) == 43
 
 
 def test_clips_of_different_sizes_in_one_batch_are_refused_clearly():
@@ -373,7 +379,8 @@ def test_short_clips_are_padded_with_their_last_frame(tmp_path: Path):
     np.testing.assert_array_equal(short[0][:40], frames)
     assert (short[0][40:] == frames[-1]).all()
     assert long[0].shape == (NUM_FRAMES, 24, 48, 3) and long[2] == NUM_FRAMES  # longer clips are cut
-    (_, _, data_lengths, _, _), = list(make_loader(LipDataset(records), 2, MEAN, STD))
+    (_, _, data_lengths, _, _, lengths), = list(make_loader(LipDataset(records), 2, MEAN, STD))
+    assert lengths.tolist() == [40, NUM_FRAMES]
     np.testing.assert_array_equal(data_lengths.asnumpy(), [40, NUM_FRAMES])
 
 
@@ -397,7 +404,7 @@ def test_single_word_clips_from_the_align(tmp_path: Path):
         assert (clip[length:] == frames[end - 1]).all()
     assert len(seen) >= 4
     loader = make_loader(dataset, 1, MEAN, STD, EpochShuffleSampler(1, 0))
-    (_, labels, data_lengths, label_lengths, _), = list(loader)
+    (_, labels, data_lengths, label_lengths, _, _), = list(loader)
     word = decode(labels.asnumpy()[0, : int(label_lengths.asscalar())].astype(int))
     assert data_lengths.asscalar() == spans[word][1] - spans[word][0]
     assert label_lengths.asscalar() == len(word)

@@ -353,7 +353,7 @@ def test_bench_reports_every_figure_as_json(grid_dir: Path, checkpoint: Path, ca
     assert [c["clip"] for c in figures["clips"]] == GRID_CLIPS
     for clip in figures["clips"]:
         assert clip["total_ms"] >= clip["extract_ms"] + clip["network_ms"] + clip["decoder_ms"] - 0.1
-    assert set(figures["decoders_ms"]) == {"greedy", "beam", "grammar"}
+    assert set(figures["decoders_ms"]) == {"greedy", "beam", "grammar", "lm"}
     assert figures["throughput"]["clips"] == 6 and figures["throughput"]["clips_per_s"] > 0
     assert figures["input"] == "64x32" and figures["decoder"] == "beam"
     with pytest.raises(SystemExit):

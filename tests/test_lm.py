@@ -172,6 +172,16 @@ def test_validation_with_decoder_lm_and_infer_reads_with_the_checkpoints_lm(tmp_
     assert infer.main([*common, f"lm_path={tmp_path / 'gone.arpa'}"]) == 2
     assert "error: cannot load the language model: " in capsys.readouterr().err
     assert infer.main([*common, "decoder=greedy"]) == 0
+    # An ONNX export carries the lm decoder's settings, and reading with it decodes with the language model.
+    from utils import export_onnx
+
+    assert export_onnx.main([f"model_path={run / 'last'}", f"out={tmp_path / 'm.onnx'}"]) == 0
+    capsys.readouterr()
+    assert infer.main([f"model_path={tmp_path / 'm.onnx'}", *common[1:], "val_speakers=3"]) == 0
+    out = capsys.readouterr()
+    assert "onnxruntime" in out.err and "lm_weight 0.7, word_bonus 2.0, beam width 8" in out.err
+    read = [line[len("[Pred]   "):] for line in out.out.splitlines() if line.startswith("[Pred]")]
+    assert len(read) == len(predictions) and all(set(p.split()) <= lexicon for p in read)
     # Training with decoder=lm and a missing model stops before the first epoch.
     assert main.main([f"image_path={tmp_path / 'clips'}", f"save_dir={tmp_path / 'r2'}", "num_gpus=0",
                       "progress=false", "val_speakers=3", "align_path=/nonexistent", "decoder=lm"]) == 2

@@ -146,6 +146,20 @@ def load_png_folder(folder: str | Path) -> np.ndarray:
     return np.ascontiguousarray(np.stack(frames))
 
 
+def clip_length(path: str | Path) -> int:
+    """A clip's frame count without decoding it: a packed clip's recorded shape, a PNG folder's file count.
+    ValueError naming the file when it cannot be read."""
+    path = Path(path)
+    if path.is_dir():
+        return len(list(path.glob("*.png")))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return int(_parse_npy(archive.read("shape.npy"))[0])
+    except (OSError, ValueError, KeyError, IndexError, SyntaxError, TypeError, struct.error,
+            zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable packed clip ({err})") from None
+
+
 def load_clip(path: str | Path, contiguous: bool = True) -> np.ndarray:
     """Frames of a clip in either format: a ``.npz`` file or a folder of PNGs (always contiguous)."""
     path = Path(path)

@@ -22,6 +22,8 @@ from utils.text.grid_text import AlignedWord, align_sentence, parse_align, sente
 log = logging.getLogger("data_loader")
 
 NUM_FRAMES = 75
+# Label width of a batch at least (GRID's batches keep one shape); a longer label widens its batch. Labels have
+# no length limit of their own: a sample whose frames cannot hold its label is left out (``ctc_min_frames``).
 MAX_LABEL_LENGTH = 40
 TRANSCRIPT_SUFFIX = ".txt"  # SPEAKER/CLIP.txt beside SPEAKER/CLIP.npz: what is said, one line (no word times)
 
@@ -58,10 +60,10 @@ def discover_clips(image_path: str | Path) -> dict[str, Path]:
 
 
 def check_label(sentence: str, alphabet: Alphabet = GRID) -> None:
-    """ValueError unless ``sentence`` can be a training label (in ``alphabet``, at most MAX_LABEL_LENGTH)."""
+    """ValueError unless ``sentence`` can be a training label: not empty, and spelled in ``alphabet``."""
+    if not sentence:
+        raise ValueError("empty label")
     alphabet.encode(sentence)
-    if len(sentence) > MAX_LABEL_LENGTH:
-        raise ValueError(f"label of {len(sentence)} characters exceeds {MAX_LABEL_LENGTH}: {sentence!r}")
 
 
 def read_transcript(path: Path) -> str:
@@ -198,12 +200,12 @@ def fit_length(order: np.ndarray, num_frames: int) -> tuple[np.ndarray, int]:
 
 
 def clip_batches(records: Sequence[ClipRecord], size: tuple[int, int], normaliser: Normaliser, batch_size: int,
-                 num_frames: int = NUM_FRAMES, num_workers: int = 0,
+                 num_frames: int | None = None, num_workers: int = 0,
                  ) -> Iterator[tuple[list[ClipRecord], np.ndarray, np.ndarray]]:
-    """``(records, data (N, 3, num_frames, H, W) float32 normalised, lengths (N,) int64)`` in order,
-    the clips as the validation loader gives them to MXNet, for any backend. A clip that cannot be
-    read is reported and left out. ``num_workers`` threads load clips (OpenCV and the JPEG decoder
-    release the GIL)."""
+    """``(records, data (N, 3, T, H, W) float32 normalised, lengths (N,) int64)`` in order, the clips as
+    the validation loader gives them to MXNet, for any backend: padded (holding their last frame) to
+    ``num_frames``, or by default to the batch's longest clip, whole. A clip that cannot be read is
+    reported and left out. ``num_workers`` threads load clips (OpenCV and the JPEG decoder release the GIL)."""
     width, height = size
 
     def load(record: ClipRecord) -> tuple[np.ndarray, int] | None:
@@ -212,8 +214,7 @@ def clip_batches(records: Sequence[ClipRecord], size: tuple[int, int], normalise
         except ValueError as err:
             log.warning("skipping %s: %s", record.path, err)
             return None
-        order, length = fit_length(np.arange(len(frames)), num_frames)
-        return frames.take(order, axis=0), length
+        return frames, min(len(frames), num_frames or len(frames))
 
     pool = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
     try:
@@ -223,9 +224,11 @@ def clip_batches(records: Sequence[ClipRecord], size: tuple[int, int], normalise
             kept = [(record, clip) for record, clip in zip(chunk, loaded) if clip is not None]
             if not kept:
                 continue
-            data = np.empty((len(kept), 3, num_frames, height, width), np.float32)
+            frames_in_batch = num_frames or max(length for _, (_, length) in kept)
+            data = np.empty((len(kept), 3, frames_in_batch, height, width), np.float32)
             for i, (_, (frames, _)) in enumerate(kept):
-                normaliser.normalise_into(frames, data[i])
+                order, _ = fit_length(np.arange(len(frames)), frames_in_batch)
+                normaliser.normalise_into(frames.take(order, axis=0), data[i])
             yield [record for record, _ in kept], data, np.array([length for _, (_, length) in kept], np.int64)
     finally:
         if pool is not None:
