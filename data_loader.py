@@ -260,7 +260,7 @@ class BatchBuffers:
 class Batchify(Normaliser):
     """Turns samples into ``(data (N, 3, T, H, W) float32, labels padded with -1, data lengths,
     label lengths, indices, data lengths as NumPy)``: T is the longest sample's (shorter ones hold their
-    last frame), the label width the longest label's, at least ``MAX_LABEL_LENGTH``. The NumPy lengths
+    last frame), the label width the longest label's, at least ``MAX_LABEL_LENGTH`` or T if less. The NumPy lengths
     let the trainer count padding without waiting for MXNet.
 
     Each clip is normalised (``Normaliser``) straight into the batch buffer, and MXNet takes that
@@ -283,7 +283,9 @@ class Batchify(Normaliser):
             raise ValueError(f"clips of different frame sizes {shapes} in one batch: give the data set a size")
         t = max(len(s[0]) for s in samples)
         data = self.buffers.take((n, 3, t, h, w))
-        labels = np.full((n, max(MAX_LABEL_LENGTH, *(len(s[1]) for s in samples))), -1, np.float32)
+        # MXNet's CTC loss refuses labels wider than the data is long, so a batch of clips shorter
+        # than MAX_LABEL_LENGTH frames gets narrower labels (frames=any)
+        labels = np.full((n, max(min(MAX_LABEL_LENGTH, t), *(len(s[1]) for s in samples))), -1, np.float32)
         label_lengths = np.zeros(n, np.float32)
         for i, (frames, label, _, _) in enumerate(samples):
             if len(frames) < t:  # hold the last frame, as fit_length pads

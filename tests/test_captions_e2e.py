@@ -26,25 +26,29 @@ def test_talks_to_clips_to_model_to_subtitles_of_an_unseen_speaker(tmp_path: Pat
     data = tmp_path / "data"
     status = captions_quickstart.main([
         f"data_path={data}", f"save_dir={tmp_path / 'checkpoint'}", f"text={text}",
-        "train_speakers=1-3", "val_speakers=4", "test_speakers=5", "sentences=12", "test_sentences=6",
-        "size=48x24", "channels=8,16,16", "hidden=48", "epochs=40", "batch_size=4", "lr=6e-3", "progress=false",
+        "train_speakers=1-8", "val_speakers=9", "test_speakers=10", "sentences=6", "test_sentences=6",
+        "size=48x24", "channels=8,16,16", "hidden=48", "epochs=60", "batch_size=4", "lr=6e-3", "progress=false",
     ])
     assert status == 0
     results = json.loads((data / "results.json").read_text())["results"]
     # every sentence of the training talks became a clip with its transcript
     clips = sorted((data / "clips").glob("s*/*.npz"))
-    assert len(clips) == 4 * 12 and all(c.with_suffix(".txt").is_file() for c in clips)
+    assert len(clips) == 9 * 6 and all(c.with_suffix(".txt").is_file() for c in clips)
     # the unseen speaker's talk was cut at its sentences and read, with and without the language model
-    reference = read_captions(data / "test_talks" / "s5_talk0.srt")
+    reference = read_captions(data / "test_talks" / "s10_talk0.srt")
     vocabulary = {w for c in clips for w in c.with_suffix(".txt").read_text().split()}
     for decoder in ("beam", "lm"):
-        written = read_captions(data / f"read_{decoder}" / "s5_talk0.srt")
+        written = read_captions(data / f"read_{decoder}" / "s10_talk0.srt")
         assert len(written) == len(reference) == 6, f"{decoder}: {written}"
         for cue, said in zip(written, reference):
             assert cue.start < said.end and said.start < cue.end, f"{decoder}: {cue} is not {said}"
-    lm_words = {w for c in read_captions(data / "read_lm" / "s5_talk0.srt") for w in c.text.split()}
+    lm_words = {w for c in read_captions(data / "read_lm" / "s10_talk0.srt") for w in c.text.split()}
     assert lm_words <= vocabulary, "the language model spells only words of the training transcripts"
-    # A model this small, trained this briefly, only starts to read (measured on 2 loaded cores: beam
-    # CER 0.77, WER 0.96; with the language model CER 0.61, WER 0.86); bench/captions.py measures more.
+    # Eight training speakers saying each sentence once, not three saying them twice: with three the
+    # model memorised them (training loss 57 -> 5, validation loss 58 -> 73 on the unseen speaker);
+    # with eight the validation loss follows the training loss. A model this small, trained this
+    # briefly, still only starts to read (measured on 2 loaded cores: beam CER 0.65, WER 1.00; with
+    # the language model CER 0.64, WER 0.82, an 18% cut, short of the 30%); bench/captions.py
+    # measures more.
     assert results["beam"]["cer"] < 0.9, results
     assert results["lm"]["wer"] < min(results["beam"]["wer"], 0.95), results

@@ -12,6 +12,7 @@ import pytest
 
 import main
 from data_loader import (
+    Batchify,
     BucketSampler,
     EpochShuffleSampler,
     LipDataset,
@@ -81,6 +82,18 @@ def test_batches_of_clips_of_their_own_length_are_padded_to_their_longest(tmp_pa
     for epoch in range(3):
         frames, _, length, _ = jittered[(epoch, 1)]
         assert len(frames) == 90 and length <= 90
+
+
+def test_a_batch_of_clips_shorter_than_the_label_width_gets_labels_the_ctc_loss_takes():
+    # MXNet's CTC loss refuses labels wider than the data is long: short caption clips (32-39 frames)
+    # made `frames=any` training fail until the label width followed the batch's length
+    samples = [(np.zeros((t, 24, 48, 3), np.uint8), np.arange(n, dtype=np.float32), t, i)
+               for i, (t, n) in enumerate([(32, 10), (36, 20)])]
+    data, labels, lengths, label_lengths, _, _ = Batchify(MEAN, STD)(samples)
+    assert labels.shape == (2, 36)
+    log_probs = mx.nd.zeros((2, 36, 29))
+    loss = mx.gluon.loss.CTCLoss(layout="NTC", label_layout="NT")(log_probs, labels, lengths, label_lengths)
+    assert np.isfinite(loss.asnumpy()).all()
 
 
 def _params(path: Path) -> dict[str, np.ndarray]:

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     stage("training", "main.py", f"image_path={clips}", no_aligns, "alphabet=captions",
           f"speakers={speakers}", f"val_speakers={_speakers(args.val_speakers)}",
           f"save_dir={save}", f"channels={args.channels}", f"hidden={args.hidden}", f"epochs={args.epochs}",
-          f"batch_size={args.batch_size}", f"lr={args.lr}", "norm=batch", "dr_rate=0.1", "flip_prob=0",
+          f"batch_size={args.batch_size}", f"lr={args.lr}", "frames=any", "norm=batch", "dr_rate=0.1", "flip_prob=0",
           "jitter_prob=0", "lr_schedule=cosine", "val_interval=5", "show_examples=2", "num_gpus=0",
           f"progress={args.progress}", *resume, *common)
     results = {}
