@@ -272,12 +272,16 @@ def largest_faces(read: list[tuple[int, float, UtteranceResult]]) -> list[tuple[
 
 
 def list_videos(path: Path) -> list[Path]:
-    """The file itself, or the video files of a folder (by extension) in file-name order."""
+    """The file itself, or the video files of a folder (by extension) in file-name order; raises
+    FileNotFoundError naming ``path`` when it does not exist or holds no video file."""
     from utils.video.reader import is_video_file
 
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if is_video_file(p))
-    return [path]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such video file or folder")
+    videos = sorted(p for p in path.iterdir() if is_video_file(p)) if path.is_dir() else [path]
+    if not videos:
+        raise FileNotFoundError(f"{path}: no video files here (by extension: .mpg, .mp4, .avi, .mov, ...)")
+    return videos
 
 
 def video_json(name: str, reading: VideoReading | None, error: str | None, labelled: bool) -> str:
@@ -334,12 +338,7 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
 
     from utils.video.errors import ExtractionError
 
-    path = Path(args.video)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such video file or folder")
-    videos = list_videos(path)
-    if not videos:
-        raise FileNotFoundError(f"{path}: no video files here (by extension: .mpg, .mp4, .avi, .mov, ...)")
+    videos = list_videos(Path(args.video))
     keep = args.out is not None
     results, failed = [], 0
     for video in tqdm(videos, desc="videos", unit="video", file=sys.stderr, disable=not args.progress,
@@ -415,12 +414,7 @@ def run_word_videos(args: argparse.Namespace, reader: WordVideoReader) -> tuple[
     from utils.video.errors import ExtractionError
     from utils.word_clips import WORD_FRAMES
 
-    path = Path(args.video)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such video file or folder")
-    videos = list_videos(path)
-    if not videos:
-        raise FileNotFoundError(f"{path}: no video files here (by extension: .mpg, .mp4, .avi, .mov, ...)")
+    videos = list_videos(Path(args.video))
     results, failed = [], 0
     for video in tqdm(videos, desc="clips", unit="clip", file=sys.stderr, disable=not args.progress, leave=False):
         try:
