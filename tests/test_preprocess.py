@@ -294,6 +294,7 @@ def test_read_only_target_is_one_line_and_exit_2(tmp_path, grid_dir):
 
 
 def test_manifest_that_cannot_be_written_mid_run_is_named(tmp_path, grid_dir, monkeypatch, capsys):
+    import utils.manifest
     import utils.preprocess_data as prep
 
     src, tgt = tmp_path / "src", tmp_path / "tgt"
@@ -307,7 +308,8 @@ def test_manifest_that_cannot_be_written_mid_run_is_named(tmp_path, grid_dir, mo
             raise OSError(28, "No space left on device", str(tgt / "manifest.jsonl"))
         real(*args)
 
-    monkeypatch.setattr(prep, "write_manifest", full_disk_at_the_end)
+    monkeypatch.setattr(prep, "write_manifest", full_disk_at_the_end)  # at the start
+    monkeypatch.setattr(utils.manifest, "write_manifest", full_disk_at_the_end)  # at the end (append_results)
     assert main([f"src_path={src}", f"tgt_path={tgt}", "n_process=1"]) == 2
     err = capsys.readouterr().err
     assert f"error: {tgt / 'manifest.jsonl'}: cannot write (No space left on device" in err

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from utils.atomic import write_text_atomic
 
@@ -63,3 +65,34 @@ def remove_stale_temporaries(folders: Iterable[Path]) -> int:
 def os_reason(err: OSError) -> str:
     """``Permission denied: 'data/datasets/x'``: the OS's words and the file, without the errno."""
     return f"{err.strerror or err}" + (f": {str(err.filename)!r}" if err.filename else "")
+
+
+def append_results(tgt: Path, records: dict[str, dict], results: AbstractContextManager[Iterable[Any]],
+                   progress: Callable[[], AbstractContextManager[Any]],
+                   handle: Callable[[list[dict], Any], None]) -> tuple[bool, OSError | None]:
+    """Append the records of ``results`` (a record or a list of records per finished item) to the manifest
+    as they come, keep them in ``records``, and give each item's records and the progress bar to
+    ``handle``; then rewrite the manifest. Returns (interrupted by Ctrl-C, the write failure if any):
+    a full disk or a folder made read-only stops the run, and what was written stays.
+
+    ``results`` is entered before ``progress()`` is made, so a pool forks before any progress thread runs.
+    """
+    interrupted, failure = False, None
+    try:
+        with open(manifest_path(tgt), "a", encoding="utf-8") as manifest, results as items, progress() as bar:
+            for item in items:
+                batch = [item] if isinstance(item, dict) else item
+                for record in batch:
+                    manifest.write(json.dumps(record, sort_keys=True) + "\n")
+                    records[record["clip"]] = record
+                manifest.flush()
+                handle(batch, bar)
+    except KeyboardInterrupt:
+        interrupted = True
+    except OSError as err:
+        failure = err
+    try:
+        write_manifest(tgt, records)
+    except OSError as err:
+        failure = failure or err
+    return interrupted, failure

@@ -29,7 +29,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -42,6 +41,7 @@ from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
 from utils.clip_store import PACKED_SUFFIX, save_packed  # noqa: E402
 from utils.clips import TRANSCRIPT_SUFFIX  # noqa: E402
 from utils.manifest import (  # noqa: E402
+    append_results,
     load_manifest,
     manifest_path,
     os_reason,
@@ -307,32 +307,20 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(todo)} to read with {n_process} process(es)")
     start = time.perf_counter()
     processed = clips = 0
-    interrupted = False
-    write_failure: OSError | None = None
-    try:
-        with open(manifest_path(tgt), "a", encoding="utf-8") as manifest, \
-                worker_results(todo, n_process, _init_worker, (args.size, settings), process_video) as results, \
-                tqdm(total=len(todo), unit="video", desc="captioned videos", dynamic_ncols=True) as bar:
-            for video_records in results:
-                for record in video_records:
-                    manifest.write(json.dumps(record, sort_keys=True) + "\n")
-                    records[record["clip"]] = record
-                manifest.flush()
-                video = video_records[-1]
-                processed += 1
-                clips += video["clips"]
-                if video["status"] not in ("ok", "no_subtitles"):
-                    tqdm.write(f"{video['status']}: {video['message']}")
-                bar.set_postfix(clips=clips)
-                bar.update()
-    except KeyboardInterrupt:
-        interrupted = True
-    except OSError as err:
-        write_failure = err
-    try:
-        write_manifest(tgt, records)
-    except OSError as err:
-        write_failure = write_failure or err
+
+    def handle(video_records: list[dict], bar: tqdm) -> None:
+        nonlocal processed, clips
+        video = video_records[-1]
+        processed += 1
+        clips += video["clips"]
+        if video["status"] not in ("ok", "no_subtitles"):
+            tqdm.write(f"{video['status']}: {video['message']}")
+        bar.set_postfix(clips=clips)
+        bar.update()
+
+    interrupted, write_failure = append_results(
+        tgt, records, worker_results(todo, n_process, _init_worker, (args.size, settings), process_video),
+        lambda: tqdm(total=len(todo), unit="video", desc="captioned videos", dynamic_ncols=True), handle)
     failed = summarise(jobs, records, processed, time.perf_counter() - start)
     if write_failure is not None:
         print(f"error: {manifest_path(tgt)}: cannot write ({os_reason(write_failure)}); the clips written so far "

@@ -28,7 +28,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -39,6 +38,7 @@ from tqdm import tqdm  # noqa: E402
 from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
 from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
 from utils.manifest import (  # noqa: E402, F401 (load_manifest: re-exported for callers)
+    append_results,
     load_manifest,
     manifest_path,
     os_reason,
@@ -273,31 +273,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(todo)} to process with {n_process} process(es)")
     start = time.perf_counter()
     processed = failed_now = 0
-    interrupted = False
-    write_failure: OSError | None = None
-    try:
-        with open(manifest_path(tgt), "a", encoding="utf-8") as manifest, \
-                worker_results(todo, n_process, _init_worker, (args.size, args.format, args.layout),
-                               process_clip) as results, \
-                tqdm(total=len(todo), unit="clip", desc="mouth crops", dynamic_ncols=True) as bar:
-            for record in results:
-                manifest.write(json.dumps(record, sort_keys=True) + "\n")
-                manifest.flush()
-                records[record["clip"]] = record
-                processed += 1
-                if record["status"] != "ok":
-                    failed_now += 1
-                    tqdm.write(f"{record['status']}: {record['message']}")
-                    bar.set_postfix(failed=failed_now)
-                bar.update()
-    except KeyboardInterrupt:
-        interrupted = True
-    except OSError as err:  # the manifest could not be appended to (a full disk, a folder made read-only)
-        write_failure = err
-    try:
-        write_manifest(tgt, records)
-    except OSError as err:
-        write_failure = write_failure or err
+
+    def handle(batch: list[dict], bar: tqdm) -> None:
+        nonlocal processed, failed_now
+        (record,) = batch
+        processed += 1
+        if record["status"] != "ok":
+            failed_now += 1
+            tqdm.write(f"{record['status']}: {record['message']}")
+            bar.set_postfix(failed=failed_now)
+        bar.update()
+
+    interrupted, write_failure = append_results(
+        tgt, records,
+        worker_results(todo, n_process, _init_worker, (args.size, args.format, args.layout), process_clip),
+        lambda: tqdm(total=len(todo), unit="clip", desc="mouth crops", dynamic_ncols=True), handle)
     failed = summarise(jobs, records, processed, time.perf_counter() - start, EXPECTED_FRAMES[args.layout])
     if layout_problems:
         print(f"{len(layout_problems)} problem(s) with LRW's layout (see the warnings above): "
