@@ -149,6 +149,18 @@ def test_every_skipped_cue_has_its_reason():
         plan_utterances(cues, min_duration=3.0, max_duration=2.0)
 
 
+def test_clips_keep_a_margin_of_video_around_their_cues_but_never_reach_a_neighbour():
+    cues = [Cue(0.2, 1.5, "one"), Cue(1.9, 3.0, "two"), Cue(5.0, 6.0, "three"), Cue(5.8, 7.0, "four")]
+    planned = plan_utterances(cues, gap=0.1, min_duration=0.5, max_duration=1.5, margin=0.5)
+    # from the video's start; half-way to a near cue; a full margin; overlapping cues keep their own span
+    assert [(u.start, u.end) for u in planned] == [(0.0, 1.7), (1.7, 3.5), (4.5, 6.0), (5.8, 7.5)]
+    assert [u.text for u in planned] == ["one", "two", "three", "four"]  # the limits apply to the cues
+    exact = plan_utterances(cues, gap=0.1, min_duration=0.5, max_duration=1.5, margin=0.0)
+    assert [(u.start, u.end) for u in exact] == [(c.start, c.end) for c in cues]
+    with pytest.raises(ValueError, match="margin"):
+        plan_utterances(cues, margin=-0.1)
+
+
 def test_transcripts_beside_clips_label_them(tmp_path: Path):
     frames = np.zeros((20, 8, 16, 3), np.uint8)
     for name, text in (("talk_000", "the three dogs\n"), ("talk_001", "  spaced   out  "), ("talk_002", ""),

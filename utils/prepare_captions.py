@@ -6,7 +6,8 @@ Every video under ``src_path`` with a subtitle file of the same stem (``talk.mp4
 ``talk.vtt``, YouTube's word-timed VTT included) is cut at its cue times into utterance clips
 (``utils.text.captions``: cues closer than ``gap`` merged, those shorter than ``min_duration`` or
 longer than ``max_duration`` skipped, text normalised to lower-case a-z, space and apostrophe with
-numbers spelt out). The mouth of the face seen most in each cue is cropped at the network's frame
+numbers spelt out, ``margin`` seconds of the video kept on each side). The mouth of the face seen
+most in each cue is cropped at the network's frame
 rate through the streaming reader (``UtteranceReader.read_spans``). Output, the layout training reads:
 
     tgt_path/SPEAKER/STEM_NNN.npz   mouth crops (utils/clip_store.py's packed format)
@@ -51,6 +52,7 @@ from utils.manifest import (  # noqa: E402
 )
 from utils.text.captions import (  # noqa: E402
     DEFAULT_GAP,
+    DEFAULT_MARGIN,
     DEFAULT_MAX_DURATION,
     DEFAULT_MIN_DURATION,
     SubtitleError,
@@ -74,6 +76,7 @@ class Settings:
     gap: float
     min_duration: float
     max_duration: float
+    margin: float = DEFAULT_MARGIN
     fps: float = MODEL_FPS
 
 
@@ -177,7 +180,7 @@ def process_video(job: Job) -> list[dict]:
         return [video]
     try:
         planned = plan_utterances(read_captions(job.subtitles), _settings.gap, _settings.min_duration,
-                                  _settings.max_duration, _settings.fps)
+                                  _settings.max_duration, _settings.fps, _settings.margin)
     except SubtitleError as err:
         video.update(status="bad_subtitles", message=str(err))
         return [video]
@@ -263,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_duration", type=float, default=DEFAULT_MAX_DURATION,
                         help="skip utterances longer than this, seconds; merging stops before it "
                              "(default: %(default)s, the 75 frames of a GRID clip)")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help="seconds of video kept before and after each cue, at most half the gap to the "
+                             "next cue: the still mouth infer.py's utterances begin and end with "
+                             "(default: %(default)s)")
     parser.add_argument("--retry_failed", type=str2bool, nargs="?", const=True, default=False,
                         help="read again the videos the manifest records as failed (default: skip them)")
     return parser
@@ -278,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {src}: no such folder of videos", file=sys.stderr)
         return 2
     try:
-        settings = Settings(f"{args.size[0]}x{args.size[1]}", args.gap, args.min_duration, args.max_duration)
-        plan_utterances([], settings.gap, settings.min_duration, settings.max_duration)  # checks the values
+        settings = Settings(f"{args.size[0]}x{args.size[1]}", args.gap, args.min_duration, args.max_duration,
+                            args.margin)
+        plan_utterances([], settings.gap, settings.min_duration, settings.max_duration,
+                        margin=settings.margin)  # checks the values
         speakers = read_speaker_map(Path(args.speaker)) if args.speaker else None
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
