@@ -85,12 +85,74 @@ def greedy_decode(log_probs: np.ndarray, alphabet: Alphabet = GRID) -> str:
 
 # ------------------------------------------------------------------------------------------ beam search
 
+class CTCBeam:
+    """The beam of CTC prefix beam search: prefixes (tuples of class indices) and, per prefix, the
+    log-probabilities of its alignments ending in a blank and in its last character, and that
+    character (``n_chars``, never emitted, for the empty prefix). A repeated character is only a new
+    character after a blank. Shared by ``prefix_beam_search`` and the word language model's search."""
+
+    def __init__(self, n_chars: int) -> None:
+        self.n_chars = n_chars
+        self.prefixes: list[tuple[int, ...]] = [()]
+        self.p_blank = np.array([0.0])
+        self.p_char = np.array([_NEG_INF])
+        self.last = np.array([n_chars])
+
+    def scores(self, chars: np.ndarray, blank: float,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One frame: the (W,) log-probabilities of each prefix staying as it is, ending in a blank and in
+        its last character, and the (W, n_chars) ones of each prefix extended by each character.
+        ``chars``: the frame's character log-probabilities with an extra -inf column at ``n_chars``;
+        ``allowed`` (W, n_chars): extensions permitted (the rest get -inf). An extension that is itself
+        in the beam is merged into that entry's ``stay_char``."""
+        n_chars, last, p_blank, p_char = self.n_chars, self.last, self.p_blank, self.p_char
+        total = np.logaddexp(p_blank, p_char)
+        stay_blank = total + blank
+        stay_char = p_char + chars[last]
+        ext = total[:, None] + chars[None, :n_chars]
+        rows = np.flatnonzero(last < n_chars)
+        ext[rows, last[rows]] = p_blank[rows] + chars[last[rows]]  # a repeat extends only from a blank
+        if allowed is not None:
+            ext[~allowed] = _NEG_INF
+        index = {p: i for i, p in enumerate(self.prefixes)}
+        parents = np.array([index.get(p[:-1], -1) if p else -1 for p in self.prefixes])
+        child = np.flatnonzero(parents >= 0)
+        if len(child):
+            src, ch = parents[child], last[child]
+            stay_char[child] = np.logaddexp(stay_char[child], ext[src, ch])
+            ext[src, ch] = _NEG_INF
+        return stay_blank, stay_char, ext
+
+    def advance(self, keep: np.ndarray, stay_blank: np.ndarray, stay_char: np.ndarray,
+                ext: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keep the entries ``keep`` (indices into the stay scores followed by the flattened extensions);
+        returns, per new entry, its parent's index, the character added and whether it is an extension."""
+        n_stay = len(self.prefixes)
+        is_ext = keep >= n_stay
+        src, ch = np.divmod(np.where(is_ext, keep - n_stay, 0), self.n_chars)
+        parent = np.where(is_ext, src, keep)
+        stay = np.where(is_ext, 0, keep)
+        self.prefixes = [self.prefixes[s] + (c,) if e else self.prefixes[s]
+                         for s, c, e in zip(parent.tolist(), ch.tolist(), is_ext.tolist())]
+        self.p_blank = np.where(is_ext, _NEG_INF, stay_blank[stay])
+        self.p_char = np.where(is_ext, ext.ravel()[np.where(is_ext, keep - n_stay, 0)], stay_char[stay])
+        self.last = np.where(is_ext, ch, self.last[stay])
+        return parent, ch, is_ext
+
+
+def best_of(scores: np.ndarray, width: int) -> np.ndarray:
+    """Indices of the ``width`` best finite scores, best first (ties by index); the best one if none is finite."""
+    keep = np.argpartition(-scores, width - 1)[:width] if len(scores) > width else np.arange(len(scores))
+    keep = keep[np.lexsort((keep, -scores[keep]))]
+    finite = keep[np.isfinite(scores[keep])]
+    return finite if len(finite) else keep[:1]
+
+
 def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WIDTH,
                        alphabet: Alphabet = GRID) -> list[tuple[str, float]]:
     """The final beam of CTC prefix beam search as (text, log P(text | x)), most probable first.
 
-    Each prefix keeps two log-probabilities, ending in a blank and ending in its last character, so
-    that a repeated character is only a new character after a blank. Per frame, every beam entry times
+    Each prefix keeps two log-probabilities (``CTCBeam``). Per frame, every beam entry times
     every character is scored as one (W, 27) array; the only Python work is the W prefixes kept.
     With a beam at least as wide as the number of distinct prefixes the search is exact.
     """
@@ -102,43 +164,12 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int = DEFAULT_BEAM_WID
     chars = np.concatenate([lp[:, :n_chars], np.full((len(lp), 1), _NEG_INF)], axis=1)
     blank = lp[:, alphabet.blank]
 
-    prefixes: list[tuple[int, ...]] = [()]
-    p_blank = np.array([0.0])
-    p_char = np.array([_NEG_INF])
-    last = np.array([n_chars])
+    beam = CTCBeam(n_chars)
     for t in range(len(lp)):
-        total = np.logaddexp(p_blank, p_char)
-        stay_blank = total + blank[t]
-        stay_char = p_char + chars[t, last]
-        ext = total[:, None] + chars[t, None, :n_chars]
-        rows = np.flatnonzero(last < n_chars)
-        # A repeated character extends the prefix only from a blank ending.
-        ext[rows, last[rows]] = p_blank[rows] + chars[t, last[rows]]
-        # An extension that is itself in the beam merges into that entry.
-        index = {p: i for i, p in enumerate(prefixes)}
-        parents = np.array([index.get(p[:-1], -1) if p else -1 for p in prefixes])
-        child = np.flatnonzero(parents >= 0)
-        if len(child):
-            src, ch = parents[child], last[child]
-            stay_char[child] = np.logaddexp(stay_char[child], ext[src, ch])
-            ext[src, ch] = _NEG_INF
-
-        scores = np.concatenate([np.logaddexp(stay_blank, stay_char), ext.ravel()])
-        keep = np.argpartition(-scores, beam_width - 1)[:beam_width] if len(scores) > beam_width \
-            else np.arange(len(scores))
-        keep = keep[np.lexsort((keep, -scores[keep]))]
-        finite = keep[np.isfinite(scores[keep])]
-        keep = finite if len(finite) else keep[:1]
-
-        n_stay = len(prefixes)
-        is_ext = keep >= n_stay
-        src, ch = np.divmod(keep - n_stay, n_chars)
-        stay = np.where(is_ext, 0, keep)
-        prefixes = [prefixes[s] + (c,) if e else prefixes[s]
-                    for s, c, e in zip(np.where(is_ext, src, keep).tolist(), ch.tolist(), is_ext.tolist())]
-        p_blank = np.where(is_ext, _NEG_INF, stay_blank[stay])
-        p_char = np.where(is_ext, ext.ravel()[np.where(is_ext, keep - n_stay, 0)], stay_char[stay])
-        last = np.where(is_ext, ch, last[stay])
+        stay_blank, stay_char, ext = beam.scores(chars[t], blank[t])
+        keep = best_of(np.concatenate([np.logaddexp(stay_blank, stay_char), ext.ravel()]), beam_width)
+        beam.advance(keep, stay_blank, stay_char, ext)
+    prefixes, p_blank, p_char = beam.prefixes, beam.p_blank, beam.p_char
     totals = np.logaddexp(p_blank, p_char)
     order = np.lexsort((np.arange(len(totals)), -totals))
     return [(alphabet.decode(prefixes[i]), float(totals[i])) for i in order]

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.text.alphabet import GRID, Alphabet
-from utils.text.decoders import DEFAULT_BEAM_WIDTH, check_log_probs
+from utils.text.decoders import DEFAULT_BEAM_WIDTH, CTCBeam, best_of, check_log_probs
 from utils.text.language_model import BOS, EOS, NgramModel, read_arpa
 
 DEFAULT_LM_WEIGHT = 0.5
@@ -111,58 +111,28 @@ class LMDecoder:
         blank = lp[:, self.alphabet.blank]
         is_space = np.arange(n_chars) == space
 
-        prefixes: list[tuple[int, ...]] = [()]
+        beam = CTCBeam(n_chars)
         words: list[tuple[str, ...]] = [()]
         node = np.array([0])
-        last = np.array([n_chars])
-        p_blank, p_char = np.array([0.0]), np.array([_NEG_INF])
         lm, look = np.array([0.0]), np.array([0.0])
         for t in range(len(lp)):
-            total = np.logaddexp(p_blank, p_char)
-            stay_blank = total + blank[t]
-            stay_char = p_char + chars[t, last]
-            ext = total[:, None] + chars[t, None, :n_chars]
-            rows = np.flatnonzero(last < n_chars)
-            ext[rows, last[rows]] = p_blank[rows] + chars[t, last[rows]]  # a repeat needs a blank between
-            nxt = child[node]  # (W, C)
-            ext[nxt < 0] = _NEG_INF
-            index = {p: i for i, p in enumerate(prefixes)}
-            parents = np.array([index.get(p[:-1], -1) if p else -1 for p in prefixes])
-            merged = np.flatnonzero(parents >= 0)
-            if len(merged):  # an extension already in the beam adds to that entry
-                src, ch = parents[merged], last[merged]
-                stay_char[merged] = np.logaddexp(stay_char[merged], ext[src, ch])
-                ext[src, ch] = _NEG_INF
-
+            nxt = child[node]  # (W, C): the lexicon node each extension leads to, -1 where none
+            stay_blank, stay_char, ext = beam.scores(chars[t], blank[t], allowed=nxt >= 0)
             ends = np.array([self._word_score(words[i], word_of[n]) if word_of[n] is not None else _NEG_INF
                              for i, n in enumerate(node.tolist())])
             gain = np.where(is_space[None, :], ends[:, None], best[np.maximum(nxt, 0)])  # lm / lookahead after
             stay_scores = np.logaddexp(stay_blank, stay_char) + lm + look
             ext_scores = ext + lm[:, None] + gain
-            scores = np.concatenate([stay_scores, ext_scores.ravel()])
-            width = self.beam_width
-            keep = np.argpartition(-scores, width - 1)[:width] if len(scores) > width else np.arange(len(scores))
-            keep = keep[np.lexsort((keep, -scores[keep]))]
-            finite = keep[np.isfinite(scores[keep])]
-            keep = finite if len(finite) else keep[:1]
-
-            n_stay = len(prefixes)
-            is_ext = keep >= n_stay
-            src, ch = np.divmod(np.where(is_ext, keep - n_stay, 0), n_chars)
-            stay = np.where(is_ext, 0, keep)
-            parent = np.where(is_ext, src, keep)
+            keep = best_of(np.concatenate([stay_scores, ext_scores.ravel()]), self.beam_width)
+            parent, ch, is_ext = beam.advance(keep, stay_blank, stay_char, ext)
             grown = is_ext & (ch == space)
-            prefixes = [prefixes[s] + (c,) if e else prefixes[s]
-                        for s, c, e in zip(parent.tolist(), ch.tolist(), is_ext.tolist())]
             words = [words[s] + (word_of[node[s]],) if g else words[s] for s, g in zip(parent.tolist(), grown.tolist())]
             new_node = np.where(is_ext, nxt[parent, ch], node[parent])
             lm = np.where(grown, lm[parent] + ends[parent], lm[parent])
-            look = np.where(is_ext, np.where(ch == space, 0.0, best[np.maximum(new_node, 0)]), look[stay])
-            p_blank = np.where(is_ext, _NEG_INF, stay_blank[stay])
-            p_char = np.where(is_ext, ext.ravel()[np.where(is_ext, keep - n_stay, 0)], stay_char[stay])
-            last = np.where(is_ext, ch, last[stay])
+            look = np.where(is_ext, np.where(ch == space, 0.0, best[np.maximum(new_node, 0)]), look[parent])
             node = new_node
 
+        prefixes, p_blank, p_char = beam.prefixes, beam.p_blank, beam.p_char
         finals = []
         for i, prefix in enumerate(prefixes):
             score = float(np.logaddexp(p_blank[i], p_char[i]) + lm[i])
