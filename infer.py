@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--max_utterance", type=float, default=None, metavar="SECONDS",
                        help="longest utterance read at once; longer speech is cut where the mouth is stillest "
                             "(default: the training clip length, 75 frames at the checkpoint's frame rate)")
+    video.add_argument("--margin", type=float, default=None, metavar="SECONDS",
+                       help="still mouth kept before the first and after the last movement of each utterance "
+                            "(default: up to half a pause, as GRID's clips hold; about 0.15 for a model trained "
+                            "on clips cut at subtitle cues)")
     data = parser.add_argument_group("data set (as main.py selects it)")
     data.add_argument("--data_type", default="valid", choices=("train", "valid", "test"),
                       help="which side of the split to run on; test: a word checkpoint's LRW-layout test split "
@@ -154,7 +158,8 @@ class VideoLipreader:
     """
 
     def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
-                 max_utterance: float | None = None, lm: LMDecoder | None = None) -> None:
+                 max_utterance: float | None = None, lm: LMDecoder | None = None,
+                 margin: float | None = None) -> None:
         from utils.clips import NUM_FRAMES, Normaliser
         from utils.video.mouth_extractor import MouthExtractor
         from utils.video.utterances import UtteranceReader
@@ -167,7 +172,8 @@ class VideoLipreader:
         self.normaliser = Normaliser(network.mean, network.std)
         self.extractor = MouthExtractor(size=(network.width, network.height))
         self.utterances = UtteranceReader(self.extractor, self.fps,
-                                          max_utterance if max_utterance is not None else NUM_FRAMES / self.fps)
+                                          max_utterance if max_utterance is not None else NUM_FRAMES / self.fps,
+                                          margin=margin)
 
     def mouth(self, path: str | Path) -> np.ndarray:
         """Mouth crops (T, H, W, 3) RGB uint8 of a whole clip; raises ExtractionError naming the file."""
@@ -585,6 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("batch_size and beam_width must be at least 1, num_workers and report_limit at least 0")
     if args.max_utterance is not None and not args.max_utterance > 0.4:
         parser.error("max_utterance must be more than 0.4 seconds (the shortest utterance read)")
+    if args.margin is not None and args.margin < 0:
+        parser.error("margin must be at least 0 seconds")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
     from utils.network import is_onnx, load_network  # the backend loads here, after the command line is valid
 
@@ -621,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"model {network.describe()}, decoder {describe_decoder(decoder, beam_width, lm)}", file=sys.stderr)
     try:
         if args.video is not None:
-            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm)
+            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm, args.margin)
             results, failed = run_videos(args, reader)
             rates, title = None, f"LipNet on {args.video}"
         else:

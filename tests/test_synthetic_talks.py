@@ -165,3 +165,24 @@ def test_a_frame_shows_which_character_is_said_to_an_unseen_speaker_often_not_al
     print(f"per-frame character accuracy on an unseen speaker {accuracy:.2f} (chance {chance:.2f})")
     assert accuracy > 1.5 * chance, "a frame should carry information about its character"
     assert accuracy < 0.9, "characters of one viseme class should be confusable"
+
+
+def test_a_margin_trims_the_still_mouth_around_each_utterance_to_about_the_cues(tmp_path: Path):
+    from utils.video.mouth_extractor import MouthExtractor
+    from utils.video.utterances import UtteranceReader
+
+    generate_talks(tmp_path, [3], sentences_per_talk=4, seed=1, progress=False)
+    video, cues = tmp_path / "s3_talk0.mp4", read_captions(tmp_path / "s3_talk0.srt")
+    extractor = MouthExtractor(size=(48, 24))
+    whole = list(UtteranceReader(extractor, max_seconds=4.5).read(video))
+    trimmed = list(UtteranceReader(extractor, max_seconds=4.5, margin=0.15).read(video))
+    assert len(whole) == len(trimmed) == len(cues)
+    for full, cut, cue in zip(whole, trimmed, cues):
+        assert full.start <= cut.start < cut.end <= full.end
+        assert len(cut.frames) == round((cut.end - cut.start) * FPS)
+        # the cue (speech and CUE_MARGIN) is kept, give or take the mouth's first and last movements
+        assert cut.start < cue.start + 0.4 and cut.end > cue.end - 0.4, (cut.start, cut.end, cue)
+    # cut in the middle of the pauses, the whole utterances hold about a second more of still mouth each
+    assert sum(f.end - f.start for f in whole) - sum(c.end - c.start for c in trimmed) > 0.5 * len(cues)
+    with pytest.raises(ValueError, match="margin"):
+        UtteranceReader(extractor, margin=-1.0)

@@ -268,8 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s, the 75 frames of a GRID clip)")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help="seconds of video kept before and after each cue, at most half the gap to the "
-                             "next cue: the still mouth infer.py's utterances begin and end with "
-                             "(default: %(default)s)")
+                             "next cue (default: %(default)s, the cue times)")
     parser.add_argument("--retry_failed", type=str2bool, nargs="?", const=True, default=False,
                         help="read again the videos the manifest records as failed (default: skip them)")
     return parser

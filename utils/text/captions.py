@@ -11,9 +11,8 @@ file and its line.
 the merged span stays within ``max_duration``), each text is normalised to the caption alphabet
 (lower case a-z, space, apostrophe; numbers spelt out with ``num2words``), every cue that cannot be
 a training clip is kept with its reason (``SKIP_REASONS``) for the manifest, and each clip's span
-is widened by ``margin`` seconds of the video on each side (never past half the gap to the cues
-beside it), so that training clips begin and end in the still mouth that ``infer.py``'s utterances
-hold.
+can be widened by ``margin`` seconds of the video on each side (never past half the gap to the cues
+beside it).
 """
 from __future__ import annotations
 
@@ -37,12 +36,12 @@ SUBTITLE_SUFFIXES = (".srt", ".vtt")
 DEFAULT_GAP = 0.3  # seconds: cues closer than this are one utterance
 DEFAULT_MIN_DURATION = 0.5
 DEFAULT_MAX_DURATION = 3.0  # GRID's clip length, what LipNet reads at once
-# Seconds of video kept before and after a cue. infer.py cuts a video in the middle of each pause
-# (UtteranceReader's 1 s pause), so what it reads holds about half a second of still mouth on each
-# side of speech. Trained on clips cut at the synthetic talks' cues (0.12 s from speech), a model read
-# an unseen speaker's talk through infer.py at beam WER 1.08, language model 0.96 (a 12% cut), and the
-# same talk cut at its cues at 0.42 and 0.20 (52%): the margins are what differed.
-DEFAULT_MARGIN = 0.5
+# Seconds of video kept before and after a cue (never past half the gap to the next). 0: clips at the
+# cue times. A margin makes clips begin and end in still mouth, as infer.py's utterances do when
+# read without its own --margin; trained on clips with 0.5 s margins, the quick-start model stayed on
+# CTC's plateau (validation CER 0.78 after 30 epochs, against 0.38 at the cue times), so the default
+# keeps the cue times and infer.py trims its utterances instead (infer.py --margin).
+DEFAULT_MARGIN = 0.0
 
 SKIP_REASONS = {
     "too_short": "the cue is shorter than min_duration",
