@@ -83,8 +83,57 @@ def activation(relu_type: str, channels: int) -> nn.HybridBlock:
     if relu_type == "prelu":
         return nn.PReLU(in_channels=channels)
     if relu_type == "swish":
-        return nn.Swish()
+        return Swish()
     return nn.Activation("relu")
+
+
+class Swish(nn.HybridBlock):
+    """``x * sigmoid(x)`` (Gluon's ``nn.Swish`` with its fixed beta of 1), the sigmoid taken by oneDNN.
+
+    ``nn.Swish`` computes ``x * sigmoid(1.0 * x)`` with MXNet's own ``sigmoid``: a scalar product, a
+    scalar exp per element and their backward passes. ``Activation(act_type="sigmoid")`` runs oneDNN's
+    vectorised eltwise kernel forward and backward, and the product by one is gone.
+    """
+
+    def hybrid_forward(self, F, x):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+        return x * F.Activation(x, act_type="sigmoid")
+
+
+class FrameStackConv(nn.HybridBlock):
+    """The front-end's Conv3D(1->C, kt x k x k, stride 1 x s x s, padding kt//2 x k//2 x k//2, no bias),
+    computed per frame: each frame's kt neighbours (zeros past either end) stacked as kt channels, one
+    2-D convolution of every frame with the (C, 1, kt, k, k) weight seen as (C, kt, k, k).
+
+    (N, 1, T, H, W) -> (N*T, C, H/s, W/s): the frames come out batched as the ResNet trunk reads them.
+    MXNet 1.9.1's Conv3D took its weight gradient through oneDNN's generic GEMM kernel, and its 5-D
+    output had to be transposed to (N*T, C, H, W) in the plain layout, so its batch norm and max-pool
+    ran oneDNN's slow plain-layout kernels; the 2-D convolution writes oneDNN's blocked layout directly.
+    """
+
+    def __init__(self, channels: int, kernel: tuple[int, int, int], stride: int) -> None:
+        super().__init__()
+        self._channels, self._kernel, self._stride = channels, kernel, stride
+        self.pad_channels = True  # for training; prepare_word_net turns it off (see hybrid_forward)
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(channels, 1) + kernel, init=_CONV_INIT)
+
+    def hybrid_forward(self, F, x, weight):  # noqa: ANN001
+        kt, kh, kw = self._kernel
+        half = kt // 2
+        padded = F.pad(x, mode="constant", pad_width=(0, 0, 0, 0, half, half, 0, 0, 0, 0))  # (N, 1, T+kt-1, H, W)
+        # Frame t's neighbours t-half..t+half, each (N, 1, T, H, W), stacked to (N, 1, T, kt, H, W).
+        shifted = [F.slice_axis(padded, axis=2, begin=i, end=(i - 2 * half) or None) for i in range(kt)]
+        weight = weight.reshape((0, -3, -2))  # (C, kt, k, k)
+        if self.pad_channels and kt % 8:
+            # Zero frames and zero weights up to a multiple of 8 channels: the same sums, and oneDNN then takes
+            # the weight gradient with its blocked AVX2 kernel instead of im2col + GEMM (5 channels).
+            extra = 8 - kt % 8
+            shifted += [F.zeros_like(shifted[0])] * extra
+            weight = F.concat(weight, F.zeros_like(F.slice_axis(weight, axis=1, begin=0, end=1)).tile((1, extra, 1, 1)),
+                              dim=1)
+        frames = F.stack(*shifted, axis=3).reshape((-3, -2)).reshape((-3, -2))  # (N*T, channels, H, W)
+        return F.Convolution(frames, weight, kernel=(kh, kw), stride=(self._stride,) * 2,
+                             pad=(kh // 2, kw // 2), num_filter=self._channels, no_bias=True)
 
 
 class BasicBlock(nn.HybridBlock):
@@ -163,7 +212,10 @@ class MultiscaleBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):  # noqa: ANN001
         out = self.dropout1(self.branches1(self.dropout0(self.branches0(x))))
-        return self.act(out + self.downsample(x))
+        # broadcast_add, not +: oneDNN's graph rewrite would fuse a "+" into the 1x1 convolution (conv + sum)
+        # and MXNet 1.9.1 then wires that fused graph's inputs wrongly ("Shape inconsistent, Provided = [256],
+        # inferred shape=(256,512,3,1)"); the tensors are small, (N, 768, T, 1).
+        return self.act(F.broadcast_add(out, self.downsample(x)))
 
 
 class WordNet(nn.HybridBlock):
@@ -178,8 +230,7 @@ class WordNet(nn.HybridBlock):
         branch = config.tcn_branch_channels()
         tcn_channels = branch * len(config.tcn_kernel_size)
         with self.name_scope():
-            self.frontend_conv = nn.Conv3D(trunk[0], (5, 7, 7), (1, 2, 2), (2, 3, 3), use_bias=False, in_channels=1,
-                                           weight_initializer=_CONV_INIT)
+            self.frontend_conv = FrameStackConv(trunk[0], (5, 7, 7), 2)
             self.frontend_bn = nn.BatchNorm(in_channels=trunk[0])
             self.frontend_act = activation(config.relu_type, trunk[0])
             self.frontend_pool = nn.MaxPool2D(3, 2, 1)
@@ -200,12 +251,11 @@ class WordNet(nn.HybridBlock):
             self.output = nn.Dense(config.num_classes, in_units=tcn_channels, flatten=False)
 
     def hybrid_forward(self, F, x, lengths):  # noqa: ANN001
-        x = self.frontend_conv(x)  # (N, C, T, H, W)
-        frames = x.transpose((0, 2, 1, 3, 4)).reshape((-3, -2))  # (N*T, C, H, W): 4-D for the batch norm
+        frames = self.frontend_conv(x)  # (N*T, C, H, W)
         y = self.frontend_pool(self.frontend_act(self.frontend_bn(frames)))
         y = self.pool(self.trunk(y)).reshape((0, -1))  # (N*T, C)
-        # (N, T, C) -> (N, C, T): reshape_like takes N and T from the front-end's (N, T, ...) view.
-        seq = F.reshape_like(y, x.transpose((0, 2, 1, 3, 4)), lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)
+        # (N, T, C) -> (N, C, T): reshape_like takes N and T from the input's (N, 1*T, H, W) view.
+        seq = F.reshape_like(y, x.reshape((0, -3, -2)), lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)
         # (N, C, T, 1); transposing the 3-D (N, T, C) instead fails in a hybridized backward pass (oneDNN:
         # "could not create a primitive descriptor for a reorder primitive").
         seq = self.tcn(F.transpose(seq.expand_dims(3), (0, 2, 1, 3)))
@@ -229,9 +279,17 @@ def count_trainable(net: nn.Block) -> int:
 
 
 def prepare_word_net(net: WordNet, ctxs: list[mx.Context]) -> None:
-    """Hybridize for inference with static memory. (oneDNN's graph rewrite, ``backend="MKLDNN"``, fails
-    on MXNet 1.9.1 when fusing a convolution that has a bias with its batch norm, as the TCN's do:
-    "Shape inconsistent, Provided = [256], inferred shape=(256,512,3,1)".) Call it after the weights are
-    loaded; train no further."""
-    del ctxs  # the same on every device
-    net.hybridize(static_alloc=True, static_shape=True)
+    """Make ``net`` ready to read clips on ``ctxs``; call it after the weights are loaded, and train no further.
+
+    On the CPU, oneDNN's graph rewrite (``optimize_for(backend="MKLDNN")``) folds every batch norm into
+    the convolution before it and the trunk's residual sums into their convolutions: the same sums.
+    Elsewhere, the hybridized graph with static memory.
+    """
+    net.frontend_conv.pad_channels = False  # no weight gradient to take: the 5-channel forward is cheaper
+    if any(ctx.device_type != "cpu" for ctx in ctxs):
+        net.hybridize(static_alloc=True, static_shape=True)
+        return
+    config = net.config
+    frames = mx.nd.zeros((1, 1, config.frames, config.size, config.size), ctx=ctxs[0])
+    net.optimize_for(frames, mx.nd.full((1,), config.frames, ctx=ctxs[0]), backend="MKLDNN",
+                     static_alloc=True, static_shape=True)
