@@ -25,6 +25,23 @@ folded to (N*T, C, H, W) before its batch norm: per-channel statistics over N, T
 the same either way, and the 1x3x3 max-pool is a 2-D pool of each frame. Its batch norm after a
 Conv1D on (N, C, T) fails likewise ("Check failed: !is_view" once channels reach 16), so the TCN
 runs on (N, C, T, 1) with (k, 1) Conv2D kernels: the same arithmetic and parameter count.
+
+Speed on the CPU (``bench/words.py``; MXNet 1.9.1's oneDNN 2.4, AVX2). Every choice below computes the
+same sums (``tests/test_word_net.py`` compares each with the plain form, outputs and gradients); figures
+are CPU seconds of one thread per training step (batch 8) or milliseconds per batch-1 forward, medians
+of one process alternating the versions, taken while other work loaded both cores:
+
+- the front-end as ``FrameStackConv`` (one 2-D convolution of stacked neighbour frames, no 5-D
+  transpose) with ``Swish`` on oneDNN's sigmoid: 15.1 -> 13.9 s per step, 664 -> 453 ms per forward;
+  the swish alone: 593 -> 450 ms per forward;
+- ``GemmConv`` (im2col and a matrix product) for the last stage's 3x3 convolutions in training:
+  13.9 -> 13.0 s; for the TCN's convolutions: 12.8 -> 12.4 s, and 474 -> 424 ms per forward;
+- ``prepare_word_net``'s fused graph (batch norms folded into convolutions): 468 -> 450 ms per forward.
+
+Not taken: MXNet without oneDNN (``MXNET_MKLDNN_ENABLED=0``: 581 -> 875 ms per forward); the front-end's
+max-pool as nine strided slices (3-5x slower than oneDNN's plain-layout pool it would replace);
+``contrib.multi_adamw_update`` (no faster than one ``adamw_update`` per parameter, and it crashed on a
+list of 160). What remains is mostly oneDNN's own convolution kernels: about 77% of a training step.
 """
 from __future__ import annotations
 
@@ -105,15 +122,18 @@ class FrameStackConv(nn.HybridBlock):
     2-D convolution of every frame with the (C, 1, kt, k, k) weight seen as (C, kt, k, k).
 
     (N, 1, T, H, W) -> (N*T, C, H/s, W/s): the frames come out batched as the ResNet trunk reads them.
-    MXNet 1.9.1's Conv3D took its weight gradient through oneDNN's generic GEMM kernel, and its 5-D
-    output had to be transposed to (N*T, C, H, W) in the plain layout, so its batch norm and max-pool
-    ran oneDNN's slow plain-layout kernels; the 2-D convolution writes oneDNN's blocked layout directly.
+    MXNet 1.9.1's Conv3D output had to be transposed to (N*T, C, H, W) in the plain layout (one more pass
+    over the largest tensor), and its batch norm then ran oneDNN's slow plain-layout kernel; the 2-D
+    convolution writes oneDNN's blocked layout directly. Both forms take the weight gradient with
+    oneDNN's im2col + GEMM kernel at 5 input channels; at 8 (``training_kernels``) with its blocked
+    AVX2 kernel: forward and backward over 232 frames 1.7-2.5 s instead of 3.8-6.6 s (2 threads, under
+    load), for a forward of 0.75 s instead of 0.53 s, so reading keeps 5.
     """
 
     def __init__(self, channels: int, kernel: tuple[int, int, int], stride: int) -> None:
         super().__init__()
         self._channels, self._kernel, self._stride = channels, kernel, stride
-        self.pad_channels = True  # for training; prepare_word_net turns it off (see hybrid_forward)
+        self.training_kernels = True  # 8 channels (see hybrid_forward); prepare_word_net turns it off
         with self.name_scope():
             self.weight = self.params.get("weight", shape=(channels, 1) + kernel, init=_CONV_INIT)
 
@@ -124,9 +144,9 @@ class FrameStackConv(nn.HybridBlock):
         # Frame t's neighbours t-half..t+half, each (N, 1, T, H, W), stacked to (N, 1, T, kt, H, W).
         shifted = [F.slice_axis(padded, axis=2, begin=i, end=(i - 2 * half) or None) for i in range(kt)]
         weight = weight.reshape((0, -3, -2))  # (C, kt, k, k)
-        if self.pad_channels and kt % 8:
+        if self.training_kernels and kt % 8:
             # Zero frames and zero weights up to a multiple of 8 channels: the same sums, and oneDNN then takes
-            # the weight gradient with its blocked AVX2 kernel instead of im2col + GEMM (5 channels).
+            # the weight gradient with its blocked AVX2 kernel instead of im2col + GEMM (see above).
             extra = 8 - kt % 8
             shifted += [F.zeros_like(shifted[0])] * extra
             weight = F.concat(weight, F.zeros_like(F.slice_axis(weight, axis=1, begin=0, end=1)).tile((1, extra, 1, 1)),
@@ -136,18 +156,61 @@ class FrameStackConv(nn.HybridBlock):
                              pad=(kh // 2, kw // 2), num_filter=self._channels, no_bias=True)
 
 
-class BasicBlock(nn.HybridBlock):
-    """ResNet's two 3x3 convolutions with a shortcut (a strided 1x1 convolution + BN where the shape changes)."""
+class GemmConv(nn.HybridBlock):
+    """``nn.Conv2D`` with "same" padding and stride 1 (the same ``weight`` and ``bias``) as im2col and one
+    matrix product (``FullyConnected``): for the maps where oneDNN's direct AVX2 kernels do poorly.
 
-    def __init__(self, in_channels: int, channels: int, stride: int, relu_type: str) -> None:
+    - The TCN's (k, 1) convolutions of (N, 768, T, 1): a (7, 1) kernel at dilation 4 over a batch of 8
+      took 87-96 ms of CPU forward and backward, 57-66 ms as a matrix product; at batch 1, forward, 5-6 ms
+      and 3-4 ms (one thread, alternated 5 times, under load). Always a matrix product.
+    - The last stage's 3x3 convolutions of 512 channels on 3x3 maps: over 232 frames 1.0-1.4 s of CPU
+      forward and backward, 0.7-1.0 s as a matrix product (alternated 4 times), but its forward alone is
+      slower, as is the third stage's 6x6 (0.8-0.9 s against 0.4-0.6 s): with ``direct_inference``
+      ``prepare_word_net`` turns it back into oneDNN's convolution for reading (``training_kernels``).
+    """
+
+    def __init__(self, channels: int, in_channels: int, kernel: tuple[int, int] = (3, 3), dilation: int = 1,
+                 use_bias: bool = False, direct_inference: bool = False) -> None:
+        super().__init__()
+        pad = tuple((k - 1) * dilation // 2 for k in kernel)
+        self._conv = {"kernel": kernel, "pad": pad, "dilate": (dilation, dilation), "num_filter": channels,
+                      "no_bias": not use_bias}
+        self._direct_inference = direct_inference
+        self.training_kernels = True
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(channels, in_channels) + kernel, init=_CONV_INIT)
+            self.bias = self.params.get("bias", shape=(channels,), init="zeros") if use_bias else None
+
+    def hybrid_forward(self, F, x, weight, bias=None):  # noqa: ANN001
+        if self._direct_inference and not self.training_kernels:
+            return F.Convolution(x, weight, bias, **self._conv)
+        cols = F.im2col(x, kernel=self._conv["kernel"], pad=self._conv["pad"], dilate=self._conv["dilate"])
+        cols = cols.transpose((0, 2, 1))  # (N, H*W, C*kh*kw)
+        out = F.FullyConnected(cols.reshape((-3, -2)), weight.reshape((0, -1)), bias,
+                               num_hidden=self._conv["num_filter"], no_bias=self._conv["no_bias"])  # (N*H*W, out)
+        out = F.reshape_like(out, cols, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2).transpose((0, 2, 1))
+        return F.reshape_like(out, x, lhs_begin=2, lhs_end=3, rhs_begin=2, rhs_end=4)  # (N, out, H, W)
+
+
+class BasicBlock(nn.HybridBlock):
+    """ResNet's two 3x3 convolutions with a shortcut (a strided 1x1 convolution + BN where the shape changes).
+    ``gemm``: its stride-1 3x3 convolutions are ``GemmConv``s (the last stage)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int, relu_type: str, gemm: bool = False) -> None:
         super().__init__()
         with self.name_scope():
-            self.conv1 = nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels,
-                                   weight_initializer=_CONV_INIT)
+            if gemm and stride == 1:
+                self.conv1 = GemmConv(channels, in_channels, direct_inference=True)
+            else:
+                self.conv1 = nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels,
+                                       weight_initializer=_CONV_INIT)
             self.bn1 = nn.BatchNorm(in_channels=channels)
             self.act1 = activation(relu_type, channels)
-            self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels,
-                                   weight_initializer=_CONV_INIT)
+            if gemm:
+                self.conv2 = GemmConv(channels, channels, direct_inference=True)
+            else:
+                self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels,
+                                       weight_initializer=_CONV_INIT)
             self.bn2 = nn.BatchNorm(in_channels=channels)
             self.act2 = activation(relu_type, channels)
             self.downsample = None
@@ -185,8 +248,7 @@ class TemporalBranches(nn.HybridBlock):
                                nn.Conv2D(branch_channels, 1, use_bias=False, in_channels=in_channels,
                                          weight_initializer=_CONV_INIT))
                 else:
-                    branch.add(nn.Conv2D(branch_channels, (k, 1), 1, (pad, 0), (dilation, 1), in_channels=in_channels,
-                                         weight_initializer=_CONV_INIT))
+                    branch.add(GemmConv(branch_channels, in_channels, (k, 1), dilation, use_bias=True))
                 branch.add(nn.BatchNorm(in_channels=branch_channels), activation(relu_type, branch_channels))
                 self.branches.add(branch)
 
@@ -239,7 +301,7 @@ class WordNet(nn.HybridBlock):
             for stage, channels in enumerate(trunk):
                 for block in range(2):
                     self.trunk.add(BasicBlock(in_channels, channels, 2 if stage and not block else 1,
-                                              config.relu_type))
+                                              config.relu_type, gemm=stage == len(trunk) - 1))
                     in_channels = channels
             self.pool = nn.GlobalAvgPool2D()
             self.tcn = nn.HybridSequential()
@@ -281,11 +343,13 @@ def count_trainable(net: nn.Block) -> int:
 def prepare_word_net(net: WordNet, ctxs: list[mx.Context]) -> None:
     """Make ``net`` ready to read clips on ``ctxs``; call it after the weights are loaded, and train no further.
 
-    On the CPU, oneDNN's graph rewrite (``optimize_for(backend="MKLDNN")``) folds every batch norm into
-    the convolution before it and the trunk's residual sums into their convolutions: the same sums.
+    The front-end and the last stage go back to their faster forward forms (``training_kernels``). On the
+    CPU, oneDNN's graph rewrite (``optimize_for(backend="MKLDNN")``) then folds the batch norms that follow
+    the trunk's convolutions into them, and its residual sums: the same sums, 4% faster (module docstring).
     Elsewhere, the hybridized graph with static memory.
     """
-    net.frontend_conv.pad_channels = False  # no weight gradient to take: the 5-channel forward is cheaper
+    # No weight gradient to take: the 5-channel front-end and oneDNN's direct convolutions are faster forward.
+    net.apply(lambda block: setattr(block, "training_kernels", False) if hasattr(block, "training_kernels") else None)
     if any(ctx.device_type != "cpu" for ctx in ctxs):
         net.hybridize(static_alloc=True, static_shape=True)
         return
