@@ -33,7 +33,7 @@ of one process alternating the versions, taken while other work loaded both core
 
 - the front-end as ``FrameStackConv`` (one 2-D convolution of stacked neighbour frames, no 5-D
   transpose) with ``Swish`` on oneDNN's sigmoid: 15.1 -> 13.9 s per step, 664 -> 453 ms per forward;
-  the swish alone: 593 -> 450 ms per forward;
+  the swish alone: 593 -> 450 ms per forward, no measurable change in training (12.6 s either way);
 - ``GemmConv`` (im2col and a matrix product) for the last stage's 3x3 convolutions in training:
   13.9 -> 13.0 s; for the TCN's convolutions: 12.8 -> 12.4 s, and 474 -> 424 ms per forward;
 - ``prepare_word_net``'s fused graph (batch norms folded into convolutions): 468 -> 450 ms per forward.
@@ -41,7 +41,9 @@ of one process alternating the versions, taken while other work loaded both core
 Not taken: MXNet without oneDNN (``MXNET_MKLDNN_ENABLED=0``: 581 -> 875 ms per forward); the front-end's
 max-pool as nine strided slices (3-5x slower than oneDNN's plain-layout pool it would replace);
 ``contrib.multi_adamw_update`` (no faster than one ``adamw_update`` per parameter, and it crashed on a
-list of 160). What remains is mostly oneDNN's own convolution kernels: about 77% of a training step.
+list of 160). What remains (MXNet's profiler, one thread, training step): oneDNN's own convolution
+kernels about three quarters; the front-end's max-pool about 6% (swish's product comes out in the plain
+layout, where oneDNN's training pool has only a slow generic kernel); the AdamW update about 6%.
 """
 from __future__ import annotations
 
