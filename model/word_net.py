@@ -25,6 +25,25 @@ folded to (N*T, C, H, W) before its batch norm: per-channel statistics over N, T
 the same either way, and the 1x3x3 max-pool is a 2-D pool of each frame. Its batch norm after a
 Conv1D on (N, C, T) fails likewise ("Check failed: !is_view" once channels reach 16), so the TCN
 runs on (N, C, T, 1) with (k, 1) Conv2D kernels: the same arithmetic and parameter count.
+
+Speed on the CPU (``bench/words.py``; MXNet 1.9.1's oneDNN 2.4, AVX2). Every choice below computes the
+same sums (``tests/test_word_net.py`` compares each with the plain form, outputs and gradients); figures
+are CPU seconds of one thread per training step (batch 8) or milliseconds per batch-1 forward, medians
+of one process alternating the versions, taken while other work loaded both cores:
+
+- the front-end as ``FrameStackConv`` (one 2-D convolution of stacked neighbour frames, no 5-D
+  transpose) with ``Swish`` on oneDNN's sigmoid: 15.1 -> 13.9 s per step, 664 -> 453 ms per forward;
+  the swish alone: 593 -> 450 ms per forward, no measurable change in training (12.6 s either way);
+- ``GemmConv`` (im2col and a matrix product) for the last stage's 3x3 convolutions in training:
+  13.9 -> 13.0 s; for the TCN's convolutions: 12.8 -> 12.4 s, and 474 -> 424 ms per forward;
+- ``prepare_word_net``'s fused graph (batch norms folded into convolutions): 468 -> 450 ms per forward.
+
+Not taken: MXNet without oneDNN (``MXNET_MKLDNN_ENABLED=0``: 581 -> 875 ms per forward); the front-end's
+max-pool as nine strided slices (3-5x slower than oneDNN's plain-layout pool it would replace);
+``contrib.multi_adamw_update`` (no faster than one ``adamw_update`` per parameter, and it crashed on a
+list of 160). What remains (MXNet's profiler, one thread, training step): oneDNN's own convolution
+kernels about three quarters; the front-end's max-pool about 6% (swish's product comes out in the plain
+layout, where oneDNN's training pool has only a slow generic kernel); the AdamW update about 6%.
 """
 from __future__ import annotations
 
@@ -83,22 +102,117 @@ def activation(relu_type: str, channels: int) -> nn.HybridBlock:
     if relu_type == "prelu":
         return nn.PReLU(in_channels=channels)
     if relu_type == "swish":
-        return nn.Swish()
+        return Swish()
     return nn.Activation("relu")
 
 
-class BasicBlock(nn.HybridBlock):
-    """ResNet's two 3x3 convolutions with a shortcut (a strided 1x1 convolution + BN where the shape changes)."""
+class Swish(nn.HybridBlock):
+    """``x * sigmoid(x)`` (Gluon's ``nn.Swish`` with its fixed beta of 1), the sigmoid taken by oneDNN.
 
-    def __init__(self, in_channels: int, channels: int, stride: int, relu_type: str) -> None:
+    ``nn.Swish`` computes ``x * sigmoid(1.0 * x)`` with MXNet's own ``sigmoid``: a scalar product, a
+    scalar exp per element and their backward passes. ``Activation(act_type="sigmoid")`` runs oneDNN's
+    vectorised eltwise kernel forward and backward, and the product by one is gone.
+    """
+
+    def hybrid_forward(self, F, x):  # noqa: ANN001 (Gluon's F is ndarray or symbol)
+        return x * F.Activation(x, act_type="sigmoid")
+
+
+class FrameStackConv(nn.HybridBlock):
+    """The front-end's Conv3D(1->C, kt x k x k, stride 1 x s x s, padding kt//2 x k//2 x k//2, no bias),
+    computed per frame: each frame's kt neighbours (zeros past either end) stacked as kt channels, one
+    2-D convolution of every frame with the (C, 1, kt, k, k) weight seen as (C, kt, k, k).
+
+    (N, 1, T, H, W) -> (N*T, C, H/s, W/s): the frames come out batched as the ResNet trunk reads them.
+    MXNet 1.9.1's Conv3D output had to be transposed to (N*T, C, H, W) in the plain layout (one more pass
+    over the largest tensor), and its batch norm then ran oneDNN's slow plain-layout kernel; the 2-D
+    convolution writes oneDNN's blocked layout directly. Both forms take the weight gradient with
+    oneDNN's im2col + GEMM kernel at 5 input channels; at 8 (``training_kernels``) with its blocked
+    AVX2 kernel: forward and backward over 232 frames 1.7-2.5 s instead of 3.8-6.6 s (2 threads, under
+    load), for a forward of 0.75 s instead of 0.53 s, so reading keeps 5.
+    """
+
+    def __init__(self, channels: int, kernel: tuple[int, int, int], stride: int) -> None:
+        super().__init__()
+        self._channels, self._kernel, self._stride = channels, kernel, stride
+        self.training_kernels = True  # 8 channels (see hybrid_forward); prepare_word_net turns it off
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(channels, 1) + kernel, init=_CONV_INIT)
+
+    def hybrid_forward(self, F, x, weight):  # noqa: ANN001
+        kt, kh, kw = self._kernel
+        half = kt // 2
+        padded = F.pad(x, mode="constant", pad_width=(0, 0, 0, 0, half, half, 0, 0, 0, 0))  # (N, 1, T+kt-1, H, W)
+        # Frame t's neighbours t-half..t+half, each (N, 1, T, H, W), stacked to (N, 1, T, kt, H, W).
+        shifted = [F.slice_axis(padded, axis=2, begin=i, end=(i - 2 * half) or None) for i in range(kt)]
+        weight = weight.reshape((0, -3, -2))  # (C, kt, k, k)
+        if self.training_kernels and kt % 8:
+            # Zero frames and zero weights up to a multiple of 8 channels: the same sums, and oneDNN then takes
+            # the weight gradient with its blocked AVX2 kernel instead of im2col + GEMM (see above).
+            extra = 8 - kt % 8
+            shifted += [F.zeros_like(shifted[0])] * extra
+            weight = F.concat(weight, F.zeros_like(F.slice_axis(weight, axis=1, begin=0, end=1)).tile((1, extra, 1, 1)),
+                              dim=1)
+        frames = F.stack(*shifted, axis=3).reshape((-3, -2)).reshape((-3, -2))  # (N*T, channels, H, W)
+        return F.Convolution(frames, weight, kernel=(kh, kw), stride=(self._stride,) * 2,
+                             pad=(kh // 2, kw // 2), num_filter=self._channels, no_bias=True)
+
+
+class GemmConv(nn.HybridBlock):
+    """``nn.Conv2D`` with "same" padding and stride 1 (the same ``weight`` and ``bias``) as im2col and one
+    matrix product (``FullyConnected``): for the maps where oneDNN's direct AVX2 kernels do poorly.
+
+    - The TCN's (k, 1) convolutions of (N, 768, T, 1): a (7, 1) kernel at dilation 4 over a batch of 8
+      took 87-96 ms of CPU forward and backward, 57-66 ms as a matrix product; at batch 1, forward, 5-6 ms
+      and 3-4 ms (one thread, alternated 5 times, under load). Always a matrix product.
+    - The last stage's 3x3 convolutions of 512 channels on 3x3 maps: over 232 frames 1.0-1.4 s of CPU
+      forward and backward, 0.7-1.0 s as a matrix product (alternated 4 times), but its forward alone is
+      slower, as is the third stage's 6x6 (0.8-0.9 s against 0.4-0.6 s): with ``direct_inference``
+      ``prepare_word_net`` turns it back into oneDNN's convolution for reading (``training_kernels``).
+    """
+
+    def __init__(self, channels: int, in_channels: int, kernel: tuple[int, int] = (3, 3), dilation: int = 1,
+                 use_bias: bool = False, direct_inference: bool = False) -> None:
+        super().__init__()
+        pad = tuple((k - 1) * dilation // 2 for k in kernel)
+        self._conv = {"kernel": kernel, "pad": pad, "dilate": (dilation, dilation), "num_filter": channels,
+                      "no_bias": not use_bias}
+        self._direct_inference = direct_inference
+        self.training_kernels = True
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(channels, in_channels) + kernel, init=_CONV_INIT)
+            self.bias = self.params.get("bias", shape=(channels,), init="zeros") if use_bias else None
+
+    def hybrid_forward(self, F, x, weight, bias=None):  # noqa: ANN001
+        if self._direct_inference and not self.training_kernels:
+            return F.Convolution(x, weight, bias, **self._conv)
+        cols = F.im2col(x, kernel=self._conv["kernel"], pad=self._conv["pad"], dilate=self._conv["dilate"])
+        cols = cols.transpose((0, 2, 1))  # (N, H*W, C*kh*kw)
+        out = F.FullyConnected(cols.reshape((-3, -2)), weight.reshape((0, -1)), bias,
+                               num_hidden=self._conv["num_filter"], no_bias=self._conv["no_bias"])  # (N*H*W, out)
+        out = F.reshape_like(out, cols, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2).transpose((0, 2, 1))
+        return F.reshape_like(out, x, lhs_begin=2, lhs_end=3, rhs_begin=2, rhs_end=4)  # (N, out, H, W)
+
+
+class BasicBlock(nn.HybridBlock):
+    """ResNet's two 3x3 convolutions with a shortcut (a strided 1x1 convolution + BN where the shape changes).
+    ``gemm``: its stride-1 3x3 convolutions are ``GemmConv``s (the last stage)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int, relu_type: str, gemm: bool = False) -> None:
         super().__init__()
         with self.name_scope():
-            self.conv1 = nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels,
-                                   weight_initializer=_CONV_INIT)
+            if gemm and stride == 1:
+                self.conv1 = GemmConv(channels, in_channels, direct_inference=True)
+            else:
+                self.conv1 = nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels,
+                                       weight_initializer=_CONV_INIT)
             self.bn1 = nn.BatchNorm(in_channels=channels)
             self.act1 = activation(relu_type, channels)
-            self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels,
-                                   weight_initializer=_CONV_INIT)
+            if gemm:
+                self.conv2 = GemmConv(channels, channels, direct_inference=True)
+            else:
+                self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels,
+                                       weight_initializer=_CONV_INIT)
             self.bn2 = nn.BatchNorm(in_channels=channels)
             self.act2 = activation(relu_type, channels)
             self.downsample = None
@@ -136,8 +250,7 @@ class TemporalBranches(nn.HybridBlock):
                                nn.Conv2D(branch_channels, 1, use_bias=False, in_channels=in_channels,
                                          weight_initializer=_CONV_INIT))
                 else:
-                    branch.add(nn.Conv2D(branch_channels, (k, 1), 1, (pad, 0), (dilation, 1), in_channels=in_channels,
-                                         weight_initializer=_CONV_INIT))
+                    branch.add(GemmConv(branch_channels, in_channels, (k, 1), dilation, use_bias=True))
                 branch.add(nn.BatchNorm(in_channels=branch_channels), activation(relu_type, branch_channels))
                 self.branches.add(branch)
 
@@ -163,7 +276,10 @@ class MultiscaleBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):  # noqa: ANN001
         out = self.dropout1(self.branches1(self.dropout0(self.branches0(x))))
-        return self.act(out + self.downsample(x))
+        # broadcast_add, not +: oneDNN's graph rewrite would fuse a "+" into the 1x1 convolution (conv + sum)
+        # and MXNet 1.9.1 then wires that fused graph's inputs wrongly ("Shape inconsistent, Provided = [256],
+        # inferred shape=(256,512,3,1)"); the tensors are small, (N, 768, T, 1).
+        return self.act(F.broadcast_add(out, self.downsample(x)))
 
 
 class WordNet(nn.HybridBlock):
@@ -178,8 +294,7 @@ class WordNet(nn.HybridBlock):
         branch = config.tcn_branch_channels()
         tcn_channels = branch * len(config.tcn_kernel_size)
         with self.name_scope():
-            self.frontend_conv = nn.Conv3D(trunk[0], (5, 7, 7), (1, 2, 2), (2, 3, 3), use_bias=False, in_channels=1,
-                                           weight_initializer=_CONV_INIT)
+            self.frontend_conv = FrameStackConv(trunk[0], (5, 7, 7), 2)
             self.frontend_bn = nn.BatchNorm(in_channels=trunk[0])
             self.frontend_act = activation(config.relu_type, trunk[0])
             self.frontend_pool = nn.MaxPool2D(3, 2, 1)
@@ -188,7 +303,7 @@ class WordNet(nn.HybridBlock):
             for stage, channels in enumerate(trunk):
                 for block in range(2):
                     self.trunk.add(BasicBlock(in_channels, channels, 2 if stage and not block else 1,
-                                              config.relu_type))
+                                              config.relu_type, gemm=stage == len(trunk) - 1))
                     in_channels = channels
             self.pool = nn.GlobalAvgPool2D()
             self.tcn = nn.HybridSequential()
@@ -200,12 +315,11 @@ class WordNet(nn.HybridBlock):
             self.output = nn.Dense(config.num_classes, in_units=tcn_channels, flatten=False)
 
     def hybrid_forward(self, F, x, lengths):  # noqa: ANN001
-        x = self.frontend_conv(x)  # (N, C, T, H, W)
-        frames = x.transpose((0, 2, 1, 3, 4)).reshape((-3, -2))  # (N*T, C, H, W): 4-D for the batch norm
+        frames = self.frontend_conv(x)  # (N*T, C, H, W)
         y = self.frontend_pool(self.frontend_act(self.frontend_bn(frames)))
         y = self.pool(self.trunk(y)).reshape((0, -1))  # (N*T, C)
-        # (N, T, C) -> (N, C, T): reshape_like takes N and T from the front-end's (N, T, ...) view.
-        seq = F.reshape_like(y, x.transpose((0, 2, 1, 3, 4)), lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)
+        # (N, T, C) -> (N, C, T): reshape_like takes N and T from the input's (N, 1*T, H, W) view.
+        seq = F.reshape_like(y, x.reshape((0, -3, -2)), lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)
         # (N, C, T, 1); transposing the 3-D (N, T, C) instead fails in a hybridized backward pass (oneDNN:
         # "could not create a primitive descriptor for a reorder primitive").
         seq = self.tcn(F.transpose(seq.expand_dims(3), (0, 2, 1, 3)))
@@ -229,9 +343,19 @@ def count_trainable(net: nn.Block) -> int:
 
 
 def prepare_word_net(net: WordNet, ctxs: list[mx.Context]) -> None:
-    """Hybridize for inference with static memory. (oneDNN's graph rewrite, ``backend="MKLDNN"``, fails
-    on MXNet 1.9.1 when fusing a convolution that has a bias with its batch norm, as the TCN's do:
-    "Shape inconsistent, Provided = [256], inferred shape=(256,512,3,1)".) Call it after the weights are
-    loaded; train no further."""
-    del ctxs  # the same on every device
-    net.hybridize(static_alloc=True, static_shape=True)
+    """Make ``net`` ready to read clips on ``ctxs``; call it after the weights are loaded, and train no further.
+
+    The front-end and the last stage go back to their faster forward forms (``training_kernels``). On the
+    CPU, oneDNN's graph rewrite (``optimize_for(backend="MKLDNN")``) then folds the batch norms that follow
+    the trunk's convolutions into them, and its residual sums: the same sums, 4% faster (module docstring).
+    Elsewhere, the hybridized graph with static memory.
+    """
+    # No weight gradient to take: the 5-channel front-end and oneDNN's direct convolutions are faster forward.
+    net.apply(lambda block: setattr(block, "training_kernels", False) if hasattr(block, "training_kernels") else None)
+    if any(ctx.device_type != "cpu" for ctx in ctxs):
+        net.hybridize(static_alloc=True, static_shape=True)
+        return
+    config = net.config
+    frames = mx.nd.zeros((1, 1, config.frames, config.size, config.size), ctx=ctxs[0])
+    net.optimize_for(frames, mx.nd.full((1,), config.frames, ctx=ctxs[0]), backend="MKLDNN",
+                     static_alloc=True, static_shape=True)

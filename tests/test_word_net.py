@@ -7,7 +7,7 @@ import pytest
 from mxnet import autograd, gluon
 
 import model.adamw  # noqa: F401 (registers "adamw")
-from model.word_net import WordNet, WordNetConfig, count_trainable
+from model.word_net import FrameStackConv, GemmConv, Swish, WordNet, WordNetConfig, count_trainable, prepare_word_net
 
 SMALL = {"num_classes": 6, "width_mult": 0.125, "tcn_width_mult": 0.125}
 
@@ -43,6 +43,77 @@ def test_output_shape_and_training_step():
     trainer.step(3)
     assert np.isfinite(loss.asnumpy()).all()
     assert not np.allclose(before, net.output.weight.data().asnumpy())
+
+
+@pytest.mark.parametrize("training_kernels", [True, False])
+def test_front_end_is_the_reference_conv3d(training_kernels: bool):
+    """The per-frame 2-D convolution of stacked neighbours (padded to 8 channels for training or not) gives the
+    Conv3D(1->C, 5x7x7, stride 1x2x2, padding 2x3x3) of every frame, and the same weight gradient."""
+    conv = FrameStackConv(8, (5, 7, 7), 2)
+    conv.initialize()
+    conv.training_kernels = training_kernels
+    conv.hybridize()
+    data = mx.nd.random.normal(shape=(2, 1, 7, 20, 20))
+    weight = conv.weight.data().copy()
+    weight.attach_grad()
+    head = mx.nd.random.normal(shape=(14, 8, 10, 10))
+    with autograd.record():
+        ours = conv(data)
+    ours.backward(head)
+    with autograd.record():
+        ref = mx.nd.Convolution(data, weight, kernel=(5, 7, 7), stride=(1, 2, 2), pad=(2, 3, 3), num_filter=8,
+                                no_bias=True)
+        ref = ref.transpose((0, 2, 1, 3, 4)).reshape((-3, -2))  # (N*T, C, H, W)
+    ref.backward(head)
+    assert ours.shape == (14, 8, 10, 10)
+    np.testing.assert_allclose(ours.asnumpy(), ref.asnumpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(conv.weight.grad().asnumpy(), weight.grad.asnumpy(), rtol=1e-4, atol=1e-3)
+    x = mx.nd.random.normal(shape=(2, 3, 4, 4)) * 4
+    np.testing.assert_allclose(Swish()(x).asnumpy(), gluon.nn.Swish()(x).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel,dilation,bias", [((3, 3), 1, False), ((7, 1), 4, True)])
+def test_matrix_product_convolution_is_the_convolution(kernel: tuple[int, int], dilation: int, bias: bool):
+    """GemmConv (im2col and a matrix product) gives the "same" convolution's output and gradients, as does its
+    oneDNN form for reading (direct_inference, training_kernels off)."""
+    conv = GemmConv(16, 8, kernel, dilation, use_bias=bias, direct_inference=True)
+    conv.initialize()
+    if bias:
+        conv.bias.set_data(mx.nd.random.normal(shape=(16,)))
+    data = mx.nd.random.normal(shape=(3, 8, 9, 5) if kernel[1] > 1 else (3, 8, 29, 1))
+    data.attach_grad()
+    head = mx.nd.random.normal(shape=(3, 16) + data.shape[2:])
+    pad = tuple((k - 1) * dilation // 2 for k in kernel)
+    ref = mx.nd.Convolution(data, conv.weight.data(), conv.bias.data() if bias else None, kernel=kernel, pad=pad,
+                            dilate=(dilation, dilation), num_filter=16, no_bias=not bias)
+    results = []
+    for training_kernels in (True, False):
+        conv.training_kernels = training_kernels
+        conv.hybridize()  # a new graph
+        with autograd.record():
+            out = conv(data)
+        out.backward(head)
+        results.append([out.asnumpy(), data.grad.asnumpy().copy(), conv.weight.grad().asnumpy().copy()])
+        np.testing.assert_allclose(out.asnumpy(), ref.asnumpy(), rtol=1e-4, atol=1e-4)
+    for gemm, direct in zip(*results):
+        np.testing.assert_allclose(gemm, direct, rtol=1e-4, atol=1e-4)
+
+
+def test_prepared_network_gives_the_same_scores():
+    """prepare_word_net (oneDNN's fused graph on the CPU: batch norms folded into convolutions) changes no score."""
+    net = WordNet(WordNetConfig(**SMALL, size=40))
+    net.initialize()
+    for name, param in net.collect_params().items():  # batch norms that do something
+        if name.endswith(("running_mean", "beta", "bias")):
+            param.set_data(mx.nd.random.normal(0, 0.2, shape=param.shape))
+        elif name.endswith(("running_var", "gamma")):
+            param.set_data(mx.nd.random.uniform(0.5, 2, shape=param.shape))
+    data = mx.nd.random.normal(shape=(2, 1, 29, 40, 40))
+    lengths = mx.nd.array([29, 20])
+    expected = net(data, lengths).asnumpy()
+    prepare_word_net(net, [mx.cpu()])
+    np.testing.assert_allclose(net(data, lengths).asnumpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(net(data[:1], lengths[:1]).asnumpy(), expected[:1], rtol=1e-4, atol=1e-4)
 
 
 def test_dwpw_branches_and_config_checks():
