@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="per-frame probability of deletion and of duplication (the paper's temporal jitter)")
     data.add_argument("--word_prob", type=float, default=0.0,
                       help="probability of training on one aligned word of a clip instead of the sentence")
+    data.add_argument("--span_prob", type=float, default=0.0,
+                      help="probability (of the rest) of training on a random run of consecutive aligned words of "
+                           "a clip, cut at word boundaries or in the silence around the sentence")
     net = parser.add_argument_group("network")
     net.add_argument("--alphabet", default="auto", choices=("auto", "grid", "captions"),
                      help="characters the network spells: grid (a-z, space), captions (a-z, space, apostrophe), "
