@@ -151,22 +151,6 @@ def aligned_segments(words: Sequence[AlignedWord], count: int) -> list[tuple[int
     return segments
 
 
-def span_frames(words: Sequence[AlignedWord], count: int, rng: np.random.Generator) -> tuple[int, int, str]:
-    """A random run of consecutive ``words`` of a clip of ``count`` frames: its frames ``[start, end)`` and text.
-
-    Inner cuts fall on word boundaries; a run that reaches the first (last) word starts (ends) at a
-    random frame of the silence before (after) it, so where a word is said moves within the sample.
-    """
-    first = int(rng.integers(len(words)))
-    last = first + int(rng.integers(len(words) - first))
-    lead = min(max(words[0].start, 0), count - 1)
-    tail = min(max(words[-1].end, lead + 1), count)
-    start = int(rng.integers(lead + 1)) if first == 0 else min(max(words[first].start, 0), count - 1)
-    end = count - int(rng.integers(count - tail + 1)) if last == len(words) - 1 else words[last].end
-    end = min(max(end, start + 1), count)
-    return start, end, " ".join(w.word for w in words[first:last + 1])
-
-
 class LipDataset(gluon.data.Dataset):
     """Clips as ``(frames (T, H, W, 3) uint8, label ids, input length, clip index)``.
 
@@ -191,7 +175,6 @@ class LipDataset(gluon.data.Dataset):
         flip_prob: float = 0.5,
         jitter_prob: float = 0.05,
         word_prob: float = 0.0,
-        span_prob: float = 0.0,
         seed: int = 0,
         alphabet: Alphabet = GRID,
     ) -> None:
@@ -202,7 +185,6 @@ class LipDataset(gluon.data.Dataset):
         self.flip_prob = flip_prob if train else 0.0
         self.jitter_prob = jitter_prob if train else 0.0
         self.word_prob = word_prob if train else 0.0
-        self.span_prob = span_prob if train else 0.0
         self.seed = seed
         self._reported: set[str] = set()
         self.too_short = 0  # samples dropped for having fewer frames than their label needs
@@ -242,9 +224,6 @@ class LipDataset(gluon.data.Dataset):
             start, end = word_span(word, len(frames), ctc_min_frames(word.word))
             frames = frames[start:end]
             sentence = word.word
-        elif self.span_prob and record.words and rng.random() < self.span_prob:
-            start, end, sentence = span_frames(record.words, len(frames), rng)
-            frames = frames[start:end]
         needed = ctc_min_frames(sentence)
         target = self.num_frames or len(frames)
         order = temporal_jitter(len(frames), rng, self.jitter_prob) if self.jitter_prob else np.arange(len(frames))

@@ -103,7 +103,7 @@ def test_words_spelt_where_they_were_said_cost_less_than_at_the_edges(tmp_path: 
 def test_clips_without_an_align_and_cut_samples_keep_the_sentence_loss(tmp_path: Path):
     task = _task(tmp_path)
     cases = [(EDGES, "set white with p two soon", 70, 0),  # every word, cut inside the trailing silence
-             (EDGES, "white with p", 75, 0),  # a run of words (span_prob) or one word (word_prob)
+             (EDGES, "white with p", 75, 0),  # words cut out of the clip (word_prob)
              ("bin blue at f two now" + "-" * 54, "bin blue at f two now", 75, 1)]  # no align file
     aligned, plain = _losses(task, *map(list, zip(*cases)))
     np.testing.assert_allclose(aligned, plain, rtol=1e-5)

@@ -410,50 +410,6 @@ def test_single_word_clips_from_the_align(tmp_path: Path):
     assert label_lengths.asscalar() == len(word)
 
 
-def test_spans_of_consecutive_words_from_the_align(tmp_path: Path):
-    frames = _smooth_frames(seed=8)
-    save_png_folder(tmp_path / "clips" / "s1" / "bbaf2n", frames)
-    (tmp_path / "align").mkdir()
-    (tmp_path / "align" / "bbaf2n.align").write_text(_align_text(WORDS))
-    records = build_records(discover_clips(tmp_path / "clips"), tmp_path / "align")
-    dataset = LipDataset(records, train=True, flip_prob=0.0, jitter_prob=0.0, span_prob=1.0)
-    names = [w for w, _, _ in WORDS]
-    texts, lead_cuts, tail_cuts = set(), set(), set()
-    for epoch in range(200):
-        clip, label, length, _ = dataset[(epoch, 0)]
-        text = decode(label).split(" ")
-        first = names.index(text[0])
-        assert text == names[first:first + len(text)]  # a run of consecutive words, in order
-        last = first + len(text) - 1
-        start = _frame_index(frames, clip[0])
-        if first:
-            assert start == WORDS[first][1]  # inner cuts fall on word boundaries
-        else:
-            assert 0 <= start <= WORDS[0][1]
-            lead_cuts.add(start)
-        end = start + length
-        if last < len(WORDS) - 1:
-            assert end == WORDS[last][2]
-        else:
-            assert WORDS[-1][2] <= end <= NUM_FRAMES
-            tail_cuts.add(end)
-        np.testing.assert_array_equal(clip[:length], frames[start:end])
-        assert (clip[length:] == frames[end - 1]).all()
-        texts.add(" ".join(text))
-    assert len(texts) >= 15 and len(lead_cuts) >= 4 and len(tail_cuts) >= 4
-    # span_prob is the probability of a span: at 0 every sample is the whole sentence, and evaluation never cuts
-    for dataset in (LipDataset(records, train=True, flip_prob=0.0, jitter_prob=0.0, span_prob=0.0),
-                    LipDataset(records, train=False, span_prob=1.0)):
-        clip, label, length, _ = dataset[(3, 0)]
-        assert decode(label) == " ".join(names) and length == NUM_FRAMES
-
-
-def _frame_index(frames: np.ndarray, frame: np.ndarray) -> int:
-    """The index of the one frame of ``frames`` equal to ``frame``."""
-    (index,) = [i for i in range(len(frames)) if np.array_equal(frames[i], frame)]
-    return index
-
-
 def test_augmentation_depends_only_on_seed_epoch_and_index(records: list[ClipRecord]):
     def make(seed: int = 5) -> LipDataset:
         return LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=seed)
