@@ -58,8 +58,9 @@ def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
       single letters drop there. With this recipe's 900-epoch schedule and stop_wer 0, seed 1 read all
       three exactly at epoch 390 (raw videos right too) but, stopped there, read the 60 fps transcoded
       lwbsza as "... s ro again" (3 test_own_video failures); seed 2 still read "bin blue at two now" at
-      epoch 560. On a 500-epoch schedule without a stop (its last/ read, for margin), seed 1 ended at WER
-      0.11 ("bin blue at two ow", "lay white by s zo again"); seed 2 read all three from epoch 250 and
+      epoch 560. On a 500-epoch schedule without a stop (its last/ read, for margin), seeds 1 and 4 ended
+      at WER 0.11 ("bin blue at two ow", "lay white by s zo again"; "bin blu at f two now", "... s ero
+      again"), seed 3 read all three from epoch 350, and seed 2 read all three from epoch 250 and
       the raw videos right, passed the timing test, the real-data and ONNX tests, yet read the
       transcoded bbaf2n as "bin blue at f t wo now" and lwbsza in the concatenation as "... zero ain"
       (3 test_own_video failures again).
