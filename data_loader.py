@@ -127,6 +127,30 @@ def word_span(word: AlignedWord, count: int, needed: int) -> tuple[int, int]:
     return start - before, end + after
 
 
+def aligned_segments(words: Sequence[AlignedWord], count: int) -> list[tuple[int, int, str]] | None:
+    """A clip of ``count`` frames cut into consecutive ``(start, end, text)`` segments that cover it: each
+    word with the space after it (the last without) over its aligned frames, and the silences around
+    them with no text; None when a word's frames cannot hold its text (CTC needs ``ctc_min_frames``).
+
+    Align spans are rounded outwards, so neighbours share a frame: each segment starts where the one
+    before it ended and is widened past its word's end only as far as its text needs.
+    """
+    segments, at = [], 0
+    for k, word in enumerate(words):
+        text = word.word + (" " if k < len(words) - 1 else "")
+        start = min(max(word.start, at), count)
+        if start > at:
+            segments.append((at, start, ""))
+        end = min(max(word.end, start + ctc_min_frames(text)), count)
+        if end - start < ctc_min_frames(text):
+            return None
+        segments.append((start, end, text))
+        at = end
+    if at < count:
+        segments.append((at, count, ""))
+    return segments
+
+
 class LipDataset(gluon.data.Dataset):
     """Clips as ``(frames (T, H, W, 3) uint8, label ids, input length, clip index)``.
 

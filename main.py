@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="per-frame probability of deletion and of duplication (the paper's temporal jitter)")
     data.add_argument("--word_prob", type=float, default=0.0,
                       help="probability of training on one aligned word of a clip instead of the sentence")
+    data.add_argument("--aligned_ctc", type=str2bool, default=False,
+                      help="score a whole clip that has an align file word by word: each word's CTC loss over its "
+                           "own frames plus blanks over the silences, so that words are spelt where they were said "
+                           "(needs jitter_prob=0)")
     net = parser.add_argument_group("network")
     net.add_argument("--alphabet", default="auto", choices=("auto", "grid", "captions"),
                      help="characters the network spells: grid (a-z, space), captions (a-z, space, apostrophe), "

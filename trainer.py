@@ -574,10 +574,54 @@ class SentenceTask:
         self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
         self.val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
         self.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
+        if args.aligned_ctc and args.jitter_prob > 0:
+            raise ValueError("aligned_ctc needs jitter_prob=0: temporal jitter moves the frames away from their align")
+        self._clip_frames: dict[int, int] = {}
 
     def losses(self, net: LipNet, parts: list[tuple], epoch: int, batch: int, rank: int) -> list[mx.nd.NDArray]:
         """Per-clip losses of each context's part of a batch (inside ``autograd.record``)."""
+        if self.args.aligned_ctc:
+            return [self._aligned_losses(net.read(d, dl), lab, dl, ll, idx) for d, lab, dl, ll, idx in parts]
         return [self.loss_fn(net.read(d, dl), lab, dl, ll) for d, lab, dl, ll, _ in parts]
+
+    def _segments(self, index: int, label_length: int, length: int) -> list[tuple[int, int, str]] | None:
+        """The aligned segments of training clip ``index`` when the sample is the whole clip with its sentence."""
+        record = self.train_set.records[index]
+        if not record.words or label_length != len(record.sentence):
+            return None  # no align file, or a single word or a run of words cut out of the clip
+        if index not in self._clip_frames:
+            frames = data_loader.clip_length(record.path)
+            self._clip_frames[index] = min(frames, self.args.frames) if self.args.frames else frames
+        if length != self._clip_frames[index]:
+            return None  # a run of every word, cut inside the silence around them
+        return data_loader.aligned_segments(record.words, length)
+
+    def _aligned_losses(self, out: mx.nd.NDArray, labels: mx.nd.NDArray, data_lengths: mx.nd.NDArray,
+                        label_lengths: mx.nd.NDArray, indices: np.ndarray) -> mx.nd.NDArray:
+        """Per-clip CTC losses, a whole clip with an align file scored segment by segment (``aligned_ctc``): the
+        sum of each word's loss over its own frames and of the silences' (blanks only), so that where a
+        word is spelt is learnt from where it was said, not left to CTC (which spells a sentence memorised
+        from three clips wherever it likes: at the clip's edges)."""
+        lengths, label_counts = data_lengths.asnumpy().astype(int), label_lengths.asnumpy().astype(int)
+        losses = []
+        for i, index in enumerate(indices):
+            segments = self._segments(int(index), int(label_counts[i]), int(lengths[i]))
+            if segments is None:
+                losses.append(self.loss_fn(out[i:i + 1], labels[i:i + 1], data_lengths[i:i + 1],
+                                           label_lengths[i:i + 1]))
+                continue
+            parts = []
+            for start, end, text in segments:
+                frames = out[i:i + 1, start:end]
+                if not text:  # MXNet 1.9.1's CTCLoss gives garbage (-0.008, 7e-43) for an empty label
+                    blank = self.alphabet.blank
+                    parts.append(-frames.slice_axis(axis=2, begin=blank, end=blank + 1).sum(axis=(1, 2)))
+                    continue
+                parts.append(self.loss_fn(frames, mx.nd.array([self.alphabet.encode(text)], ctx=out.context),
+                                          mx.nd.array([end - start], ctx=out.context),
+                                          mx.nd.array([len(text)], ctx=out.context)))
+            losses.append(mx.nd.add_n(*parts))
+        return mx.nd.concat(*losses, dim=0)
 
     @staticmethod
     def frame_counts(batch: tuple) -> tuple[int, int]:
