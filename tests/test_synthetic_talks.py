@@ -26,8 +26,9 @@ from utils.synthetic.talks import (
     text_sentences,
 )
 from utils.text.captions import CHARACTERS, normalise_text, read_captions
-from utils.video.mouth_extractor import MOUTH, load_models
+from utils.video.mouth_extractor import MOUTH, MouthExtractor, load_models
 from utils.video.reader import probe
+from utils.video.utterances import UtteranceReader
 
 
 def test_every_caption_character_has_a_mouth_target_alike_within_its_viseme_class_only():
@@ -168,9 +169,6 @@ def test_a_frame_shows_which_character_is_said_to_an_unseen_speaker_often_not_al
 
 
 def test_a_margin_trims_the_still_mouth_around_each_utterance_to_about_the_cues(tmp_path: Path):
-    from utils.video.mouth_extractor import MouthExtractor
-    from utils.video.utterances import UtteranceReader
-
     generate_talks(tmp_path, [3], sentences_per_talk=4, seed=1, progress=False)
     video, cues = tmp_path / "s3_talk0.mp4", read_captions(tmp_path / "s3_talk0.srt")
     extractor = MouthExtractor(size=(48, 24))

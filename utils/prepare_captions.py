@@ -7,8 +7,8 @@ Every video under ``src_path`` with a subtitle file of the same stem (``talk.mp4
 (``utils.text.captions``: cues closer than ``gap`` merged, those shorter than ``min_duration`` or
 longer than ``max_duration`` skipped, text normalised to lower-case a-z, space and apostrophe with
 numbers spelt out, ``margin`` seconds of the video kept on each side). The mouth of the face seen
-most in each cue is cropped at the network's frame
-rate through the streaming reader (``UtteranceReader.read_spans``). Output, the layout training reads:
+most in each cue is cropped at the network's frame rate through the streaming reader
+(``UtteranceReader.read_spans``). Output, the layout training reads:
 
     tgt_path/SPEAKER/STEM_NNN.npz   mouth crops (utils/clip_store.py's packed format)
     tgt_path/SPEAKER/STEM_NNN.txt   its transcript: one line, the normalised text

@@ -249,6 +249,7 @@ class Utterance:
     skip: str | None = None  # a key of SKIP_REASONS, None for a clip to make
     message: str = ""
 
+
 def merge_cues(cues: Sequence[Cue], gap: float, max_duration: float) -> list[Cue]:
     """Consecutive cues less than ``gap`` seconds apart joined into one, as long as the joined span
     stays within ``max_duration`` (a long run of touching cues, as YouTube writes them, is cut at the

@@ -190,9 +190,11 @@ class UtteranceReader:
     def _trim(self, segment: _Segment) -> _Segment:
         """The segment without the still frames more than ``margin`` before its first movement and
         after its last."""
+        if self.margin_frames is None:
+            return segment
         motion = mouth_motion(segment.marks, segment.start, segment.end)
         moving = np.flatnonzero(motion > STILL) if motion is not None else np.array([], int)
-        if self.margin_frames is None or not len(moving):
+        if not len(moving):
             return segment
         last = segment.start + int(moving[-1]) + 1 + self.margin_frames
         if last < segment.end:
