@@ -28,7 +28,7 @@ from utils.synthetic.talks import (
 from utils.text.captions import CHARACTERS, normalise_text, read_captions
 from utils.video.mouth_extractor import MOUTH, MouthExtractor, load_models
 from utils.video.reader import probe
-from utils.video.utterances import UtteranceReader
+from utils.video.utterances import UtteranceReader, speaking_frames
 
 
 def test_every_caption_character_has_a_mouth_target_alike_within_its_viseme_class_only():
@@ -166,6 +166,14 @@ def test_a_frame_shows_which_character_is_said_to_an_unseen_speaker_often_not_al
     print(f"per-frame character accuracy on an unseen speaker {accuracy:.2f} (chance {chance:.2f})")
     assert accuracy > 1.5 * chance, "a frame should carry information about its character"
     assert accuracy < 0.9, "characters of one viseme class should be confusable"
+
+
+def test_speech_is_motion_that_reaches_the_speech_level_with_its_onset_and_ending():
+    motion = np.zeros(40)
+    motion[3:8] = 0.012  # a still mouth's jitter bump: above STILL, never SPEECH_LEVEL
+    motion[15:30] = [0.009, 0.011, 0.02, 0.04, 0.03, 0.006, 0.02, 0.03, 0.02, 0.01, 0.009, 0.0, 0.0, 0.0, 0.0]
+    np.testing.assert_array_equal(speaking_frames(motion), [15, 16, 17, 18, 19, 21, 22, 23, 24, 25])
+    assert len(speaking_frames(np.full(10, 0.012))) == 0
 
 
 def test_a_margin_trims_the_still_mouth_around_each_utterance_to_about_the_cues(tmp_path: Path):

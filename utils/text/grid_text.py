@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.text.alphabet import GRID
+from utils.text.alphabet import CAPTIONS, GRID
 
 ALPHABET = GRID.characters
 SPACE = GRID.space
@@ -71,11 +71,27 @@ def parse_align(path: str | Path) -> list[AlignedWord]:
             raise ValueError(f"{path}:{number}: end {end} is before start {start}")
         if word in SILENCE_WORDS:
             continue
-        encode(word)  # validates the characters
+        CAPTIONS.encode(word)  # validates the characters (a transcript's apostrophes too)
         words.append(AlignedWord(word, start // 1000, -(-end // 1000)))
     if not words:
         raise ValueError(f"{path}: no words (only silence)")
     return words
+
+
+def format_align(words: Sequence[tuple[float, float, str]], count: int) -> str:
+    """An align file's text for ``(start, end, word)`` spans in frames (fractions kept, as 1/1000 frame),
+    with ``sil`` over the rest of a ``count``-frame clip before and after them: what ``parse_align``
+    reads."""
+    lines, at = [], 0
+    for start, end, word in words:
+        first, last = int(round(start * 1000)), int(round(end * 1000))
+        if first > at:
+            lines.append(f"{at} {first} sil")
+        lines.append(f"{first} {last} {word}")
+        at = last
+    if at < count * 1000:
+        lines.append(f"{at} {count * 1000} sil")
+    return "\n".join(lines) + "\n"
 
 
 def ctc_min_frames(text: str) -> int:

@@ -1,0 +1,50 @@
+"""When a clip's words were said, estimated from its mouth alone: for clips that have a transcript but no
+align file (GRID speakers whose aligns are missing, clips cut from captioned videos).
+
+The speech is taken to run from the first to the last frame where the mouth moves at a speaking pace
+(``mouth_motion`` above ``SPEECH_LEVEL``), and its words are spread over that span in proportion to
+their syllables. On the shared GRID clip that has an align file (swwp2s, 25 fps, landmarks on every
+frame) this put the speech on frames 15-61 against 12-55 (the mouth closes after the sound ends) and
+the word centres 0.12-0.40 s late: far from a forced aligner, but enough to tell ``aligned_ctc``
+training which part of a clip each word is in, where CTC alone lets a model memorising a few clips
+spell them at the clips' edges.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from utils.video.utterances import SPEECH_LEVEL, mouth_motion
+
+_VOWELS = re.compile(r"[aeiouy]+")
+
+
+def speech_span(marks: dict[int, np.ndarray], count: int) -> tuple[int, int] | None:
+    """Frames ``[start, end)`` of a ``count``-frame clip from the first to the last frame whose mouth moves
+    faster than ``SPEECH_LEVEL`` (``marks``: 68 landmarks by frame); None when it never does."""
+    motion = mouth_motion(marks, 0, count)
+    if motion is None:
+        return None
+    moving = np.flatnonzero(motion > SPEECH_LEVEL)
+    return (int(moving[0]), int(moving[-1]) + 1) if len(moving) else None
+
+
+def syllables(word: str) -> int:
+    """A rough syllable count, the unit of speaking time: groups of vowels, without a final silent
+    "e"; a letter said alone is one ("w", double-u, three)."""
+    if len(word) == 1:
+        return 3 if word == "w" else 1
+    groups = len(_VOWELS.findall(word))
+    if word.endswith("e") and not word.endswith(("le", "ee")) and groups > 1:
+        groups -= 1
+    return max(groups, 1)
+
+
+def spread_words(words: Sequence[str], start: float, end: float) -> list[tuple[float, float, str]]:
+    """``(start, end, word)`` of each word, one after the other over ``[start, end)``, each given time in
+    proportion to its syllables."""
+    weights = np.array([syllables(w) for w in words], np.float64)
+    edges = start + np.r_[0.0, np.cumsum(weights)] / weights.sum() * (end - start)
+    return [(float(a), float(b), w) for a, b, w in zip(edges[:-1], edges[1:], words)]
