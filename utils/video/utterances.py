@@ -195,8 +195,8 @@ class UtteranceReader:
     def _trim(self, segment: _Segment) -> _Segment:
         """The segment without what lies more than ``margin`` before its speech begins and after it ends
         (``speaking_frames``: a still mouth's jitter bumps do not count). With movement above STILL alone,
-        the synthetic talks' utterances kept 0.5 s more than their cues on either side (median) and read
-        at WER 1.13; with speech, -0.04..+0.09 s and 0.94 (margin=0.15, the same checkpoint)."""
+        the synthetic talks' utterances kept a median 0.5 s more than their cues on either side and read
+        at WER 1.13; around speech, medians of -0.04 and +0.09 s and 0.94 (margin=0.15, one checkpoint)."""
         if self.margin_frames is None:
             return segment
         motion = mouth_motion(segment.marks, segment.start, segment.end)
