@@ -9,7 +9,7 @@ import pytest
 from utils import estimate_aligns
 from utils.text.grid_text import FPS, AlignedWord, format_align, parse_align
 from utils.video.mouth_extractor import MouthExtractor
-from utils.video.speech_times import spread_words, syllables
+from utils.video.speech_times import spread_words
 
 
 def test_format_align_is_read_back_by_parse_align(tmp_path: Path):
@@ -19,15 +19,9 @@ def test_format_align_is_read_back_by_parse_align(tmp_path: Path):
     assert parse_align(path) == [AlignedWord("set", 12, 20), AlignedWord("white", 19, 27)]
 
 
-@pytest.mark.parametrize("word,count", [("set", 1), ("zero", 2), ("again", 2), ("please", 1), ("seven", 2),
-                                        ("p", 1), ("w", 3), ("isn't", 1), ("table", 2)])
-def test_syllables(word: str, count: int):
-    assert syllables(word) == count
-
-
-def test_spread_words_share_the_span_by_syllables():
-    spans = spread_words(["lay", "zero", "w"], 10.0, 40.0)
-    assert spans == [(10.0, 15.0, "lay"), (15.0, 25.0, "zero"), (25.0, 40.0, "w")]
+def test_spread_words_share_the_span_by_characters():
+    spans = spread_words(["lay", "zero", "s"], 10.0, 40.0)  # 4, 5 and 3 (a letter said alone: 2, and a space)
+    assert spans == [(10.0, 20.0, "lay"), (20.0, 32.5, "zero"), (32.5, 40.0, "s")]
 
 
 def test_estimated_words_of_the_shared_clip_are_near_its_align_file(grid_dir: Path):
