@@ -115,16 +115,6 @@ def temporal_jitter(count: int, rng: np.random.Generator, p: float) -> np.ndarra
     return order if len(order) else np.arange(count)
 
 
-def add_pixel_noise(frames: np.ndarray, rng: np.random.Generator, std: float) -> np.ndarray:
-    """uint8 ``frames`` with Gaussian noise of ``std`` grey levels on every pixel and the whole clip's
-    brightness shifted by a uniform -``std``..``std``: what re-encoding does to a video's pixels. A model
-    memorising the three shared clips read an H.264 copy of one, its mouth crops 2.75 grey levels from
-    the original's on average, with a letter dropped ("la white by s zero again")."""
-    noisy = frames.astype(np.float32)
-    noisy += rng.normal(0.0, std, frames.shape).astype(np.float32) + np.float32(rng.uniform(-std, std))
-    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-
-
 def trim_edges(frames: np.ndarray, rng: np.random.Generator, most: int, needed: int) -> np.ndarray:
     """``frames`` without a random 0..``most`` frames at each end, none when what is left could not hold
     ``needed`` (CTC's frames for the label).
@@ -201,7 +191,6 @@ class LipDataset(gluon.data.Dataset):
         jitter_prob: float = 0.05,
         word_prob: float = 0.0,
         edge_trim: int = 0,
-        pixel_noise: float = 0.0,
         seed: int = 0,
         alphabet: Alphabet = GRID,
     ) -> None:
@@ -213,7 +202,6 @@ class LipDataset(gluon.data.Dataset):
         self.jitter_prob = jitter_prob if train else 0.0
         self.word_prob = word_prob if train else 0.0
         self.edge_trim = edge_trim if train else 0
-        self.pixel_noise = pixel_noise if train else 0.0
         self.seed = seed
         self._reported: set[str] = set()
         self.too_short = 0  # samples dropped for having fewer frames than their label needs
@@ -274,8 +262,6 @@ class LipDataset(gluon.data.Dataset):
         if self.flip_prob and rng.random() < self.flip_prob:
             t, h, w, c = padded.shape
             padded = cv2.flip(padded.reshape(t * h, w, c), 1).reshape(t, h, w, c)
-        if self.pixel_noise:
-            padded = add_pixel_noise(padded, rng, self.pixel_noise)
         return padded, np.asarray(self.alphabet.encode(sentence), np.int32), length, idx
 
 

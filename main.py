@@ -82,9 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="cut a random 0 to this many seconds off each end of every training sample: for clips cut "
                            "with still mouth around their speech (prepare_captions.py margin=), so that the model "
                            "reads an utterance however much still mouth surrounds it (default: 0)")
-    data.add_argument("--pixel_noise", type=float, default=0.0, metavar="GREY_LEVELS",
-                      help="Gaussian noise of this standard deviation on every pixel of a training sample, and its "
-                           "brightness shifted by up to as much: robustness to re-encoded videos (default: 0)")
     data.add_argument("--aligned_ctc", type=str2bool, default=False,
                       help="score a whole clip that has an align file word by word: each word's CTC loss over its "
                            "own frames plus blanks over the silences, so that words are spelt where they were said "

@@ -563,7 +563,7 @@ class SentenceTask:
         train_set = data_loader.LipDataset(train_records, size=size, num_frames=args.frames, train=True,
                                            flip_prob=args.flip_prob, jitter_prob=args.jitter_prob,
                                            word_prob=args.word_prob, edge_trim=int(round(args.edge_trim * MODEL_FPS)),
-                                           pixel_noise=args.pixel_noise, seed=args.seed, alphabet=alphabet)
+                                           seed=args.seed, alphabet=alphabet)
         val_set = data_loader.LipDataset(val_records, size=size, num_frames=args.frames, alphabet=alphabet)
         if args.frames is None and args.bucket:
             lengths = data_loader.clip_lengths(train_records)
