@@ -115,21 +115,6 @@ def temporal_jitter(count: int, rng: np.random.Generator, p: float) -> np.ndarra
     return order if len(order) else np.arange(count)
 
 
-def trim_edges(frames: np.ndarray, rng: np.random.Generator, most: int, needed: int) -> np.ndarray:
-    """``frames`` without a random 0..``most`` frames at each end, none when what is left could not hold
-    ``needed`` (CTC's frames for the label).
-
-    For clips cut with still mouth around their speech (``utils/prepare_captions.py margin=``): a model
-    trained on clips that all begin and end the same way reads by their edges. One trained on the talks'
-    cue-cut clips read "where is the gren door" from its clip, "where is h or toay" from the same frames
-    with three more of the mouth closing after the cue, and as badly with four still frames held.
-    """
-    cut = rng.integers(0, most + 1, 2)
-    if len(frames) - cut.sum() < needed:
-        return frames
-    return frames[cut[0]:len(frames) - cut[1]]
-
-
 def word_span(word: AlignedWord, count: int, needed: int) -> tuple[int, int]:
     """Frames ``[start, end)`` of ``word`` in a clip of ``count`` frames, widened evenly into its
     neighbours (as far as the clip allows) until they are at least ``needed``."""
@@ -190,7 +175,6 @@ class LipDataset(gluon.data.Dataset):
         flip_prob: float = 0.5,
         jitter_prob: float = 0.05,
         word_prob: float = 0.0,
-        edge_trim: int = 0,
         seed: int = 0,
         alphabet: Alphabet = GRID,
     ) -> None:
@@ -201,7 +185,6 @@ class LipDataset(gluon.data.Dataset):
         self.flip_prob = flip_prob if train else 0.0
         self.jitter_prob = jitter_prob if train else 0.0
         self.word_prob = word_prob if train else 0.0
-        self.edge_trim = edge_trim if train else 0
         self.seed = seed
         self._reported: set[str] = set()
         self.too_short = 0  # samples dropped for having fewer frames than their label needs
@@ -242,8 +225,6 @@ class LipDataset(gluon.data.Dataset):
             frames = frames[start:end]
             sentence = word.word
         needed = ctc_min_frames(sentence)
-        if self.edge_trim:
-            frames = trim_edges(frames, rng, self.edge_trim, needed)
         target = self.num_frames or len(frames)
         order = temporal_jitter(len(frames), rng, self.jitter_prob) if self.jitter_prob else np.arange(len(frames))
         if len(order) < needed:  # jitter deleted frames the label needs

@@ -78,14 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="per-frame probability of deletion and of duplication (the paper's temporal jitter)")
     data.add_argument("--word_prob", type=float, default=0.0,
                       help="probability of training on one aligned word of a clip instead of the sentence")
-    data.add_argument("--edge_trim", type=float, default=0.0, metavar="SECONDS",
-                      help="cut a random 0 to this many seconds off each end of every training sample: for clips cut "
-                           "with still mouth around their speech (prepare_captions.py margin=), so that the model "
-                           "reads an utterance however much still mouth surrounds it (default: 0)")
     data.add_argument("--aligned_ctc", type=str2bool, default=False,
                       help="score a whole clip that has an align file word by word: each word's CTC loss over its "
                            "own frames plus blanks over the silences, so that words are spelt where they were said "
-                           "(needs jitter_prob=0 and edge_trim=0)")
+                           "(needs jitter_prob=0)")
     net = parser.add_argument_group("network")
     net.add_argument("--alphabet", default="auto", choices=("auto", "grid", "captions"),
                      help="characters the network spells: grid (a-z, space), captions (a-z, space, apostrophe), "

@@ -562,8 +562,7 @@ class SentenceTask:
 
         train_set = data_loader.LipDataset(train_records, size=size, num_frames=args.frames, train=True,
                                            flip_prob=args.flip_prob, jitter_prob=args.jitter_prob,
-                                           word_prob=args.word_prob, edge_trim=int(round(args.edge_trim * MODEL_FPS)),
-                                           seed=args.seed, alphabet=alphabet)
+                                           word_prob=args.word_prob, seed=args.seed, alphabet=alphabet)
         val_set = data_loader.LipDataset(val_records, size=size, num_frames=args.frames, alphabet=alphabet)
         if args.frames is None and args.bucket:
             lengths = data_loader.clip_lengths(train_records)
@@ -575,11 +574,8 @@ class SentenceTask:
         self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
         self.val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
         self.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
-        if args.edge_trim < 0:
-            raise ValueError(f"edge_trim must be at least 0 seconds, got {args.edge_trim:g}")
-        if args.aligned_ctc and (args.jitter_prob > 0 or args.edge_trim > 0):
-            raise ValueError("aligned_ctc needs jitter_prob=0 and edge_trim=0: both move the frames away from their "
-                             "align")
+        if args.aligned_ctc and args.jitter_prob > 0:
+            raise ValueError("aligned_ctc needs jitter_prob=0: temporal jitter moves the frames away from their align")
         self._clip_frames: dict[int, int] = {}
 
     def losses(self, net: LipNet, parts: list[tuple], epoch: int, batch: int, rank: int) -> list[mx.nd.NDArray]:

@@ -123,4 +123,3 @@ def test_training_with_aligned_ctc_and_its_jitter_check(tmp_path: Path):
     assert main.main([*common, f"save_dir={tmp_path / 'run'}", "jitter_prob=0"]) == 0
     assert (tmp_path / "run" / "last" / "model.params").is_file()
     assert main.main([*common, f"save_dir={tmp_path / 'jitter'}", "jitter_prob=0.05"]) == 2
-    assert main.main([*common, f"save_dir={tmp_path / 'trim'}", "jitter_prob=0", "edge_trim=0.2"]) == 2

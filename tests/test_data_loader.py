@@ -28,7 +28,6 @@ from data_loader import (
     make_loader,
     select_clips,
     temporal_jitter,
-    trim_edges,
 )
 from tests.fake_data import write_fake_clips
 from utils import splits
@@ -348,22 +347,6 @@ def test_flip_mirrors_left_right(records: list[ClipRecord]):
     # Evaluation never augments, whatever the probabilities say.
     plain = LipDataset(records, train=False, flip_prob=1.0, jitter_prob=0.5, word_prob=1.0)[(3, 2)]
     np.testing.assert_array_equal(plain[0], original)
-
-
-def test_edge_trim_cuts_each_end_by_at_most_its_frames_and_never_into_the_label(records: list[ClipRecord]):
-    original = load_clip(records[2].path)
-    dataset = LipDataset(records, num_frames=None, train=True, flip_prob=0.0, jitter_prob=0.0, edge_trim=4)
-    lengths = set()
-    for epoch in range(40):
-        frames, label, length, _ = dataset[(epoch, 2)]
-        lengths.add(length)
-        assert any(np.array_equal(frames, original[start:start + length]) for start in range(5))
-        assert decode(label) == records[2].sentence
-    assert min(lengths) >= NUM_FRAMES - 8 and len(lengths) > 4
-    assert LipDataset(records, num_frames=None, edge_trim=4)[(0, 2)][2] == NUM_FRAMES  # never in evaluation
-    rng = np.random.default_rng(0)
-    short = np.zeros((12, 2, 2, 3), np.uint8)
-    assert all(len(trim_edges(short, rng, 4, 10)) in (10, 11, 12) for _ in range(50))
 
 
 @pytest.mark.parametrize("p", [0.0, 0.05, 0.3, 0.49, 0.5])
