@@ -199,7 +199,7 @@ def test_model_trained_on_the_shared_clips_reads_them_the_same_through_onnx(real
     """The ONNX export of the trained model reads the raw shared videos, and their crops as a data set,
     to the sentences its MXNet checkpoint reads; the ONNX runs never import MXNet."""
     onnx_path = tmp_path / "real.onnx"
-    code, stderr = export(real_model["run"], onnx_path)
+    code, stderr = export(real_model["model"], onnx_path)
     assert code == 0, stderr
     videos = sorted(real_model["videos"].glob("*.mpg"))
     clips = tmp_path / "clips.txt"
@@ -210,7 +210,7 @@ def test_model_trained_on_the_shared_clips_reads_them_the_same_through_onnx(real
                                     f"train_list={clips}", f"val_list={clips}", "batch_size=2"]}.items():
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-            assert infer.main([f"model_path={real_model['run']}", "num_gpus=0", "progress=false", *args]) == 0
+            assert infer.main([f"model_path={real_model['model']}", "num_gpus=0", "progress=false", *args]) == 0
         code, stdout, stderr = _read(onnx_path, *args)
         assert code == 0, stderr
         assert "onnxruntime" in stderr and stdout == out.getvalue(), mode

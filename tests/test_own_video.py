@@ -51,7 +51,7 @@ def own(clips: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def json_run(real_model: dict, own: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     subs = tmp_path_factory.mktemp("subs")
-    code, stdout, stderr = run(f"model_path={real_model['run']}", f"video={own['folder']}", "num_gpus=0",
+    code, stdout, stderr = run(f"model_path={real_model['model']}", f"video={own['folder']}", "num_gpus=0",
                                "progress=false", "format=json", f"subtitles={subs}")
     assert code == 0, stderr
     return {"records": {r["file"]: r for r in map(json.loads, stdout.splitlines())}, "stderr": stderr, "subs": subs}
@@ -121,7 +121,7 @@ def test_long_speech_is_cut_below_the_maximum_and_faceless_spans_are_named(
     # (max_utterance), nothing read in the gap, which stderr names with its times.
     grey = np.full((30, 288, 360, 3), 128, np.uint8)
     video = write_video(tmp_path / "gap.mp4", np.concatenate([clips["bbaf2n"], grey, clips["lwbsza"]]), 25)
-    code, stdout, stderr = run(f"model_path={real_model['run']}", f"video={video}", "num_gpus=0", "progress=false",
+    code, stdout, stderr = run(f"model_path={real_model['model']}", f"video={video}", "num_gpus=0", "progress=false",
                                "format=json", "max_utterance=2")
     assert code == 0, stderr
     record = json.loads(stdout)
@@ -161,7 +161,7 @@ def test_two_faces_read_the_larger_one_and_say_so(json_run: dict, own: dict, rea
     assert record["faces"] == 2
     assert " ".join(u["text"] for u in record["utterances"]) == sentence_from_clip_name("bbaf2n")
     assert "two_faces.mp4: 2 faces seen; reading the largest" in json_run["stderr"]
-    code, stdout, _ = run(f"model_path={real_model['run']}", f"video={own['videos']['two_faces.mp4']}",
+    code, stdout, _ = run(f"model_path={real_model['model']}", f"video={own['videos']['two_faces.mp4']}",
                           "num_gpus=0", "progress=false", "face=all")
     assert code == 0
     assert stdout.splitlines()[0] == f"two_faces.mp4#face1\t{sentence_from_clip_name('bbaf2n')}"
@@ -184,7 +184,7 @@ def test_default_stdout_is_one_tab_line_per_video_and_failures_go_on(real_model:
     (folder / "a_three.mp4").symlink_to(own["videos"]["three.mp4"])
     (folder / "b_broken.mp4").write_bytes(b"not a video at all" * 100)
     out = tmp_path / "report"
-    code, stdout, stderr = run(f"model_path={real_model['run']}", f"video={folder}", "num_gpus=0",
+    code, stdout, stderr = run(f"model_path={real_model['model']}", f"video={folder}", "num_gpus=0",
                                "progress=false", f"out={out}")
     assert code == 1
     assert stdout == "a_three.mp4\t" + " ".join(sentence_from_clip_name(c) for c in CLIPS) + "\n"
@@ -196,7 +196,7 @@ def test_default_stdout_is_one_tab_line_per_video_and_failures_go_on(real_model:
 
 
 def test_checkpoints_record_the_frame_rate_they_read_at(real_model: dict):
-    meta = json.loads((real_model["run"] / "best" / "meta.json").read_text())
+    meta = json.loads((real_model["model"] / "meta.json").read_text())
     assert meta["frame_rate"] == 25.0  # what infer.py resamples every video to
 
 

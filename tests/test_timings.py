@@ -126,7 +126,7 @@ def test_bad_input_is_a_clear_error(kwargs: dict, message: str):
         word_timings(**args)
 
 
-def real_log_probs(run: Path, clip: Path) -> np.ndarray:
+def real_log_probs(model: Path, clip: Path) -> np.ndarray:
     """The trained network's (T, 28) output on one clip of mouth crops, normalised as in training."""
     import mxnet as mx
 
@@ -134,7 +134,7 @@ def real_log_probs(run: Path, clip: Path) -> np.ndarray:
     from model import load_lipnet
     from utils.clip_store import load_clip
 
-    loaded = load_lipnet(run, mx.cpu())
+    loaded = load_lipnet(model, mx.cpu())
     frames = load_clip(clip)
     data = np.empty((1, 3) + frames.shape[:3], np.float32)
     Batchify(loaded.mean, loaded.std).normalise_into(frames, data[0])
@@ -142,17 +142,13 @@ def real_log_probs(run: Path, clip: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "the shared model (plain CTC, three memorised clips) spells swwp2s at the clip's edges (frames 0-21 and "
-    "57-74, speech 12-55: centres 0.6-0.9 s off); aligned_ctc puts its words within 0.04 s, but the fixture "
-    "does not use it yet (no reliable exact reads with it), see real_model in conftest.py"))
 @pytest.mark.parametrize("decoder", ["greedy", "grammar"])
 def test_words_are_timed_where_the_align_file_says_they_were_said(real_model: dict[str, Path], grid_dir: Path,
                                                                    decoder: str):
     """The acceptance check of word timings on a real clip: each word overlaps its interval in the align
-    file and their centres are within 0.25 s. Strict: it fails loudly once the shared model aligns in time."""
+    file and their centres are within 0.25 s."""
     truth = parse_align(grid_dir / "swwp2s.align")
-    log_probs = real_log_probs(real_model["run"], real_model["crops"] / "s1" / "swwp2s.npz")
+    log_probs = real_log_probs(real_model["model"], real_model["crops"] / "s1" / "swwp2s.npz")
     text = decode(log_probs, decoder)
     assert text == align_sentence(truth)
     words = word_timings(log_probs, text, fps=FPS, offset=0.0)
