@@ -87,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="longest utterance read at once; longer speech is cut where the mouth is stillest "
                             "(default: the training clip length, 75 frames at the checkpoint's frame rate)")
     video.add_argument("--margin", type=float, default=None, metavar="SECONDS",
-                       help="still mouth kept before the first and after the last movement of each utterance "
-                            "(default: up to half a pause, as GRID's clips hold; about 0.15 for a model trained "
-                            "on clips cut at subtitle cues)")
+                       help="seconds kept before and after the speech of each utterance, mouth motion at a "
+                            "speaking pace (default: up to half a pause, as GRID's clips hold; about 0.15 for a "
+                            "model trained on clips cut at subtitle cues)")
     data = parser.add_argument_group("data set (as main.py selects it)")
     data.add_argument("--data_type", default="valid", choices=("train", "valid", "test"),
                       help="which side of the split to run on; test: a word checkpoint's LRW-layout test split "
