@@ -56,8 +56,9 @@ def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
       align file. Their last checkpoints passed every test that shares this model, except that seed 4
       read the 30 fps 1280x1024 copy of bbaf2n as "bin blue at f wo now": memorising three clips
       leaves little margin for a re-encoding (crops 1.4-2.8 grey levels from the originals'). Words
-      spread by syllables instead of characters (1 of 2 seeds passed), or 4 grey levels of pixel noise
-      in training (seed 4 never read swwp2s exactly), did worse.
+      spread by syllables instead of characters (1 of 2 seeds passed), 4 grey levels of pixel noise
+      in training or flips (seed 4 never read swwp2s exactly) did worse; 700 epochs on seed 4 read
+      swwp2s in the concatenated video as "setwhite with p two soon".
 
     Returns the crops folder, the model (the run's last checkpoint) and a folder of links to the raw
     videos (speaker s1).
