@@ -31,9 +31,9 @@ from utils.text.captions import normalise_text, read_captions  # noqa: E402
 from utils.text.metrics import cer, wer  # noqa: E402
 
 DECODERS = ("beam", "lm")
-# Seconds of still mouth infer.py keeps around each utterance's movement: the training clips, cut at the
-# talks' cues, begin and end 0.12 s from speech (synthetic/talks.CUE_MARGIN), and the mouth's first and
-# last movements are found within a frame or two of the cue on most sentences (tests/test_synthetic_talks.py).
+# Seconds infer.py keeps around each utterance's speech (--margin): the training clips, cut at the talks'
+# cues, begin and end 0.12 s from speech (synthetic/talks.CUE_MARGIN), and the speech found from mouth
+# motion begins and ends within a few frames of it on most sentences (tests/test_synthetic_talks.py).
 MARGIN = 0.15
 
 
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         # The last checkpoint, at the end of the cosine schedule: in a short run the validation WER
         # stays at 1 for many epochs, so "best" (the first lowest WER) can be an early, blank one.
         # infer.py cuts a talk in the middle of its pauses (max_utterance=4.5: a sentence and up to a
-        # second of pause on each side), then keeps only MARGIN s of still mouth around the movement,
-        # as the training clips, cut at the cues, hold.
+        # second of pause on each side), then keeps only MARGIN s around the speech, as the training
+        # clips, cut at the cues, hold.
         stage(f"reading ({decoder})", "infer.py", f"model_path={save / 'last'}", f"video={test_talks}",
               f"subtitles={out}", f"decoder={decoder}", *lm_args, "num_gpus=0", f"progress={args.progress}",
               "max_utterance=4.5", f"margin={MARGIN}")

@@ -4,7 +4,7 @@
 
 For every video under ``src_path`` (GRID: ``sN/CLIP.mpg``), its sentence comes from a transcript beside it
 (``CLIP.txt``, one line) or else from its GRID name, and its words are placed on the span where its mouth
-moves at a speaking pace, in proportion to their syllables (``utils.video.speech_times``; landmarks on
+moves at a speaking pace, in proportion to their characters (``utils.video.speech_times``; landmarks on
 every frame, frames at 25 fps, an align file's unit). The result is written atomically as
 ``tgt_path/sN/CLIP.align``, the layout ``align_path`` reads, so ``main.py aligned_ctc=true`` can train on
 where words are in clips that came without align files. A video whose align file is already there is

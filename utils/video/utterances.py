@@ -115,8 +115,8 @@ class UtteranceReader:
         """fps: the network's frame rate. max_seconds: the longest utterance (default: GRID's clip
         length, what LipNet is trained on). min_seconds: shorter utterances are dropped, and a video
         must be at least this long. lost: seconds without its face that end an utterance. pause:
-        seconds of a still mouth after speech that end one. margin: seconds of still mouth kept before
-        the first and after the last movement of an utterance (None: all of it, up to half a pause on
+        seconds of a still mouth after speech that end one. margin: seconds kept before an utterance's
+        speech begins and after it ends (``speaking_frames``; None: all of it, up to half a pause on
         each side, as GRID's clips hold; a model trained on clips cut at subtitle cues reads best
         with about the stillness its clips had)."""
         if max_seconds <= min_seconds or min_seconds <= 0:
