@@ -33,7 +33,8 @@ from trainer import batch_seed  # noqa: E402
 from utils.cli import parse_args  # noqa: E402
 
 
-def _median_time(fn: object, repeats: int) -> float:
+def median_time(fn: object, repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``fn`` (also ``bench/words.py``'s)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -90,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         train_step()
         train_step_padded()
         infer()
-    step_s = _median_time(train_step, args.repeats)
-    padded_s = _median_time(train_step_padded, args.repeats)
-    infer_ms = _median_time(infer, args.repeats * 4) * 1000
+    step_s = median_time(train_step, args.repeats)
+    padded_s = median_time(train_step_padded, args.repeats)
+    infer_ms = median_time(infer, args.repeats * 4) * 1000
     print(f"training step, batch {args.batch_size}: {step_s:.2f} s ({args.batch_size / step_s:.1f} samples/s)")
     print(f"training step, half of it 9-frame word clips: {padded_s:.2f} s")
     print(f"inference, one clip: {infer_ms:.0f} ms")

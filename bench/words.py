@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -29,18 +27,10 @@ import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402
 
 import model.adamw  # noqa: E402, F401 (registers "adamw")
+from bench.train import median_time  # noqa: E402
 from model.word_net import WordNet, WordNetConfig, count_trainable, prepare_word_net  # noqa: E402
 from trainer import batch_seed  # noqa: E402
 from utils.cli import parse_args, str2bool  # noqa: E402
-
-
-def _median_time(fn: object, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for _ in range(2):
             train_step()
-        step_s = _median_time(train_step, args.repeats)
+        step_s = median_time(train_step, args.repeats)
         print(f"training step, batch {args.batch_size}: {step_s:.2f} s ({args.batch_size / step_s:.1f} samples/s)")
         del net, trainer
     if args.infer:
@@ -95,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for _ in range(2):
             infer()
-        infer_ms = _median_time(infer, args.repeats * 4) * 1000
+        infer_ms = median_time(infer, args.repeats * 4) * 1000
         print(f"inference, one clip: {infer_ms:.0f} ms")
     print(json.dumps({"params": params, "train_step_s": round(step_s, 3), "infer_ms": round(infer_ms, 1)}))
     return 0
