@@ -80,9 +80,11 @@ def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
       the last 250 or as an EMA (decay 0.98-0.99) the same or worse; AdamW with weight decay 1.0, seeds 4
       and 6: 14 and 15 of 17 (14 and 12 without); batch 1 never read exactly (batch norm over one clip);
       training crops blurred (sigma up to 1 pixel, half the samples), seeds 1, 2, 4, 6: 16, 17, 16, 16, seed
-      1 now misreading the 60 fps copy; a quarter blurred and a quarter sharpened (unsharp mask, amount
-      0.2-0.8), seeds 1, 2, 6: 16, 17, 16, seed 4 never exact; temporal jitter 0.05 with each word's segment
-      moved with its frames: seed 4 never exact, seeds 1 and 6 misread the 60 fps copy.
+      1 now misreading swwp2s's 60 fps copy (the tests read lwbsza's); a quarter blurred and a quarter
+      sharpened (unsharp mask, amount 0.2-0.8), seeds 1, 2, 6: 16, 17, 16, seed 4 never exact; temporal
+      jitter 0.05 with each word's segment moved with its frames: seed 4 never exact, seeds 1 and 6 misread
+      swwp2s's 60 fps copy. By the copies the tests read, each left the same two of seeds 1, 2, 4, 6 passing
+      as this recipe (jitter three, but its seed 4 never read swwp2s).
 
     Returns the crops folder, the model (the run's last checkpoint) and a folder of links to the raw
     videos (speaker s1).
