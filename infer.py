@@ -35,7 +35,7 @@ from utils.gpu_support import GpuProblem, preflight
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.report import ClipResult, UtteranceResult, ordered_groups, write_report
 from utils.splits import MISSING_CLIPS, SPLITS
-from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode
+from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode_scored
 
 if TYPE_CHECKING:
     from model.word_reader import WordClassifier
@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds kept before and after the speech of each utterance, mouth motion at a "
                             "speaking pace (default: up to half a pause, as GRID's clips hold; about 0.15 for a "
                             "model trained on clips cut at subtitle cues)")
+    video.add_argument("--edge_search", type=float, default=0.0, metavar="SECONDS",
+                       help="read each utterance from the start and end, each moved inward by up to SECONDS in steps "
+                            "of 2 frames, at which the decoder scores its reading best per frame: for models that "
+                            "read by their clips' edges, such as ones trained on clips cut at subtitle cues (about "
+                            "20 readings an utterance per 0.4 s searched; default: 0, off)")
     data = parser.add_argument_group("data set (as main.py selects it)")
     data.add_argument("--data_type", default="valid", choices=("train", "valid", "test"),
                       help="which side of the split to run on; test: a word checkpoint's LRW-layout test split "
@@ -159,7 +164,7 @@ class VideoLipreader:
 
     def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
                  max_utterance: float | None = None, lm: LMDecoder | None = None,
-                 margin: float | None = None) -> None:
+                 margin: float | None = None, edge_search: float = 0.0) -> None:
         from utils.clips import NUM_FRAMES, Normaliser
         from utils.video.mouth_extractor import MouthExtractor
         from utils.video.utterances import UtteranceReader
@@ -174,33 +179,55 @@ class VideoLipreader:
         self.utterances = UtteranceReader(self.extractor, self.fps,
                                           max_utterance if max_utterance is not None else NUM_FRAMES / self.fps,
                                           margin=margin)
+        self.edge_frames = int(round(edge_search * self.fps))
 
     def mouth(self, path: str | Path) -> np.ndarray:
         """Mouth crops (T, H, W, 3) RGB uint8 of a whole clip; raises ExtractionError naming the file."""
         return self.extractor.extract(path).frames
 
-    def log_probs(self, frames: np.ndarray) -> np.ndarray:
-        """The network's (T, C) log-probabilities for one clip of mouth crops (C: its alphabet's classes)."""
-        data = np.empty((1, 3) + frames.shape[:3], np.float32)
-        self.normaliser.normalise_into(frames, data[0])
-        return self.network.log_probs(data, np.array([len(frames)]))[0]
+    def log_probs(self, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The network's (T, C) log-probabilities (C: its alphabet's classes) for each clip of mouth
+        crops (T, H, W, 3), read as one padded batch."""
+        lengths = np.array([len(c) for c in clips])
+        data = np.zeros((len(clips), 3, lengths.max()) + clips[0].shape[1:3], np.float32)
+        for row, frames, n in zip(data, clips, lengths):
+            plane = np.empty((3,) + frames.shape[:3], np.float32)
+            self.normaliser.normalise_into(frames, plane)
+            row[:, :n] = plane
+        return [lp[:n] for lp, n in zip(self.network.log_probs(data, lengths), lengths)]
 
-    def decode(self, log_probs: np.ndarray) -> str:
-        return decode(log_probs, self.decoder, self.beam_width, alphabet=self.network.alphabet, lm=self.lm)
+    def decode(self, log_probs: np.ndarray) -> tuple[str, float]:
+        """The text of one clip's log-probabilities and the score the decoder ranked it by."""
+        return decode_scored(log_probs, self.decoder, self.beam_width, alphabet=self.network.alphabet, lm=self.lm)
 
     def read_utterance(self, utterance: Utterance, keep_frames: bool = False) -> UtteranceResult:
-        """One utterance read, decoded and its words timed."""
+        """One utterance read, decoded and its words timed; with ``edge_search``, read from the start and
+        end (``search_edges``) at which the decoder scores its reading best per frame."""
         from utils.text.timings import word_timings
+        from utils.video.utterances import search_edges
 
-        log_probs = self.log_probs(utterance.frames)
-        text = self.decode(log_probs)
+        frames = utterance.frames
+        readings: dict[tuple[int, int], tuple[np.ndarray, str, float]] = {}
+
+        def read(trims: list[tuple[int, int]]) -> list[float]:
+            for trim, log_probs in zip(trims, self.log_probs([frames[a:len(frames) - b] for a, b in trims])):
+                text, score = self.decode(log_probs)
+                readings[trim] = (log_probs, text, score / len(log_probs))
+            return [readings[t][2] for t in trims]
+
+        if self.edge_frames:
+            a, b = search_edges(len(frames), read, self.edge_frames, self.utterances.min_frames)
+        else:
+            a, b = 0, 0
+            read([(a, b)])
+        log_probs, text, _ = readings[a, b]
+        start, end = utterance.start + a / self.fps, utterance.end - b / self.fps
         try:
-            words = word_timings(log_probs, text, self.fps, offset=utterance.start,
-                                 alphabet=self.network.alphabet.characters)
+            words = word_timings(log_probs, text, self.fps, offset=start, alphabet=self.network.alphabet.characters)
         except ValueError:
             words = []
-        return UtteranceResult(utterance.start, utterance.end, text, words,
-                               utterance.frames if keep_frames else None, log_probs, utterance.face)
+        return UtteranceResult(start, end, text, words, frames[a:len(frames) - b] if keep_frames else None,
+                               log_probs, utterance.face)
 
     def read(self, path: Path, faces: str = "largest", keep_frames: bool = False,
              progress: bool = False) -> VideoReading:
@@ -591,8 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("batch_size and beam_width must be at least 1, num_workers and report_limit at least 0")
     if args.max_utterance is not None and not args.max_utterance > 0.4:
         parser.error("max_utterance must be more than 0.4 seconds (the shortest utterance read)")
-    if args.margin is not None and args.margin < 0:
-        parser.error("margin must be at least 0 seconds")
+    if args.margin is not None and args.margin < 0 or args.edge_search < 0:
+        parser.error("margin and edge_search must be at least 0 seconds")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
     from utils.network import is_onnx, load_network  # the backend loads here, after the command line is valid
 
@@ -629,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"model {network.describe()}, decoder {describe_decoder(decoder, beam_width, lm)}", file=sys.stderr)
     try:
         if args.video is not None:
-            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm, args.margin)
+            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm, args.margin, args.edge_search)
             results, failed = run_videos(args, reader)
             rates, title = None, f"LipNet on {args.video}"
         else:

@@ -75,9 +75,9 @@ def time_videos(reader: "VideoLipreader", videos: Sequence[Path], repeats: int) 
             cpu0, t0 = time.process_time(), time.perf_counter()
             frames = reader.mouth(video)
             t1 = time.perf_counter()
-            log_probs = reader.log_probs(frames)
+            log_probs = reader.log_probs([frames])[0]
             t2 = time.perf_counter()
-            text = reader.decode(log_probs)
+            text = reader.decode(log_probs)[0]
             t3, cpu3 = time.perf_counter(), time.process_time()
             run = {"clip": video.name, "frames": len(frames), "extract_ms": _ms(t1 - t0), "network_ms": _ms(t2 - t1),
                    "decoder_ms": _ms(t3 - t2), "total_ms": _ms(t3 - t0), "cpu_ms": _ms(cpu3 - cpu0),

@@ -24,6 +24,7 @@ from utils.text.decoders import (
     check_log_probs,
     decode,
     decode_batch,
+    decode_scored,
     grammar_decode,
     greedy_decode,
     prefix_beam_search,
@@ -347,6 +348,21 @@ def test_decode_dispatches_and_rejects_unknown_methods():
     assert decode(lp, "grammar", grammar=(("lay", "red"),) * 2) in {"lay lay", "lay red", "red lay", "red red"}
     with pytest.raises(ValueError, match="greedy, beam, grammar"):
         decode(lp, "viterbi")
+
+
+@pytest.mark.parametrize("method", DECODERS)
+def test_decode_scored_gives_the_text_and_the_score_its_decoder_ranked_it_by(method):
+    rng = np.random.default_rng(5)
+    lp = synthetic_log_probs("bin blue at f two now", 75, rng, peak=3.0) + rng.normal(0, 0.5, (75, NUM_CLASSES))
+    lp -= np.logaddexp.reduce(lp, axis=1, keepdims=True)
+    text, score = decode_scored(lp, method, beam_width=8, lm=LM)
+    assert text == decode(lp, method, beam_width=8, lm=LM)
+    expected = {"greedy": lp.max(axis=1).sum(), "beam": prefix_beam_search(lp, 8)[0][1],
+                "grammar": grammar_decode(lp)[1], "lm": LM.beams(lp)[0][1]}[method]
+    assert score == pytest.approx(expected) and np.isfinite(score)
+    # a worse reading of the same text scores lower
+    blurred = np.log(0.5 * np.exp(lp) + 0.5 / NUM_CLASSES)
+    assert decode_scored(blurred, method, beam_width=8, lm=LM)[1] < score
 
 
 @pytest.mark.parametrize("method", DECODERS)

@@ -243,3 +243,67 @@ def test_the_network_reads_while_the_video_goes_on_in_order_and_bounded(monkeypa
     fail_after.append(3)
     with pytest.raises(ExtractionError, match="lost"):
         lipreader.read(tmp_path / "x.mp4")
+
+
+def test_edge_search_finds_the_best_scored_edges_in_few_readings():
+    from utils.video.utterances import search_edges
+
+    calls: list[int] = []
+
+    def score(trims: list[tuple[int, int]]) -> list[float]:
+        calls.append(len(trims))
+        return [-(a - 6) ** 2 - (b - 10) ** 2 for a, b in trims]
+
+    assert search_edges(60, score, max_trim=20) == (6, 10)
+    assert sum(calls) < 40  # a coordinate search, not all 121 pairs
+    assert search_edges(60, score, max_trim=20, step=4) == (4, 8)  # of two equals, the one keeping more frames
+    assert search_edges(20, score, max_trim=20, min_frames=12) == (6, 2)  # never fewer than min_frames left
+    assert search_edges(60, lambda trims: [0.0] * len(trims), max_trim=20) == (0, 0)  # ties keep every frame
+    assert search_edges(60, score, max_trim=0) == (0, 0)
+
+
+def test_edge_search_reads_each_utterance_from_its_best_scored_edges():
+    """With --edge_search the utterance is read from the edges where the decoder's score per frame is best
+    (here: without the frames the network cannot read), and its times and words follow those edges."""
+    from utils.text.alphabet import GRID
+    from utils.video.utterances import Utterance
+
+    # 6 unreadable frames (every class equally likely), 30 that read "a b", 4 unreadable; a frame's first
+    # pixel says whether it is readable (255) and its second which of the 30 it is.
+    frames = np.zeros((40, 2, 2, 3), np.uint8)
+    frames[6:36, 0, 0, 0] = 255
+    frames[6:36, 0, 0, 1] = np.arange(30)
+    spoken = np.full(30, GRID.blank)
+    spoken[[5, 6, 20]] = GRID.encode("a b")
+
+    def log_probs(clips: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for clip in clips:
+            lp = np.full((len(clip), GRID.num_classes), np.log(1 / GRID.num_classes))
+            readable = np.flatnonzero(clip[:, 0, 0, 0] == 255)
+            whole = {0, 29} <= set(clip[readable, 0, 0, 1])  # a clip cutting into the speech reads worse
+            sure = 0.99 if whole else 0.6
+            lp[readable] = np.log((1 - sure) / (GRID.num_classes - 1))
+            lp[readable, spoken[clip[readable, 0, 0, 1]]] = np.log(sure)
+            out.append(lp)
+        return out
+
+    for edge_search, expected in ((0.0, (0, 0)), (0.4, (6, 4))):
+        lipreader = object.__new__(infer.VideoLipreader)
+        lipreader.network = type("Net", (), {"alphabet": GRID})()
+        lipreader.decoder, lipreader.beam_width, lipreader.lm, lipreader.fps = "greedy", 8, None, 25.0
+        lipreader.edge_frames = int(round(edge_search * 25))
+        lipreader.utterances = type("Reader", (), {"min_frames": 10})()
+        lipreader.log_probs = log_probs
+        result = lipreader.read_utterance(Utterance(0, 2.0, 3.6, frames, 10.0), keep_frames=True)
+        a, b = expected
+        assert (result.start, result.end) == pytest.approx((2.0 + a / 25, 3.6 - b / 25))
+        assert len(result.frames) == len(result.log_probs) == 40 - a - b
+        assert (result.text == "a b") == (edge_search > 0)  # the unreadable edges spell noise untrimmed
+
+
+@pytest.mark.parametrize("flag", ["edge_search=-0.1", "--margin=-1"])
+def test_negative_margins_are_refused(flag: str, capsys: pytest.CaptureFixture):
+    with pytest.raises(SystemExit) as exit_:
+        infer.main(["video=talk.mp4", flag])
+    assert exit_.value.code == 2 and "must be at least 0 seconds" in capsys.readouterr().err

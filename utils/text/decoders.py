@@ -389,19 +389,28 @@ def decode(log_probs: np.ndarray, method: str = "greedy", beam_width: int = DEFA
            grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> str:
     """Text of one clip's (T, C) log-probabilities with the decoder named by ``method`` (see DECODERS);
     ``lm`` is the word language-model decoder that ``lm`` needs (``utils.text.lm_decoder``)."""
+    return decode_scored(log_probs, method, beam_width, grammar, alphabet, lm)[0]
+
+
+def decode_scored(log_probs: np.ndarray, method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
+                  grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID,
+                  lm: LMDecoder | None = None) -> tuple[str, float]:
+    """``decode``'s text and the score its decoder ranked it by: the best path's log-probability
+    (greedy), log P(text | x) (beam, grammar), or that plus the language model's terms (lm)."""
     if method == "greedy":
-        return greedy_decode(log_probs, alphabet)
+        lp = check_log_probs(log_probs, alphabet)
+        return greedy_decode(lp, alphabet), float(lp.max(axis=1).sum())
     if method == "beam":
-        return beam_decode(log_probs, beam_width, alphabet)
+        return prefix_beam_search(log_probs, beam_width, alphabet)[0]
     if method == "grammar":
-        return grammar_decode(log_probs, grammar, alphabet)[0]
+        return grammar_decode(log_probs, grammar, alphabet)
     if method == "lm":
         if lm is None:
             raise ValueError("decoder lm needs a language model: give lm_path=FILE.arpa (utils/build_lm.py makes one)")
         if lm.alphabet != alphabet:
             raise ValueError(f"the language-model decoder spells with the {lm.alphabet.name} alphabet, the network "
                              f"with the {alphabet.name} alphabet")
-        return lm.decode(log_probs)
+        return lm.beams(log_probs)[0]
     raise ValueError(f"unknown decoder {method!r}; choose one of {', '.join(DECODERS)}")
 
 
