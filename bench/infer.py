@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     reader = VideoLipreader(network, args.decoder, args.beam_width,
                             lm=grid_lm(args.beam_width) if args.decoder == "lm" else None)
     start = time.perf_counter()
-    reader.log_probs(np.zeros((NUM_FRAMES, loaded.config.height, loaded.config.width, 3), np.uint8))
+    reader.log_probs([np.zeros((NUM_FRAMES, loaded.config.height, loaded.config.width, 3), np.uint8)])
     first_call = time.perf_counter() - start  # builds the graph for 75-frame clips
 
     threads = os.environ.get("OMP_NUM_THREADS")
