@@ -38,8 +38,9 @@ MARGIN = 0.15
 # Seconds infer.py may then move each edge inward (--edge_search): this model reads by its clips' edges, so
 # a few frames either way change what it reads. On the quick start's test talk (checkpoint of the README's
 # run) the search took beam search's WER from 0.94 to 0.65 and the language model's from 0.81 to 0.37; on
-# the validation speaker's talk from 0.93 to 0.88 and 0.82 to 0.75. Searching 0.8 s from margin=0.4 read
-# about as well (0.64 and 0.34; 0.83 and 0.73) with twice the readings.
+# the validation speaker's talk from 0.93 to 0.88 and 0.82 to 0.75; over six unseen speakers' talks from
+# 1.02 to 0.77 and 0.86 to 0.61. Searching 0.8 s from margin=0.4 read about as well (0.64 and 0.34; 0.83
+# and 0.73) with twice the readings.
 EDGE_SEARCH = 0.4
 
 
