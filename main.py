@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--flip_prob", type=float, default=0.5, help="probability of a horizontal flip")
     data.add_argument("--jitter_prob", type=float, default=0.05,
                       help="per-frame probability of deletion and of duplication (the paper's temporal jitter)")
+    data.add_argument("--recode_prob", type=float, default=0.0,
+                      help="probability that a training clip is shrunk and enlarged back (by up to 2x), and "
+                           "independently that it is JPEG-compressed (quality 30-90): robustness to re-encoded, "
+                           "upscaled videos, for models trained on very few clips")
     data.add_argument("--word_prob", type=float, default=0.0,
                       help="probability of training on one aligned word of a clip instead of the sentence")
     data.add_argument("--aligned_ctc", type=str2bool, default=False,

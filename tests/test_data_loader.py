@@ -26,6 +26,7 @@ from data_loader import (
     discover_clips,
     label_clip,
     make_loader,
+    recode,
     select_clips,
     temporal_jitter,
 )
@@ -367,6 +368,52 @@ def test_temporal_jitter_rates():
     counts = np.bincount(order, minlength=20000)
     assert abs((counts == 0).mean() - 0.1) < 0.01
     assert abs((counts == 2).mean() - 0.1) < 0.01
+
+
+def _sharpness(frames: np.ndarray) -> float:
+    """Variance of the Laplacian over grey frames."""
+    return float(np.mean([cv2.Laplacian(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for f in frames]))
+
+
+def test_recode_softens_and_compresses_like_a_reencoding():
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (50, 100, 3)).astype(np.uint8), (0, 0), 1.0)
+    frames = np.stack([np.roll(texture, k, axis=1) for k in range(6)])
+    assert recode(frames, np.random.default_rng(1), 0.0) is frames
+    shrunk, compressed = [], []
+    for seed in range(40):
+        out = recode(frames, np.random.default_rng(seed), 0.5)
+        assert out.shape == frames.shape and out.dtype == np.uint8
+        # Which degradation a draw took is told by the draws themselves (first the shrink, then JPEG).
+        draws = np.random.default_rng(seed)
+        took_shrink = draws.random() < 0.5
+        if took_shrink:
+            draws.uniform()
+        took_jpeg = draws.random() < 0.5
+        if not (took_shrink or took_jpeg):
+            np.testing.assert_array_equal(out, frames)
+            continue
+        assert 0 < np.abs(out.astype(int) - frames).mean() < 40  # the same picture, degraded
+        if took_shrink != took_jpeg:
+            (shrunk if took_shrink else compressed).append(out)
+    assert shrunk and compressed
+    assert max(_sharpness(f) for f in shrunk) < _sharpness(frames)  # enlarged back from smaller: softer
+    for out in compressed:  # JPEG keeps each frame's own content, frame by frame
+        assert all(np.abs(o.astype(int) - f).mean() < np.abs(o.astype(int) - np.roll(f, 3, 1)).mean()
+                   for o, f in zip(out, frames))
+
+
+def test_recode_in_training_only_with_its_own_draws(records: list[ClipRecord]):
+    original = load_clip(records[2].path)
+    plain = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=4)
+    recoded = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=4, recode_prob=1.0)
+    for epoch in range(4):
+        a, b = plain[(epoch, 2)], recoded[(epoch, 2)]
+        assert a[2] == b[2] and b[0].shape == a[0].shape  # the same jitter: recode draws from its own stream
+        assert 0 < np.abs(a[0].astype(int) - b[0]).mean() < 40
+        np.testing.assert_array_equal(b[0], recoded[(epoch, 2)][0])  # drawn from (seed, epoch, index) only
+    evaluation = LipDataset(records, recode_prob=1.0)[(0, 2)]
+    np.testing.assert_array_equal(evaluation[0], original)
 
 
 def test_short_clips_are_padded_with_their_last_frame(tmp_path: Path):
