@@ -131,7 +131,7 @@ def recode(frames: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray
     the 136 copies ``tests/conftest.py::real_model`` lists, every miss in a variable-rate video; without
     it seeds 1-6 read 92 of 102.
     """
-    t, h, w, _ = frames.shape
+    h, w = frames.shape[1:3]
     if rng.random() < p:
         factor = rng.uniform(RECODE_SHRINK, 1.0)
         small = (max(2, int(round(w * factor))), max(2, int(round(h * factor))))
