@@ -276,8 +276,7 @@ class LipDataset(gluon.data.Dataset):
             t, h, w, c = padded.shape
             padded = cv2.flip(padded.reshape(t * h, w, c), 1).reshape(t, h, w, c)
         if self.recode_prob:  # its own stream: the draws above stay those of a run without it
-            padded = np.ascontiguousarray(recode(padded, np.random.default_rng((self.seed, epoch, idx, 13)),
-                                                 self.recode_prob))
+            padded = recode(padded, np.random.default_rng((self.seed, epoch, idx, 13)), self.recode_prob)
         return padded, np.asarray(self.alphabet.encode(sentence), np.int32), length, idx
 
 
