@@ -15,6 +15,7 @@ import random
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -181,6 +182,37 @@ def aligned_segments(words: Sequence[AlignedWord], count: int) -> list[tuple[int
     return segments
 
 
+def moved_segments(segments: Sequence[tuple[int, int, str]], order: np.ndarray) -> list[tuple[int, int, str]] | None:
+    """``aligned_segments`` of a clip moved onto a sample made of its frames ``order`` (clip frame indices in
+    increasing order: jittered, cut): each segment covers the sample frames its clip frames went to, and one
+    left with none is dropped. None when a word keeps fewer frames than its text needs (cut off, or jitter
+    deleted them): that sample is scored as a whole sentence.
+
+    Why: temporal jitter trains against repeated and dropped frames (a variable-rate video), which
+    ``aligned_ctc`` could not use while its segments stayed where the frames were before the jitter.
+    """
+    moved = []
+    for start, end, text in segments:
+        start, end = int(np.searchsorted(order, start)), int(np.searchsorted(order, end))
+        if text and end - start < ctc_min_frames(text):
+            return None
+        if end > start:
+            moved.append((start, end, text))
+    return moved
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """How a training sample is made from its clip: its ``sentence`` (the clip's, or one word's), ``order``
+    (the clip frame behind each sample frame: a word's span, jittered, cut or padded), ``length`` (how many
+    of those are real, not padding) and whether it is flipped."""
+
+    sentence: str
+    order: np.ndarray
+    length: int
+    flip: bool
+
+
 class LipDataset(gluon.data.Dataset):
     """Clips as ``(frames (T, H, W, 3) uint8, label ids, input length, clip index)``.
 
@@ -234,12 +266,25 @@ class LipDataset(gluon.data.Dataset):
         """The clip's frames at the data set's size (``utils.clips.load_frames``)."""
         return load_frames(record.path, self.size)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int, int] | None:
-        """``key`` is an index, or ``(epoch, index)`` from ``EpochShuffleSampler``.
+    def plan(self, epoch: int, idx: int, count: int) -> SamplePlan:
+        """How sample ``(epoch, idx)`` is made from its clip of ``count`` frames. The draws depend only on
+        (seed, epoch, index), so they are the same in worker processes and after a resume, and the
+        trainer can replay them without the frames (``aligned_ctc`` moves the align with the jitter)."""
+        record = self.records[idx]
+        rng = np.random.default_rng((self.seed, epoch, idx))
+        sentence, start, end = record.sentence, 0, count
+        if self.word_prob and record.words and rng.random() < self.word_prob:
+            word = record.words[rng.integers(len(record.words))]
+            start, end = word_span(word, count, ctc_min_frames(word.word))
+            sentence = word.word
+        order = temporal_jitter(end - start, rng, self.jitter_prob) if self.jitter_prob else np.arange(end - start)
+        if len(order) < ctc_min_frames(sentence):  # jitter deleted frames the label needs
+            order = np.arange(end - start)
+        order, length = fit_length(start + order, self.num_frames or end - start)
+        return SamplePlan(sentence, order, length, bool(self.flip_prob and rng.random() < self.flip_prob))
 
-        Augmentation draws depend only on (seed, epoch, index), so they are the same in worker
-        processes and after a resume.
-        """
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+        """``key`` is an index, or ``(epoch, index)`` from ``EpochShuffleSampler``."""
         epoch, idx = key if isinstance(key, tuple) else (0, key)
         record = self.records[idx]
         try:
@@ -249,35 +294,24 @@ class LipDataset(gluon.data.Dataset):
                 self._reported.add(record.clip_id)
                 log.warning("skipping %s: %s", record.path, err)
             return None
-        sentence = record.sentence
-        rng = np.random.default_rng((self.seed, epoch, idx))
-        if self.word_prob and record.words and rng.random() < self.word_prob:
-            word = record.words[rng.integers(len(record.words))]
-            start, end = word_span(word, len(frames), ctc_min_frames(word.word))
-            frames = frames[start:end]
-            sentence = word.word
-        needed = ctc_min_frames(sentence)
-        target = self.num_frames or len(frames)
-        order = temporal_jitter(len(frames), rng, self.jitter_prob) if self.jitter_prob else np.arange(len(frames))
-        if len(order) < needed:  # jitter deleted frames the label needs
-            order = np.arange(len(frames))
-        if min(len(order), target) < needed:
+        plan = self.plan(epoch, idx, len(frames))
+        needed = ctc_min_frames(plan.sentence)
+        if plan.length < needed:
             with self._lock:
                 self.too_short += 1
                 first = record.clip_id not in self._reported
                 self._reported.add(record.clip_id)
             if first:
                 log.warning("skipping %s: %d frames cannot hold its %d-character label %r (CTC needs %d)",
-                            record.path, min(len(order), target), len(sentence), sentence, needed)
+                            record.path, plan.length, len(plan.sentence), plan.sentence, needed)
             return None
-        order, length = fit_length(order, target)
-        padded = frames.take(order, axis=0)  # one copy does the jitter, the cut and the padding
-        if self.flip_prob and rng.random() < self.flip_prob:
+        padded = frames.take(plan.order, axis=0)  # one copy does the cut, the jitter and the padding
+        if plan.flip:
             t, h, w, c = padded.shape
             padded = cv2.flip(padded.reshape(t * h, w, c), 1).reshape(t, h, w, c)
         if self.recode_prob:  # its own stream: the draws above stay those of a run without it
             padded = recode(padded, np.random.default_rng((self.seed, epoch, idx, 13)), self.recode_prob)
-        return padded, np.asarray(self.alphabet.encode(sentence), np.int32), length, idx
+        return padded, np.asarray(self.alphabet.encode(plan.sentence), np.int32), plan.length, idx
 
 
 class BatchBuffers:

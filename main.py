@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--aligned_ctc", type=str2bool, default=False,
                       help="score a whole clip that has an align file word by word: each word's CTC loss over its "
                            "own frames plus blanks over the silences, so that words are spelt where they were said "
-                           "(needs jitter_prob=0)")
+                           "(temporal jitter moves each word with its frames)")
     net = parser.add_argument_group("network")
     net.add_argument("--alphabet", default="auto", choices=("auto", "grid", "captions"),
                      help="characters the network spells: grid (a-z, space), captions (a-z, space, apostrophe), "

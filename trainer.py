@@ -575,38 +575,39 @@ class SentenceTask:
         self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
         self.val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
         self.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
-        if args.aligned_ctc and args.jitter_prob > 0:
-            raise ValueError("aligned_ctc needs jitter_prob=0: temporal jitter moves the frames away from their align")
         self._clip_frames: dict[int, int] = {}
 
     def losses(self, net: LipNet, parts: list[tuple], epoch: int, batch: int, rank: int) -> list[mx.nd.NDArray]:
         """Per-clip losses of each context's part of a batch (inside ``autograd.record``)."""
         if self.args.aligned_ctc:
-            return [self._aligned_losses(net.read(d, dl), lab, dl, ll, idx) for d, lab, dl, ll, idx in parts]
+            return [self._aligned_losses(net.read(d, dl), lab, dl, ll, idx, epoch) for d, lab, dl, ll, idx in parts]
         return [self.loss_fn(net.read(d, dl), lab, dl, ll) for d, lab, dl, ll, _ in parts]
 
-    def _segments(self, index: int, label_length: int, length: int) -> list[tuple[int, int, str]] | None:
-        """The aligned segments of training clip ``index`` when the sample is the whole clip with its sentence."""
+    def _segments(self, epoch: int, index: int) -> list[tuple[int, int, str]] | None:
+        """The aligned segments of training sample ``(epoch, index)`` when it holds its clip's sentence, moved
+        with the frames its plan (``LipDataset.plan``, replayed) cut and jittered."""
         record = self.train_set.records[index]
-        if not record.words or label_length != len(record.sentence):
-            return None  # no align file, or a single word or a run of words cut out of the clip
+        if not record.words:
+            return None  # no align file
         if index not in self._clip_frames:
-            frames = data_loader.clip_length(record.path)
-            self._clip_frames[index] = min(frames, self.args.frames) if self.args.frames else frames
-        if length != self._clip_frames[index]:
-            return None  # a run of every word, cut inside the silence around them
-        return data_loader.aligned_segments(record.words, length)
+            self._clip_frames[index] = data_loader.clip_length(record.path)
+        count = self._clip_frames[index]
+        plan = self.train_set.plan(epoch, index, count)
+        segments = data_loader.aligned_segments(record.words, count)
+        if plan.sentence != record.sentence or segments is None:
+            return None  # one word cut out of the clip (word_prob), or words too short for their text
+        return data_loader.moved_segments(segments, plan.order[:plan.length])
 
     def _aligned_losses(self, out: mx.nd.NDArray, labels: mx.nd.NDArray, data_lengths: mx.nd.NDArray,
-                        label_lengths: mx.nd.NDArray, indices: np.ndarray) -> mx.nd.NDArray:
+                        label_lengths: mx.nd.NDArray, indices: np.ndarray, epoch: int) -> mx.nd.NDArray:
         """Per-clip CTC losses, a whole clip with an align file scored segment by segment (``aligned_ctc``): the
         sum of each word's loss over its own frames and of the silences' (blanks only), so that where a
         word is spelt is learnt from where it was said, not left to CTC (which spells a sentence memorised
-        from three clips wherever it likes: at the clip's edges)."""
-        lengths, label_counts = data_lengths.asnumpy().astype(int), label_lengths.asnumpy().astype(int)
+        from three clips wherever it likes: at the clip's edges). Each word's frames are where the sample's
+        temporal jitter moved them (``_segments``)."""
         losses = []
         for i, index in enumerate(indices):
-            segments = self._segments(int(index), int(label_counts[i]), int(lengths[i]))
+            segments = self._segments(epoch, int(index))
             if segments is None:
                 losses.append(self.loss_fn(out[i:i + 1], labels[i:i + 1], data_lengths[i:i + 1],
                                            label_lengths[i:i + 1]))

@@ -10,7 +10,7 @@ import pytest
 from mxnet import gluon
 
 import main
-from data_loader import ClipRecord, aligned_segments
+from data_loader import ClipRecord, LipDataset, aligned_segments, moved_segments
 from tests.fake_data import write_fake_clips
 from trainer import SentenceTask
 from utils.clip_store import save_packed
@@ -20,6 +20,7 @@ from utils.text.grid_text import AlignedWord, ctc_min_frames, parse_align
 SHARED_ALIGN = Path(__file__).resolve().parent.parent.parent / "shared" / "grid" / "swwp2s.align"
 SWWP2S = [AlignedWord("set", 12, 20), AlignedWord("white", 19, 28), AlignedWord("with", 27, 31),
           AlignedWord("p", 30, 36), AlignedWord("two", 36, 44), AlignedWord("soon", 43, 56)]
+SWWP2S_WORDS = [w.word for w in SWWP2S]
 
 
 def test_segments_cover_the_clip_in_order_and_hold_their_text():
@@ -44,28 +45,31 @@ def _peaky(path: str) -> np.ndarray:
     return lp
 
 
-def _task(tmp_path: Path) -> SentenceTask:
-    """A SentenceTask with only what its losses read: one aligned 75-frame clip and one without an align."""
+def _task(tmp_path: Path, **augment: float) -> SentenceTask:
+    """A SentenceTask with only what its losses read: one aligned 75-frame clip and one without an align, each
+    frame's pixels holding its index (so a sample shows which clip frames it is made of)."""
+    frames = np.broadcast_to(np.arange(75, dtype=np.uint8)[:, None, None, None], (75, 8, 16, 3))
     for name in ("swwp2s", "bbaf2n"):
-        save_packed(tmp_path / f"{name}.npz", np.zeros((75, 8, 16, 3), np.uint8))
+        save_packed(tmp_path / f"{name}.npz", frames)
     task = SentenceTask.__new__(SentenceTask)
     task.args = SimpleNamespace(aligned_ctc=True, frames=75)
     task.alphabet = GRID
     task.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
-    task.train_set = SimpleNamespace(records=[
-        ClipRecord("s1/swwp2s", tmp_path / "swwp2s.npz", "set white with p two soon", tuple(SWWP2S)),
-        ClipRecord("s1/bbaf2n", tmp_path / "bbaf2n.npz", "bin blue at f two now")])
+    records = [ClipRecord("s1/swwp2s", tmp_path / "swwp2s.npz", "set white with p two soon", tuple(SWWP2S)),
+               ClipRecord("s1/bbaf2n", tmp_path / "bbaf2n.npz", "bin blue at f two now")]
+    task.train_set = LipDataset(records, train=True, **{"flip_prob": 0.0, "jitter_prob": 0.0, **augment})
     task._clip_frames = {}
     return task
 
 
-def _losses(task: SentenceTask, paths: list[str], labels: list[str], lengths: list[int], indices: list[int]):
+def _losses(task: SentenceTask, paths: list[str], labels: list[str], lengths: list[int], indices: list[int],
+            epoch: int = 0):
     out = mx.nd.array(np.stack([_peaky(p) for p in paths]))
     ids = np.full((len(labels), 40), -1, np.float32)
     for i, text in enumerate(labels):
         ids[i, :len(text)] = GRID.encode(text)
     args = (out, mx.nd.array(ids), mx.nd.array(lengths), mx.nd.array([len(t) for t in labels]))
-    aligned = task._aligned_losses(*args, np.array(indices)).asnumpy()
+    aligned = task._aligned_losses(*args, np.array(indices), epoch).asnumpy()
     return aligned, task.loss_fn(*args).asnumpy()
 
 
@@ -100,16 +104,51 @@ def test_words_spelt_where_they_were_said_cost_less_than_at_the_edges(tmp_path: 
     assert aligned[0] == pytest.approx(expected, rel=1e-4)
 
 
-def test_clips_without_an_align_and_cut_samples_keep_the_sentence_loss(tmp_path: Path):
-    task = _task(tmp_path)
-    cases = [(EDGES, "set white with p two soon", 70, 0),  # every word, cut inside the trailing silence
-             (EDGES, "white with p", 75, 0),  # words cut out of the clip (word_prob)
+def test_clips_without_an_align_and_word_samples_keep_the_sentence_loss(tmp_path: Path):
+    task = _task(tmp_path, word_prob=1.0)
+    word = task.train_set.plan(0, 0, 75)
+    assert word.sentence in SWWP2S_WORDS  # a word cut out of the clip (word_prob)
+    cases = [(word.sentence.ljust(75, "-"), word.sentence, word.length, 0),
              ("bin blue at f two now" + "-" * 54, "bin blue at f two now", 75, 1)]  # no align file
     aligned, plain = _losses(task, *map(list, zip(*cases)))
     np.testing.assert_allclose(aligned, plain, rtol=1e-5)
 
 
-def test_training_with_aligned_ctc_and_its_jitter_check(tmp_path: Path):
+def test_moved_segments_follow_deleted_repeated_and_cut_frames():
+    segments = aligned_segments(SWWP2S, 75)
+    assert moved_segments(segments, np.arange(75)) == segments
+    # frame 13 (in "set") deleted, 40 (in "two") repeated, the clip cut after frame 59
+    order = np.concatenate([np.arange(13), np.arange(14, 41), [40], np.arange(41, 60)])
+    assert moved_segments(segments, order) == [
+        (0, 12, ""), (12, 19, "set "), (19, 27, "white "), (27, 32, "with "), (32, 35, "p "), (35, 44, "two "),
+        (44, 56, "soon"), (56, 60, "")]
+    assert moved_segments(segments, np.arange(50))[-1] == (44, 50, "soon")  # 6 of its 12 frames hold it
+    assert moved_segments(segments, np.arange(47)) is None  # 3 do not
+    assert moved_segments(segments, np.delete(np.arange(75), [34, 35])) is None  # "p " left with 1 frame
+
+
+def test_jittered_samples_are_scored_over_the_frames_their_words_went_to(tmp_path: Path):
+    task = _task(tmp_path, jitter_prob=0.2, seed=3)
+    clip = aligned_segments(SWWP2S, 75)
+    moved = 0
+    for epoch in range(12):
+        frames, _, length, _ = task.train_set[(epoch, 0)]
+        source = frames[:length, 0, 0, 0]  # the clip frame behind each sample frame
+        segments = task._segments(epoch, 0)
+        if segments is None:  # jitter left a word too few frames: the sentence loss
+            assert moved_segments(clip, source) is None
+            continue
+        moved += len(source) != 75 or bool((np.diff(source) != 1).any())
+        assert [s[2] for s in segments if s[2]] == [s[2] for s in clip if s[2]]
+        assert segments[0][0] == 0 and segments[-1][1] == length
+        assert [s[0] for s in segments[1:]] == [s[1] for s in segments[:-1]]
+        for start, end, text in segments:
+            a, b = next((a, b) for a, b, t in clip if t == text and a <= source[start] < b)
+            assert a <= source[start:end].min() and source[start:end].max() < b
+    assert moved >= 6  # most samples were jittered and still scored word by word
+
+
+def test_training_with_aligned_ctc_with_and_without_jitter(tmp_path: Path):
     clips, aligns = tmp_path / "clips", tmp_path / "aligns"
     sentences = write_fake_clips(clips, speakers=2, per_speaker=2)
     for clip_id, sentence in sentences.items():
@@ -122,4 +161,5 @@ def test_training_with_aligned_ctc_and_its_jitter_check(tmp_path: Path):
               "num_gpus=0", "progress=false", "val_speakers=2", "aligned_ctc=true", "epochs=1"]
     assert main.main([*common, f"save_dir={tmp_path / 'run'}", "jitter_prob=0"]) == 0
     assert (tmp_path / "run" / "last" / "model.params").is_file()
-    assert main.main([*common, f"save_dir={tmp_path / 'jitter'}", "jitter_prob=0.05"]) == 2
+    assert main.main([*common, f"save_dir={tmp_path / 'jitter'}", "jitter_prob=0.3"]) == 0
+    assert (tmp_path / "jitter" / "last" / "model.params").is_file()

@@ -645,6 +645,26 @@ def test_no_word_sample_is_shorter_than_its_label_needs(tmp_path: Path, grid_dir
     assert samples == 300 and dataset.too_short == 0
 
 
+def test_a_sample_is_its_plan_replayed_without_the_frames(tmp_path: Path, grid_dir: Path):
+    """``aligned_ctc`` replays ``LipDataset.plan`` to move the align with the jitter: the plan must be the sample."""
+    frames = _smooth_frames(seed=5)
+    save_png_folder(tmp_path / "clips" / "s1" / "swwp2s", frames)
+    (tmp_path / "align" / "s1").mkdir(parents=True)
+    (tmp_path / "align" / "s1" / "swwp2s.align").write_bytes((grid_dir / "swwp2s.align").read_bytes())
+    records = build_records(discover_clips(tmp_path / "clips"), tmp_path / "align")
+    dataset = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.2, word_prob=0.5, seed=7)
+    kinds = set()
+    for epoch in range(40):
+        clip, label, length, _ = dataset[(epoch, 0)]
+        plan = dataset.plan(epoch, 0, NUM_FRAMES)
+        expected = frames.take(plan.order, axis=0)
+        np.testing.assert_array_equal(clip, expected[:, :, ::-1] if plan.flip else expected)
+        assert (decode(label), length) == (plan.sentence, plan.length)
+        assert (np.diff(plan.order) >= 0).all() and len(plan.order) == NUM_FRAMES
+        kinds.add((plan.sentence == records[0].sentence, plan.flip, plan.length < NUM_FRAMES))
+    assert len(kinds) >= 6  # words and sentences, flipped or not, jitter shortening some
+
+
 def test_a_clip_too_short_for_its_label_is_skipped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     save_png_folder(tmp_path / "clips" / "s1" / "bbaf2n", _smooth_frames(t=15))  # 21 characters need 21 frames
     save_png_folder(tmp_path / "clips" / "s1" / "lwbsza", _smooth_frames(t=30))
