@@ -39,7 +39,7 @@ def grid_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A narrow LipNet that reads the three shared clips exactly, with its words where they were said
-    (700 epochs, several minutes on 2 cores; batch norm, no dropout, so that it can memorise three
+    (900 epochs, several minutes on 2 cores; batch norm, no dropout, so that it can memorise three
     sentences; ``recode_prob=0.5`` and temporal jitter, so that it still reads them re-encoded and at a
     variable frame rate).
 
@@ -84,6 +84,11 @@ def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
       this model, seed 1 among them. Seed 5 learnt swwp2s late (first exact read at epoch 580, against
       290-420 for the others) and ended on "son"; seed 6 read the concatenation's "zero" as "ero". (With
       the jitter drawn from another stream, seeds 1, 4, 6 and 8 read all 17.)
+    - 900 epochs instead of 700, the same recipe otherwise (the cosine schedule stretched over them):
+      seeds 1-14 all pass every test that shares this model, and seeds 1-6 read all 17 (102 of 102).
+      Late learners get the time they lacked: first exact validation reads at epochs 360, 300, 240,
+      480, 530, 400, 270, 310, 450, 490, 610, 450, 390 and 300 for seeds 1-14 (seed 5 at 530; with 700
+      epochs it first read swwp2s at 580 and ended on "son"), each still exact at the end.
 
     Returns the crops folder, the model (the run's last checkpoint) and a folder of links to the raw
     videos (speaker s1).
@@ -110,6 +115,6 @@ def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         f"image_path={crops}", f"align_path={aligns}", "aligned_ctc=true", f"train_list={clip_list}",
         f"val_list={clip_list}", f"save_dir={run}", "num_gpus=0", "channels=16,32,48", "hidden=128", "norm=batch",
         "dr_rate=0", "flip_prob=0", "jitter_prob=0.05", "batch_size=3", "lr=0.003", "lr_schedule=cosine",
-        "epochs=700", "recode_prob=0.5", "seed=1", "val_interval=10", "progress=false", "show_examples=0",
+        "epochs=900", "recode_prob=0.5", "seed=1", "val_interval=10", "progress=false", "show_examples=0",
     ]) == 0
     return {"crops": crops, "model": run / "last", "videos": videos}
