@@ -191,7 +191,7 @@ def moved_segments(segments: Sequence[tuple[int, int, str]], order: np.ndarray) 
     Why: temporal jitter trains against repeated and dropped frames (a variable-rate video), which
     ``aligned_ctc`` could not use while its segments stayed where the frames were before the jitter. With
     it, 6 of 8 seeds of the model the tests share read every variable-rate copy at 700 epochs, against 5
-    without, and at 900 epochs seeds 1-14 all do (``tests/conftest.py::real_model``).
+    without, and at 900 epochs seeds 1-18 all do (``tests/conftest.py::real_model``).
     """
     moved = []
     for start, end, text in segments:
