@@ -7,8 +7,9 @@ key is a known option before argparse sees them.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def normalise_argv(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
@@ -40,6 +41,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     command line's flags after them and the overrides last, the last one of a key winning, and every
     value goes through its option's type and choices as if typed on the command line.
     """
+    parser.allow_abbrev = False  # --epoch=1 must not pass for --epochs=1 (nor --batch for --batch_size)
     args = normalise_argv(parser, sys.argv[1:] if argv is None else list(argv))
     if _known_options(parser) >= {"config", "override"}:
         args = expand_config(parser, args)
@@ -135,15 +137,51 @@ def str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
 
 
-def positive_int(value: str) -> int:
-    """argparse type for counts that must be at least 1."""
+def _number(value: str, kind: type, what: str) -> int | float:
     try:
-        number = int(value)
+        number = kind(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+    if kind is float and not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
     return number
+
+
+def bounded(kind: type, low: float | None = None, high: float | None = None, *,
+            low_open: bool = False) -> Callable[[str], int | float]:
+    """An argparse type for an ``int`` or ``float`` in a range: ``low <= x <= high`` (``low < x`` with
+    ``low_open``), either bound optional; the error names the range. NaN and infinities are refused.
+
+    Unchecked settings once trained a whole epoch before dividing by ``val_interval=0``, and let
+    ``lr=-1`` train; every numeric option of every script goes through one of these.
+    """
+    noun = "an integer" if kind is int else "a number"
+    if low is not None and high is not None:
+        what = f"{noun} from {low:g} to {high:g}" if not low_open else f"{noun} above {low:g} and at most {high:g}"
+    elif low is not None:
+        what = f"{noun} above {low:g}" if low_open else f"{noun} of at least {low:g}"
+    elif high is not None:
+        what = f"{noun} of at most {high:g}"
+    else:
+        what = noun
+
+    def parse(value: str) -> int | float:
+        number = _number(value, kind, what)
+        if low is not None and (number <= low if low_open else number < low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+        if high is not None and number > high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+        return number
+
+    parse.__name__ = f"{kind.__name__} ({what})"  # argparse names the type in some messages
+    return parse
+
+
+positive_int = bounded(int, 1)  # counts that must be at least 1: batch sizes, epochs, widths
+non_negative_int = bounded(int, 0)  # counts where 0 means none or off: workers, retries
+positive_float = bounded(float, 0, low_open=True)  # rates, seconds and scales above 0
+non_negative_float = bounded(float, 0)  # weights, margins and thresholds where 0 means off
+probability = bounded(float, 0, 1)  # augmentation probabilities, dropout rates
 
 
 def parse_size(value: str) -> tuple[int, int]:
