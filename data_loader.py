@@ -418,8 +418,9 @@ class WordDataset(gluon.data.Dataset):
     validation set so labels agree, and keep it with the model: ``self.words``). In training each clip
     gets a random 88x88 crop of its 96x96 region and a horizontal flip with ``flip_prob``, drawn from
     (seed, epoch, index) only, so worker threads and a resumed run see the same batches; otherwise
-    the centred crop. Clips left out (a missing ``.txt``, a word folder with no clips) are reported
-    by file and reason in ``problems``; a clip that cannot be read yields ``None`` (batches drop it).
+    the centred crop. Clips left out (a missing ``.txt``, a word folder with no clips, a word folder not
+    among ``words``) are reported by file and reason in ``problems``; a clip that cannot be read yields
+    ``None`` (batches drop it) and is recorded in ``unreadable``.
     """
 
     def __init__(self, root: str, split: str, words: Sequence[str] | None = None, train: bool = False,
@@ -440,7 +441,7 @@ class WordDataset(gluon.data.Dataset):
         self.seed = seed
         self.crop = crop
         self.num_frames = num_frames
-        self._reported: set[str] = set()
+        self.unreadable: dict[str, str] = {}  # clip id -> why it could not be read (each reported once)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -463,8 +464,8 @@ class WordDataset(gluon.data.Dataset):
                 flip = bool(rng.random() < self.flip_prob)
             data = word_input(frames, offset, flip, self.crop, self.num_frames)
         except ValueError as err:
-            if clip.clip_id not in self._reported:
-                self._reported.add(clip.clip_id)
+            if clip.clip_id not in self.unreadable:
+                self.unreadable[clip.clip_id] = str(err)
                 log.warning("skipping %s: %s", clip.path, err)
             return None
         return data, int(self.labels[idx]), idx

@@ -475,27 +475,53 @@ def run_word_videos(args: argparse.Namespace, reader: WordVideoReader) -> tuple[
 
 
 def select_like_training(args: argparse.Namespace, meta: dict, clips: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Training and validation clip ids: the command line's selection when it gives one, else the one
-    recorded in the checkpoint (its definition, and its validation clips exactly, with a warning
-    when the clips present differ), else the unseen split."""
+    """Training and validation clip ids: by default the selection the checkpoint recorded (its definition,
+    and its validation clips exactly, with a warning when the clips present differ); with selection flags
+    the command line's, whose validation side never holds a clip the checkpoint was trained on (those are
+    left out, and the difference said in one line); the unseen split for a checkpoint that records none."""
     from utils import clips as clip_data
     from utils import splits
 
     chosen = any(v is not None for v in (args.split, args.train_list, args.val_list, args.speakers, args.val_speakers))
     recorded = meta.get("split") or {}
     definition = recorded.get("definition")
-    if chosen or not definition:
+    if not definition:
+        if not chosen:
+            print("warning: the model records no split (an older checkpoint or ONNX file): scoring the unseen "
+                  "split's sides; give split, val_speakers or train_list/val_list to choose", file=sys.stderr)
         return clip_data.select_clips(clips, args.split or "unseen", args.train_list, args.val_list,
                                       args.speakers, args.val_speakers, args.missing_clips)
-    train_ids, val_ids = clip_data.select_clips(clips, definition["split"], definition.get("train_list"),
-                                                definition.get("val_list"), definition.get("speakers"),
-                                                definition.get("val_speakers"), args.missing_clips)
-    train_ids, val_ids, notes = splits.apply_recorded_selection(recorded, train_ids, val_ids)
-    print(f"clips selected as at training ({describe_definition(definition)}; validation side as the "
-          "checkpoint recorded it)", file=sys.stderr)
-    for note in notes:
-        print(f"warning: clips differ from the checkpoint's: {note}", file=sys.stderr)
-    return train_ids, val_ids
+    try:
+        rec_train, rec_val = clip_data.select_clips(clips, definition["split"], definition.get("train_list"),
+                                                    definition.get("val_list"), definition.get("speakers"),
+                                                    definition.get("val_speakers"), args.missing_clips)
+    except (FileNotFoundError, ValueError) as err:
+        if not chosen:
+            raise
+        print(f"warning: the checkpoint's own selection ({describe_definition(definition)}) cannot be rebuilt here "
+              f"({err}): only its {len(recorded.get('val_clips', ()))} recorded validation clips are known, and "
+              "the clips it trained on cannot be left out of this selection", file=sys.stderr)
+        rec_train, rec_val = [], list(recorded.get("val_clips", ()))
+    rec_train, rec_val, notes = splits.apply_recorded_selection(recorded, rec_train, rec_val)
+    if not chosen:
+        print(f"clips selected as at training ({describe_definition(definition)}; validation side as the "
+              "checkpoint recorded it)", file=sys.stderr)
+        for note in notes:
+            print(f"warning: clips differ from the checkpoint's: {note}", file=sys.stderr)
+        return rec_train, rec_val
+    train_ids, val_ids = clip_data.select_clips(clips, args.split or "unseen", args.train_list, args.val_list,
+                                                args.speakers, args.val_speakers, args.missing_clips)
+    if (set(train_ids), set(val_ids)) == (set(rec_train), set(rec_val)):
+        return train_ids, val_ids
+    trained = set(rec_train)
+    kept = [c for c in val_ids if c not in trained]
+    dropped = len(val_ids) - len(kept)
+    print(f"warning: this selection differs from the checkpoint's ({describe_definition(definition)}): "
+          + (f"{dropped} of its {len(val_ids)} validation clips were trained on and are left out, " if dropped else
+             "none of its validation clips was trained on, ")
+          + f"{len(set(kept) & set(rec_val))} of the {len(kept)} scored are the checkpoint's validation clips",
+          file=sys.stderr)
+    return train_ids, kept
 
 
 def describe_definition(definition: dict) -> str:
@@ -565,6 +591,12 @@ def score_word_set(args: argparse.Namespace, classifier: WordClassifier) -> int:
     predictions: list = []
     scores = evaluate_words(classifier.net, loader, classifier.words, classifier.ctxs,
                             progress=f"{split} clips" if args.progress else None, predictions=predictions)
+    failed = len(dataset.unreadable) + len(dataset.problems)
+    if dataset.unreadable:
+        print(f"error: {len(dataset.unreadable)} of {len(dataset)} clips could not be read (named above)",
+              file=sys.stderr)
+    if dataset.problems:
+        print(f"error: {len(dataset.problems)} word folders were left out (named above)", file=sys.stderr)
     print(f"top-1 {scores.accuracy:.4f}  top-5 {scores.top5_accuracy:.4f}  ({scores.clips} clips, {split})")
     for word, clips, correct, accuracy in scores.per_word():
         print(f"  {word}\t{accuracy:.4f}\t{correct}/{clips}")
@@ -583,7 +615,7 @@ def score_word_set(args: argparse.Namespace, classifier: WordClassifier) -> int:
             print(f"error: cannot write the report to {args.out}: {err}", file=sys.stderr)
             return 2
         print(f"wrote {Path(args.out) / 'words.csv'}, {paths[0]} and {paths[1]}", file=sys.stderr)
-    return 1 if len(dataset.problems) else 0
+    return 1 if failed else 0
 
 
 def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:

@@ -20,7 +20,7 @@ import random
 import signal
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +48,7 @@ from model.checkpoint import (  # noqa: E402
     read_checkpoint,
     set_parameters,
 )
-from utils import splits  # noqa: E402
+from utils import run_settings, splits  # noqa: E402
 from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.text.alphabet import GRID, Alphabet, choose_alphabet  # noqa: E402
 from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
@@ -189,8 +189,9 @@ class Start:
         return OUTPUT_LAYER if dense is not None and dense.shape[0] != self.config.num_classes else ()
 
 
-def resolve_start(model_path: str | None) -> Start:
-    """Read what ``model_path`` holds: a checkpoint (resume) or the example's parameter file (fine-tune)."""
+def resolve_start(model_path: str | None, fine_tune: bool = False) -> Start:
+    """Read what ``model_path`` holds: a checkpoint (resumed, or with ``fine_tune`` a new run from its weights)
+    or the example's parameter file (fine-tuned)."""
     if not model_path:
         return Start()
     contents = read_checkpoint(model_path, prefer="last", states=True)
@@ -199,6 +200,10 @@ def resolve_start(model_path: str | None) -> Start:
         log.info("fine-tuning from the original example's parameters in %s", contents.source)
         return Start(contents.config, contents.arrays, None, mean, std, alphabet=contents.alphabet,
                      source=str(contents.source))
+    if fine_tune:
+        log.info("fine-tuning from %s: a new run from its weights, network and normalisation", contents.folder)
+        return Start(contents.config, contents.arrays, None, mean, std, meta=contents.meta,
+                     alphabet=contents.alphabet, source=str(contents.folder))
     state = RunState.from_meta(contents.meta)
     states = contents.folder / STATES_FILE
     return Start(contents.config, contents.arrays, states if states.is_file() else None, mean, std, state,
@@ -364,7 +369,8 @@ def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int,
     stays local, identical everywhere, and savable; MXNet cannot save states kept on servers.
     AMP needs local updates too, to skip the steps whose gradients overflowed.
     """
-    total = max(steps_per_epoch * args.epochs, 1)
+    # A resumed run given more epochs keeps the schedule it was built with (``utils.run_settings``).
+    total = max(steps_per_epoch * (getattr(args, "schedule_epochs", None) or args.epochs), 1)
     if args.lr_schedule == "cosine":
         schedule = mx.lr_scheduler.CosineScheduler(total, base_lr=args.lr, final_lr=args.lr * 0.01,
                                                    warmup_steps=min(args.warmup_steps, total - 1))
@@ -466,6 +472,14 @@ class Interrupted(Exception):
 
 class Abandoned(Exception):
     """A second SIGINT/SIGTERM: leave at once, without saving (the model may be mid-update)."""
+
+
+def abandon(err: Abandoned, save_dir: Path) -> None:
+    """Leave after a second SIGINT/SIGTERM (exit 130): the checkpoints saved before are untouched."""
+    saved = [str(save_dir / name) for name in ("last", "best") if (save_dir / name).is_dir()]
+    log.warning("interrupted twice (%s): stopped without saving; %s", err,
+                f"{' and '.join(saved)} hold the checkpoints saved before" if saved else "no checkpoint was saved")
+    raise SystemExit(130) from None
 
 
 class StopFlag:
@@ -631,8 +645,8 @@ class SentenceTask:
         return int(batch[5].sum()), batch[0].shape[0] * batch[0].shape[2]
 
     def validate(self, net: LipNet, ctxs: Sequence[mx.Context], workers: Workers,
-                 stop: StopFlag | None) -> tuple[dict, float, str]:
-        """(validation metrics, error to minimise, log text) over the whole validation set."""
+                 stop: StopFlag | None) -> tuple[dict, float, str, list[str]]:
+        """(validation metrics, error to minimise, log text, example lines) over the whole validation set."""
         args = self.args
         val = evaluate(net, self.val_loader, self.val_set, ctxs, progress="validation" if args.progress else None,
                        stop=stop, decoder=self.decoder["method"], beam_width=self.decoder["beam_width"],
@@ -644,9 +658,9 @@ class SentenceTask:
                    "val_mean_clip_cer": overall.mean_clip_cer, "val_mean_clip_wer": overall.mean_clip_wer}
         text = (f"val loss {val.loss:.4f}, CER {val.cer:.4f}, WER {val.wer:.4f} (mean per clip: CER "
                 f"{overall.mean_clip_cer:.4f}, WER {overall.mean_clip_wer:.4f})")
-        for target, pred in list(zip(val.targets, val.predictions))[: args.show_examples]:
-            text += f"\n  [Target] {target}\n  [Pred]   {pred}"
-        return metrics, val.wer, text
+        examples = [line for target, pred in list(zip(val.targets, val.predictions))[: args.show_examples]
+                    for line in (f"  [Target] {target}", f"  [Pred]   {pred}")]
+        return metrics, val.wer, text, examples
 
     def stop_reached(self, metrics: dict) -> str | None:
         if self.args.stop_wer is not None and metrics["val_wer"] <= self.args.stop_wer:
@@ -739,7 +753,7 @@ class WordTask:
         return frames, frames
 
     def validate(self, net: nn.HybridBlock, ctxs: Sequence[mx.Context], workers: Workers,
-                 stop: StopFlag | None) -> tuple[dict, float, str]:
+                 stop: StopFlag | None) -> tuple[dict, float, str, list[str]]:
         scores = self.evaluate(net, ctxs, stop, "validation" if self.args.progress else None)
         if workers.lockstep:
             scores = WordScores.from_vector(self.words, workers.allreduce("validation", scores.to_vector()))
@@ -748,7 +762,7 @@ class WordTask:
             scores.write_csv(str(Path(self.args.save_dir) / "val_words.csv"))
         metrics = {"val_loss": scores.loss, "val_acc": scores.accuracy, "val_top5": scores.top5_accuracy,
                    "val_error": 1 - scores.accuracy, "val_top5_error": 1 - scores.top5_accuracy}
-        return metrics, 1 - scores.accuracy, f"val loss {scores.loss:.4f}, {scores.summary()}"
+        return metrics, 1 - scores.accuracy, f"val loss {scores.loss:.4f}, {scores.summary()}", []
 
     def stop_reached(self, metrics: dict) -> str | None:
         if self.args.stop_accuracy is not None and metrics["val_acc"] >= self.args.stop_accuracy:
@@ -785,24 +799,42 @@ def evaluate_words(net: nn.HybridBlock, loader: gluon.data.DataLoader, words: Se
     return scores
 
 
-def train(args: argparse.Namespace) -> dict:
+def train(args: argparse.Namespace, given: Collection[str] = ()) -> dict:
     """A whole training run; returns the last epoch's metrics, the checkpoint folders and the network.
 
-    Under a ``dist_*`` kvstore each worker trains on its shard of the training clips with
-    ``batch_size`` clips a step (the global batch is ``batch_size`` times the number of workers),
-    and only rank 0 writes files; the others log to the console.
+    A resume (``model_path`` naming one of our checkpoints, without ``fine_tune``) takes the settings of
+    its run from the checkpoint (``utils.run_settings``); ``given`` names the options the command line
+    set, which must agree with them. Under a ``dist_*`` kvstore each worker trains on its shard of the
+    training clips with ``batch_size`` clips a step (the global batch is ``batch_size`` times the number
+    of workers), and only rank 0 writes files; the others log to the console.
     """
+    overwrite = getattr(args, "overwrite", False)
+    start = resolve_start(args.model_path, getattr(args, "fine_tune", False))
+    run_id = run_settings.new_run_id()
+    resumed = None
+    if start.resume:
+        resumed = Path(start.source)
+        taken = run_settings.resume_settings(args, given, start.meta.get("args") or {}, resumed)
+        if "save_dir" not in given:
+            args.save_dir = str(resumed.parent)
+        run_id = start.meta.get("run_id")
+        if taken:
+            log.info("settings of the run being resumed, from %s: %s", resumed / "meta.json", " ".join(taken))
+    if not getattr(args, "schedule_epochs", None):
+        args.schedule_epochs = args.epochs
     save_dir = Path(args.save_dir)
     workers = Workers(args.kvstore)
     if workers.rank == 0:
+        source = Path(start.source) if start.source and not start.resume and start.meta else None
+        run_settings.prepare_save_dir(save_dir, overwrite, resumed, run_id, source)
         setup_logging(save_dir)
     else:
         log.setLevel(logging.INFO)
+    run_id = run_id or run_settings.new_run_id()  # checkpoints from before run ids get one on their resume
     seed_everything(args.seed)  # the same on every worker: identical initial parameters
     ctxs = contexts(args.num_gpus, args.num_cpus)
     if args.amp:
         enable_amp(ctxs, workers)
-    start = resolve_start(args.model_path)
     task = (WordTask if getattr(args, "task", "sentences") == "words" else SentenceTask)(args, start, workers)
     start = task.start  # a sentence task fine-tuning to another alphabet starts afresh
     if start.resume:
@@ -833,8 +865,8 @@ def train(args: argparse.Namespace) -> dict:
     def checkpoint(name: str, metrics: dict | None = None) -> Path:
         if workers.rank != 0:
             return save_dir / name  # rank 0 writes the run's checkpoints
-        meta = {**task.meta(), "state": state.to_dict(), "metrics": metrics or {},
-                "args": {k: v for k, v in vars(args).items() if k != "func"},
+        meta = {**task.meta(), "state": state.to_dict(), "metrics": metrics or {}, "run_id": run_id,
+                "args": run_settings.recordable(args),
                 "frame_rate": MODEL_FPS}  # the frame rate of the training clips (preprocessing resamples to it)
         # Trainer states held on dist_async servers cannot be saved (MXNet refuses).
         return save_checkpoint(save_dir / name, net, None if workers.asynchronous else trainer, meta)
@@ -912,7 +944,8 @@ def train(args: argparse.Namespace) -> dict:
                 state.finish_epoch(epoch)
                 continue
             # Lock step: every worker must validate, so no stop there.
-            val_metrics, error, summary = task.validate(net, ctxs, workers, None if workers.lockstep else stop)
+            val_metrics, error, summary, examples = task.validate(net, ctxs, workers,
+                                                                  None if workers.lockstep else stop)
             last_metrics = {
                 "epoch": epoch + 1, "step": state.iteration,
                 "train_loss": state.epoch_loss_sum / state.epoch_clips if state.epoch_clips else float("nan"),
@@ -927,6 +960,8 @@ def train(args: argparse.Namespace) -> dict:
             log.info("epoch %d: train loss %.4f, %s, %.1f samples/s, padded %.1f%%, lr %.2e", epoch + 1,
                      last_metrics["train_loss"], summary, last_metrics["samples_per_s"],
                      100 * last_metrics["padded_fraction"], last_metrics["lr"])
+            for line in examples:  # one record a line, in the console and train.log alike
+                log.info("%s", line)
             if board is not None:
                 board.scalars({"loss/train": last_metrics["train_loss"], "lr": last_metrics["lr"],
                                **{("loss/val" if k == "val_loss" else "val/" + k[4:]): v
@@ -944,14 +979,15 @@ def train(args: argparse.Namespace) -> dict:
                 log.info("%s: stopping", reached)
                 break
     except Interrupted as err:
-        folder = checkpoint("last", last_metrics)
-        log.warning("interrupted (%s): saved %s at epoch %d, batch %d; rerun with model_path=%s to resume",
-                    err, folder, state.epoch, state.batch_in_epoch, folder)
+        try:
+            folder = checkpoint("last", last_metrics)
+        except Abandoned as again:
+            abandon(again, save_dir)
+        log.warning("interrupted (%s): saved %s in epoch %d after %d of its batches; to resume: python main.py "
+                    "model_path=%s", err, folder, state.epoch + 1, state.batch_in_epoch, folder)
         raise SystemExit(130) from None
     except Abandoned as err:
-        log.warning("interrupted twice (%s): stopped without saving; %s holds the last checkpoint saved",
-                    err, save_dir / "last")
-        raise SystemExit(130) from None
+        abandon(err, save_dir)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -48,6 +48,20 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     return parser.parse_args(args)
 
 
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> set[str]:
+    """The destinations of the options ``argv`` sets (on the command line, in its ``--config`` file or its
+    overrides), whatever their values: a resume refuses a setting given with another value than its
+    run's, and must tell a setting given from one left at its default."""
+    args = normalise_argv(parser, sys.argv[1:] if argv is None else list(argv))
+    if _known_options(parser) >= {"config", "override"}:
+        args = expand_config(parser, args)
+    unset = object()
+    # argparse fills in a default only where the namespace has no value yet.
+    namespace = argparse.Namespace(**{action.dest: unset for action in parser._actions})
+    parser.parse_args(args, namespace=namespace)
+    return {dest for dest, value in vars(namespace).items() if value is not unset}
+
+
 def _known_options(parser: argparse.ArgumentParser) -> set[str]:
     return {opt[2:] for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
 
@@ -72,7 +86,8 @@ def _config_value(value: object) -> str:
 
 def read_config(parser: argparse.ArgumentParser, path: str) -> list[str]:
     """``--key=value`` words of a YAML config file; parser.error (exit 2) naming the file and the reason
-    for a file that is missing, is not YAML, is not a mapping, or names an unknown option."""
+    for a file that is missing, is not UTF-8 YAML (with the line of a syntax error), is not a mapping,
+    names an unknown option or gives one a value its option refuses (naming the key)."""
     import yaml  # only scripts with a config option need it
 
     known = _known_options(parser) - {"config", "override"}
@@ -81,18 +96,30 @@ def read_config(parser: argparse.ArgumentParser, path: str) -> list[str]:
             settings = yaml.safe_load(f)
     except OSError as err:
         parser.error(f"--config {path}: cannot be read ({err.strerror or err})")
+    except UnicodeDecodeError:
+        parser.error(f"--config {path}: not a text file (not UTF-8)")
     except yaml.YAMLError as err:
-        parser.error(f"--config {path}: not valid YAML ({str(err).splitlines()[0]})")
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        parser.error(f"--config {path}: not valid YAML ({where}{problem})")
     if settings is None:
         return []
     if not isinstance(settings, dict):
         parser.error(f"--config {path}: expected a mapping of option: value, got {type(settings).__name__}")
+    actions = {opt[2:]: action for action in parser._actions for opt in action.option_strings}
     words = []
     for key, value in settings.items():
         if key not in known:
             parser.error(f"--config {path}: unknown option {key!r}")
-        if value is not None:
-            words.append(f"--{key}={_config_value(value)}")
+        if value is None:
+            continue
+        text = _config_value(value)
+        try:
+            parser._get_values(actions[key], [text])  # the option's type and choices, as on the command line
+        except argparse.ArgumentError as err:
+            parser.error(f"--config {path}: {key}: {err.message}")
+        words.append(f"--{key}={text}")
     return words
 
 
@@ -148,28 +175,26 @@ def _number(value: str, kind: type, what: str) -> int | float:
 
 
 def bounded(kind: type, low: float | None = None, high: float | None = None, *,
-            low_open: bool = False) -> Callable[[str], int | float]:
-    """An argparse type for an ``int`` or ``float`` in a range: ``low <= x <= high`` (``low < x`` with
-    ``low_open``), either bound optional; the error names the range. NaN and infinities are refused.
+            low_open: bool = False, high_open: bool = False) -> Callable[[str], int | float]:
+    """An argparse type for an ``int`` or ``float`` in a range: ``low <= x <= high``, ``low < x`` with
+    ``low_open`` and ``x < high`` with ``high_open``, either bound optional; the error names the range.
+    NaN and infinities are refused.
 
     Unchecked settings once trained a whole epoch before dividing by ``val_interval=0``, and let
     ``lr=-1`` train; every numeric option of every script goes through one of these.
     """
-    noun = "an integer" if kind is int else "a number"
-    if low is not None and high is not None:
-        what = f"{noun} from {low:g} to {high:g}" if not low_open else f"{noun} above {low:g} and at most {high:g}"
-    elif low is not None:
-        what = f"{noun} above {low:g}" if low_open else f"{noun} of at least {low:g}"
-    elif high is not None:
-        what = f"{noun} of at most {high:g}"
-    else:
-        what = noun
+    limits = []
+    if low is not None:
+        limits.append(f"above {low:g}" if low_open else f"at least {low:g}")
+    if high is not None:
+        limits.append(f"below {high:g}" if high_open else f"at most {high:g}")
+    what = ("an integer" if kind is int else "a number") + (" " + " and ".join(limits) if limits else "")
 
     def parse(value: str) -> int | float:
         number = _number(value, kind, what)
         if low is not None and (number <= low if low_open else number < low):
             raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
-        if high is not None and number > high:
+        if high is not None and (number >= high if high_open else number > high):
             raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
         return number
 

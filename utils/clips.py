@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from utils.clip_store import PACKED_SUFFIX, load_clip
-from utils.splits import SPLITS, listed_clips, make_split, speaker_of
+from utils.splits import SPLITS, check_disjoint, listed_clips, make_split, speaker_of
 from utils.text.alphabet import CAPTIONS, GRID, Alphabet
 from utils.text.grid_text import AlignedWord, align_sentence, parse_align, sentence_from_clip_name
 
@@ -153,6 +153,7 @@ def select_clips(
             if not clips:
                 raise ValueError(f"clip list {path}: none of its clips is of the speakers selected ({speakers})")
             chosen.append(clips)
+        check_disjoint(chosen[0], chosen[1], f"clip lists {train_list} and {val_list}")
         return chosen[0], chosen[1]
     if val_speakers:
         held = {f"s{s}" for s in val_speakers}

@@ -79,6 +79,15 @@ def digest(clip_ids: Iterable[str]) -> str:
     return hashlib.sha256("".join(f"{c}\n" for c in sorted(set(clip_ids))).encode()).hexdigest()
 
 
+def check_disjoint(train: Iterable[str], val: Iterable[str], what: str) -> None:
+    """ValueError naming how many clips and the first few when ``train`` and ``val`` share clips: a
+    validation clip that was trained on makes the validation figures those of training clips."""
+    shared = sorted(set(train) & set(val))
+    if shared:
+        shown = ", ".join(shared[:_SHOWN]) + (" ..." if len(shared) > _SHOWN else "")
+        raise ValueError(f"{what} share {len(shared)} clips ({shown}): a validation clip must never be trained on")
+
+
 def describe_selection(definition: dict, train: Iterable[str], val: Iterable[str]) -> dict:
     """What a checkpoint records of its split: how it was chosen, the validation clip ids, and digests."""
     train, val = sorted(set(train)), sorted(set(val))

@@ -84,13 +84,17 @@ def find_clips(root: str | Path, split: str, suffixes: Sequence[str] = (PACKED_S
                words: Sequence[str] | None = None) -> tuple[list[tuple[str, Path]], list[str]]:
     """``([(word, clip path)], problems)`` of one split, in word then file order.
 
-    A word folder with no clip of ``suffixes`` in this split is a problem (named), not an error:
-    the run goes on with the other words.
+    A word folder with no clip of ``suffixes`` in this split, or one that is not among ``words`` (the
+    model's class list), is a problem (named), not an error: the run goes on with the other words.
     """
     if split not in WORD_SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(WORD_SPLITS)}")
     root = Path(root)
     found, problems = [], []
+    if words is not None:
+        known = set(words)
+        problems.extend(f"{root / word}: the word {word!r} is not among the model's {len(words)} words; its clips "
+                        "are left out" for word in list_words(root) if word not in known)
     for word in words if words is not None else list_words(root):
         folder = root / word / split
         clips = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".")
