@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from utils.cli import parse_args, parse_speakers, str2bool
+from utils.cli import (
+    bounded,
+    non_negative_float,
+    non_negative_int,
+    parse_args,
+    parse_speakers,
+    positive_int,
+    str2bool,
+)
 from utils.gpu_support import GpuProblem, preflight
 from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.report import ClipResult, UtteranceResult, ordered_groups, write_report
@@ -57,18 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "onnxruntime, no MXNet) (default: %(default)s)")
     model.add_argument("--decoder", default=None, choices=DECODERS,
                        help="CTC decoder (default: the checkpoint's, else greedy)")
-    model.add_argument("--beam_width", type=int, default=None,
+    model.add_argument("--beam_width", type=positive_int, default=None,
                        help=f"prefix beam width of the beam decoder (default: the checkpoint's, else "
                             f"{DEFAULT_BEAM_WIDTH})")
     model.add_argument("--lm_path", default=None,
                        help="word n-gram language model (ARPA, from utils/build_lm.py) of the lm decoder "
                             "(default: the checkpoint's)")
-    model.add_argument("--lm_weight", type=float, default=None,
+    model.add_argument("--lm_weight", type=non_negative_float, default=None,
                        help="weight of the language model's log-probability in the lm decoder (alpha; default: the "
                             "checkpoint's, else 0.5)")
-    model.add_argument("--word_bonus", type=float, default=None,
+    model.add_argument("--word_bonus", type=bounded(float), default=None,
                        help="score added per word by the lm decoder (beta; default: the checkpoint's, else 1.0)")
-    model.add_argument("--num_gpus", type=int, default=1,
+    model.add_argument("--num_gpus", type=non_negative_int, default=1,
                        help="GPUs to run on (an ONNX file: onnxruntime-gpu's CUDA, one GPU); 0 or no visible GPU: "
                             "the CPU (default: %(default)s)")
     video = parser.add_argument_group("raw videos")
@@ -83,14 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--face", default="largest", choices=("largest", "all"),
                        help="with several faces in view: read the largest, or every face track, each labelled "
                             "(default: %(default)s)")
-    video.add_argument("--max_utterance", type=float, default=None, metavar="SECONDS",
+    video.add_argument("--max_utterance", type=bounded(float, 0.4, low_open=True), default=None, metavar="SECONDS",
                        help="longest utterance read at once; longer speech is cut where the mouth is stillest "
                             "(default: the training clip length, 75 frames at the checkpoint's frame rate)")
-    video.add_argument("--margin", type=float, default=None, metavar="SECONDS",
+    video.add_argument("--margin", type=non_negative_float, default=None, metavar="SECONDS",
                        help="seconds kept before and after the speech of each utterance, mouth motion at a "
                             "speaking pace (default: up to half a pause, as GRID's clips hold; about 0.15 for a "
                             "model trained on clips cut at subtitle cues)")
-    video.add_argument("--edge_search", type=float, default=0.0, metavar="SECONDS",
+    video.add_argument("--edge_search", type=non_negative_float, default=0.0, metavar="SECONDS",
                        help="read each utterance from the start and end, each moved inward by up to SECONDS in steps "
                             "of 2 frames, at which the decoder scores its reading best per frame: for models that "
                             "read by their clips' edges, such as ones trained on clips cut at subtitle cues (about "
@@ -99,31 +107,50 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data_type", default="valid", choices=("train", "valid", "test"),
                       help="which side of the split to run on; test: a word checkpoint's LRW-layout test split "
                            "(default: %(default)s)")
-    data.add_argument("--image_path", default=str(DATASET_DIR),
-                      help="mouth crops: sN/{clip}.npz (packed) or sN/{clip}/mouth_*.png folders "
-                           "(default: %(default)s)")
-    data.add_argument("--align_path", default=str(ALIGN_DIR),
+    data.add_argument("--image_path", default=None,
+                      help="mouth crops: sN/{clip}.npz (packed) or sN/{clip}/mouth_*.png folders (default: the "
+                           f"checkpoint's training data, else {DATASET_DIR})")
+    data.add_argument("--align_path", default=None,
                       help="align files (sN/{clip}.align or flat {clip}.align); clips without one are labelled "
-                           "from their GRID name (default: %(default)s)")
+                           f"from their GRID name (default: the checkpoint's, else {ALIGN_DIR})")
     data.add_argument("--split", default=None, choices=SPLITS,
                       help="standard protocol: unseen speakers or overlapped (default: the selection recorded in "
                            "the checkpoint, else unseen)")
-    data.add_argument("--train_list", default=None, help="file of SPEAKER/CLIP lines of the training side")
-    data.add_argument("--val_list", default=None, help="file of SPEAKER/CLIP lines of the validation side")
+    data.add_argument("--train_list", default=None,
+                      help="file of SPEAKER/CLIP lines of the training side (default: the checkpoint's selection)")
+    data.add_argument("--val_list", default=None,
+                      help="file of SPEAKER/CLIP lines of the validation side (default: the checkpoint's selection)")
     data.add_argument("--missing_clips", default="warn", choices=MISSING_CLIPS,
                       help="clips a list names that are absent: warn and go on, or error (default: %(default)s)")
-    data.add_argument("--speakers", type=parse_speakers, default=None, help="only these speakers, e.g. 1-34 or 1,2,20")
+    data.add_argument("--speakers", type=parse_speakers, default=None,
+                      help="only these speakers, e.g. 1-34 or 1,2,20 (default: the checkpoint's selection)")
     data.add_argument("--val_speakers", type=parse_speakers, default=None,
-                      help="validation side = these speakers, training side = the rest (overrides --split)")
-    data.add_argument("--batch_size", type=int, default=64, help="clips per forward pass (default: %(default)s)")
-    data.add_argument("--num_workers", type=int, default=0, help="data-loading worker threads (default: %(default)s)")
+                      help="validation side = these speakers, training side = the rest (overrides --split; default: "
+                           "the checkpoint's selection). Clips the checkpoint trained on are never scored as "
+                           "validation")
+    data.add_argument("--batch_size", type=positive_int, default=64,
+                      help="clips per forward pass (default: %(default)s)")
+    data.add_argument("--num_workers", type=non_negative_int, default=0,
+                      help="data-loading worker threads (default: %(default)s)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=None,
-                     help="folder for predictions.csv and report.html (mouth frames, marked errors, probabilities)")
-    out.add_argument("--report_limit", type=int, default=DEFAULT_REPORT_LIMIT,
+                     help="folder for predictions.csv and report.html (mouth frames, marked errors, probabilities; "
+                          "default: none)")
+    out.add_argument("--report_limit", type=non_negative_int, default=DEFAULT_REPORT_LIMIT,
                      help="clips shown in full in report.html; the CSV has them all (default: %(default)s)")
     out.add_argument("--progress", type=str2bool, default=True, help="show progress bars on stderr (default: true)")
     return parser
+
+
+def choose_data_paths(args: argparse.Namespace, meta: dict) -> None:
+    """``image_path`` and ``align_path`` when the command line leaves them out: those the checkpoint trained
+    on (``args`` in meta.json, ``data`` in an ONNX file), else the default locations."""
+    recorded = meta.get("args") or meta.get("data") or {}
+    for key, default in (("image_path", DATASET_DIR), ("align_path", ALIGN_DIR)):
+        if getattr(args, key) is None:
+            setattr(args, key, recorded.get(key) or str(default))
+            if recorded.get(key):
+                print(f"{key}={recorded[key]} (the checkpoint's)", file=sys.stderr)
 
 
 def choose_decoder(args: argparse.Namespace, meta: dict) -> tuple[str, int]:
@@ -542,6 +569,7 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str, beam_w
     if args.data_type == "test":
         raise ValueError("data_type=test is a word checkpoint's LRW-layout split; GRID's protocols have a training "
                          "and a validation side (train, valid)")
+    choose_data_paths(args, network.meta)
     clips = clip_data.discover_clips(args.image_path)
     train_ids, val_ids = select_like_training(args, network.meta, clips)
     ids = val_ids if args.data_type == "valid" else train_ids
@@ -584,6 +612,7 @@ def score_word_set(args: argparse.Namespace, classifier: WordClassifier) -> int:
     import data_loader
     from trainer import evaluate_words
 
+    choose_data_paths(args, classifier.meta)
     split = {"valid": "val"}.get(args.data_type, args.data_type)
     dataset = data_loader.WordDataset(args.image_path, split, words=classifier.words,
                                       crop=classifier.net.config.size)
@@ -645,13 +674,6 @@ def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
-    if args.batch_size < 1 or (args.beam_width is not None and args.beam_width < 1) \
-            or min(args.num_workers, args.report_limit) < 0:
-        parser.error("batch_size and beam_width must be at least 1, num_workers and report_limit at least 0")
-    if args.max_utterance is not None and not args.max_utterance > 0.4:
-        parser.error("max_utterance must be more than 0.4 seconds (the shortest utterance read)")
-    if args.margin is not None and args.margin < 0 or args.edge_search < 0:
-        parser.error("margin and edge_search must be at least 0 seconds")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
     from utils.network import is_onnx, load_network  # the backend loads here, after the command line is valid
 

@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop once the validation WER is at or below this (e.g. 0 to overfit a few clips)")
     opt.add_argument("--stop_accuracy", type=probability, default=None,
                      help="task=words: stop once the validation top-1 accuracy is at or above this")
-    opt.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation, dropout")
+    opt.add_argument("--seed", type=non_negative_int, default=0,
+                     help="seeds initialisation, shuffling, augmentation, dropout")
     run = parser.add_argument_group("run")
     run.add_argument("--num_gpus", type=non_negative_int, default=1, help="GPUs to train on (0: CPU)")
     run.add_argument("--num_cpus", type=positive_int, default=1, help="CPU contexts when training on the CPU")

@@ -180,4 +180,8 @@ def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[f
                            **{k: decoder[k] for k in ("lm_path", "lm_weight", "word_bonus") if k in decoder}},
         "lipnet.source": source,
         "lipnet.metrics": meta.get("metrics") or {},
+        # The clips the checkpoint trained and validated on, so that scoring a data set with the ONNX file
+        # selects what the checkpoint would (without it, a file scored its run's training speakers as valid).
+        "lipnet.split": meta.get("split") or {},
+        "lipnet.data": {k: v for k, v in (meta.get("args") or {}).items() if k in ("image_path", "align_path")},
     }

@@ -24,8 +24,9 @@ class WordClassifier:
     a batch split over the given contexts."""
 
     def __init__(self, net: WordNet, words: list[str], ctxs: list[mx.Context], source: str,
-                 region: int = WORD_CROP_SIZE) -> None:
+                 region: int = WORD_CROP_SIZE, meta: dict | None = None) -> None:
         self.net = net
+        self.meta = meta or {}  # the checkpoint's meta.json
         self.words = words
         self.region = region  # side of the mouth regions it was trained on (crops are cut from them)
         self.ctxs = ctxs
@@ -53,7 +54,8 @@ class WordClassifier:
         ctxs = contexts(num_gpus)
         net = WordNet(contents.config)
         set_parameters(net, contents.arrays, contents.source, ctxs)
-        return cls(net, words, ctxs, str(contents.folder), int(contents.meta.get("region", WORD_CROP_SIZE)))
+        return cls(net, words, ctxs, str(contents.folder), int(contents.meta.get("region", WORD_CROP_SIZE)),
+                   contents.meta)
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         lengths = np.full(len(batch), batch.shape[2], np.float32)
         ctxs = self.ctxs[: len(batch)]

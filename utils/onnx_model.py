@@ -68,7 +68,8 @@ class OnnxLipNet(Network):
                                  f"needs {alphabet.num_classes}")
             decoder = info.get("decoder") or {}
             meta = {"decoder": {k: v for k, v in decoder.items() if v is not None}, "config": config,
-                    "normalisation": norm, "metrics": info.get("metrics") or {}, "alphabet": alphabet.to_dict()}
+                    "normalisation": norm, "metrics": info.get("metrics") or {}, "alphabet": alphabet.to_dict(),
+                    "split": info.get("split") or {}, "data": info.get("data") or {}}
             super().__init__(config["variant"], config["norm"], int(config["width"]), int(config["height"]),
                              tuple(norm["mean"]), tuple(norm["std"]),
                              float(info.get("frame_rate") or MODEL_FPS),
@@ -81,9 +82,24 @@ class OnnxLipNet(Network):
 
     def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """With a graph exported with ``lengths=true`` the clips' lengths are fed to it (all of ``T`` when
-        not given); otherwise the network runs over every frame, as MXNet's does."""
-        feed = {INPUT: np.ascontiguousarray(batch, np.float32)}
+        not given). A graph without them reads over every frame it is given, padding included (a short
+        clip's log-probabilities differed by 0.45 read alone or in a padded batch), so a batch holding a
+        clip shorter than ``T`` is read one clip at a time over its own frames; past a clip's length its
+        rows are zeros."""
+        batch = np.ascontiguousarray(batch, np.float32)
         if self.takes_lengths:
             full = np.full(len(batch), batch.shape[2], np.int32)
-            feed[LENGTHS] = full if lengths is None else np.asarray(lengths, np.int32)
+            return self._run(batch, full if lengths is None else np.asarray(lengths, np.int32))
+        if lengths is None or all(int(n) == batch.shape[2] for n in lengths):
+            return self._run(batch)
+        rows = [self._run(np.ascontiguousarray(clip[None, :, :int(n)]))[0] for clip, n in zip(batch, lengths)]
+        out = np.zeros((len(batch), batch.shape[2], rows[0].shape[-1]), np.float32)
+        for row, values in zip(out, rows):
+            row[:len(values)] = values
+        return out
+
+    def _run(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        feed = {INPUT: batch}
+        if lengths is not None:
+            feed[LENGTHS] = lengths
         return self.session.run(None, feed)[0]

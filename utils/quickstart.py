@@ -10,8 +10,10 @@
    a reader that carries over to new faces better than few speakers with many clips.
 3. ``infer.py`` reads the unseen speakers' clips with the best checkpoint and prints
    ``[Target]``/``[Pred]`` pairs, CER and WER overall and per speaker.
-Each stage is resumable: rerunning skips clips already generated and resumes training from
-``checkpoint/quickstart/last``. Every option below can be overridden (``--key=value`` or ``key=value``).
+Each stage is resumable: rerunning with the same options skips clips already generated and resumes
+training from ``checkpoint/quickstart/last``; other options are refused there (the data set and the run
+would mix), unless ``overwrite=true`` starts both afresh. Every option below can be overridden
+(``--key=value`` or ``key=value``).
 """
 import sys
 from pathlib import Path
@@ -23,7 +25,15 @@ import argparse  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import parse_args, parse_size, parse_speakers, str2bool  # noqa: E402
+from utils.cli import (  # noqa: E402
+    non_negative_int,
+    parse_args,
+    parse_size,
+    parse_speakers,
+    positive_float,
+    positive_int,
+    str2bool,
+)
 from utils.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
 
 
@@ -37,18 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
                         help="speakers trained on (default: 1-20)")
     parser.add_argument("--val_speakers", type=parse_speakers, default=parse_speakers("21-22"),
                         help="unseen speakers validated and read at the end (default: 21-22)")
-    parser.add_argument("--clips_per_speaker", type=int, default=30, help="(default: %(default)s)")
+    parser.add_argument("--clips_per_speaker", type=positive_int, default=30,
+                        help="synthetic clips rendered per speaker (default: %(default)s)")
     parser.add_argument("--size", type=parse_size, default=(48, 24), help="frame WIDTHxHEIGHT (default: 48x24)")
-    parser.add_argument("--channels", default="16,32,48", help="LipNet conv channels (default: %(default)s)")
-    parser.add_argument("--hidden", type=int, default=128, help="GRU units per direction (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=20, help="(default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s)")
+    parser.add_argument("--channels", type=channel_list, default="16,32,48",
+                        help="LipNet conv channels (default: %(default)s)")
+    parser.add_argument("--hidden", type=positive_int, default=128,
+                        help="GRU units per direction (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=20, help="training epochs (default: %(default)s)")
+    parser.add_argument("--batch_size", type=positive_int, default=8, help="clips per step (default: %(default)s)")
     parser.add_argument("--decoder", default="grammar", choices=("greedy", "beam", "grammar"),
                         help="decoder for the final read (default: %(default)s, the most probable GRID sentence)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="(default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=3e-3,
+                        help="peak learning rate of the cosine schedule (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seeds the synthetic speakers and sentences, and training (default: %(default)s)")
+    parser.add_argument("--overwrite", type=str2bool, default=False,
+                        help="start afresh: remove a synthetic set or run made with other options in data_path or "
+                             "save_dir (default: false, such folders are refused)")
     parser.add_argument("--progress", type=str2bool, default=True, help="progress bars (default: true)")
     return parser
+
+
+def channel_list(value: str) -> str:
+    """argparse type: three comma-separated positive channel counts, kept as typed (main.py parses them)."""
+    counts = [positive_int(c.strip()) for c in value.split(",")]
+    if len(counts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three channel counts such as 16,32,48, got {value!r}")
+    return ",".join(str(c) for c in counts)
 
 
 def _speakers(values: list[int]) -> str:
@@ -78,14 +104,17 @@ def main(argv: list[str] | None = None) -> int:
             f"val_speakers={_speakers(args.val_speakers)}", "num_gpus=0", f"progress={args.progress}"]
     print(f"[2/3] training a narrow LipNet in {args.save_dir}", file=sys.stderr)
     last = Path(args.save_dir) / "last"
-    resume = [f"model_path={last}"] if (last / "meta.json").is_file() else []
+    resume = [f"model_path={last}"] if (last / "meta.json").is_file() and not args.overwrite else []
     status = _run_script("main.py", data + resume + [
         f"save_dir={args.save_dir}", f"channels={args.channels}", f"hidden={args.hidden}",
         f"epochs={args.epochs}", f"batch_size={args.batch_size}", f"lr={args.lr}", f"seed={args.seed}",
         "norm=instance", "dr_rate=0.2", "flip_prob=0", "jitter_prob=0", "lr_schedule=cosine", "val_interval=5",
-        "show_examples=2",
+        "show_examples=2", f"overwrite={args.overwrite}",
     ])
     if status:
+        if resume and status == 2:
+            print(f"the quick start's {args.save_dir} holds a run made with other options: rerun with "
+                  "overwrite=true to start afresh, or give another save_dir", file=sys.stderr)
         return status
     print(f"[3/3] reading the unseen speakers {_speakers(args.val_speakers)} with {args.save_dir}/best",
           file=sys.stderr)
