@@ -60,8 +60,9 @@ def spell(value: object) -> str:
 
 
 def resume_settings(args: argparse.Namespace, given: Collection[str], recorded: dict, checkpoint: Path) -> list[str]:
-    """Put the recorded settings of the run in ``checkpoint`` into ``args``; returns the settings taken
-    from the checkpoint that the command line left out (to log).
+    """Put the recorded settings of the run in ``checkpoint`` into ``args`` (those of ``MAY_CHANGE`` only where
+    the command line leaves them out); returns the settings taken from the checkpoint that differ from
+    the command line's defaults (to log).
 
     ValueError, one line naming the setting, both values and how to start a new run from these weights,
     when ``given`` (the options typed on the command line or in a config file) sets a setting of the run
@@ -69,7 +70,9 @@ def resume_settings(args: argparse.Namespace, given: Collection[str], recorded: 
     """
     taken = []
     for key, value in recorded.items():
-        if key in MAY_CHANGE or key in NOT_SETTINGS or not hasattr(args, key):
+        if key in NOT_SETTINGS or key == "save_dir" or not hasattr(args, key):
+            continue  # a resume writes into its checkpoint's run folder unless save_dir is given
+        if key in given and key in MAY_CHANGE:
             continue
         if key in given:
             if not _same(key, getattr(args, key), value):
@@ -83,8 +86,9 @@ def resume_settings(args: argparse.Namespace, given: Collection[str], recorded: 
         if not _same(key, getattr(args, key), value):
             taken.append(f"{key}={spell(value)}")
         setattr(args, key, value)
-    if "schedule_epochs" not in recorded and "epochs" in recorded:  # checkpoints from before schedule_epochs
-        args.schedule_epochs = recorded["epochs"]
+    # The schedule keeps the length it was built for (checkpoints from before schedule_epochs: their epochs).
+    if recorded.get("schedule_epochs") or recorded.get("epochs"):
+        args.schedule_epochs = recorded.get("schedule_epochs") or recorded["epochs"]
     return taken
 
 
