@@ -1,4 +1,4 @@
-"""utils/clips.py: PNG frames in number order, and the framework-free batches that
+"""utils/clips.py: one output per clip, PNG frames in number order, and the framework-free batches that
 infer.py reads data sets with are the MXNet validation loader's batches, value for value."""
 from __future__ import annotations
 
@@ -55,3 +55,16 @@ def test_png_clips_of_a_thousand_frames_or_more_load_in_order(tmp_path: Path):
     np.testing.assert_array_equal(load_clip(found["s1/long"]), frames)
     assert clip_length(found["s1/long"]) == count
 
+
+def test_a_clip_with_two_outputs_is_an_error_naming_both(tmp_path: Path):
+    frames = np.full((3, 8, 16, 3), 7, np.uint8)
+    save_packed(tmp_path / "s1" / "bbaf2n.npz", frames)
+    save_png_folder(tmp_path / "s1" / "bbaf2n", frames)
+    save_packed(tmp_path / "s1" / "lwbsza.npz", frames)
+    with pytest.raises(ValueError) as raised:
+        discover_clips(tmp_path)
+    assert str(raised.value).startswith(f"{tmp_path / 's1' / 'bbaf2n'} and {tmp_path / 's1' / 'bbaf2n.npz'}: "
+                                        "two outputs of clip s1/bbaf2n")
+    (tmp_path / "s1" / "bbaf2n.npz").unlink()
+    assert discover_clips(tmp_path) == {"s1/bbaf2n": tmp_path / "s1" / "bbaf2n",
+                                        "s1/lwbsza": tmp_path / "s1" / "lwbsza.npz"}
