@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 from utils.clip_store import load_clip
 from utils.clips import build_records, discover_clips
-from utils.prepare_captions import main
+from utils.prepare_captions import build_parser, main
 from utils.synthetic.talks import generate_talks
 from utils.text.captions import normalise_text, read_captions
 
@@ -139,3 +140,86 @@ def test_bad_speaker_mapping_and_folders_are_refused(talks: Path, tmp_path: Path
     assert f"{mapping}:2: expected 'STEM SPEAKER'" in capsys.readouterr().err
     assert main([f"src_path={tmp_path / 'none'}", f"tgt_path={tmp_path / 'x'}"]) == 2
     assert main([f"src_path={talks}", f"tgt_path={tmp_path / 'x'}", "min_duration=4", "max_duration=3"]) == 2
+
+
+def run_script(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "utils/prepare_captions.py", *args, "n_process=1", f"size={SIZE}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_a_replaced_talk_video_is_read_again(talks: Path, tmp_path: Path):
+    src, tgt = tmp_path / "src", tmp_path / "crops"
+    src.mkdir()
+    shutil.copyfile(talks / "s1_talk0.mp4", src / "talk.mp4")
+    shutil.copyfile(talks / "s1_talk0.srt", src / "talk.srt")
+    args = (f"src_path={src}", f"tgt_path={tgt}")
+    assert run_script(*args).returncode == 0
+    first = {p.name: p.read_bytes() for p in (tgt / "talk").glob("*.npz")}
+    assert len(first) == 3
+    unchanged = run_script(*args)
+    assert unchanged.returncode == 0 and "1 already done or failed before, 0 to read" in unchanged.stdout
+    shutil.copyfile(talks / "s2_talk0.mp4", src / "talk.mp4")  # another video, the same subtitles
+    rerun = run_script(*args)
+    assert rerun.returncode == 0 and "0 already done or failed before, 1 to read" in rerun.stdout, rerun.stdout
+    video = manifest(tgt)["talk/talk"]
+    assert video["inputs"]["video"]["size"] == (talks / "s2_talk0.mp4").stat().st_size
+    now = {p.name: p.read_bytes() for p in (tgt / "talk").glob("*.npz")}
+    assert len(now) == video["clips"] and all(now[name] != first.get(name) for name in now)
+
+
+def test_edited_subtitles_are_read_again_and_touched_ones_are_not(talks: Path, tmp_path: Path):
+    src, tgt = tmp_path / "src", tmp_path / "crops"
+    src.mkdir()
+    shutil.copyfile(talks / "s1_talk0.mp4", src / "talk.mp4")
+    shutil.copyfile(talks / "s1_talk0.srt", src / "talk.srt")
+    args = (f"src_path={src}", f"tgt_path={tgt}")
+    assert run_script(*args).returncode == 0
+    stamp = (src / "talk.srt").stat()
+    os.utime(src / "talk.srt", ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # touched, the same cues
+    assert "0 to read" in run_script(*args).stdout
+    cues = (src / "talk.srt").read_text()
+    edited = cues.replace(read_captions(src / "talk.srt")[0].text, "hello there")
+    assert len(edited) != len(cues)
+    (src / "talk.srt").write_text(edited)
+    assert "1 to read" in run_script(*args).stdout
+    assert (tgt / "talk" / "talk_000.txt").read_text() == "hello there\n"
+
+
+# Tests run as root, whose CAP_DAC_OVERRIDE writes anywhere: a child without it sees modes as a user does.
+WITHOUT_ROOT_WRITE = ("setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                      "--bounding-set=-dac_override,-dac_read_search")
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_unwritable_output_folder_is_refused_before_any_video_is_read(talks: Path, tmp_path: Path):
+    src, tgt = tmp_path / "src", tmp_path / "crops"
+    src.mkdir()
+    for suffix in (".mp4", ".srt"):
+        shutil.copyfile(talks / f"s1_talk0{suffix}", src / f"talk{suffix}")
+    (tgt / "talk").mkdir(parents=True)
+    (tgt / "talk").chmod(0o555)
+    run = run_script(f"src_path={src}", f"tgt_path={tgt}", prefix=WITHOUT_ROOT_WRITE)
+    assert run.returncode == 2
+    assert run.stderr == f"error: {tgt / 'talk'}: cannot write the clips here (Permission denied)\n"
+    assert "to read" not in run.stdout and not (tgt / "manifest.jsonl").exists()
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("n_process=0", "--n_process: expected an integer of at least 1"),
+    ("gap=-0.1", "--gap: expected a number of at least 0"),
+    ("min_duration=0", "--min_duration: expected a number above 0"),
+    ("max_duration=nan", "--max_duration: expected a number above 0"),
+    ("margin=-1", "--margin: expected a number of at least 0"),
+    ("size=0x24", "--size: size must be positive"),
+])
+def test_settings_are_range_checked_when_parsed(tmp_path: Path, setting: str, expected: str):
+    run = subprocess.run([sys.executable, "utils/prepare_captions.py", f"src_path={tmp_path}",
+                          f"tgt_path={tmp_path / 'out'}", setting], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2 and expected in run.stderr, run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_flag_has_help_with_its_default():
+    for action in build_parser()._actions:
+        assert action.help and (action.dest == "help" or "default" in action.help), action.dest

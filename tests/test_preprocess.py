@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -124,7 +125,7 @@ def test_rerun_skips_done_and_failed_clips(serial, src, tmp_path, capsys):
     assert load_manifest(tgt) == load_manifest(serial[1])
 
 
-def test_retry_failed_processes_failed_clips_again(tmp_path, grid_dir, capsys):
+def test_retry_failed_processes_failed_clips_again_and_a_fixed_video_is_retried_anyway(tmp_path, grid_dir, capsys):
     src, tgt = tmp_path / "src", tmp_path / "tgt"
     link_clips(src, grid_dir, {"s1/bbaf2n": "bbaf2n.mpg"})
     (src / "s9").mkdir()
@@ -132,16 +133,18 @@ def test_retry_failed_processes_failed_clips_again(tmp_path, grid_dir, capsys):
     args = [f"--src_path={src}", f"--tgt_path={tgt}", "--n_process=1"]
     assert main(args) == 1 and load_manifest(tgt)["s9/late"]["status"] == "empty_file"
     done = (tgt / "s1/bbaf2n.npz").stat().st_mtime_ns
-    (src / "s9/late.mpg").unlink()
-    (src / "s9/late.mpg").symlink_to(grid_dir / "lwbsza.mpg")  # the file is fixed
-    (tgt / "s9").mkdir()
     (tgt / "s9/.late.x1y2.tmp").write_bytes(b"half")  # what a killed run leaves behind
     capsys.readouterr()
-    assert main(args) == 1  # still recorded as failed: not retried without the flag
-    assert load_manifest(tgt)["s9/late"]["status"] == "empty_file"
-    assert "removed 1 temporary file" in capsys.readouterr().out
+    assert main(args) == 1  # the same empty file: still recorded as failed, not retried without the flag
+    out = capsys.readouterr().out
+    assert "0 to process" in out and "removed 1 temporary file" in out
     assert not (tgt / "s9/.late.x1y2.tmp").exists()
-    assert main(args + ["retry_failed=true"]) == 0
+    assert main(args + ["retry_failed=true"]) == 1  # retried: the same file fails the same way
+    assert "1 to process" in capsys.readouterr().out and load_manifest(tgt)["s9/late"]["status"] == "empty_file"
+    (src / "s9/late.mpg").unlink()
+    (src / "s9/late.mpg").symlink_to(grid_dir / "lwbsza.mpg")  # the file is fixed: another input, read again
+    assert main(args) == 0
+    assert "1 to process" in capsys.readouterr().out
     assert load_manifest(tgt)["s9/late"]["status"] == "ok"
     assert load_packed(tgt / "s9/late.npz").shape == (75, 50, 100, 3)
     assert (tgt / "s1/bbaf2n.npz").stat().st_mtime_ns == done
@@ -174,6 +177,69 @@ def test_size_option_and_a_size_change_redoes_the_clip(tmp_path, grid_dir):
     assert load_manifest(tgt)["s2/swwp2s"]["size"] == "128x64"
     assert main([f"src_path={src}", f"tgt_path={tgt}", "n_process=1"]) == 0
     assert load_packed(tgt / "s2/swwp2s.npz").shape == (75, 50, 100, 3)
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "utils/preprocess_data.py", *args, "n_process=1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_replaced_video_is_processed_again(tmp_path, grid_dir, serial):
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    for clip, file in (("s1/bbaf2n", "bbaf2n.mpg"), ("s2/swwp2s", "swwp2s.mpg")):
+        (src / clip).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(grid_dir / file, src / f"{clip}.mpg")
+    args = (f"src_path={src}", f"tgt_path={tgt}")
+    assert run_script(*args).returncode == 0
+    first = (tgt / "s1/bbaf2n.npz").read_bytes()
+    kept = (tgt / "s2/swwp2s.npz").stat().st_mtime_ns
+    shutil.copyfile(grid_dir / "lwbsza.mpg", src / "s1/bbaf2n.mpg")  # another clip under the same name
+    rerun = run_script(*args)
+    assert rerun.returncode == 0 and "1 already done or failed before, 1 to process" in rerun.stdout, rerun.stdout
+    assert (tgt / "s1/bbaf2n.npz").read_bytes() != first
+    assert (tgt / "s1/bbaf2n.npz").read_bytes() == (serial[1] / "s1/lwbsza.npz").read_bytes()  # the new video's crops
+    assert (tgt / "s2/swwp2s.npz").stat().st_mtime_ns == kept
+    stamp = load_manifest(tgt)["s1/bbaf2n"]["inputs"]["video"]
+    assert stamp == {"size": (grid_dir / "lwbsza.mpg").stat().st_size,
+                     "mtime_ns": (src / "s1/bbaf2n.mpg").stat().st_mtime_ns}
+
+
+def test_another_format_and_size_replace_the_old_output_and_an_unchanged_rerun_skips(tmp_path, grid_dir, serial):
+    from utils.clip_store import load_clip
+    from utils.clips import discover_clips
+
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    clips = {"s1/bbaf2n": "bbaf2n.mpg", "s1/lwbsza": "lwbsza.mpg"}
+    link_clips(src, grid_dir, clips)  # links to the files the serial run read: its records are theirs
+    (tgt / "s1").mkdir(parents=True)
+    for clip in clips:
+        shutil.copy(serial[1] / f"{clip}.npz", tgt / f"{clip}.npz")
+    records = load_manifest(serial[1])
+    (tgt / "manifest.jsonl").write_text("".join(json.dumps(records[clip]) + "\n" for clip in clips))
+    args = (f"src_path={src}", f"tgt_path={tgt}", "format=png", "size=50x24")
+    assert "0 to process" in run_script(f"src_path={src}", f"tgt_path={tgt}").stdout  # packed 100x50: done
+
+    run = run_script(*args)
+    assert run.returncode == 0 and "2 to process" in run.stdout, run.stdout
+    assert not list(tgt.rglob("*.npz"))  # the packed outputs were replaced, not left beside the PNGs
+    found = discover_clips(tgt)
+    assert found == {clip: tgt / clip for clip in clips}
+    records = load_manifest(tgt)
+    for clip, path in found.items():
+        assert (records[clip]["format"], records[clip]["size"]) == ("png", "50x24")
+        assert load_clip(path).shape == (75, 24, 50, 3)
+
+    before = {p: p.stat().st_mtime_ns for p in tgt.rglob("*.png")}
+    again = run_script(*args)  # unchanged: a stat of each video decides it, none is read
+    assert again.returncode == 0 and "2 already done or failed before, 0 to process" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in tgt.rglob("*.png")} == before
+
+    shutil.copy(serial[1] / "s1/bbaf2n.npz", tgt / "s1/bbaf2n.npz")  # an old output beside the current one
+    with pytest.raises(ValueError, match=re.escape(f"{tgt / 's1/bbaf2n'} and {tgt / 's1/bbaf2n.npz'}")):
+        discover_clips(tgt)
+    healed = run_script(*args)
+    assert healed.returncode == 0 and "1 to process" in healed.stdout
+    assert discover_clips(tgt) == found and not list(tgt.rglob("*.npz"))
 
 
 def test_interrupted_run_keeps_a_valid_manifest_and_resumes(tmp_path, grid_dir, monkeypatch):
@@ -235,11 +301,22 @@ def test_nothing_to_do_is_an_error(tmp_path):
     assert main([f"--src_path={tmp_path / 'absent'}", f"--tgt_path={tmp_path / 'out'}"]) == 2
     (tmp_path / "videos").mkdir()
     assert main([f"--src_path={tmp_path / 'videos'}", f"--tgt_path={tmp_path / 'out'}"]) == 2
-    assert main([f"--src_path={tmp_path / 'videos'}", "--n_process=0"]) == 2
 
 
-def test_every_flag_has_help_and_the_script_runs_from_utils():
-    assert all(action.help for action in build_parser()._actions)
+@pytest.mark.parametrize("setting, expected", [("n_process=0", "--n_process: expected an integer of at least 1"),
+                                               ("n_process=two", "--n_process: expected an integer of at least 1"),
+                                               ("size=100x0", "--size: size must be positive")])
+def test_settings_are_range_checked_when_parsed(tmp_path, setting, expected):
+    proc = subprocess.run([sys.executable, "utils/preprocess_data.py", f"src_path={tmp_path}",
+                           f"tgt_path={tmp_path / 'out'}", setting], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_flag_has_help_with_its_default_and_the_script_runs_from_utils():
+    for action in build_parser()._actions:
+        assert action.help and (action.dest == "help" or "default" in action.help), action.dest
     out = subprocess.run([sys.executable, "preprocess_data.py", "--help"], cwd=REPO / "utils",
                          capture_output=True, text=True, check=True).stdout
     for flag in ("--src_path", "--tgt_path", "--n_process", "--size", "--format", "--retry_failed"):
@@ -289,8 +366,21 @@ def test_read_only_target_is_one_line_and_exit_2(tmp_path, grid_dir):
     proc = subprocess.run([*WITHOUT_ROOT_WRITE, sys.executable, "utils/preprocess_data.py", f"src_path={src}",
                            f"tgt_path={tgt}", "n_process=1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"error: {tgt}: cannot write the crops and manifest here (Permission denied")
-    assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr == f"error: {tgt}: cannot write the crops here (Permission denied)\n"
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_unwritable_speaker_folder_is_refused_before_any_video_is_read(tmp_path, grid_dir):
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    link_clips(src, grid_dir, {"s1/bbaf2n": "bbaf2n.mpg", "s2/swwp2s": "swwp2s.mpg"})
+    (tgt / "s2").mkdir(parents=True)
+    (tgt / "s2").chmod(0o555)
+    proc = subprocess.run([*WITHOUT_ROOT_WRITE, sys.executable, "utils/preprocess_data.py", f"src_path={src}",
+                           f"tgt_path={tgt}", "n_process=1"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {tgt / 's2'}: cannot write the crops here (Permission denied)\n"
+    assert "to process" not in proc.stdout  # refused before the work: no clip read, none written
+    assert not (tgt / "manifest.jsonl").exists() and not list(tgt.rglob("*.npz"))
 
 
 def test_manifest_that_cannot_be_written_mid_run_is_named(tmp_path, grid_dir, monkeypatch, capsys):

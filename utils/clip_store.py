@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import io
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -138,10 +139,17 @@ def save_png_folder(folder: str | Path, frames: np.ndarray) -> None:
         raise
 
 
+def _frame_order(file: Path) -> tuple[str, int, str]:
+    """Sort key of a frame file: by the number its name ends in, as a number (``mouth_1000.png`` after
+    ``mouth_999.png``, where the names sort ``mouth_1000`` before ``mouth_101``)."""
+    match = re.fullmatch(r"(.*?)(\d+)", file.stem)
+    return (match[1], int(match[2]), file.name) if match else (file.stem, -1, file.name)
+
+
 def load_png_folder(folder: str | Path) -> np.ndarray:
-    """Frames of a PNG folder, in file-name order; raises ValueError naming the folder or frame."""
+    """Frames of a PNG folder, in the order of their numbers; raises ValueError naming the folder or frame."""
     folder = Path(folder)
-    files = sorted(folder.glob("*.png"))
+    files = sorted(folder.glob("*.png"), key=_frame_order)
     if not files:
         raise ValueError(f"{folder}: no PNG frames")
     frames = []

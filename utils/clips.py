@@ -43,19 +43,29 @@ class ClipRecord:
 
 
 def discover_clips(image_path: str | Path) -> dict[str, Path]:
-    """``{clip_id: path}`` for every packed clip or PNG folder under ``image_path/sN/``."""
+    """``{clip_id: path}`` for every packed clip or PNG folder under ``image_path/sN/``.
+
+    A clip is one output, as ``utils/preprocess_data.py``'s manifest records it: a clip found both
+    packed and as a PNG folder is a ValueError naming both (which one is current cannot be told from
+    here; a rerun of the preprocessing removes the other), never one of them by directory order."""
     root = Path(image_path)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such image folder (run utils/preprocess_data.py first)")
-    clips = {}
+    clips: dict[str, Path] = {}
     for speaker in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for entry in speaker.iterdir():
+        for entry in sorted(speaker.iterdir()):
             if entry.name.startswith("."):
                 continue  # temporary files of an interrupted write
             if entry.suffix == PACKED_SUFFIX and entry.is_file():
-                clips[f"{speaker.name}/{entry.stem}"] = entry
+                clip_id = f"{speaker.name}/{entry.stem}"
             elif entry.is_dir():
-                clips[f"{speaker.name}/{entry.name}"] = entry
+                clip_id = f"{speaker.name}/{entry.name}"
+            else:
+                continue
+            if clip_id in clips:
+                raise ValueError(f"{clips[clip_id]} and {entry}: two outputs of clip {clip_id}; rerun "
+                                 "utils/preprocess_data.py (it keeps the one of its settings) or remove one")
+            clips[clip_id] = entry
     return dict(sorted(clips.items()))
 
 

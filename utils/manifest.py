@@ -4,11 +4,18 @@ Records are appended as items finish (a killed run loses at most a torn last lin
 and the file is rewritten atomically, one record per item sorted by its id, at the start and end of
 a run. ``utils/preprocess_data.py`` (one record per clip) and ``utils/prepare_captions.py`` (one per
 cue and one per video) keep theirs with it.
+
+A record says what its output was made from (``file_stamp`` of each input) and with which settings;
+a rerun skips an item only when both are still the same, so a replaced video or a changed setting is
+redone, and deciding it reads no video.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -43,6 +50,37 @@ def write_manifest(tgt: Path, records: dict[str, dict]) -> None:
     """Rewrite the manifest, one record per clip sorted by clip id, atomically."""
     path = manifest_path(tgt)
     write_text_atomic(path, "".join(json.dumps(records[clip], sort_keys=True) + "\n" for clip in sorted(records)))
+
+
+def file_stamp(path: Path | None, digest: bool = False) -> dict | None:
+    """What says ``path`` still holds the content an output was made from: its size and modification
+    time (a stat, so a rerun over thousands of videos stays cheap), or with ``digest`` (small files that
+    are read whole anyway, such as subtitles) its size and SHA-256, so touching it redoes nothing and an
+    edit that keeps its size and time is still seen. None for no file or one that cannot be read."""
+    if path is None:
+        return None
+    try:
+        if digest:
+            data = path.read_bytes()
+            return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        stat = path.stat()
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def check_writable(folders: Iterable[Path]) -> None:
+    """Create each folder and write (then delete) a temporary file in it, before any input is read:
+    a folder that cannot hold the outputs stops the run at once, named as the output's problem, not
+    after hours of reading as each input's. OSError whose ``filename`` is the folder."""
+    for folder in sorted(set(folders)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write_test.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror or str(err), str(folder)) from None
 
 
 def remove_output(target: Path) -> None:

@@ -17,9 +17,11 @@ most in each cue is cropped at the network's frame rate through the streaming re
 
 The speaker is the video's stem, or what a ``speaker=FILE`` mapping says (lines ``STEM SPEAKER``; name
 speakers ``sN`` to use main.py's ``speakers=``/``val_speakers=``). Parallel over videos, resumable (a
-rerun skips the videos the manifest records as done with the same settings and subtitle file),
-interrupted runs leave no half-written clip. A subtitle file that cannot be read is named with its
-line and the run goes on.
+rerun skips the videos the manifest records as done with the same settings from the same video and
+subtitle file, ``utils.manifest.file_stamp``: the video's size and time, the subtitles' SHA-256;
+any other is read again, its old clips removed), interrupted runs leave no half-written clip. The
+speaker folders are created and written to before any video is read. A subtitle file that cannot be
+read is named with its line and the run goes on.
 Exit status: 0 when every captioned video was read, 1 when some failed, 2 for unusable input or
 output folders, 130 when interrupted.
 """
@@ -38,11 +40,20 @@ from dataclasses import asdict, dataclass  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
+from utils.cli import (  # noqa: E402
+    non_negative_float,
+    parse_args,
+    parse_size,
+    positive_float,
+    positive_int,
+    str2bool,
+)
 from utils.clip_store import PACKED_SUFFIX, save_packed  # noqa: E402
 from utils.clips import TRANSCRIPT_SUFFIX  # noqa: E402
 from utils.manifest import (  # noqa: E402
     append_results,
+    check_writable,
+    file_stamp,
     load_manifest,
     manifest_path,
     os_reason,
@@ -131,23 +142,24 @@ def find_jobs(src: Path, tgt: Path, speakers: dict[str, str] | None) -> list[Job
 
 
 def is_done(job: Job, records: dict[str, dict], settings: Settings, retry_failed: bool) -> bool:
-    """The manifest says the video was read with these settings, and every clip it made is still there."""
+    """The manifest says the video was read with these settings from the same video and subtitle file
+    (``input_stamps``: no video is read), and every clip it made is still there."""
     record = records.get(job.video)
     if not record or record.get("settings") != asdict(settings) or record.get("source") != str(job.source):
         return False
-    if record.get("subtitles_stamp") != subtitles_stamp(job):  # subtitles added, removed or edited since
+    if record.get("subtitles") != (str(job.subtitles) if job.subtitles else None):
+        return False
+    if record.get("inputs") != input_stamps(job):  # the video replaced, subtitles added, removed or edited since
         return False
     if record["status"] != "ok":
         return not retry_failed
     return all((job.folder.parent / r["file"]).is_file() for r in clip_records(job, records) if r["status"] == "ok")
 
 
-def subtitles_stamp(job: Job) -> list | None:
-    """The subtitle file's name, size and modification time: what says its cues are the ones read."""
-    if job.subtitles is None:
-        return None
-    stat = job.subtitles.stat()
-    return [job.subtitles.name, stat.st_size, stat.st_mtime_ns]
+def input_stamps(job: Job) -> dict[str, dict | None]:
+    """The identity of what a video's clips are made from: the video (size and modification time) and
+    its subtitle file (size and SHA-256: it is read whole anyway)."""
+    return {"video": file_stamp(job.source), "subtitles": file_stamp(job.subtitles, digest=True)}
 
 
 def clip_records(job: Job, records: dict[str, dict]) -> list[dict]:
@@ -172,7 +184,7 @@ def process_video(job: Job) -> list[dict]:
     """Cut, crop and write one video's clips; every cue gets a record, the video's own comes last."""
     assert _reader is not None and _settings is not None, "call _init_worker first"
     video = {"clip": job.video, "kind": VIDEO_KIND, "video": job.video, "source": str(job.source),
-             "subtitles": str(job.subtitles) if job.subtitles else None, "subtitles_stamp": subtitles_stamp(job),
+             "subtitles": str(job.subtitles) if job.subtitles else None, "inputs": input_stamps(job),
              "settings": asdict(_settings),
              "status": "ok", "message": "", "cues": 0, "clips": 0}
     if job.subtitles is None:
@@ -250,35 +262,34 @@ def summarise(jobs: list[Job], records: dict[str, dict], processed: int, seconds
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Cut captioned videos into mouth-crop clips with transcripts "
                                                  "(resumable).")
-    parser.add_argument("--src_path", required=True, help="folder of videos, each with STEM.srt or STEM.vtt beside it")
+    parser.add_argument("--src_path", required=True,
+                        help="folder of videos, each with STEM.srt or STEM.vtt beside it (required, no default)")
     parser.add_argument("--tgt_path", required=True,
-                        help="output folder: SPEAKER/STEM_NNN.npz + .txt, and manifest.jsonl")
+                        help="output folder: SPEAKER/STEM_NNN.npz + .txt, and manifest.jsonl (required, no default)")
     parser.add_argument("--speaker", default=None, metavar="FILE",
                         help="speaker mapping: lines 'STEM SPEAKER' (default: a video's stem names its speaker)")
-    parser.add_argument("--n_process", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--n_process", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="worker processes, one video each at a time (default: the cores, %(default)s)")
     parser.add_argument("--size", type=parse_size, default=(100, 50),
                         help="crop WIDTHxHEIGHT (default: 100x50, as preprocess_data.py)")
-    parser.add_argument("--gap", type=float, default=DEFAULT_GAP,
+    parser.add_argument("--gap", type=non_negative_float, default=DEFAULT_GAP,
                         help="merge cues less than this many seconds apart (default: %(default)s)")
-    parser.add_argument("--min_duration", type=float, default=DEFAULT_MIN_DURATION,
+    parser.add_argument("--min_duration", type=positive_float, default=DEFAULT_MIN_DURATION,
                         help="skip utterances shorter than this, seconds (default: %(default)s)")
-    parser.add_argument("--max_duration", type=float, default=DEFAULT_MAX_DURATION,
+    parser.add_argument("--max_duration", type=positive_float, default=DEFAULT_MAX_DURATION,
                         help="skip utterances longer than this, seconds; merging stops before it "
                              "(default: %(default)s, the 75 frames of a GRID clip)")
-    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+    parser.add_argument("--margin", type=non_negative_float, default=DEFAULT_MARGIN,
                         help="seconds of video kept before and after each cue, at most half the gap to the "
                              "next cue (default: %(default)s, the cue times)")
     parser.add_argument("--retry_failed", type=str2bool, nargs="?", const=True, default=False,
-                        help="read again the videos the manifest records as failed (default: skip them)")
+                        help="read again the videos the manifest records as failed from the same video, "
+                             "subtitles and settings (default: false, skip them)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
-    if args.n_process < 1:
-        print(f"error: --n_process must be at least 1, got {args.n_process}", file=sys.stderr)
-        return 2
     src, tgt = Path(args.src_path), Path(args.tgt_path)
     if not src.is_dir():
         print(f"error: {src}: no such folder of videos", file=sys.stderr)
@@ -296,8 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         print(f"error: {src}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})", file=sys.stderr)
         return 2
+    try:  # the folders of videos without subtitles get no clips
+        check_writable({tgt} | {job.folder for job in jobs if job.subtitles is not None})
+    except OSError as err:
+        print(f"error: {err.filename}: cannot write the clips here ({err.strerror})", file=sys.stderr)
+        return 2
     try:
-        tgt.mkdir(parents=True, exist_ok=True)
         if removed := remove_stale_temporaries({tgt} | {job.folder for job in jobs}):
             print(f"removed {removed} temporary file(s) left by an interrupted run")
         records = load_manifest(tgt)

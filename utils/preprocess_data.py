@@ -5,12 +5,17 @@
 Each clip is cropped by ``utils.video.mouth_extractor`` and written atomically, either packed
 (``{tgt}/sN/{clip}.npz``, the default) or as the original example's PNG folders
 (``{tgt}/sN/{clip}/mouth_000.png ...``). ``{tgt}/manifest.jsonl`` records every clip's status
-(``ok`` or a failure reason), its message and frame count; it is appended to after each clip and
-rewritten atomically at the start and end, so a killed run leaves a valid manifest. A rerun skips
-the clips the manifest records as done (and failed ones unless ``--retry_failed``), so an
-interrupted run resumes where it stopped. Exit status: 0 when every clip is ok (also on a rerun that
+(``ok`` or a failure reason), its message and frame count, the settings that shaped it (size,
+format, layout) and the identity of its inputs (``utils.manifest.file_stamp``: the video's size and
+modification time); it is appended to after each clip and rewritten atomically at the start and end,
+so a killed run leaves a valid manifest. A rerun skips a clip only when its record has the same
+settings and inputs and its output is there alone (failed ones unless ``--retry_failed``), so an
+interrupted run resumes where it stopped, and a replaced video or another size or format is redone,
+the new output replacing the old. Deciding reads no video. Every output folder is created and
+written to before any video is read. Exit status: 0 when every clip is ok (also on a rerun that
 finds everything done), 1 when some failed, 2 when the input or the output folder is unusable (no
-such folder, no videos, a ``tgt_path`` that cannot be written), 130 when interrupted.
+such folder, no videos, a ``tgt_path`` or speaker folder that cannot be written), 130 when
+interrupted.
 
     python utils/preprocess_data.py layout=lrw src_path=data/lipread_mp4 tgt_path=data/lrw
 
@@ -35,10 +40,12 @@ from dataclasses import dataclass  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.cli import parse_args, parse_size, str2bool  # noqa: E402
+from utils.cli import parse_args, parse_size, positive_int, str2bool  # noqa: E402
 from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
 from utils.manifest import (  # noqa: E402, F401 (load_manifest: re-exported for callers)
     append_results,
+    check_writable,
+    file_stamp,
     load_manifest,
     manifest_path,
     os_reason,
@@ -64,6 +71,14 @@ class Job:
     clip: str  # clip id: the source path relative to src_path, without its suffix (``s1/bbaf2n``)
     source: Path
     target: Path
+
+    @property
+    def other_format(self) -> Path:
+        """Where the clip's output in the other format would be: a clip has one output, so this one goes
+        when the clip is made again."""
+        if self.target.suffix == PACKED_SUFFIX:
+            return self.target.with_suffix("")
+        return self.target.with_name(self.target.name + PACKED_SUFFIX)
 
 
 def find_jobs(src: Path, tgt: Path, fmt: str) -> list[Job]:
@@ -99,21 +114,36 @@ def lrw_layout_problems(src: Path, jobs: list[Job]) -> tuple[list[Job], list[str
     return kept, problems
 
 
-def is_done(job: Job, record: dict | None, size: str, fmt: str, layout: str = "grid") -> bool:
-    """True when the manifest says the clip was written ok in this size and format and it is still there."""
-    if not record or record["status"] != "ok" or record.get("size") != size or record.get("format") != fmt:
-        return False
-    if record.get("layout", "grid") != layout:
-        return False
+def input_stamps(job: Job, layout: str) -> dict[str, dict | None]:
+    """The identity of what a clip is made from: its video, and an LRW clip's ``.txt`` (its duration)."""
+    stamps = {"video": file_stamp(job.source)}
     if layout == "lrw":
+        stamps["txt"] = file_stamp(job.source.with_suffix(INFO_SUFFIX))
+    return stamps
+
+
+def is_done(job: Job, record: dict | None, settings: dict[str, str], retry_failed: bool = False) -> bool:
+    """True when the manifest says the clip was made from the same inputs (``input_stamps``: a stat,
+    no video is read) with the same ``settings`` (size, format, layout), and, when it was made ok,
+    its output is still there and alone (no output of the other format beside it). A clip that failed
+    counts as done unless ``retry_failed``."""
+    if not record or any(record.get(key) != value for key, value in settings.items()):
+        return False
+    if record.get("inputs") != input_stamps(job, settings["layout"]):
+        return False
+    if record["status"] != "ok":
+        return not retry_failed
+    if settings["layout"] == "lrw":
         return job.target.is_file() and job.target.with_suffix(INFO_SUFFIX).is_file()
-    if fmt == "packed":
+    if job.other_format.exists():
+        return False
+    if settings["format"] == "packed":
         return job.target.is_file()
     return job.target.is_dir() and len(list(job.target.glob("*.png"))) == record.get("frames")
 
 
 _extractor: MouthExtractor | WordCropper | None = None
-_format = "packed"
+_settings: dict[str, str] = {}
 
 
 def _init_worker(size: tuple[int, int], fmt: str, layout: str, parent: int | None) -> None:
@@ -122,10 +152,15 @@ def _init_worker(size: tuple[int, int], fmt: str, layout: str, parent: int | Non
 
     A pool worker (``parent`` is its parent's pid) leaves Ctrl-C to the parent, which keeps the
     manifest consistent, and dies with it."""
-    global _extractor, _format
+    global _extractor, _settings
     become_worker(parent)
     _extractor = WordCropper(size=size[0]) if layout == "lrw" else MouthExtractor(size=size)
-    _format = fmt
+    _settings = clip_settings(size, fmt, layout)
+
+
+def clip_settings(size: tuple[int, int], fmt: str, layout: str) -> dict[str, str]:
+    """The settings that shape a clip's output, as its manifest record holds them."""
+    return {"size": f"{size[0]}x{size[1]}", "format": fmt, "layout": layout}
 
 
 def _write_word(job: Job, record: dict) -> None:
@@ -145,20 +180,23 @@ def _write_word(job: Job, record: dict) -> None:
 
 
 def process_clip(job: Job) -> dict:
-    """Crop and write one clip; every failure becomes a manifest record instead of an exception."""
+    """Crop and write one clip; every failure becomes a manifest record instead of an exception.
+
+    The inputs are stamped before they are read (a video replaced meanwhile is redone by the next
+    run), and the clip's output in the other format is removed first: a clip never has two."""
     assert _extractor is not None, "call _init_worker first"
-    w, h = (_extractor.size, _extractor.size) if isinstance(_extractor, WordCropper) else _extractor.size
-    record = {"clip": job.clip, "source": str(job.source), "size": f"{w}x{h}", "format": _format,
+    record = {"clip": job.clip, "source": str(job.source), **_settings,
+              "inputs": input_stamps(job, _settings["layout"]),
               "status": "ok", "message": "", "frames": None, "examined": None, "missed": None}
-    if isinstance(_extractor, WordCropper):
-        record.update(layout="lrw", duration=None)
     try:
         if isinstance(_extractor, WordCropper):
+            record.update(duration=None)
             _write_word(job, record)
             return _finish(job, record)
+        remove_output(job.other_format)
         mouth = _extractor.extract(job.source)
         record.update(frames=len(mouth.frames), examined=len(mouth.examined), missed=mouth.missed)
-        if _format == "packed":
+        if _settings["format"] == "packed":
             save_packed(job.target, mouth.frames)
         else:
             save_png_folder(job.target, mouth.frames)
@@ -213,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of videos, e.g. sN/*.mpg for GRID (default: %(default)s)")
     parser.add_argument("--tgt_path", default=str(DATASET_DIR),
                         help="output folder; also holds manifest.jsonl (default: %(default)s)")
-    parser.add_argument("--n_process", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--n_process", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="worker processes, balanced over clips; they share dlib's models, loaded once "
                              "(default: the cores, %(default)s)")
     parser.add_argument("--layout", choices=LAYOUTS, default="grid",
@@ -227,15 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="packed: one .npz per clip; png: the original example's folder of "
                              "mouth_NNN.png per clip, grid layout only (default: %(default)s)")
     parser.add_argument("--retry_failed", type=str2bool, nargs="?", const=True, default=False,
-                        help="process again the clips the manifest records as failed (default: skip them)")
+                        help="process again the clips the manifest records as failed from the same video "
+                             "and settings (default: false, skip them)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
-    if args.n_process < 1:
-        print(f"error: --n_process must be at least 1, got {args.n_process}", file=sys.stderr)
-        return 2
     lrw = args.layout == "lrw"
     args.size = args.size or ((WORD_CROP_SIZE, WORD_CROP_SIZE) if lrw else (100, 50))
     if lrw and (args.format != "packed" or args.size[0] != args.size[1]):
@@ -257,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
               + (" in LRW's layout" if lrw else ""), file=sys.stderr)
         return 2
     try:
-        tgt.mkdir(parents=True, exist_ok=True)
+        check_writable({tgt} | {job.target.parent for job in jobs})
+    except OSError as err:
+        print(f"error: {err.filename}: cannot write the crops here ({err.strerror})", file=sys.stderr)
+        return 2
+    try:
         if removed := remove_stale_temporaries({tgt} | {job.target.parent for job in jobs}):
             print(f"removed {removed} temporary file(s) left by an interrupted run")
         records = load_manifest(tgt)
@@ -265,9 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"error: {tgt}: cannot write the crops and manifest here ({os_reason(err)})", file=sys.stderr)
         return 2
-    size = f"{args.size[0]}x{args.size[1]}"
-    todo = [job for job in jobs if not is_done(job, records.get(job.clip), size, args.format, args.layout)
-            and (args.retry_failed or records.get(job.clip, {}).get("status", "ok") == "ok")]
+    settings = clip_settings(args.size, args.format, args.layout)
+    todo = [job for job in jobs if not is_done(job, records.get(job.clip), settings, args.retry_failed)]
     n_process = min(args.n_process, max(len(todo), 1))
     print(f"{len(jobs)} clip(s) under {src}: {len(jobs) - len(todo)} already done or failed before, "
           f"{len(todo)} to process with {n_process} process(es)")
