@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--alphabet", default="auto", choices=("auto", "grid", "captions"),
                      help="characters the network spells: grid (a-z, space), captions (a-z, space, apostrophe), "
                           "or auto: the checkpoint's when starting from one, else grid when every training and "
-                          "validation sentence is written in it, else captions. A model_path with another "
-                          "alphabet is fine-tuned to this one: every layer but the output is kept")
+                          "validation sentence is written in it, else captions. With fine_tune=true, a model_path "
+                          "with another alphabet is fine-tuned to this one: every layer but the output is kept")
     net.add_argument("--variant", default="paper", choices=("paper", "example"),
                      help="paper: LipNet as published; example: the original MXNet example's layout")
     net.add_argument("--channels", type=positive_ints, default=[32, 64, 96],
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="clips per optimiser step, split over this process's devices (dist_*: per worker)")
     opt.add_argument("--epochs", type=positive_int, default=100,
                      help="epochs to train in all (a resume continues up to this many; it may be raised)")
-    opt.add_argument("--lr", type=positive_float, default=1e-4, help="learning rate")
+    opt.add_argument("--lr", type=non_negative_float, default=1e-4,
+                     help="learning rate (0: the weights stay as loaded)")
     opt.add_argument("--optimizer", default="adam", choices=("adam", "adamw"),
                      help="adam, or adamw (decoupled weight decay, the word recipe's)")
     opt.add_argument("--weight_decay", type=non_negative_float, default=0.0, help="weight decay (adamw: decoupled)")

@@ -84,7 +84,7 @@ def test_fine_tuning_a_grid_checkpoint_to_captions_keeps_every_layer_but_the_out
     caplog.set_level("INFO", logger="lipnet")
     # lr 0: the loaded layers stay as they were, so what was kept can be compared exactly.
     assert main.main([f"image_path={clips}", f"save_dir={tuned}", *TINY, "epochs=1", "lr=0",
-                      f"model_path={grid_run / 'last'}", "alphabet=captions"]) == 0
+                      f"model_path={grid_run / 'last'}", "fine_tune=true", "alphabet=captions"]) == 0
     assert any("to the captions alphabet (29 classes): every layer but the output is loaded" in r.getMessage()
                for r in caplog.records)
     meta = json.loads((tuned / "last" / "meta.json").read_text())

@@ -1,11 +1,15 @@
 """The quick start's three stages run end to end (on a tiny setting; the full run is timed in the README)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from utils import quickstart
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_quickstart_generates_trains_and_reads_unseen_speakers(tmp_path: Path, capfd: pytest.CaptureFixture):
@@ -20,6 +24,11 @@ def test_quickstart_generates_trains_and_reads_unseen_speakers(tmp_path: Path, c
     out = capfd.readouterr().out
     assert out.count("[Target]") == 4 and out.count("[Pred]") == 4
     assert "CER" in out and "WER" in out and "s3" in out
+    # The README's line, as written: the checkpoint brings its data paths and split.
+    read = subprocess.run([sys.executable, str(REPO_ROOT / "infer.py"), f"model_path={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.count("[Pred]") == 4 and "(4 clips, valid" in read.stdout
 
 
 def test_overlapping_speakers_are_refused(tmp_path: Path):

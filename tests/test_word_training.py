@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import mxnet as mx
@@ -14,6 +17,8 @@ import main
 from model import load_lipnet
 from model.word_net import WordNet
 from utils.synthetic import words as synthetic_words
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 TINY = ["task=words", "num_gpus=0", "progress=false", "crop=40", "width_mult=0.125", "tcn_width_mult=0.0625",
         "tcn_num_layers=2", "batch_size=4", "optimizer=adamw", "weight_decay=1e-2", "lr=1e-3", "mixup_alpha=0.4",
@@ -93,6 +98,24 @@ def test_infer_scores_a_word_split(tiny_words: Path, tiny_run: Path, tmp_path: P
     # A split with no clips at all is an error (exit 2), named on stderr.
     assert infer.main([f"model_path={tiny_run}", f"image_path={tiny_words}", "data_type=test", "num_gpus=0",
                        "progress=false"]) == 2
+
+
+def test_word_scoring_names_unreadable_clips_and_unknown_words_and_exits_1(tiny_words: Path, tiny_run: Path,
+                                                                           tmp_path: Path):
+    root = tmp_path / "words"
+    shutil.copytree(tiny_words, root)
+    broken = root / "ABOUT" / "val" / "ABOUT_03001.npz"
+    broken.write_bytes(broken.read_bytes()[:100])  # cut short
+    shutil.copytree(root / "MONEY", root / "WORLD")  # a word the checkpoint does not know
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "infer.py"), f"model_path={tiny_run}",
+                             f"image_path={root}", "data_type=valid", "num_gpus=0", "progress=false"],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 1, result.stderr
+    assert f"skipping {broken}" in result.stderr
+    assert "error: 1 of 4 clips could not be read (named above)" in result.stderr
+    assert f"{root / 'WORLD'}: the word 'WORLD' is not among the model's 2 words; its clips are left out" \
+        in result.stderr
+    assert "(3 clips, val)" in result.stdout
 
 
 def test_small_model_reads_unseen_speakers(tmp_path: Path):
