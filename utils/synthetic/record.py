@@ -112,7 +112,7 @@ def read_record(folder: Path) -> dict | None:
     path = folder / RECORD_NAME
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no record, or no folder (writing one then says why)
         return None
     except (OSError, ValueError) as err:
         raise SetMismatch(f"{path} cannot be read ({err}); {OVERWRITE_HINT}") from err
