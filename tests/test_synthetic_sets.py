@@ -216,4 +216,4 @@ def test_bad_options_are_refused_when_parsed(argv: list[str], message: str, tmp_
 def test_every_option_says_its_default():
     for action in make_synthetic.build_parser()._actions:
         if action.dest != "help":
-            assert "default" in (action.help or ""), action.option_strings
+            assert "(default" in (action.help or ""), action.option_strings
