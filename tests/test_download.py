@@ -83,6 +83,8 @@ class GridServer:
                 self.files[video_path(speaker)] = video_zip(speaker)
         self.requests: list[tuple[str, str | None]] = []
         self.cut_once: set[str] = set()  # first response sends half the body, then drops the connection
+        self.cut_at: dict[str, int] = {}  # first response ends (connection closed) at this byte of the file
+        self.no_length: set[str] = set()  # sent without Content-Length, and Content-Range says bytes a-b/*
         self.failures: dict[str, list[int]] = {}  # the next responses are these HTTP errors
         self.ignore_range = False
         self.range_from_zero = False  # answer a Range request with 206 for the whole file
@@ -107,6 +109,8 @@ class GridServer:
                     failure = queued.pop(0) if queued else None
                     cut = self.path in server.cut_once
                     server.cut_once.discard(self.path)
+                    cut_at = server.cut_at.pop(self.path, None)
+                    no_length = self.path in server.no_length
                 body = server.files.get(self.path)
                 if self.path in server.silent:
                     server.release.wait()
@@ -124,12 +128,17 @@ class GridServer:
                         self.end_headers()
                         return
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                    total = "*" if no_length else len(body)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{total}")
                 else:
                     self.send_response(200)
                 payload = body[start:]
-                self.send_header("Content-Length", str(len(payload)))
+                if not no_length:
+                    self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if cut_at is not None:
+                    self.wfile.write(payload[:max(cut_at - start, 0)])
+                    return  # HTTP/1.0: the connection closes, which is the end of a body without a length
                 if self.path in server.stall:
                     self.send_slowly(payload[: server.stall[self.path]])
                     server.release.wait()
@@ -241,8 +250,8 @@ def test_cut_transfer_resumes_with_range(server: GridServer, tmp_path: Path) -> 
 def test_partial_file_survives_failed_run_and_resumes(server: GridServer, tmp_path: Path, capsys) -> None:
     server.cut_once.add(video_path(4))
     assert run(server, tmp_path, "--speakers=4", "--retries=0") == 1
-    assert re.search(r"^s4\s+video\s+failed\s+network error .*gave up after 1 attempts", capsys.readouterr().out,
-                     re.M)
+    assert re.search(r"^s4\s+video\s+failed\s+network error: connection broken during the transfer "
+                     r"\(gave up after 1 attempts\)$", capsys.readouterr().out, re.M)
     part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s4.mpg_vcd.zip.part"
     size = part.stat().st_size
     assert 0 < size <= len(server.files[video_path(4)]) // 2
@@ -308,7 +317,8 @@ def test_unreachable_server_is_retried_then_reported(tmp_path: Path, capsys) -> 
             "--backoff=0", f"--base_url=http://127.0.0.1:{port}/grid"]
     assert dd.main(argv) == 1
     out = capsys.readouterr().out
-    assert re.search(r"^s1\s+video\s+failed\s+network error .*gave up after 2 attempts", out, re.M)
+    assert re.search(rf"^s1\s+video\s+failed\s+network error: connection refused by 127.0.0.1:{port} "
+                     r"\(gave up after 2 attempts\)$", out, re.M)
 
 
 def test_unsupported_url_fails_without_retry(tmp_path: Path, capsys) -> None:
@@ -373,7 +383,7 @@ def test_corrupt_archive_is_detected_and_nothing_extracted(server, tmp_path, cap
     server.files[video_path(9)], server.files[align_path(9)] = video, align
     assert run(server, tmp_path, "--speakers=9") == 1
     out = capsys.readouterr().out
-    assert re.search(r"^s9\s+\w+\s+failed\s+s9\.(mpg_vcd\.zip|tar) is corrupt", out, re.M)
+    assert re.search(r"^s9\s+\w+\s+failed\s+s9\.(mpg_vcd\.zip|tar) is (corrupt|truncated)", out, re.M)
     assert "1 ok, 0 skipped, 1 failed" in out
     assert sum(p.is_file() for p in tmp_path.rglob("*")) == 4  # the intact kind's 3 files + marker
     assert leftovers(tmp_path) == []  # the bad archive is deleted so that a rerun fetches it afresh
@@ -542,12 +552,75 @@ def test_ctrl_c_keeps_the_partial_download(server: GridServer, tmp_path: Path, c
     assert (tmp_path / "mp4s" / "s16" / "big.mpg").read_bytes() == noise
 
 
+def member_ends(tar: bytes) -> list[int]:
+    """Where each member of a tar ends (its padded data), the cuts ``tarfile`` once took for the archive's end."""
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        return [m.offset_data + -(-m.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE for m in tf]
+
+
+def run_script(server: GridServer, tmp_path: Path, *extra: str, base_url: str | None = None,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """utils/download_data.py as a user runs it, to its end."""
+    return subprocess.run(
+        [sys.executable, "utils/download_data.py", f"--src_path={tmp_path / 'mp4s'}",
+         f"--align_path={tmp_path / 'align'}", f"--base_url={base_url or server.url}", "--backoff=0", *extra],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_a_tar_cut_at_a_member_boundary_without_a_length_is_not_ok_and_resumes(server: GridServer,
+                                                                               tmp_path: Path) -> None:
+    """Served without Content-Length, a body cut when the connection drops looks whole to HTTP: the
+    archive's own end decides, the .part stays and the rerun resumes it."""
+    tar = server.files[align_path(1)]
+    cut = member_ends(tar)[1]  # after two of the three aligns
+    server.no_length.add(align_path(1))
+    server.cut_at[align_path(1)] = cut
+    proc = run_script(server, tmp_path, "--speakers=1", "--retries=0")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(rf"^s1\s+align\s+failed\s+transfer of {re.escape(server.url + '/s1/align/s1.tar')} stopped "
+                     rf"at {cut} bytes, before the end of the archive \(the server sent no length\) "
+                     r"\(gave up after 1 attempts\)$", proc.stdout, re.M), proc.stdout
+    part = tmp_path / "align" / dd.ARCHIVE_DIR / "s1.tar.part"
+    assert part.read_bytes() == tar[:cut]
+    assert not (tmp_path / "align" / "s1").exists()  # nothing unpacked, nothing a rerun would skip
+    proc = run_script(server, tmp_path, "--speakers=1", "--retries=0")
+    assert proc.returncode == 0, proc.stdout
+    assert (align_path(1), f"bytes={cut}-") in server.requests
+    assert_speaker_complete(tmp_path, 1)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_cut_without_a_length_is_resumed_by_the_next_attempt(server: GridServer, tmp_path: Path) -> None:
+    for path in (align_path(2), video_path(2)):
+        server.no_length.add(path)
+        server.cut_at[path] = len(server.files[path]) // 3
+    assert run(server, tmp_path, "--speakers=2", "--retries=1") == 0
+    assert_speaker_complete(tmp_path, 2)
+    for path in (align_path(2), video_path(2)):
+        assert [rng for p, rng in server.requests if p == path] == [None, f"bytes={len(server.files[path]) // 3}-"]
+
+
+def test_an_unknown_host_is_named_in_a_few_words(server: GridServer, tmp_path: Path) -> None:
+    proc = run_script(server, tmp_path, "--speakers=1", "--retries=0", base_url="http://grid.invalid/grid",
+                      env={"NO_PROXY": "*", "no_proxy": "*"})
+    assert proc.returncode == 1
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("s1 ")]
+    assert [re.sub(r"\s+", " ", row) for row in rows] == [
+        f"s1 {kind} failed network error: host not found (grid.invalid) (gave up after 1 attempts)"
+        for kind in ("video", "align")]
+    assert "HTTPConnectionPool" not in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--speakers=35"], "GRID speakers are 1-34"),
     (["--speakers=x"], "expected speakers like"),
-    (["--n_process=0"], "expected a positive integer"),
-    (["--retries=-1"], "expected a value >= 0"),
-    (["--timeout=0"], "expected a number of seconds > 0"),
+    (["--n_process=0"], "--n_process: expected an integer of at least 1, got '0'"),
+    (["--retries=-1"], "--retries: expected an integer of at least 0, got '-1'"),
+    (["--retries=1.5"], "--retries: expected an integer of at least 0, got '1.5'"),
+    (["--backoff=-0.5"], "--backoff: expected a number of at least 0, got '-0.5'"),
+    (["--timeout=0"], "--timeout: expected a number above 0, got '0'"),
+    (["--timeout=nan"], "--timeout: expected a number above 0, got 'nan'"),
+    (["--keep_archives=maybe"], "--keep_archives: expected a boolean"),
     (["--src_path=same", "--align_path=same"], "must differ"),
 ])
 def test_bad_options_are_rejected(argv: list[str], message: str, capsys) -> None:
@@ -555,6 +628,12 @@ def test_bad_options_are_rejected(argv: list[str], message: str, capsys) -> None
         dd.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_every_option_says_its_default() -> None:
+    for action in dd.build_parser()._actions:
+        if action.dest != "help":
+            assert "(default" in (action.help or ""), action.option_strings
 
 
 @pytest.mark.parametrize("cwd,script", [(REPO_ROOT, "utils/download_data.py"),
@@ -668,7 +747,7 @@ def test_read_timeout_is_a_network_error_and_keeps_what_arrived(server: GridServ
     assert run(server, tmp_path, "--speakers=22", "--retries=1", "--timeout=0.5") == 1
     assert time.monotonic() - started < 20
     out = capsys.readouterr().out
-    assert re.search(r"^s22\s+video\s+failed\s+network error .*timed out.*gave up after 2 attempts", out, re.M)
+    assert re.search(r"^s22\s+video\s+failed\s+network error: timed out \(gave up after 2 attempts\)$", out, re.M)
     part = tmp_path / "mp4s" / dd.ARCHIVE_DIR / "s22.mpg_vcd.zip.part"
     assert part.stat().st_size == 6000  # 3000 bytes from each attempt, the second a Range resume
     assert [rng for path, rng in server.requests if path == video_path(22)] == [None, "bytes=3000-"]

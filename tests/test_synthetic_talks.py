@@ -126,8 +126,9 @@ def test_talks_are_written_with_subtitles_and_resume(tmp_path: Path, capsys: pyt
     assert make_synthetic.main(args) == 0
     assert "0 talks written, 4 already present" in capsys.readouterr().out
     assert (talks / "s1_talk0.mp4").stat().st_mtime_ns == stamp
-    report = generate_talks(talks, [1], talks_per_speaker=1, sentences_per_talk=2, seed=0, progress=False)
-    assert (report.written, report.skipped) == (0, 1)
+    report = generate_talks(talks, [1, 4], talks_per_speaker=2, sentences_per_talk=2, seed=0,
+                            text=text.read_text(), progress=False)
+    assert (report.written, report.skipped) == (0, 4)
     empty = tmp_path / "empty.txt"
     empty.write_text("[Music]\n")
     assert make_synthetic.main([f"tgt_path={tmp_path / 'x'}", "talks=1", "speakers=1", f"text={empty}"]) == 1

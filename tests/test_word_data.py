@@ -98,8 +98,9 @@ def test_bad_synthetic_requests_are_refused(tmp_path: Path, speakers: dict, word
 
 
 def test_make_synthetic_refuses_a_non_square_word_size_or_a_word_preview(tmp_path: Path, capsys: pytest.CaptureFixture):
-    assert make_synthetic(["layout=lrw", f"tgt_path={tmp_path}", "size=96x48", "n_process=1"]) == 1
-    assert "square" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        make_synthetic(["layout=lrw", f"tgt_path={tmp_path}", "size=96x48", "n_process=1"])
+    assert exc.value.code == 2 and "--size: the lrw layout's mouth regions are square" in capsys.readouterr().err
     assert make_synthetic(["layout=lrw", f"preview={tmp_path / 'p.png'}"]) == 1
     assert "grid layout" in capsys.readouterr().err and not any(tmp_path.iterdir())
 

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--n_process", type=int, default=2, help="worker processes for the clips (default: 2)")
     parser.add_argument("--progress", type=str2bool, default=True, help="show progress bars (default: true)")
+    parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
+                        help="delete the talks DATA_PATH holds and draw them again; without it talks made with "
+                             "another seed, text or number of sentences are refused (default: false)")
     return parser
 
 
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     text = [f"text={args.text}"] if args.text else []
     times: dict[str, float] = {}
     common = [f"seed={args.seed}"]
+    talk_args = [*text, *common, f"overwrite={args.overwrite}"]
 
     def stage(name: str, script: str, *stage_args: str) -> None:
         started = time.perf_counter()
@@ -117,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
     speakers = _speakers(args.train_speakers + args.val_speakers)
     stage("talks", "utils/make_synthetic.py", "talks=1", f"speakers={speakers}",
-          f"sentences_per_talk={args.sentences}", f"tgt_path={talks}", *text, *common)
+          f"sentences_per_talk={args.sentences}", f"tgt_path={talks}", *talk_args)
     stage("test talks", "utils/make_synthetic.py", "talks=1", f"speakers={_speakers(args.test_speakers)}",
-          f"sentences_per_talk={args.test_sentences}", f"tgt_path={test_talks}", *text, *common)
+          f"sentences_per_talk={args.test_sentences}", f"tgt_path={test_talks}", *talk_args)
     stage("clips", "utils/prepare_captions.py", f"src_path={talks}", f"tgt_path={clips}",
           f"speaker={talks / 'speakers.txt'}", f"size={args.size}", f"n_process={args.n_process}")
     lm = data / "words.arpa"

@@ -4,12 +4,14 @@ The original example shelled out to curl without checking the result, so HTTP er
 saved as archives and every speaker was reported as a success, and it unpacked the aligns of
 all speakers into one folder where clip names repeated across speakers overwrote each other.
 Here every speaker gets its own folder (``{src_path}/s{i}/{clip}.mpg``,
-``{align_path}/s{i}/{clip}.align``), downloads resume, archives are verified and checked for
-unsafe members before anything is unpacked, and the run ends with a table of what happened.
+``{align_path}/s{i}/{clip}.align``), downloads resume, archives are verified to their end and
+checked for unsafe members before anything is unpacked (utils/download/archives.py), and the run
+ends with a table of what happened, each failure's cause in a few words (utils/download/causes.py).
 
 Life of one (speaker, kind) job, each step safe to interrupt:
 1. ``{root}/.archives/{archive}.part`` grows while downloading (resumed with an HTTP Range
-   request next time) and is renamed to ``{archive}`` once complete.
+   request next time) and is renamed to ``{archive}`` once complete: at the server's length, or
+   where the server gives none, once the archive reaches its own end.
 2. The archive is verified, then its ``.mpg``/``.align`` members are unpacked, flat and
    whatever their inner folders, into ``{root}/.s{i}.extracting`` together with a
    ``.download_complete`` marker; that folder is renamed to ``{root}/s{i}`` as the last step,
@@ -37,13 +39,9 @@ import queue
 import shutil
 import signal
 import socket
-import stat
 import sys
-import tarfile
 import threading
 import time
-import zipfile
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +53,17 @@ from tqdm import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.cli import parse_args, parse_speakers, positive_int, str2bool  # noqa: E402
+from utils.cli import (  # noqa: E402
+    non_negative_float,
+    non_negative_int,
+    parse_args,
+    parse_speakers,
+    positive_float,
+    positive_int,
+    str2bool,
+)
+from utils.download.archives import CHUNK, ArchiveError, Truncated, extract, verify  # noqa: E402
+from utils.download.causes import cause  # noqa: E402
 from utils.paths import ALIGN_DIR, VIDEO_DIR  # noqa: E402
 
 DEFAULT_BASE_URL = "http://spandh.dcs.shef.ac.uk/gridcorpus"
@@ -63,7 +71,6 @@ SPEAKERS = range(1, 35)
 NO_VIDEO = frozenset({21})  # GRID never published speaker 21's video; its aligns exist
 MARKER = ".download_complete"
 ARCHIVE_DIR = ".archives"
-CHUNK = 1 << 16
 DEFAULT_TIMEOUT = 30.0  # seconds to connect, and without a byte while reading
 GRACE = 1.0  # seconds the running jobs get to report after Ctrl-C
 MAX_BACKOFF = 60.0
@@ -99,10 +106,6 @@ class DownloadError(Exception):
     def __init__(self, message: str, retry: bool) -> None:
         super().__init__(message)
         self.retry = retry
-
-
-class ArchiveError(Exception):
-    """An archive that is corrupt, unsafe to unpack or holds none of the wanted files."""
 
 
 class Interrupted(Exception):
@@ -185,8 +188,9 @@ def _store(resp: requests.Response, part: Path, offset: int, total: int | None, 
     return offset
 
 
-def _fetch_once(url: str, part: Path, desc: str, transfers: Transfers, timeout: float) -> None:
-    """One HTTP request that resumes ``part`` (or restarts it) until the body ends."""
+def _fetch_once(url: str, part: Path, desc: str, transfers: Transfers, timeout: float) -> int | None:
+    """One HTTP request that resumes ``part`` (or restarts it) until the body ends; the file's size where
+    the server gave it (the body then had to reach it), None where it did not."""
     offset = part.stat().st_size if part.exists() else 0
     # identity: byte offsets must count the stored bytes, not a decompressed stream
     headers = {"Accept-Encoding": "identity"}
@@ -200,7 +204,7 @@ def _fetch_once(url: str, part: Path, desc: str, transfers: Transfers, timeout: 
             first, total = _content_range(resp.headers.get("Content-Range"))
             if code == 416 and offset:
                 if total == offset:
-                    return  # the previous run stopped after the last byte but before the rename
+                    return total  # the previous run stopped after the last byte but before the rename
                 stale = True  # the partial file is longer than the server's file
             elif code >= 400:
                 raise DownloadError(f"HTTP {code} {resp.reason} for {url}",
@@ -221,9 +225,9 @@ def _fetch_once(url: str, part: Path, desc: str, transfers: Transfers, timeout: 
             requests.exceptions.ContentDecodingError, urllib3.exceptions.HTTPError) as err:
         if transfers.stop.is_set():
             raise Interrupted from err
-        raise DownloadError(f"network error for {url}: {err}", retry=True) from err
+        raise DownloadError(f"network error: {cause(err, url)}", retry=True) from err
     except requests.RequestException as err:
-        raise DownloadError(f"cannot fetch {url}: {err}", retry=False) from err
+        raise DownloadError(f"cannot fetch {url}: {cause(err, url)}", retry=False) from err
     if stale:
         if transfers.stop.is_set():  # a late answer to a thread left behind by Ctrl-C: touch nothing
             raise Interrupted
@@ -231,20 +235,36 @@ def _fetch_once(url: str, part: Path, desc: str, transfers: Transfers, timeout: 
         return _fetch_once(url, part, desc, transfers, timeout)  # offset is 0 now: no Range, no further restart
     if total is not None and offset != total:
         raise DownloadError(f"transfer of {url} stopped at {offset} of {total} bytes", retry=True)
+    return total
+
+
+def _check_end(part: Path, url: str, check: Callable[[Path], object]) -> None:
+    """A body sent without its length ends where the connection closes, as a cut one does: the archive
+    must reach its own end, or the transfer counts as cut (DownloadError, retried, ``part`` kept)."""
+    try:
+        check(part)
+    except Truncated as err:
+        raise DownloadError(f"transfer of {url} stopped at {part.stat().st_size} bytes, before the end of the "
+                            "archive (the server sent no length)", retry=True) from err
+    except ArchiveError:
+        pass  # whole but unusable: unpacking reports it and deletes the archive
 
 
 def fetch(url: str, dest: Path, retries: int, backoff: float, transfers: Transfers, timeout: float = DEFAULT_TIMEOUT,
-          desc: str = "") -> None:
+          desc: str = "", check: Callable[[Path], object] | None = None) -> None:
     """Download ``url`` to ``dest`` through ``dest.part`` with retries and exponential backoff.
 
     The partial file survives failures and interruptions so that the next attempt, in this run
     or a later one, asks only for the missing bytes; ``dest`` appears only once complete, and
-    an HTTP error body is never written anywhere.
+    an HTTP error body is never written anywhere. Where the server sends no length, ``check``
+    (raising ``Truncated`` for a file that ends early) says whether the body was complete.
     """
     part = dest.with_name(dest.name + ".part")
     for attempt in range(retries + 1):
         try:
-            _fetch_once(url, part, desc or dest.name, transfers, timeout)
+            total = _fetch_once(url, part, desc or dest.name, transfers, timeout)
+            if total is None and check is not None:
+                _check_end(part, url, check)
         except DownloadError as err:
             if transfers.stop.is_set():
                 raise Interrupted from err
@@ -261,98 +281,7 @@ def fetch(url: str, dest: Path, retries: int, backoff: float, transfers: Transfe
         return
 
 
-# --------------------------------------------------------------------------- archives
-
-
-def _unsafe(name: str) -> str | None:
-    """Why a member name could escape the folder it is unpacked into, or None."""
-    norm = name.replace("\\", "/")
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
-        return "absolute path"
-    if ".." in norm.split("/"):
-        return "'..' in its path"
-    return None
-
-
-def _refuse(archive: Path, name: str, reason: str) -> ArchiveError:
-    return ArchiveError(f"{archive.name}: refused member {name!r} ({reason}); nothing was extracted")
-
-
-def _targets(archive: Path, names: Sequence[str], suffix: str) -> dict[str, str]:
-    """Member name -> flat output name for the members with ``suffix``, whatever their folders."""
-    targets: dict[str, str] = {}
-    seen: dict[str, str] = {}
-    for name in names:
-        base = name.replace("\\", "/").rsplit("/", 1)[-1]
-        stem, ext = os.path.splitext(base)
-        if not stem or ext.lower() != suffix:
-            continue
-        target = stem + suffix
-        if target in seen:
-            raise ArchiveError(f"{archive.name}: members {seen[target]!r} and {name!r} would both "
-                               f"be written as {target}")
-        seen[target] = name
-        targets[name] = target
-    if not targets:
-        raise ArchiveError(f"{archive.name} holds no {suffix} files")
-    return targets
-
-
-def _verify_zip(archive: Path, suffix: str) -> dict[str, str]:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            bad = zf.testzip()
-            infos = zf.infolist()
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as err:
-        raise ArchiveError(f"{archive.name} is corrupt or not a zip archive: {err}") from err
-    if bad is not None:
-        raise ArchiveError(f"{archive.name} is corrupt: bad CRC in member {bad!r}")
-    for info in infos:
-        reason = _unsafe(info.filename)
-        if reason is None and stat.S_ISLNK(info.external_attr >> 16):
-            reason = "symbolic link"
-        if reason:
-            raise _refuse(archive, info.filename, reason)
-    return _targets(archive, [info.filename for info in infos if not info.is_dir()], suffix)
-
-
-def _verify_tar(archive: Path, suffix: str) -> dict[str, str]:
-    names = []
-    try:
-        with tarfile.open(archive, "r:*") as tf:
-            for member in tf:
-                reason = _unsafe(member.name)
-                if reason is None and (member.issym() or member.islnk()):
-                    reason = "link"
-                elif reason is None and not (member.isreg() or member.isdir()):
-                    reason = "special file"
-                if reason:
-                    raise _refuse(archive, member.name, reason)
-                if member.isreg():
-                    with tf.extractfile(member) as src:  # type: ignore[union-attr]
-                        while src.read(CHUNK):  # reading every byte is what detects truncation
-                            pass
-                    names.append(member.name)
-    except (tarfile.TarError, zlib.error, EOFError, OSError) as err:
-        raise ArchiveError(f"{archive.name} is corrupt or not a tar archive: {err}") from err
-    return _targets(archive, names, suffix)
-
-
-def extract(archive: Path, out_dir: Path, suffix: str) -> int:
-    """Verify the whole archive, then copy its ``suffix`` members flat into ``out_dir``.
-
-    Verification comes first so that a corrupt or hostile archive leaves nothing behind.
-    """
-    is_zip = archive.name.endswith(".zip")
-    targets = _verify_zip(archive, suffix) if is_zip else _verify_tar(archive, suffix)
-    bar = tqdm(total=len(targets), desc=f"unpack {archive.name}", unit="file", leave=False)
-    with bar, (zipfile.ZipFile(archive) if is_zip else tarfile.open(archive, "r:*")) as arc:
-        for name, target in targets.items():
-            src = arc.open(name) if is_zip else arc.extractfile(name)
-            with src, open(out_dir / target, "wb") as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
-            bar.update()
-    return len(targets)
+# --------------------------------------------------------------------------- unpacking
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -421,7 +350,8 @@ def fetch_speaker(speaker: int, kind: Kind, root: Path, opts: Options, transfers
     archive = root / ARCHIVE_DIR / url.rsplit("/", 1)[-1]
     try:
         if not archive.exists():
-            fetch(url, archive, opts.retries, opts.backoff, transfers, opts.timeout, desc=f"s{speaker} {kind.name}")
+            fetch(url, archive, opts.retries, opts.backoff, transfers, opts.timeout, desc=f"s{speaker} {kind.name}",
+                  check=lambda path: verify(path, kind.suffix))
         try:
             count = install(archive, final, kind.suffix, url)
         except ArchiveError as err:
@@ -450,22 +380,6 @@ def summary(results: Sequence[Result]) -> str:
 
 
 
-def _non_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        number = kind(value)
-        if number < 0:
-            raise argparse.ArgumentTypeError(f"expected a value >= 0, got {value!r}")
-        return number
-    return parse
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
-    return number
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Download GRID videos and word alignments per speaker, resumably and verified. "
@@ -481,13 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base_url", default=DEFAULT_BASE_URL,
                         help="GRID server root; archives are BASE_URL/s{i}/video/s{i}.mpg_vcd.zip "
                              "and BASE_URL/s{i}/align/s{i}.tar (default: %(default)s)")
-    parser.add_argument("--retries", type=_non_negative(int), default=5,
+    parser.add_argument("--retries", type=non_negative_int, default=5,
                         help="retries per archive after network errors and HTTP 5xx/408/429; "
                              "other HTTP errors fail at once (default: %(default)s)")
-    parser.add_argument("--backoff", type=_non_negative(float), default=2.0,
+    parser.add_argument("--backoff", type=non_negative_float, default=2.0,
                         help="seconds before the first retry, doubled for each next one, at most "
                              f"{MAX_BACKOFF:.0f} (default: %(default)s)")
-    parser.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for a connection, and for the next byte while reading, before "
                              "the attempt counts as a network error and is retried (default: %(default)s)")
     parser.add_argument("--keep_archives", type=str2bool, nargs="?", const=True, default=False,

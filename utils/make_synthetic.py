@@ -5,6 +5,9 @@
 writes ``data/synthetic/datasets/sN/{clip}.npz`` and ``data/synthetic/align/sN/{clip}.align``,
 the layout the real-data pipeline produces, so training and evaluation run on it unchanged.
 Re-running skips what is already written; the same seed always gives the same clips and talks.
+Each target folder records the parameters of its set (``.synthetic.json``): a rerun with other ones
+(another seed or size, a speaker moved to another split, ...) is refused with what differs, and
+``--overwrite`` deletes the old set first; more speakers, clips, words or talks add to a set.
 
     python utils/make_synthetic.py layout=lrw --words ABOUT,MONEY,WORLD --clips_per_speaker 10
 
@@ -28,12 +31,21 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import parse_args, parse_size, parse_speakers, positive_int  # noqa: E402
+from utils.cli import (  # noqa: E402
+    bounded,
+    non_negative_int,
+    parse_args,
+    parse_size,
+    parse_speakers,
+    positive_int,
+    str2bool,
+)
 from utils.synthetic import (  # noqa: E402
     DEFAULT_CLIPS_PER_SPEAKER,
     DEFAULT_SIZE,
     DEFAULT_SPEAKERS,
     DEFAULT_TGT_PATH,
+    MIN_GRID_SIZE,
     N_SENTENCES,
     GenerateReport,
     generate,
@@ -46,6 +58,8 @@ from utils.synthetic.words import (  # noqa: E402
     DEFAULT_WORDS,
     DEFAULT_WORDS_PATH,
     MAX_CLIPS_PER_SPEAKER,
+    MAX_SPEAKER,
+    MIN_SIZE,
     WORD_SIZE,
     generate_words,
 )
@@ -75,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speakers", type=parse_speakers, default=list(DEFAULT_SPEAKERS),
                         help="speaker numbers, a range or list such as 1-12 or 1,2,20,22; each is a "
                              "different synthetic face and voice (default: 1-12; note '12' means speaker s12 only)")
-    parser.add_argument("--clips_per_speaker", type=positive_int, default=None,
+    parser.add_argument("--clips_per_speaker", type=bounded(int, 1, N_SENTENCES), default=None,
                         help=f"grid: distinct GRID sentences per speaker, at most {N_SENTENCES} (default: "
                              f"{DEFAULT_CLIPS_PER_SPEAKER}); lrw: clips of each word per speaker, at most "
                              f"{MAX_CLIPS_PER_SPEAKER} (default: {DEFAULT_WORD_CLIPS})")
@@ -86,12 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{split}_speakers", type=_speaker_list, default=list(speakers),
                             help=f"lrw: the speakers of the {split} split, each in one split only, or none "
                                  f"(default: {speakers[0]}-{speakers[-1]})")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="random seed; the same seed gives byte-identical clips and aligns (default: %(default)s)")
     parser.add_argument("--size", type=parse_size, default=None,
                         help="frame size WIDTHxHEIGHT; 100x50 is GRID's mouth crop, 48x24 or 64x32 train "
-                             f"much faster on a CPU (default: 100x50); lrw: square, {WORD_SIZE}x{WORD_SIZE} "
-                             "as LRW is preprocessed (default)")
+                             f"much faster on a CPU, at least {MIN_GRID_SIZE[0]}x{MIN_GRID_SIZE[1]} (default: "
+                             f"100x50); lrw: square, at least {MIN_SIZE}x{MIN_SIZE} (default: {WORD_SIZE}x{WORD_SIZE} "
+                             "as LRW is preprocessed)")
     parser.add_argument("--n_process", type=positive_int, default=None,
                         help="worker processes drawing clips in parallel; the output does not depend on it "
                              "(default: one per available core)")
@@ -99,32 +114,55 @@ def build_parser() -> argparse.ArgumentParser:
     talks.add_argument("--talks", type=positive_int, default=None,
                        help="write this many captioned talks per speaker (320x240 videos + .srt, one after "
                             "another; --size, --n_process and --clips_per_speaker are for GRID clips) instead "
-                            "of GRID clips")
+                            "of GRID clips (default: none, GRID clips)")
     talks.add_argument("--sentences_per_talk", type=positive_int, default=12,
                        help="sentences (subtitle cues) per talk (default: %(default)s)")
     talks.add_argument("--text", type=Path, default=None,
                        help="say the sentences of this UTF-8 text file (long ones split between words) "
-                            "instead of the built-in grammar's")
+                            "instead of the built-in grammar's (default: none, the grammar's)")
     parser.add_argument("--preview", type=Path, default=None,
                         help="instead of writing a corpus, write a PNG strip of frames from the first clip "
-                             "of the first three speakers to this path (grid layout)")
+                             "of the first three speakers to this path (grid layout) (default: none, a corpus)")
+    parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
+                        help="delete the set TGT_PATH holds (only the files the generators write) and start "
+                             "clean; without it a rerun with other parameters (seed, size, lrw splits, ...) is "
+                             "refused, and one with the same parameters skips what is written (default: false)")
     return parser
+
+
+def check_layout_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The limits that depend on the layout, refused as the other options' are (exit status 2)."""
+    if args.layout == "lrw" and args.talks is None:
+        if args.clips_per_speaker is not None and args.clips_per_speaker > MAX_CLIPS_PER_SPEAKER:
+            parser.error(f"argument --clips_per_speaker: expected at most {MAX_CLIPS_PER_SPEAKER} with layout=lrw, "
+                         f"got {args.clips_per_speaker}")
+        for split in DEFAULT_SPLIT_SPEAKERS:
+            outside = [s for s in getattr(args, f"{split}_speakers") if s > MAX_SPEAKER]
+            if outside:
+                parser.error(f"argument --{split}_speakers: speakers are 0-{MAX_SPEAKER} with layout=lrw, "
+                             f"got {outside}")
+        if args.size is not None and (args.size[0] != args.size[1] or args.size[0] < MIN_SIZE):
+            parser.error(f"argument --size: the lrw layout's mouth regions are square, at least {MIN_SIZE}x{MIN_SIZE}, "
+                         f"got {args.size[0]}x{args.size[1]}")
+    elif args.size is not None and (args.size[0] < MIN_GRID_SIZE[0] or args.size[1] < MIN_GRID_SIZE[1]):
+        parser.error(f"argument --size: expected at least {MIN_GRID_SIZE[0]}x{MIN_GRID_SIZE[1]} to draw a mouth, "
+                     f"got {args.size[0]}x{args.size[1]}")
 
 
 def _generate(args: argparse.Namespace) -> GenerateReport:
     if args.layout == "lrw":
         size = args.size or (WORD_SIZE, WORD_SIZE)
-        if size[0] != size[1]:
-            raise ValueError(f"the lrw layout's mouth regions are square, got {size[0]}x{size[1]}")
         speakers = {split: getattr(args, f"{split}_speakers") for split in DEFAULT_SPLIT_SPEAKERS}
         return generate_words(args.tgt_path, args.words, speakers, args.clips_per_speaker or DEFAULT_WORD_CLIPS,
-                              args.seed, size[0], n_process=args.n_process)
+                              args.seed, size[0], n_process=args.n_process, overwrite=args.overwrite)
     return generate(args.tgt_path, args.speakers, args.clips_per_speaker or DEFAULT_CLIPS_PER_SPEAKER, args.seed,
-                    args.size or DEFAULT_SIZE, n_process=args.n_process)
+                    args.size or DEFAULT_SIZE, n_process=args.n_process, overwrite=args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    check_layout_options(parser, args)
     args.tgt_path = args.tgt_path or (DEFAULT_WORDS_PATH if args.layout == "lrw" else DEFAULT_TGT_PATH)
     if args.preview is not None and args.layout == "lrw":
         print("error: --preview draws the grid layout's sentences; leave out layout=lrw", file=sys.stderr)
@@ -156,7 +194,8 @@ def write_talks(args: argparse.Namespace, start: float) -> int:
     tgt = DEFAULT_TALKS_PATH if args.tgt_path == DEFAULT_TGT_PATH else args.tgt_path
     try:
         text = args.text.read_text(encoding="utf-8") if args.text is not None else None
-        report = generate_talks(tgt, args.speakers, args.talks, args.sentences_per_talk, args.seed, text)
+        report = generate_talks(tgt, args.speakers, args.talks, args.sentences_per_talk, args.seed, text,
+                                overwrite=args.overwrite)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -40,10 +40,13 @@ from tqdm import tqdm
 from utils.atomic import write_bytes_atomic
 from utils.clip_store import PACKED_SUFFIX, save_packed
 from utils.paths import DATA_DIR
+from utils.synthetic.record import GRID, claim, differences, listed
+from utils.synthetic.record import SetMismatch as SetMismatch  # what generate() raises, for its callers
 from utils.text.grid_text import GRAMMAR, sentence_from_clip_name
 
 DEFAULT_TGT_PATH = DATA_DIR / "synthetic"
 DEFAULT_SIZE = (100, 50)  # (width, height), the GRID mouth-crop size
+MIN_GRID_SIZE = (8, 4)  # the smallest frame a mouth can be drawn in
 DEFAULT_SPEAKERS = tuple(range(1, 13))
 DEFAULT_CLIPS_PER_SPEAKER = 60
 N_FRAMES = 75  # 3 s at 25 fps, like every GRID clip
@@ -475,6 +478,7 @@ def generate(
     size: tuple[int, int] = DEFAULT_SIZE,
     n_process: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> GenerateReport:
     """Write a synthetic corpus under ``tgt_path`` in the GRID layout, skipping finished clips.
 
@@ -482,16 +486,27 @@ def generate(
     to temporary names and renamed, so an interrupted run resumes where it stopped.
     ``n_process`` worker processes draw clips (default: one per available core); fewer than
     ``_MIN_PARALLEL`` clips are drawn in this process, as starting workers would cost more.
+
+    ``tgt_path`` keeps the seed, size and clips per speaker in its record (``utils.synthetic.record``):
+    a request with another seed or size, or fewer clips of a speaker than it holds, raises
+    ``SetMismatch`` before anything is written, unless ``overwrite`` deletes the old set first. Other
+    speakers and more clips per speaker add to the set (each speaker's clips are drawn alone, the
+    first N of a fixed order).
     """
     tgt_path = Path(tgt_path)
     width, height = size
-    if width < 8 or height < 4:
+    if width < MIN_GRID_SIZE[0] or height < MIN_GRID_SIZE[1]:
         raise ValueError(f"size {width}x{height} is too small to draw a mouth (minimum 8x4)")
+    speakers = sorted(set(speakers))
+    if speakers and speakers[0] < 0:
+        raise ValueError(f"speaker numbers must be >= 0, got {speakers[0]}")
+    if not 0 <= clips_per_speaker <= N_SENTENCES:
+        raise ValueError(f"clips_per_speaker must be between 0 and {N_SENTENCES}, got {clips_per_speaker}")
+    wanted = {"seed": seed, "size": [width, height], "clips": {str(s): clips_per_speaker for s in speakers}}
+    claim(tgt_path, GRID, wanted, _merge_grid, overwrite)
     report = GenerateReport()
     todo = []
-    for speaker in sorted(set(speakers)):
-        if speaker < 0:
-            raise ValueError(f"speaker numbers must be >= 0, got {speaker}")
+    for speaker in speakers:
         for index, name in enumerate(speaker_sentences(seed, speaker, clips_per_speaker)):
             task = _Task(tgt_path, seed, speaker, index, name, (width, height))
             report.clip_ids.append(f"s{speaker}/{name}")
@@ -510,6 +525,18 @@ def generate(
         _collect(map(_run_task, todo), report, bar)
     bar.close()
     return report
+
+
+def _merge_grid(recorded: dict, wanted: dict) -> tuple[dict, list[str]]:
+    """A GRID-style set grows by speakers and clips; its seed and size are fixed (see ``record.claim``)."""
+    problems = differences(recorded, wanted, {"seed": str, "size": lambda v: "x".join(map(str, v or ()))})
+    held = recorded.get("clips", {})
+    fewer: dict[tuple[int, int], list[str]] = {}
+    for speaker, count in wanted["clips"].items():
+        if held.get(speaker, 0) > count:
+            fewer.setdefault((held[speaker], count), []).append(f"s{speaker}")
+    problems += [f"{had} clips of {listed(names)}, not {count}" for (had, count), names in fewer.items()]
+    return {**wanted, "clips": {**held, **wanted["clips"]}}, problems
 
 
 def _collect(results: Iterable[str | None], report: GenerateReport, bar: tqdm) -> None:

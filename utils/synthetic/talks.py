@@ -25,6 +25,7 @@ Everything is deterministic in ``(seed, speaker, talk)``.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import numpy as np
 from utils.atomic import write_text_atomic
 from utils.synthetic import PARAMS, Speaker, make_speaker, render_frames
 from utils.synthetic.face import draw_face, make_face_style, mouth_centre, paste_mouth, shift, soft_mask
+from utils.synthetic.record import TALKS, claim, differences, listed
 from utils.text.captions import CHARACTERS, normalise_text
 from utils.text.subtitles import Cue, render_srt
 from utils.video.writer import write_video
@@ -288,9 +290,14 @@ class TalksReport:
 
 def generate_talks(tgt_path: str | Path, speakers: Sequence[int], talks_per_speaker: int = 1,
                    sentences_per_talk: int = 12, seed: int = 0, text: str | None = None,
-                   progress: bool = True) -> TalksReport:
+                   progress: bool = True, overwrite: bool = False) -> TalksReport:
     """Talks ``s{N}_talk{K}.mp4`` + ``.srt`` for every speaker N, and ``speakers.txt`` (the mapping
-    ``utils/prepare_captions.py speaker=`` takes) under ``tgt_path``; talks already written are kept."""
+    ``utils/prepare_captions.py speaker=`` takes) under ``tgt_path``; talks already written are kept.
+
+    ``tgt_path`` records the request (``utils.synthetic.record``): another seed, sentences per talk or
+    text, or fewer speakers or talks than the folder holds, raises ``SetMismatch`` before anything is
+    written, unless ``overwrite`` deletes the old talks first; more speakers and talks add to them.
+    """
     from tqdm import tqdm
 
     tgt_path = Path(tgt_path)
@@ -298,7 +305,10 @@ def generate_talks(tgt_path: str | Path, speakers: Sequence[int], talks_per_spea
     if source is not None and not source:
         raise ValueError("the text has no sentence that can be said")
     report = TalksReport({f"s{s}_talk{k}": s for s in sorted(set(speakers)) for k in range(talks_per_speaker)})
-    tgt_path.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16] if text is not None else None
+    wanted = {"seed": seed, "sentences_per_talk": sentences_per_talk, "text": digest,
+              "talks_per_speaker": talks_per_speaker, "speakers": sorted(set(speakers))}
+    claim(tgt_path, TALKS, wanted, _merge_talks, overwrite)
     write_text_atomic(tgt_path / "speakers.txt", "".join(f"{stem} s{s}\n" for stem, s in report.stems.items()))
     for stem, speaker in tqdm(report.stems.items(), desc="synthetic talks", unit="talk", disable=not progress):
         if (tgt_path / f"{stem}.srt").is_file() and (tgt_path / f"{stem}.mp4").is_file():
@@ -309,3 +319,19 @@ def generate_talks(tgt_path: str | Path, speakers: Sequence[int], talks_per_spea
                    talk_sentences(seed, speaker, talk, sentences_per_talk, source))
         report.written += 1
     return report
+
+
+def _merge_talks(recorded: dict, wanted: dict) -> tuple[dict, list[str]]:
+    """Talks grow by speakers and talks; the seed, sentences per talk and text are fixed, and a request
+    must cover the folder, as ``speakers.txt`` and utils/prepare_captions.py take every talk in it."""
+    problems = differences(recorded, wanted, {"seed": str, "sentences_per_talk": str})
+    if recorded.get("text") != wanted["text"]:
+        def source(digest: str | None) -> str:
+            return "the built-in grammar" if digest is None else f"a text of sha256 {digest}"
+        problems.append(f"sentences of {source(recorded.get('text'))}, not {source(wanted['text'])}")
+    left_out = sorted(set(recorded.get("speakers", ())) - set(wanted["speakers"]))
+    if left_out:
+        problems.append(f"speakers {listed(left_out)} not asked for")
+    if recorded.get("talks_per_speaker", 0) > wanted["talks_per_speaker"]:
+        problems.append(f"{recorded['talks_per_speaker']} talks per speaker, not {wanted['talks_per_speaker']}")
+    return wanted, problems

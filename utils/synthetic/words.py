@@ -42,6 +42,7 @@ from utils.synthetic import (
     word_shapes,
 )
 from utils.synthetic import _collect as collect_results  # the GRID generator's progress and report keeping
+from utils.synthetic.record import WORDS, claim, differences, listed
 from utils.text.grid_text import GRAMMAR
 from utils.word_clips import INFO_SUFFIX, WORD_FPS, WORD_FRAMES, write_info
 
@@ -54,6 +55,7 @@ DEFAULT_WORD_CLIPS = 10  # per word and speaker
 WORD_SIZE = 96  # LRW's mouth-region crop, pixels
 MAX_CLIPS_PER_SPEAKER = 999
 MAX_SPEAKER = 99
+MIN_SIZE = 32
 _CONTEXT_WORDS = tuple(sorted({w for slot in GRAMMAR for w in slot.values() if len(w) > 1}))
 _WORD_STREAM = 4  # apart from utils.synthetic's speaker, sentence and clip streams
 
@@ -178,11 +180,17 @@ def generate_words(
     size: int = WORD_SIZE,
     n_process: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> GenerateReport:
     """Write a synthetic word set under ``tgt_path`` in LRW's layout, skipping finished clips.
 
     ``split_speakers`` maps each split to its speakers (default: 1-8 train, 9-10 val, 11-12 test); a
     speaker may be in one split only. ``clip_ids`` of the report are ``WORD/split/WORD_NNNNN``.
+
+    ``tgt_path`` records the request (``utils.synthetic.record``): a later request with another seed or
+    size, a speaker in another split, or fewer words, speakers or clips than the tree holds raises
+    ``SetMismatch`` before anything is written, unless ``overwrite`` deletes the old tree first; more
+    words, speakers and clips add to it.
     """
     tgt_path = Path(tgt_path)
     split_speakers = dict(DEFAULT_SPLIT_SPEAKERS if split_speakers is None else split_speakers)
@@ -191,8 +199,8 @@ def generate_words(
         raise ValueError("no words to say")
     if not 1 <= clips_per_speaker <= MAX_CLIPS_PER_SPEAKER:
         raise ValueError(f"clips_per_speaker must be between 1 and {MAX_CLIPS_PER_SPEAKER}, got {clips_per_speaker}")
-    if size < 32:
-        raise ValueError(f"size {size} is too small for a mouth region (minimum 32)")
+    if size < MIN_SIZE:
+        raise ValueError(f"size {size} is too small for a mouth region (minimum {MIN_SIZE})")
     owner: dict[int, str] = {}
     for split, speakers in split_speakers.items():
         if split not in ("train", "val", "test"):
@@ -203,6 +211,9 @@ def generate_words(
             if owner.setdefault(speaker, split) != split:
                 raise ValueError(f"speaker {speaker} is in both the {owner[speaker]} and {split} splits: "
                                  "a speaker's clips go to one split only")
+    wanted = {"seed": seed, "size": size, "clips_per_speaker": clips_per_speaker, "words": words,
+              "splits": {split: sorted(set(split_speakers.get(split, ()))) for split in DEFAULT_SPLIT_SPEAKERS}}
+    claim(tgt_path, WORDS, wanted, _merge_words, overwrite)
     report = GenerateReport()
     todo = []
     for word in words:
@@ -225,4 +236,26 @@ def generate_words(
         collect_results(map(_run_task, todo), report, bar)
     bar.close()
     return report
+
+
+def _merge_words(recorded: dict, wanted: dict) -> tuple[dict, list[str]]:
+    """A word tree grows by words, speakers and clips; its seed, size and every speaker's split are fixed,
+    and a request must cover the tree, whose folders are the data set (see ``record.claim``)."""
+    problems = differences(recorded, wanted, {"seed": str, "size": lambda v: f"{v}x{v}"})
+    owner = {s: split for split, speakers in recorded.get("splits", {}).items() for s in speakers}
+    asked = {s: split for split, speakers in wanted["splits"].items() for s in speakers}
+    moved: dict[tuple[str, str], list[int]] = {}
+    for speaker, split in sorted(owner.items()):
+        if asked.get(speaker, split) != split:
+            moved.setdefault((split, asked[speaker]), []).append(speaker)
+    problems += [f"speakers {listed(s)} in {old}/, not {new}/" for (old, new), s in moved.items()]
+    left_out = sorted(set(owner) - set(asked))
+    if left_out:
+        problems.append(f"speakers {listed(left_out)} not asked for")
+    words = sorted(set(recorded.get("words", ())) - set(wanted["words"]))
+    if words:
+        problems.append(f"words {listed(words)} not asked for")
+    if recorded.get("clips_per_speaker", 0) > wanted["clips_per_speaker"]:
+        problems.append(f"{recorded['clips_per_speaker']} clips per speaker, not {wanted['clips_per_speaker']}")
+    return wanted, problems
 

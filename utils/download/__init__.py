@@ -1,0 +1,1 @@
+"""Downloading: archive verification and unpacking, and short causes of network errors (utils/download_data.py)."""
