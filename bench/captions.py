@@ -14,19 +14,33 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 
+from utils.captions_quickstart import build_parser as quickstart_parser  # noqa: E402
 from utils.captions_quickstart import main as quickstart  # noqa: E402
+from utils.cli import normalise_argv, parse_args  # noqa: E402
 
 TARGET_CUT = 0.30
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The quick start's options and ``--work``."""
+    parser = quickstart_parser()
+    parser.description = __doc__
+    parser.add_argument("--work", default=None,
+                        help="folder of the data and checkpoints, kept (default: a temporary one, removed)")
+    return parser
+
+
 def main(argv: list[str]) -> int:
-    work = next((a.split("=", 1)[1] for a in argv if a.lstrip("-").startswith("work=")), None)
-    rest = [a for a in argv if not a.lstrip("-").startswith("work=")]
+    parse_args(build_parser(), argv)  # every option checked (and --help) before any work
+    work_option = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    work_option.add_argument("--work", default=None)
+    known, rest = work_option.parse_known_args(normalise_argv(work_option, argv))
     with tempfile.TemporaryDirectory(prefix="bench-captions-") as scratch:
-        root = Path(work or scratch)
+        root = Path(known.work or scratch)
         status = quickstart([f"data_path={root / 'data'}", f"save_dir={root / 'checkpoint'}", "progress=false",
                              *rest])
         if status:

@@ -20,7 +20,7 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from utils.cli import parse_args  # noqa: E402
+from utils.cli import non_negative_int, parse_args, positive_int  # noqa: E402
 from utils.text.alphabet import GRID  # noqa: E402
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, GRID_GRAMMAR, decode  # noqa: E402
 from utils.text.grid_text import BLANK, NUM_CLASSES, encode  # noqa: E402
@@ -109,17 +109,18 @@ def time_decoders(log_probs_list: Sequence[np.ndarray], methods: Sequence[str] =
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=20, help="synthetic clips per kind (default 20)")
-    parser.add_argument("--frames", type=int, default=75, help="frames per clip (default 75, as GRID)")
-    parser.add_argument("--beam-width", "--beam_width", dest="beam_width", type=int,
+    parser.add_argument("--clips", type=positive_int, default=20, help="synthetic clips per kind (default 20)")
+    parser.add_argument("--frames", type=positive_int, default=75, help="frames per clip (default 75, as GRID)")
+    parser.add_argument("--beam-width", "--beam_width", dest="beam_width", type=positive_int,
                         default=DEFAULT_BEAM_WIDTH, help=f"prefix beam width (default {DEFAULT_BEAM_WIDTH})")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=positive_int, default=3,
                         help="runs per clip, the fastest counted, to damp CPU contention (default 3)")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help=f"comma-separated kinds of synthetic output among {', '.join(KINDS)} (default all)")
     parser.add_argument("--decoders", default=",".join(DECODERS),
                         help=f"comma-separated decoders among {', '.join(DECODERS)} (default all)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic clips (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="random seed of the synthetic clips (default 0)")
     return parser
 
 
@@ -136,8 +137,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, DecoderTiming
     args = parse_args(parser, argv)
     kinds = _choices(parser, "--kinds", args.kinds, list(KINDS))
     methods = _choices(parser, "--decoders", args.decoders, DECODERS)
-    if args.clips < 1 or args.repeats < 1 or args.beam_width < 1:
-        parser.error("--clips, --repeats and --beam-width must be at least 1")
     rng = np.random.default_rng(args.seed)
     print(f"{args.clips} clips per kind, T={args.frames}, beam width {args.beam_width}, "
           f"best of {args.repeats} runs per clip; times in ms per clip")

@@ -6,18 +6,35 @@ was checked against ``mxnet-cu117==1.9.1``: machine code for sm_50, 60, 70, 80 a
 """
 from __future__ import annotations
 
+import argparse
 import mmap
 import struct
 import sys
 from collections import Counter
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.cli import parse_args  # noqa: E402
 
 FATBIN_MAGIC = 0xBA55ED50
 
 
 def fatbin_entries(path: str) -> Counter:
-    """(kind, sm) -> how many fat-binary entries of that kind and architecture the library holds."""
+    """(kind, sm) -> how many fat-binary entries of that kind and architecture the library holds; ValueError
+    for a file that is not ELF or is cut short."""
     with open(path, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+            raise ValueError(f"{path}: not an ELF file")
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # 900 MB: read only what is looked at
+    try:
+        return _count_entries(data)
+    except struct.error:
+        raise ValueError(f"{path}: truncated or malformed ELF file") from None
+
+
+def _count_entries(data: mmap.mmap) -> Counter:
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     sections = [struct.unpack_from("<IIQQQQII", data, shoff + i * shentsize) for i in range(shnum)]
@@ -43,9 +60,28 @@ def fatbin_entries(path: str) -> Counter:
     return counts
 
 
-if __name__ == "__main__":
-    entries = fatbin_entries(sys.argv[1])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("library", help="the ELF shared library to read, e.g. .venv/.../mxnet/libmxnet.so")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    try:
+        entries = fatbin_entries(args.library)
+    except OSError as err:
+        print(f"error: {args.library}: cannot be read ({err.strerror or err})", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for (kind, arch), count in sorted(entries.items()):
         print(f"{kind} sm_{arch}: {count} entries")
     if not any(kind == "PTX" for kind, _ in entries):
         print("PTX: none (no code a newer GPU could compile for itself)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from utils.cli import parse_args  # noqa: E402
+from utils.cli import non_negative_int, parse_args, positive_int  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH  # noqa: E402
 
@@ -50,15 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of raw videos to time (default: %(default)s)")
     parser.add_argument("--decoder", default="greedy", choices=DECODERS,
                         help="decoder of the end-to-end runs (default: %(default)s)")
-    parser.add_argument("--beam_width", type=int, default=DEFAULT_BEAM_WIDTH,
+    parser.add_argument("--beam_width", type=positive_int, default=DEFAULT_BEAM_WIDTH,
                         help="prefix beam width (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per clip, the fastest counted (default: 3)")
-    parser.add_argument("--copies", type=int, default=20,
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="runs per clip, the fastest counted (default: 3)")
+    parser.add_argument("--copies", type=positive_int, default=20,
                         help="times the clips are repeated in the throughput set (default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=16, help="throughput batch size (default: %(default)s)")
-    parser.add_argument("--num_workers", type=int, default=0,
+    parser.add_argument("--batch_size", type=positive_int, default=16,
+                        help="throughput batch size (default: %(default)s)")
+    parser.add_argument("--num_workers", type=non_negative_int, default=0,
                         help="data-loading threads of the throughput run (default: %(default)s)")
-    parser.add_argument("--num_gpus", type=int, default=0, help="GPUs to run on (default: 0, the CPU)")
+    parser.add_argument("--num_gpus", type=non_negative_int, default=0, help="GPUs to run on (default: 0, the CPU)")
     return parser
 
 
@@ -112,8 +114,6 @@ def time_throughput(network: "Network", crops: dict[str, np.ndarray], copies: in
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = build_parser()
     args = parse_args(parser, argv)
-    if min(args.repeats, args.copies, args.batch_size, args.beam_width) < 1 or args.num_workers < 0:
-        parser.error("repeats, copies, batch_size and beam_width must be at least 1, num_workers at least 0")
     # MXNet loads here, after the command line is known to be valid.
     from bench.decoders import grid_lm, time_decoders
     from infer import VideoLipreader, list_videos

@@ -34,10 +34,12 @@ from mxnet import autograd, gluon  # noqa: E402
 import data_loader  # noqa: E402
 from bench.decoders import random_sentence  # noqa: E402
 from model import LipNet, LipNetConfig  # noqa: E402
-from utils.cli import parse_args, parse_size  # noqa: E402
+from utils.cli import bounded, non_negative_int, parse_args, parse_size, positive_int  # noqa: E402
 from utils.clip_store import save_packed  # noqa: E402
+from utils.quickstart import channel_list  # noqa: E402
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+MIN_FRAMES = 30  # a GRID sentence needs up to 30 frames
 
 
 def make_clips(root: Path, count: int, min_frames: int, max_frames: int, size: tuple[int, int],
@@ -60,7 +62,8 @@ class Run:
     def __init__(self, records: list[data_loader.ClipRecord], args: argparse.Namespace, bucket: bool) -> None:
         mx.random.seed(0)
         width, height = args.size
-        self.net = LipNet(LipNetConfig(channels=tuple(args.channels), hidden=args.hidden, width=width, height=height))
+        channels = tuple(int(c) for c in args.channels.split(","))
+        self.net = LipNet(LipNetConfig(channels=channels, hidden=args.hidden, width=width, height=height))
         self.net.initialize()
         self.net.hybridize(static_alloc=True, static_shape=True)
         self.trainer = gluon.Trainer(self.net.collect_params(), "adam", {"learning_rate": 1e-4, "clip_gradient": 10})
@@ -91,23 +94,32 @@ class Run:
                 "clips_per_s": round(self.clips / self.seconds, 2), "batches": len(self.frames)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=96, help="clips in the set (default: %(default)s)")
-    parser.add_argument("--min_frames", type=int, default=40, help="shortest clip (default: %(default)s)")
-    parser.add_argument("--max_frames", type=int, default=150, help="longest clip (default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=1, help="timed epochs after a warm-up one (default: %(default)s)")
+    frames = bounded(int, MIN_FRAMES)
+    parser.add_argument("--clips", type=positive_int, default=96, help="clips in the set (default: %(default)s)")
+    parser.add_argument("--min_frames", type=frames, default=40,
+                        help=f"shortest clip, at least {MIN_FRAMES} (default: %(default)s)")
+    parser.add_argument("--max_frames", type=frames, default=150,
+                        help="longest clip, at least min_frames (default: %(default)s)")
+    parser.add_argument("--batch_size", type=positive_int, default=8, help="clips per step (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=1,
+                        help="timed epochs after a warm-up one (default: %(default)s)")
     parser.add_argument("--size", type=parse_size, default=(48, 24), help="frame WIDTHxHEIGHT (default: 48x24)")
-    parser.add_argument("--channels", type=lambda v: [int(c) for c in v.split(",")], default=[16, 32, 48],
-                        help="convolution channels (default: 16,32,48, the quick start's)")
-    parser.add_argument("--hidden", type=int, default=128, help="GRU units (default: %(default)s)")
-    parser.add_argument("--num_workers", type=int, default=0, help="loader threads (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the clip set (default: %(default)s)")
+    parser.add_argument("--channels", type=channel_list, default="16,32,48",
+                        help="convolution channels (default: %(default)s, the quick start's)")
+    parser.add_argument("--hidden", type=positive_int, default=128, help="GRU units (default: %(default)s)")
+    parser.add_argument("--num_workers", type=non_negative_int, default=0,
+                        help="loader threads (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the clip set (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parse_args(parser, argv)
-    if not 30 <= args.min_frames <= args.max_frames or min(args.clips, args.batch_size, args.epochs) < 1:
-        parser.error("need 30 <= min_frames <= max_frames (a GRID sentence needs up to 30 frames) and positive "
-                     "clips, batch_size and epochs")
+    if args.min_frames > args.max_frames:
+        parser.error(f"min_frames {args.min_frames} is above max_frames {args.max_frames}")
     with tempfile.TemporaryDirectory(prefix="lipnet-lengths-") as tmp:
         records = make_clips(Path(tmp), args.clips, args.min_frames, args.max_frames, args.size, args.seed)
         runs = {"shuffled": Run(records, args, False), "bucketed": Run(records, args, True)}

@@ -18,7 +18,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader  # noqa: E402
-from utils.cli import parse_args  # noqa: E402
+from utils.cli import parse_args, positive_int  # noqa: E402
 from utils.clip_store import save_packed  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
 from utils.video.mouth_extractor import MouthExtractor  # noqa: E402
@@ -47,13 +47,18 @@ def clips_per_second(root: Path, workers: int, epochs: int, batch_size: int) -> 
     return count / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--grid_dir", default=str(REPO_ROOT.parent / "shared" / "grid"))
-    parser.add_argument("--copies", type=int, default=32, help="speakers each real clip is repeated under")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch_size", type=int, default=8)
-    args = parse_args(parser, argv)
+    parser.add_argument("--grid_dir", default=str(REPO_ROOT.parent / "shared" / "grid"),
+                        help="folder of GRID .mpg clips")
+    parser.add_argument("--copies", type=positive_int, default=32, help="speakers each real clip is repeated under")
+    parser.add_argument("--epochs", type=positive_int, default=3, help="timed epochs of each loader")
+    parser.add_argument("--batch_size", type=positive_int, default=8, help="clips per batch")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
     with tempfile.TemporaryDirectory() as tmp:
         make_dataset(Path(args.grid_dir), Path(tmp), args.copies)
         figures = {f"workers_{w}": round(clips_per_second(Path(tmp), w, args.epochs, args.batch_size), 1)

@@ -26,7 +26,8 @@ from collections.abc import Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from utils.cli import parse_args  # noqa: E402
+from main import positive_ints  # noqa: E402
+from utils.cli import parse_args, positive_int  # noqa: E402
 
 TARGET = "onnxruntime at least as fast as MXNet at batch 1"
 
@@ -37,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint or the example's parameter file (default: a fresh LipNet of --variant)")
     parser.add_argument("--variant", default="paper", choices=("paper", "example"),
                         help="variant of the fresh LipNet (default: %(default)s)")
-    parser.add_argument("--batch_sizes", default="1,16", help="comma-separated batch sizes (default: %(default)s)")
-    parser.add_argument("--frames", type=int, default=75, help="frames per clip (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls per backend and batch size "
+    parser.add_argument("--batch_sizes", type=positive_ints, default=[1, 16],
+                        help="comma-separated batch sizes (default: 1,16)")
+    parser.add_argument("--frames", type=positive_int, default=75, help="frames per clip (default: %(default)s)")
+    parser.add_argument("--repeats", type=positive_int, default=10, help="timed calls per backend and batch size "
                                                                 "(default: %(default)s)")
     return parser
 
@@ -73,12 +75,6 @@ def networks(model_path: str | None, variant: str) -> tuple:
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = build_parser()
     args = parse_args(parser, argv)
-    try:
-        sizes = [int(v) for v in args.batch_sizes.split(",")]
-    except ValueError:
-        parser.error(f"batch_sizes must be comma-separated integers, got {args.batch_sizes!r}")
-    if min(sizes + [args.repeats, args.frames]) < 1:
-        parser.error("batch sizes, frames and repeats must be at least 1")
     mxnet_net, onnx_net, source = networks(args.model_path, args.variant)
     import onnxruntime
 
@@ -88,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
           f"{len(os.sched_getaffinity(0))} CPU cores, OMP_NUM_THREADS={threads}; onnxruntime "
           f"{onnxruntime.__version__}; {args.repeats} timed calls each, ms per clip")
     rows = []
-    for size in sizes:
+    for size in args.batch_sizes:
         batch = rng.standard_normal((size, 3, args.frames, onnx_net.height, onnx_net.width), np.float32)
         times = {"mxnet": [], "onnxruntime": []}
         backends = {"mxnet": mxnet_net, "onnxruntime": onnx_net}

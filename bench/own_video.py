@@ -29,7 +29,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from utils.cli import parse_args  # noqa: E402
+from utils.cli import parse_args, positive_int  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
 
 DEFAULT_CLIPS_DIR = REPO_ROOT.parent / "shared" / "grid"
@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_path", default=None, help="checkpoint (default: a fresh paper LipNet)")
     parser.add_argument("--clips_dir", default=str(DEFAULT_CLIPS_DIR), help="GRID clips (default: %(default)s)")
-    parser.add_argument("--seconds", type=int, default=60, help="length of the video (default: %(default)s)")
-    parser.add_argument("--long", action="store_true", help="also read a version ten times as long")
+    parser.add_argument("--seconds", type=positive_int, default=60, help="length of the video (default: %(default)s)")
+    parser.add_argument("--long", action="store_true", help="also read a version ten times as long (default: off)")
     parser.add_argument("--work", default=None,
                         help="folder for the videos and outputs, kept and reused (default: a temporary one)")
     return parser

@@ -31,7 +31,7 @@ import dlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.baseline_preprocess import preprocess_clip  # noqa: E402
-from utils.cli import parse_args  # noqa: E402
+from utils.cli import parse_args, positive_int  # noqa: E402
 from utils.clip_store import load_packed, load_png_folder, save_png_folder  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
 from utils.preprocess_data import main as preprocess_main  # noqa: E402
@@ -98,10 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Benchmark mouth-crop preprocessing against the original.")
     parser.add_argument("--grid_dir", default=str(REPO_ROOT.parent / "shared" / "grid"),
                         help="folder of GRID .mpg clips (default: %(default)s)")
-    parser.add_argument("--copies", type=int, default=12,
+    parser.add_argument("--copies", type=positive_int, default=12,
                         help="speaker folders the clips are copied under, for balanced parallel work "
                              "(default: %(default)s)")
-    parser.add_argument("--decode_repeats", type=int, default=50,
+    parser.add_argument("--decode_repeats", type=positive_int, default=50,
                         help="decodes per clip when timing the packed format (default: %(default)s)")
     return parser
 
@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     videos = sorted(Path(args.grid_dir).glob("*.mpg"))
-    if not videos or args.copies < 1:
-        print(f"error: no .mpg clips in {args.grid_dir} (or --copies < 1)", file=sys.stderr)
+    if not videos:
+        print(f"error: no .mpg clips in {args.grid_dir}", file=sys.stderr)
         return 2
     cv2.setNumThreads(1)
     load_before = os.getloadavg()[0]

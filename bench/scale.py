@@ -26,18 +26,13 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import parse_args, parse_size  # noqa: E402
+from main import positive_ints  # noqa: E402
+from utils.cli import bounded, parse_args, parse_size, positive_float, positive_int  # noqa: E402
 from utils.paths import REPO_ROOT  # noqa: E402
+from utils.quickstart import channel_list  # noqa: E402
 from utils.synthetic import generate  # noqa: E402
 
 VAL_SPEAKER = 99  # the synthetic speaker held out for the (small) validation pass
-
-
-def _counts(value: str) -> list[int]:
-    counts = [int(v) for v in value.split(",")]
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError(f"expected worker counts such as 1,2, got {value!r}")
-    return counts
 
 
 def make_corpus(root: Path, clips_per_speaker: int, size: tuple[int, int]) -> None:
@@ -66,29 +61,30 @@ def run(command: list[str], timeout: float, log_path: Path) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=_counts, default=[1, 2], help="dist_sync worker counts to run (default 1,2)")
+    parser.add_argument("--workers", type=positive_ints, default=[1, 2],
+                        help="dist_sync worker counts to run (default 1,2)")
     parser.add_argument("--image_path", default=None,
                         help="clips to train on, with --align_path; default: a synthetic corpus made in a "
                              "temporary folder (validation on its speaker 99)")
     parser.add_argument("--align_path", default=None, help="align files for --image_path (default: from clip names)")
     parser.add_argument("--val_speakers", default=str(VAL_SPEAKER),
                         help="validation speakers for --image_path, e.g. 1,2,20,22 (default: the synthetic one)")
-    parser.add_argument("--clips_per_speaker", type=int, default=24,
+    parser.add_argument("--clips_per_speaker", type=positive_int, default=24,
                         help="synthetic clips for each of the two training speakers (default 24)")
     parser.add_argument("--size", type=parse_size, default=(100, 50), help="synthetic frame size (default 100x50)")
-    parser.add_argument("--channels", default="8,16,16", help="LipNet convolution channels (default 8,16,16)")
-    parser.add_argument("--hidden", type=int, default=64, help="GRU units per direction (default 64)")
-    parser.add_argument("--batch_size", type=int, default=4, help="clips per step per worker (default 4)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the last one is timed (default 2)")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per run (default 900)")
+    parser.add_argument("--channels", type=channel_list, default="8,16,16",
+                        help="LipNet convolution channels (default 8,16,16)")
+    parser.add_argument("--hidden", type=positive_int, default=64, help="GRU units per direction (default 64)")
+    parser.add_argument("--batch_size", type=positive_int, default=4, help="clips per step per worker (default 4)")
+    parser.add_argument("--epochs", type=bounded(int, 2), default=2,
+                        help="epochs per run, at least 2: the first builds the graphs, the last one is timed "
+                             "(default 2)")
+    parser.add_argument("--timeout", type=positive_float, default=900, help="seconds allowed per run (default 900)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
-    if args.epochs < 2:
-        print("--epochs must be at least 2: the first epoch builds the graphs and is not timed", file=sys.stderr)
-        return 2
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="lipnet-scale-") as tmp:
         tmp = Path(tmp)

@@ -30,7 +30,7 @@ from mxnet import autograd, gluon  # noqa: E402
 
 from model import VARIANTS, LipNet, LipNetConfig, prepare_for_inference  # noqa: E402
 from trainer import batch_seed  # noqa: E402
-from utils.cli import parse_args  # noqa: E402
+from utils.cli import parse_args, positive_int  # noqa: E402
 
 
 def median_time(fn: object, repeats: int) -> float:
@@ -43,12 +43,16 @@ def median_time(fn: object, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--variant", default="paper", choices=VARIANTS)
-    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (after 2 warm-up runs)")
-    args = parse_args(parser, argv)
+    parser.add_argument("--batch_size", type=positive_int, default=8, help="clips per training step")
+    parser.add_argument("--variant", default="paper", choices=VARIANTS, help="LipNet variant timed")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed repetitions (after 2 warm-up runs)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
 
     mx.random.seed(0)
     net = LipNet(LipNetConfig(variant=args.variant))

@@ -30,17 +30,21 @@ import model.adamw  # noqa: E402, F401 (registers "adamw")
 from bench.train import median_time  # noqa: E402
 from model.word_net import WordNet, WordNetConfig, count_trainable, prepare_word_net  # noqa: E402
 from trainer import batch_seed  # noqa: E402
-from utils.cli import parse_args, str2bool  # noqa: E402
+from utils.cli import parse_args, positive_int, str2bool  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--batch_size", type=positive_int, default=8, help="clips per training step")
+    parser.add_argument("--num_classes", type=positive_int, default=500, help="words the classifier tells apart")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed repetitions (after 2 warm-up runs)")
+    parser.add_argument("--train", type=str2bool, default=True, help="time the training step")
+    parser.add_argument("--infer", type=str2bool, default=True, help="time the batch-1 forward pass")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--num_classes", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (after 2 warm-up runs)")
-    parser.add_argument("--train", type=str2bool, default=True, help="time the training step")
-    parser.add_argument("--infer", type=str2bool, default=True, help="time the batch-1 forward pass")
-    args = parse_args(parser, argv)
+    args = parse_args(build_parser(), argv)
 
     mx.random.seed(0)
     config = WordNetConfig(num_classes=args.num_classes)

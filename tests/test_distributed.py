@@ -366,6 +366,6 @@ def test_scale_bench_runs_and_reports(clips: Path, tmp_path: Path, capsys: pytes
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [(r["workers"], r["global_batch"]) for r in report["results"]] == [(1, 2), (2, 4)]
     assert all(r["samples_per_s"] > 0 for r in report["results"])
-    assert scale.main(["--epochs", "1"]) == 2
-    with pytest.raises(SystemExit):
-        scale.main(["--workers", "0"])
+    for bad in (["--epochs", "1"], ["--workers", "0"]):
+        with pytest.raises(SystemExit):
+            scale.main(bad)

@@ -22,7 +22,7 @@ from collections.abc import Sequence  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import parse_args, parse_speakers, str2bool  # noqa: E402
+from utils.cli import parse_args, parse_speakers, positive_int, str2bool  # noqa: E402
 from utils.paths import ALIGN_DIR, DATA_DIR  # noqa: E402
 from utils.splits import MISSING_CLIPS, SPLITS  # noqa: E402
 from utils.text.alphabet import ALPHABETS, get_alphabet  # noqa: E402
@@ -32,23 +32,27 @@ from utils.text.language_model import estimate, normalise_sentence  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("source (one of)")
-    source.add_argument("--text", default=None, help="a text file, one sentence a line")
+    source.add_argument("--text", default=None, help="a text file, one sentence a line (default: none)")
     source.add_argument("--image_path", default=None,
-                        help="a data folder of clips (sN/{clip}.npz or PNG folders): their sentences")
+                        help="a data folder of clips (sN/{clip}.npz or PNG folders): their sentences (default: none)")
     data = parser.add_argument_group("data folder (as main.py selects clips)")
     data.add_argument("--align_path", default=str(ALIGN_DIR), help="align files (default: %(default)s)")
     data.add_argument("--side", default="train", choices=("train", "all"),
                       help="the training side of the selection, or every clip (default: %(default)s)")
-    data.add_argument("--split", default="unseen", choices=SPLITS, help="(default: %(default)s)")
-    data.add_argument("--train_list", default=None, help="file of SPEAKER/CLIP lines to train on (with --val_list)")
-    data.add_argument("--val_list", default=None, help="file of SPEAKER/CLIP lines to validate on")
-    data.add_argument("--missing_clips", default="warn", choices=MISSING_CLIPS)
-    data.add_argument("--speakers", type=parse_speakers, default=None, help="only these speakers, e.g. 1-34")
+    data.add_argument("--split", default="unseen", choices=SPLITS,
+                      help="main.py's standard protocol the training side is taken from (default: %(default)s)")
+    data.add_argument("--train_list", default=None,
+                      help="file of SPEAKER/CLIP lines to train on, with --val_list (default: none)")
+    data.add_argument("--val_list", default=None, help="file of SPEAKER/CLIP lines to validate on (default: none)")
+    data.add_argument("--missing_clips", default="warn", choices=MISSING_CLIPS,
+                      help="clips a list names that are absent: warn and go on, or error (default: %(default)s)")
+    data.add_argument("--speakers", type=parse_speakers, default=None,
+                      help="only these speakers, e.g. 1-34 (default: every speaker)")
     data.add_argument("--val_speakers", type=parse_speakers, default=None,
-                      help="validation side = these speakers (overrides --split)")
+                      help="validation side = these speakers, overrides --split (default: none)")
     model = parser.add_argument_group("model")
     model.add_argument("--out", default=str(DATA_DIR / "lm.arpa"), help="ARPA file to write (default: %(default)s)")
-    model.add_argument("--order", type=int, default=3, help="n-gram order (default: %(default)s)")
+    model.add_argument("--order", type=positive_int, default=3, help="n-gram order (default: %(default)s)")
     model.add_argument("--alphabet", default="captions", choices=tuple(ALPHABETS),
                        help="characters kept in words; others become spaces (default: %(default)s)")
     model.add_argument("--progress", type=str2bool, default=True, help="progress bar (default: true)")
@@ -87,8 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(parser, argv)
     if (args.text is None) == (args.image_path is None):
         parser.error("give one of text=FILE or image_path=DIR")
-    if args.order < 1:
-        parser.error("order must be at least 1")
     characters = get_alphabet(args.alphabet).characters
     try:
         sentences = (text_sentences(Path(args.text), characters, args.progress) if args.text is not None

@@ -25,8 +25,17 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import parse_args, parse_speakers, str2bool  # noqa: E402
+from utils.cli import (  # noqa: E402
+    non_negative_int,
+    parse_args,
+    parse_size,
+    parse_speakers,
+    positive_float,
+    positive_int,
+    str2bool,
+)
 from utils.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
+from utils.quickstart import channel_list  # noqa: E402
 from utils.text.captions import normalise_text, read_captions  # noqa: E402
 from utils.text.metrics import cer, wer  # noqa: E402
 
@@ -43,6 +52,11 @@ MARGIN = 0.15
 EDGE_SEARCH = 0.4
 
 
+def size_text(value: str) -> str:
+    """argparse type: a WIDTHxHEIGHT checked as ``parse_size`` checks it, kept as text for prepare_captions.py."""
+    return "{}x{}".format(*parse_size(value))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_path", default=str(DATA_DIR / "captions_quickstart"),
@@ -57,20 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="speakers validated on, to pick the best checkpoint (default: 13)")
     parser.add_argument("--test_speakers", type=parse_speakers, default=[14],
                         help="speakers whose talks are read and scored, never seen in training (default: 14)")
-    parser.add_argument("--sentences", type=int, default=40, help="sentences per talk (default: %(default)s)")
-    parser.add_argument("--test_sentences", type=int, default=20,
+    parser.add_argument("--sentences", type=positive_int, default=40, help="sentences per talk (default: %(default)s)")
+    parser.add_argument("--test_sentences", type=positive_int, default=20,
                         help="sentences per test talk (default: %(default)s)")
     parser.add_argument("--text", default=None,
-                        help="say this text file's sentences instead of the built-in grammar's")
-    parser.add_argument("--size", default="48x24", help="mouth crop WIDTHxHEIGHT (default: %(default)s)")
-    parser.add_argument("--channels", default="16,32,48", help="LipNet conv channels (default: %(default)s)")
-    parser.add_argument("--hidden", type=int, default=128, help="GRU units per direction (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=30, help="(default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="(default: %(default)s)")
-    parser.add_argument("--lm_order", type=int, default=3, help="word n-gram order (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    parser.add_argument("--n_process", type=int, default=2, help="worker processes for the clips (default: 2)")
+                        help="say this text file's sentences instead of the built-in grammar's (default: none, the "
+                             "grammar's)")
+    parser.add_argument("--size", type=size_text, default="48x24",
+                        help="mouth crop WIDTHxHEIGHT (default: %(default)s)")
+    parser.add_argument("--channels", type=channel_list, default="16,32,48",
+                        help="LipNet conv channels (default: %(default)s)")
+    parser.add_argument("--hidden", type=positive_int, default=128,
+                        help="GRU units per direction (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=30, help="training epochs (default: %(default)s)")
+    parser.add_argument("--batch_size", type=positive_int, default=8,
+                        help="training clips per step (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=3e-3,
+                        help="peak learning rate of the cosine schedule (default: %(default)s)")
+    parser.add_argument("--lm_order", type=positive_int, default=3, help="word n-gram order (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seeds the synthetic talks and training (default: %(default)s)")
+    parser.add_argument("--n_process", type=positive_int, default=2,
+                        help="worker processes for the clips (default: %(default)s)")
     parser.add_argument("--progress", type=str2bool, default=True, help="show progress bars (default: true)")
     parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
                         help="delete the talks DATA_PATH holds and draw them again; without it talks made with "

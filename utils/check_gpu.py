@@ -17,21 +17,19 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.cli import parse_args  # noqa: E402
+from utils.cli import parse_args, positive_int  # noqa: E402
 from utils.gpu_support import check  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num_gpus", type=int, default=None,
+    parser.add_argument("--num_gpus", type=positive_int, default=None,
                         help="check only the first N GPUs, as main.py num_gpus=N would use them (default: all)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
-    if args.num_gpus is not None and args.num_gpus < 1:
-        build_parser().error("num_gpus must be at least 1")
     report = check(args.num_gpus)
     for line in report.lines:
         print(line)

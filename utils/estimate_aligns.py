@@ -26,7 +26,7 @@ import os  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import parse_args  # noqa: E402
+from utils.cli import parse_args, positive_int  # noqa: E402
 from utils.clips import TRANSCRIPT_SUFFIX, read_transcript  # noqa: E402
 from utils.text.grid_text import format_align, sentence_from_clip_name  # noqa: E402
 from utils.video.mouth_extractor import MouthExtractor, read_video  # noqa: E402
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--src_path", required=True, help="folder of videos, e.g. sN/*.mpg")
     parser.add_argument("--tgt_path", required=True,
                         help="folder of align files (sN/CLIP.align); those already there are kept")
-    parser.add_argument("--n_process", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--n_process", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="worker processes (default: the cores, %(default)s)")
     return parser
 
@@ -93,9 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     src, tgt = Path(args.src_path), Path(args.tgt_path)
-    if args.n_process < 1:
-        print(f"error: --n_process must be at least 1, got {args.n_process}", file=sys.stderr)
-        return 2
     videos = sorted(p for p in src.rglob("*") if is_video_file(p)) if src.is_dir() else []
     if not videos:
         print(f"error: {src}: no videos", file=sys.stderr)

@@ -33,7 +33,7 @@ import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-from utils.cli import positive_int  # noqa: E402
+from utils.cli import bounded, non_negative_float, positive_int  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_SSH = "ssh -tt -o BatchMode=yes"  # -tt: closing the connection hangs up the remote command
@@ -263,27 +263,34 @@ def _parse_env(item: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The command after -- is passed on as typed: argparse.parse_args, not utils.cli.parse_args, whose key=value
+    # rewriting would turn the command's own "timeout=5" into this launcher's --timeout.
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("-n", "--num_workers", type=positive_int, required=True, help="worker processes (they train)")
-    parser.add_argument("-s", "--num_servers", type=positive_int, default=1, help="parameter-server processes")
+    parser.add_argument("-s", "--num_servers", type=positive_int, default=1,
+                        help="parameter-server processes (default: %(default)s)")
     parser.add_argument("--launcher", choices=("local", "ssh"), default="local",
                         help="local: every process on this machine (127.0.0.1); ssh: servers and workers on the "
-                             "hosts of --hostfile, the scheduler here")
-    parser.add_argument("-H", "--hostfile", default=None, help="ssh: file of hosts, one a line (host or user@host)")
+                             "hosts of --hostfile, the scheduler here (default: %(default)s)")
+    parser.add_argument("-H", "--hostfile", default=None,
+                        help="ssh: file of hosts, one a line (host or user@host) (default: none)")
     parser.add_argument("--host_ip", default=None,
                         help="address the scheduler listens at and the others connect to (default: 127.0.0.1 for "
                              "local, this machine's address on the route to the first host for ssh)")
-    parser.add_argument("--port", type=int, default=0, help="scheduler port (default 0: a free one)")
+    parser.add_argument("--port", type=bounded(int, 0, 65535), default=0,
+                        help="scheduler port, 1-65535 (default 0: a free one)")
     parser.add_argument("--workdir", default=os.getcwd(),
                         help="ssh: directory to run the command in on every host (default: the current one)")
-    parser.add_argument("--ssh", default=DEFAULT_SSH, help="ssh client and its options")
+    parser.add_argument("--ssh", default=DEFAULT_SSH, help="ssh client and its options (default: %(default)s)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for every process, e.g. --env OMP_NUM_THREADS=8 (repeatable)")
-    parser.add_argument("--timeout", type=float, default=0.0,
-                        help="stop everything and exit 124 after this many seconds (0: no limit)")
-    parser.add_argument("--grace", type=float, default=10.0,
+                        help="extra environment for every process, e.g. --env OMP_NUM_THREADS=8 (repeatable; "
+                             "default: none)")
+    parser.add_argument("--timeout", type=non_negative_float, default=0.0,
+                        help="stop everything and exit 124 after this many seconds (default 0: no limit)")
+    parser.add_argument("--grace", type=non_negative_float, default=10.0,
                         help="seconds between SIGTERM and SIGKILL when stopping, and for the scheduler and servers "
-                             "to end after the workers")
+                             "to end after the workers (default: %(default)s)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command every role runs")
     return parser
 
