@@ -82,12 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     video = parser.add_argument_group("raw videos")
     video.add_argument("--video", default=None,
                        help="a video file, or a folder of them (read in file-name order): prints FILE<TAB>SENTENCE "
-                            "per video and ignores the data-set options")
+                            "per video and ignores the data-set options (default: none, score a data set)")
     video.add_argument("--format", default="text", choices=("text", "json"),
                        help="stdout per video: FILE<TAB>SENTENCE, or one JSON object with utterances and word "
                             "timings (default: %(default)s)")
     video.add_argument("--subtitles", default=None, metavar="DIR",
-                       help="write DIR/STEM.srt and DIR/STEM.vtt per video, one cue per utterance")
+                       help="write DIR/STEM.srt and DIR/STEM.vtt per video, one cue per utterance (default: none)")
     video.add_argument("--face", default="largest", choices=("largest", "all"),
                        help="with several faces in view: read the largest, or every face track, each labelled "
                             "(default: %(default)s)")

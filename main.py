@@ -22,6 +22,7 @@ from utils.cli import (
     parse_speakers,
     positive_float,
     positive_int,
+    positive_ints,
     probability,
     str2bool,
 )
@@ -33,14 +34,6 @@ from utils.text.lm_decoder import DEFAULT_LM_WEIGHT, DEFAULT_WORD_BONUS
 
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 TASKS = ("sentences", "words")
-
-
-def positive_ints(value: str) -> list[int]:
-    """argparse type for comma-separated positive integers such as ``32,64,96``."""
-    numbers = [positive_int(c.strip()) for c in value.split(",") if c.strip()]
-    if not numbers:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {value!r}")
-    return numbers
 
 
 def frames_per_sample(value: str) -> int | None:

@@ -34,9 +34,15 @@ from mxnet import autograd, gluon  # noqa: E402
 import data_loader  # noqa: E402
 from bench.decoders import random_sentence  # noqa: E402
 from model import LipNet, LipNetConfig  # noqa: E402
-from utils.cli import bounded, non_negative_int, parse_args, parse_size, positive_int  # noqa: E402
+from utils.cli import (  # noqa: E402
+    bounded,
+    channel_list,  # noqa: E402
+    non_negative_int,
+    parse_args,
+    parse_size,
+    positive_int,
+)
 from utils.clip_store import save_packed  # noqa: E402
-from utils.quickstart import channel_list  # noqa: E402
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 MIN_FRAMES = 30  # a GRID sentence needs up to 30 frames

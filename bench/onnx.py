@@ -26,8 +26,11 @@ from collections.abc import Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from main import positive_ints  # noqa: E402
-from utils.cli import parse_args, positive_int  # noqa: E402
+from utils.cli import (  # noqa: E402
+    parse_args,
+    positive_int,
+    positive_ints,  # noqa: E402
+)
 
 TARGET = "onnxruntime at least as fast as MXNet at batch 1"
 

@@ -26,10 +26,16 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from main import positive_ints  # noqa: E402
-from utils.cli import bounded, parse_args, parse_size, positive_float, positive_int  # noqa: E402
+from utils.cli import (  # noqa: E402
+    bounded,
+    channel_list,  # noqa: E402
+    parse_args,
+    parse_size,
+    positive_float,
+    positive_int,
+    positive_ints,  # noqa: E402
+)
 from utils.paths import REPO_ROOT  # noqa: E402
-from utils.quickstart import channel_list  # noqa: E402
 from utils.synthetic import generate  # noqa: E402
 
 VAL_SPEAKER = 99  # the synthetic speaker held out for the (small) validation pass

@@ -26,6 +26,7 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from utils.cli import (  # noqa: E402
+    channel_list,  # noqa: E402
     non_negative_int,
     parse_args,
     parse_size,
@@ -35,7 +36,6 @@ from utils.cli import (  # noqa: E402
     str2bool,
 )
 from utils.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
-from utils.quickstart import channel_list  # noqa: E402
 from utils.text.captions import normalise_text, read_captions  # noqa: E402
 from utils.text.metrics import cer, wer  # noqa: E402
 
@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes for the clips (default: %(default)s)")
     parser.add_argument("--progress", type=str2bool, default=True, help="show progress bars (default: true)")
     parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
-                        help="delete the talks DATA_PATH holds and draw them again; without it talks made with "
-                             "another seed, text or number of sentences are refused (default: false)")
+                        help="delete the talks DATA_PATH holds and draw them again, and start training afresh; "
+                             "without it talks made with another seed, text or number of sentences are refused "
+                             "(default: false)")
     return parser
 
 
@@ -153,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     stage("language model", "utils/build_lm.py", f"image_path={clips}", no_aligns, f"out={lm}",
           f"order={args.lm_order}", f"speakers={speakers}", f"val_speakers={_speakers(args.val_speakers)}",
           f"progress={args.progress}")
-    resume = [f"model_path={save / 'last'}"] if (save / "last" / "meta.json").is_file() else []
+    # overwrite=true: new talks make a new run (main.py removes the old one's outputs), never a resume of it.
+    resume = [f"model_path={save / 'last'}"] if (save / "last" / "meta.json").is_file() and not args.overwrite \
+        else [f"overwrite={args.overwrite}"]
     stage("training", "main.py", f"image_path={clips}", no_aligns, "alphabet=captions",
           f"speakers={speakers}", f"val_speakers={_speakers(args.val_speakers)}",
           f"save_dir={save}", f"channels={args.channels}", f"hidden={args.hidden}", f"epochs={args.epochs}",

@@ -242,3 +242,20 @@ def parse_speakers(value: str) -> list[int]:
     if not speakers:
         raise argparse.ArgumentTypeError(f"no speakers in {value!r}")
     return sorted(set(speakers))
+
+
+def positive_ints(value: str) -> list[int]:
+    """argparse type for comma-separated positive integers such as ``32,64,96``."""
+    numbers = [positive_int(c.strip()) for c in value.split(",") if c.strip()]
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {value!r}")
+    return numbers
+
+
+def channel_list(value: str) -> str:
+    """argparse type: three comma-separated positive channel counts, kept as text for a script that hands
+    them on to main.py."""
+    counts = positive_ints(value)
+    if len(counts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three channel counts such as 16,32,48, got {value!r}")
+    return ",".join(str(c) for c in counts)

@@ -26,6 +26,7 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from utils.cli import (  # noqa: E402
+    channel_list,
     non_negative_int,
     parse_args,
     parse_size,
@@ -69,14 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def channel_list(value: str) -> str:
-    """argparse type: three comma-separated positive channel counts, kept as typed (main.py parses them)."""
-    counts = [positive_int(c.strip()) for c in value.split(",")]
-    if len(counts) != 3:
-        raise argparse.ArgumentTypeError(f"expected three channel counts such as 16,32,48, got {value!r}")
-    return ",".join(str(c) for c in counts)
-
-
 def _speakers(values: list[int]) -> str:
     return ",".join(str(v) for v in values)
 
@@ -93,11 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train and validation speakers overlap: {sorted(overlap)}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    from utils.synthetic import generate
+    from utils.synthetic import SetMismatch, generate
 
     print(f"[1/3] generating synthetic clips in {args.data_path}", file=sys.stderr)
-    generate(args.data_path, speakers=sorted(args.train_speakers + args.val_speakers),
-             clips_per_speaker=args.clips_per_speaker, seed=args.seed, size=args.size, progress=args.progress)
+    try:
+        generate(args.data_path, speakers=sorted(args.train_speakers + args.val_speakers),
+                 clips_per_speaker=args.clips_per_speaker, seed=args.seed, size=args.size, progress=args.progress,
+                 overwrite=args.overwrite)
+    except SetMismatch as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     data = [f"image_path={Path(args.data_path) / 'datasets'}", f"align_path={Path(args.data_path) / 'align'}",
             f"speakers={_speakers(args.train_speakers + args.val_speakers)}",
