@@ -207,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         logging.getLogger("lipnet").error("%s", err)
         return 2
+    except OSError as err:  # a save_dir that cannot be written, found before any epoch
+        logging.getLogger("lipnet").error("%s: cannot be written (%s)", err.filename or args.save_dir,
+                                          err.strerror or err)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C before training's own handler is in place, or after it is removed
         logging.getLogger("lipnet").warning("interrupted")
         return 130

@@ -284,3 +284,11 @@ def test_every_record_of_a_run_is_one_line(run: Path):
     epoch = next(line for line in lines if " epoch 1: train loss " in line)
     assert "[Pred]" not in epoch and epoch.rstrip().endswith(tuple("0123456789"))
     assert sum("[Target]" in line for line in lines) == 3 and sum("[Pred]" in line for line in lines) == 3
+
+
+def test_a_save_dir_that_cannot_be_written_stops_the_run_before_any_epoch(clips: Path, tmp_path: Path):
+    (tmp_path / "file").write_text("not a folder")
+    result = script("main.py", f"image_path={clips}", f"save_dir={tmp_path / 'file' / 'run'}", *TINY,
+                    "val_speakers=3", "epochs=1")
+    assert result.returncode == 2
+    assert f"{tmp_path / 'file' / 'run'}: cannot be written" in result.stderr and "epoch 1" not in result.stderr
