@@ -800,12 +800,13 @@ def evaluate_words(net: nn.HybridBlock, loader: gluon.data.DataLoader, words: Se
     return scores
 
 
-def train(args: argparse.Namespace, given: Collection[str] = ()) -> dict:
+def train(args: argparse.Namespace, given: Collection[str] | None = None) -> dict:
     """A whole training run; returns the last epoch's metrics, the checkpoint folders and the network.
 
     A resume (``model_path`` naming one of our checkpoints, without ``fine_tune``) takes the settings of
     its run from the checkpoint (``utils.run_settings``); ``given`` names the options the command line
-    set, which must agree with them. Under a ``dist_*`` kvstore each worker trains on its shard of the
+    set, which must agree with them (None: every setting in ``args`` counts as given, for callers that
+    build the whole namespace themselves). Under a ``dist_*`` kvstore each worker trains on its shard of the
     training clips with ``batch_size`` clips a step (the global batch is ``batch_size`` times the number
     of workers), and only rank 0 writes files; the others log to the console.
     """
@@ -815,6 +816,7 @@ def train(args: argparse.Namespace, given: Collection[str] = ()) -> dict:
     resumed = None
     if start.resume:
         resumed = Path(start.source)
+        given = set(vars(args)) if given is None else given
         taken = run_settings.resume_settings(args, given, start.meta.get("args") or {}, resumed)
         if "save_dir" not in given:
             args.save_dir = str(resumed.parent)

@@ -76,4 +76,4 @@ def test_a_bounded_option_names_itself_and_its_range(capsys):
     parser.add_argument("--val_interval", type=bounded(int, 1, 10))
     with pytest.raises(SystemExit):
         parse_args(parser, ["val_interval=0"])
-    assert "--val_interval: expected an integer at least 1 and at most 10, got '0'" in capsys.readouterr().err
+    assert "--val_interval: expected an integer from 1 to 10, got '0'" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def test_bad_config_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 @pytest.mark.parametrize("override,message", [("epochs", "expected key=value"), ("nope=1", "unknown option 'nope'"),
-                                              ("epochs=many", "expected an integer at least 1")])
+                                              ("epochs=many", "expected an integer of at least 1")])
 def test_bad_overrides(capsys: pytest.CaptureFixture, override: str, message: str):
     with pytest.raises(SystemExit):
         _parse("--override", override)

@@ -246,7 +246,7 @@ def test_abbreviated_options_are_refused():
 
 
 def test_config_file_errors_name_the_file_the_key_and_the_line(tmp_path: Path):
-    cases = {"ten.yaml": (b"epochs: ten\n", "epochs: expected an integer at least 1, got 'ten'"),
+    cases = {"ten.yaml": (b"epochs: ten\n", "epochs: expected an integer of at least 1, got 'ten'"),
              "syntax.yaml": (b"lr: 0.1\nepochs: [1\nseed: 2\n", "not valid YAML (line 3:"),
              "binary.yaml": (b"\xff\xfe\x00\x01epochs", "not a text file (not UTF-8)")}
     for name, (content, message) in cases.items():

@@ -188,6 +188,10 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, *,
         limits.append(f"above {low:g}" if low_open else f"at least {low:g}")
     if high is not None:
         limits.append(f"below {high:g}" if high_open else f"at most {high:g}")
+    if low is not None and high is not None and not (low_open or high_open):
+        limits = [f"from {low:g} to {high:g}"]
+    elif limits and limits[0].startswith("at "):
+        limits[0] = "of " + limits[0]  # "an integer of at least 1", "a number above 0"
     what = ("an integer" if kind is int else "a number") + (" " + " and ".join(limits) if limits else "")
 
     def parse(value: str) -> int | float:
