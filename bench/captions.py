@@ -1,4 +1,4 @@
-"""Captioned videos end to end, at the README's size: synthetic talks -> prepare_captions.py -> LipNet
+"""Captioned videos end to end, at the size docs/captions.md gives: synthetic talks -> prepare_captions.py -> LipNet
 (alphabet=captions) -> subtitles for an unseen speaker, read with beam search and with the word
 language model; prints WER and CER of each and the time of each stage.
 

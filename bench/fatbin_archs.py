@@ -1,7 +1,7 @@
 """Which GPU code a CUDA library carries: ``python bench/fatbin_archs.py path/to/libmxnet.so``.
 
 Reads the ``.nv_fatbin`` section of the ELF file and counts its entries by kind (SASS machine code or
-PTX) and architecture, e.g. ``SASS sm_50: 197 entries``. It is how the README's support table
+PTX) and architecture, e.g. ``SASS sm_50: 197 entries``. It is how docs/gpu.md's support table
 was checked against ``mxnet-cu117==1.9.1``: machine code for sm_50, 60, 70, 80 and 86, no PTX.
 """
 from __future__ import annotations

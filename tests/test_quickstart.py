@@ -1,4 +1,4 @@
-"""The quick start's three stages run end to end (on a tiny setting; the full run is timed in the README)."""
+"""The quick start's three stages run end to end (on a tiny setting; the full run is timed in docs/index.md)."""
 from __future__ import annotations
 
 import subprocess

@@ -64,7 +64,7 @@ def test_split_key_is_stable_across_processes_and_versions():
 
 
 def test_overlapped_is_a_different_draw_from_the_published_lists(published):
-    """The README says so: the LipNet-PyTorch overlapped lists are reproduced only with train_list=/val_list=."""
+    """docs/data.md says so: the LipNet-PyTorch overlapped lists are reproduced only with train_list=/val_list=."""
     _, val = splits.overlapped_split(published["overlap_train"] + published["overlap_val"])
     assert len(set(val) & set(published["overlap_val"])) < len(val) // 2
 

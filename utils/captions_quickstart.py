@@ -46,7 +46,7 @@ DECODERS = ("beam", "lm")
 MARGIN = 0.15
 # Seconds infer.py may then move each edge inward (--edge_search): this model reads by its clips' edges, so
 # a few frames either way change what it reads. Over six unseen speakers' talks the search took beam
-# search's WER from 0.88 to 0.47 and the language model's from 0.56 to 0.25 (README). With the earlier
+# search's WER from 0.88 to 0.47 and the language model's from 0.56 to 0.25 (docs/captions.md). With the earlier
 # eight-speaker model, searching 0.8 s from margin=0.4 read about as well as 0.4 s from margin=0.15 (test
 # talk: 0.64 and 0.34 against 0.65 and 0.37) with twice the readings.
 EDGE_SEARCH = 0.4
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_dir", default=str(CHECKPOINT_DIR / "captions_quickstart"),
                         help="checkpoints (default: %(default)s)")
     # Twelve training speakers, not eight: with eight the model read its validation speaker's clips at CER 0.38
-    # and the language model cut six unseen speakers' WER by 20%; with twelve, 0.09 and 48% (README).
+    # and the language model cut six unseen speakers' WER by 20%; with twelve, 0.09 and 48% (docs/captions.md).
     parser.add_argument("--train_speakers", type=parse_speakers, default=list(range(1, 13)),
                         help="speakers trained on (default: 1-12)")
     parser.add_argument("--val_speakers", type=parse_speakers, default=[13],

@@ -556,7 +556,7 @@ def _collect(results: Iterable[str | None], report: GenerateReport, bar: tqdm) -
 def preview_strip(seed: int = 0, speakers: Sequence[int] = (1, 2, 3), size: tuple[int, int] = DEFAULT_SIZE,
                   n_frames: int = 8, zoom: int = 2) -> np.ndarray:
     """An RGB image: one row per speaker of ``n_frames`` frames of its first clip, each under
-    the word being said, to show in the README what the data looks like."""
+    the word being said, to show in the docs (docs/data.md) what the data looks like."""
     rows = []
     for speaker in speakers:
         name = speaker_sentences(seed, speaker, 1)[0]

@@ -3,7 +3,7 @@
 Why: training on your own captioned videos (``utils/prepare_captions.py``) needs videos with
 subtitles; these are made in seconds, with no download, so the whole path (subtitles, cue cutting,
 face detection, mouth crops, an open-vocabulary model, a word language model) runs in tests and in
-the README's example.
+the example in docs/captions.md.
 
 The speech model extends the GRID generator's (``utils.synthetic``): the mouth follows
 co-articulated targets (dominance functions), one per viseme class (``VISEMES``: b, m and p are closed

@@ -2,7 +2,7 @@
 
 Why it exists: LRW needs a licence from the BBC, so the word-level path (preprocessed tree,
 ``WordDataset``, the ResNet-18 + MS-TCN classifier, ``infer.py``'s top-5) needs a set anyone can make
-in seconds to run end to end, in tests and in the README. It reuses the GRID generator's speech
+in seconds to run end to end, in tests and in docs/lrw.md. It reuses the GRID generator's speech
 model (``utils.synthetic``: a mouth shape per character, co-articulation, speakers that differ in
 looks and style) and writes what preprocessing LRW gives::
 
