@@ -4,6 +4,9 @@ on stderr naming both lengths, a ``warnings`` field in JSON, exit status 1); who
 containers are not flagged."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import pytest
 from tests.own_videos import cut, encoded, grid_rgb
 from utils.video.reader import read_frames
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 CLIPS = ("bbaf2n", "lwbsza", "swwp2s")
 # Gaps alternating 1/30 and 1/20 s: a variable-rate video, as phones record.
 VFR_TIMES = np.concatenate([[0.0], np.cumsum(np.resize([1 / 30, 1 / 20], 74))])
@@ -114,3 +118,87 @@ def test_a_truncated_video_too_short_to_read_says_so(frames: np.ndarray, tmp_pat
     tiny = cut(encoded(frames, tmp_path / "x.mkv"), tmp_path / "tiny.mkv", 0.2)
     with pytest.raises(ExtractionError, match=r"at least 0.40 s needed to read it \(read in part, .*declares 3.00 s"):
         list(UtteranceReader(MouthExtractor()).read(tiny))
+
+
+# ------------------------------------------------------------------------------------------ infer.py
+
+def infer(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / "infer.py"), "num_gpus=0", "progress=false", *argv],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def lipnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained LipNet saved as a checkpoint: it reads noise, which is all these tests need."""
+    from tests.test_infer import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("lipnet") / "best", {"method": "greedy"})
+
+
+def test_infer_names_a_truncated_video_with_both_lengths_and_exits_1(halves: dict[str, Path], grid_dir: Path,
+                                                                    lipnet: Path, tmp_path: Path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a_whole.mpg").symlink_to(grid_dir / "bbaf2n.mpg")
+    (videos / "b_half.mp4").symlink_to(halves["mp4"])
+    (videos / "c_half.mpg").symlink_to(halves["mpg"])
+    result = infer(f"model_path={lipnet}", f"video={videos}", "format=json")
+    assert result.returncode == 1, result.stderr
+    records = {r["file"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert list(records) == ["a_whole.mpg", "b_half.mp4", "c_half.mpg"]  # one record each, read all the same
+    assert all(r["error"] is None and r["utterances"] for r in records.values())
+    assert records["a_whole.mpg"]["warnings"] == [] and records["a_whole.mpg"]["duration"] == 3.0
+    (mp4,) = records["b_half.mp4"]["warnings"]
+    assert "the container declares 3.00 s (75 frames)" in mp4 and records["b_half.mp4"]["duration"] < 1.5
+    assert f"{records['b_half.mp4']['duration']:.2f} s (" in mp4
+    (mpg,) = records["c_half.mpg"]["warnings"]
+    assert "damaged" in mpg and "the container declares no length" in mpg
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == [f"warning: {mp4}", f"warning: {mpg}"] and str(videos / "b_half.mp4") in mp4
+    assert "error:" not in result.stderr
+
+    text = infer(f"model_path={lipnet}", f"video={videos / 'b_half.mp4'}")
+    assert text.returncode == 1 and text.stdout.startswith("b_half.mp4\t") and f"warning: {mp4}" in text.stderr
+
+
+def test_infer_reads_whole_copies_with_exit_0(copies: dict[str, Path], grid_dir: Path, lipnet: Path,
+                                              tmp_path: Path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for clip in CLIPS:
+        (videos / f"{clip}.mpg").symlink_to(grid_dir / f"{clip}.mpg")
+    for kind in ("mp4 faststart", "mkv", "webm", "mp4 variable rate"):
+        (videos / copies[kind].name).symlink_to(copies[kind])
+    result = infer(f"model_path={lipnet}", f"video={videos}", "format=json", f"out={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 7 and all(r["warnings"] == [] and r["error"] is None for r in records)
+    assert "warning" not in result.stderr
+    assert "7 read, 0 failed" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_word_reader_names_a_truncated_clip_and_exits_1(halves: dict[str, Path], grid_dir: Path, tmp_path: Path):
+    from model.checkpoint import save_checkpoint
+    from model.word_net import WordNet, WordNetConfig
+    from utils.word_clips import WORD_MEAN, WORD_STD
+
+    words = ["ABOUT", "BECAUSE", "FAMILY", "MONEY", "PEOPLE", "SCHOOL", "WORLD"]
+    net = WordNet(WordNetConfig(num_classes=len(words), width_mult=0.125, tcn_width_mult=0.0625, tcn_num_layers=1))
+    net.initialize()
+    save_checkpoint(tmp_path / "words" / "best", net, None,
+                    {"words": words, "normalisation": {"mean": [WORD_MEAN], "std": [WORD_STD]}})
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "half.mpg").symlink_to(halves["mpg"])
+    (clips / "whole.mpg").symlink_to(grid_dir / "swwp2s.mpg")
+    out = tmp_path / "report"
+    result = infer(f"model_path={tmp_path / 'words'}", f"video={clips}", "format=json", f"out={out}")
+    assert result.returncode == 1, result.stderr
+    half, whole = map(json.loads, result.stdout.splitlines())
+    assert whole["file"] == "whole.mpg" and whole["warnings"] == [] and len(whole["top"]) == 5
+    assert half["file"] == "half.mpg" and half["error"] is None and len(half["top"]) == 5
+    (warning,) = half["warnings"]
+    assert f"warning: {warning}" in result.stderr and str(clips / "half.mpg") in warning and "damaged" in warning
+    page = (out / "report.html").read_text()
+    assert "2 read (1 with warnings), 0 failed" in page and "read in part" in page
+    assert "read in part" in (out / "predictions.csv").read_text()
