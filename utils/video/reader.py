@@ -280,7 +280,7 @@ def _frames(count: int) -> str:
     return f"{count} frame" + ("" if count == 1 else "s")
 
 
-def declared_length(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float | None, int | None]:
+def _declared_length(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float | None, int | None]:
     """The video stream's length as its container declares it: seconds (the stream's duration, a Matroska
     track's DURATION tag, or the container's duration when the video is its only stream: with audio it
     may be the audio's) and frames (counted by MP4 and AVI; None where not). MPEG streams and raw
@@ -365,7 +365,7 @@ class FrameStream:
             shown = float(previous.duration * previous.time_base) if previous.duration and previous.time_base else gap
             end = prev_t + (shown if shown > 0 else gap)
             self.shortfall = _shortfall(path, failure, decoded - damaged_at < _DAMAGED_TAIL, end, decoded, rate,
-                                        *declared_length(container, stream))
+                                        *_declared_length(container, stream))
             turns = _turns(previous.rotation)
             while k / fps < end - 1e-6:
                 yield Frame(k, k / fps, previous, turns)
