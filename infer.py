@@ -12,9 +12,12 @@ videos of any frame rate, orientation, size and length (utils/video/utterances.p
 utterances at the network's frame rate; only the ``FILE<TAB>SENTENCE`` lines (the utterances
 joined by spaces) or, with ``--format=json``, one JSON object per video go to stdout, everything
 else to stderr. ``--subtitles=DIR`` writes DIR/STEM.srt and DIR/STEM.vtt, one cue per utterance.
-``--out`` also writes predictions.csv and a self-contained report.html. Exit status: 0 when every
-clip was read, 1 when some could not be (each is named on stderr), 2 when the checkpoint or the
-input is unusable.
+``--out`` also writes predictions.csv and a self-contained report.html; both folders are made and
+proven writable before the model loads. A truncated or damaged video is read as far as it goes and
+named on stderr with the length decoded and the length its container declares (JSON: ``warnings``).
+Exit status: 0 when every clip was read whole and every output written, 1 when some clip could not
+be read, was read only in part, or lost an output (each is named on stderr), 2 when the checkpoint,
+the input or an output folder is unusable.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from utils.network import Network
     from utils.text.lm_decoder import LMDecoder
     from utils.text.metrics import GroupedErrorRates
+    from utils.video.reader import Shortfall
     from utils.video.utterances import StreamSummary, Utterance
 
 DEFAULT_REPORT_LIMIT = 200
@@ -87,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stdout per video: FILE<TAB>SENTENCE, or one JSON object with utterances and word "
                             "timings (default: %(default)s)")
     video.add_argument("--subtitles", default=None, metavar="DIR",
-                       help="write DIR/STEM.srt and DIR/STEM.vtt per video, one cue per utterance (default: none)")
+                       help="write DIR/STEM.srt and DIR/STEM.vtt per video, one cue per utterance; DIR is made "
+                            "and checked writable before the work (default: none)")
     video.add_argument("--face", default="largest", choices=("largest", "all"),
                        help="with several faces in view: read the largest, or every face track, each labelled "
                             "(default: %(default)s)")
@@ -134,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="data-loading worker threads (default: %(default)s)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=None,
-                     help="folder for predictions.csv and report.html (mouth frames, marked errors, probabilities; "
-                          "default: none)")
+                     help="folder for predictions.csv and report.html (mouth frames, marked errors, probabilities), "
+                          "made and checked writable before the work (default: none)")
     out.add_argument("--report_limit", type=non_negative_int, default=DEFAULT_REPORT_LIMIT,
                      help="clips shown in full in report.html; the CSV has them all (default: %(default)s)")
     out.add_argument("--progress", type=str2bool, default=True, help="show progress bars on stderr (default: true)")
@@ -317,6 +322,11 @@ class VideoReading:
         return " ".join(u.text for u in self.utterances if u.text and (face is None or u.face == face))
 
     @property
+    def incomplete(self) -> str | None:
+        """Why the video was read only in part (truncated or damaged), naming it; None when read whole."""
+        return str(self.summary.shortfall) if self.summary.shortfall is not None else None
+
+    @property
     def faces_read(self) -> list[int]:
         return sorted({u.face for u in self.utterances})
 
@@ -344,8 +354,10 @@ def list_videos(path: Path) -> list[Path]:
     return videos
 
 
-def video_json(name: str, reading: VideoReading | None, error: str | None, labelled: bool) -> str:
-    """The --format=json line of one video."""
+def video_json(name: str, reading: VideoReading | None, error: str | None, labelled: bool,
+               warnings: Sequence[str] = ()) -> str:
+    """The --format=json line of one video: its reading, or ``error`` when it could not be read, and
+    ``warnings`` (a video read only in part, an output not written)."""
     def seconds(value: float) -> float:
         return round(float(value), 3)
 
@@ -361,39 +373,51 @@ def video_json(name: str, reading: VideoReading | None, error: str | None, label
               "duration": seconds(reading.summary.duration) if reading else None,
               "fps": seconds(reading.source_fps) if reading else None,
               "faces": reading.summary.faces if reading else 0,
-              "utterances": utterances, "error": error}
+              "utterances": utterances, "error": error, "warnings": list(warnings)}
     return json.dumps(record, ensure_ascii=False)
 
 
-def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -> None:
-    """stdout (text or JSON), subtitles and stderr notes for one video read."""
+def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -> list[str]:
+    """stdout (text or JSON), subtitles and stderr notes for one video read; returns its warnings: the
+    video read only in part (truncated or damaged), subtitles that could not be written (named by
+    their file: the output's failure, not the video's). Subtitles are written before the JSON record
+    goes out, so the record carries their failure: one record per video."""
     from tqdm import tqdm
 
     from utils.text.subtitles import Cue, write_subtitles
 
     summary = reading.summary
     labelled = args.face == "all"
+    warnings = []
+    if reading.incomplete is not None:
+        warnings.append(reading.incomplete)
+        tqdm.write(f"warning: {reading.incomplete}", file=sys.stderr)
     if summary.faces > 1 and not labelled:
         tqdm.write(f"{video}: {summary.faces} faces seen; reading the largest (--face=all reads each)", file=sys.stderr)
     for start, end in summary.no_face:
         tqdm.write(f"{video}: no face to read from {start:.2f} s to {end:.2f} s (skipped)", file=sys.stderr)
+    if args.subtitles is not None:
+        cues = [Cue(u.start, u.end, f"[face {u.face}] {u.text}" if labelled else u.text)
+                for u in reading.utterances if u.text]
+        try:
+            write_subtitles(args.subtitles, video.stem, cues)
+        except OSError as err:
+            warnings.append(f"subtitles not written: {err}")
+            tqdm.write(f"error: cannot write the subtitles of {video}: {err}", file=sys.stderr)
     if args.format == "json":
-        tqdm.write(video_json(video.name, reading, None, labelled), file=sys.stdout)
+        tqdm.write(video_json(video.name, reading, None, labelled, warnings), file=sys.stdout)
     elif labelled and reading.faces_read:
         for face in reading.faces_read:
             tqdm.write(f"{video.name}#face{face}\t{reading.text(face)}", file=sys.stdout)
     else:
         tqdm.write(f"{video.name}\t{reading.text()}", file=sys.stdout)
     sys.stdout.flush()
-    if args.subtitles is not None:
-        cues = [Cue(u.start, u.end, f"[face {u.face}] {u.text}" if labelled else u.text)
-                for u in reading.utterances if u.text]
-        write_subtitles(args.subtitles, video.stem, cues)
+    return warnings
 
 
 def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[ClipResult], int]:
     """Read every video as utterances and report each (see ``report_video``); returns the results for
-    the HTML report and how many videos failed."""
+    the HTML report (each with its warnings) and how many videos could not be read."""
     from tqdm import tqdm
 
     from utils.video.errors import ExtractionError
@@ -405,16 +429,14 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
                       leave=False):
         try:
             reading = reader.read(video, args.face, keep_frames=keep, progress=args.progress)
-            report_video(args, video, reading)
         except ExtractionError as err:
             message = f"{err} [{err.reason}]"
         except OSError as err:
             message = f"{video}: {err}"
         else:
-            if not keep:
-                results.append(ClipResult(video.name, reading.text()))
-                continue
-            results.append(ClipResult(video.name, reading.text(), utterances=reading.utterances))
+            warnings = report_video(args, video, reading)
+            results.append(ClipResult(video.name, reading.text(), utterances=reading.utterances if keep else None,
+                                      warnings=warnings))
             continue
         failed += 1
         tqdm.write(f"error: {message}", file=sys.stderr)
@@ -422,6 +444,34 @@ def run_videos(args: argparse.Namespace, reader: VideoLipreader) -> tuple[list[C
             tqdm.write(video_json(video.name, None, message, False), file=sys.stdout)
         results.append(ClipResult(video.name, error=message))
     return results, failed
+
+
+def clip_counts(results: Sequence[ClipResult], failed: int) -> str:
+    """The report's count of clips: read (and how many of those with warnings), and failed."""
+    read = sum(r.error is None for r in results)
+    warned = sum(bool(r.warnings) for r in results)
+    return f"{read} read" + (f" ({warned} with warnings)" if warned else "") + f", {failed} failed"
+
+
+def exit_status(results: Sequence[ClipResult], failed: int) -> int:
+    """1 when some clip failed or was read with a warning (read only in part, an output not written), else 0."""
+    return 1 if failed or any(r.warnings for r in results) else 0
+
+
+def check_outputs(args: argparse.Namespace) -> str | None:
+    """Why ``--out`` (or, reading videos, ``--subtitles``) cannot be written, naming the flag and the
+    folder; None when each is a folder this process can write (made if missing). Checked before any
+    model loads or video is read, so a run does not do its work and then fail to keep it."""
+    from utils.atomic import NotWritableError, ensure_writable_dir
+
+    outputs = [("--out", args.out)] + ([("--subtitles", args.subtitles)] if args.video is not None else [])
+    for flag, folder in outputs:
+        if folder is not None:
+            try:
+                ensure_writable_dir(folder)
+            except NotWritableError as err:
+                return f"{flag} {err}"
+    return None
 
 
 class WordVideoReader:
@@ -445,14 +495,15 @@ class WordVideoReader:
         self.crop = crop or WORD_CROP  # the network's input side, cut from the centre of the region
         self.cropper = WordCropper(size=region or WORD_CROP_SIZE)  # the regions it trained on (same view)
 
-    def read(self, path: Path) -> tuple[list[tuple[str, float]], int]:
-        """The ``top`` words with their probabilities, and the clip's frame count; raises
-        ExtractionError naming the file when it shows no mouth to read."""
+    def read(self, path: Path) -> tuple[list[tuple[str, float]], int, Shortfall | None]:
+        """The ``top`` words with their probabilities, the clip's frame count, and whether the file was
+        read only in part (truncated or damaged: read as far as it goes); raises ExtractionError naming
+        the file when it shows no mouth to read."""
         from utils.word_clips import centre_frames, top_words, word_input
 
-        frames = self.cropper.crop(path)
+        frames, shortfall = self.cropper.crop_video(path)
         scores = self.classify(word_input(centre_frames(frames), crop=self.crop)[None])
-        return top_words(scores[0], self.words, self.top), len(frames)
+        return top_words(scores[0], self.words, self.top), len(frames), shortfall
 
 
 def word_line(name: str, top: list[tuple[str, float]]) -> str:
@@ -460,15 +511,18 @@ def word_line(name: str, top: list[tuple[str, float]]) -> str:
     return "\t".join([name] + [f"{word} {prob:.4f}" for word, prob in top])
 
 
-def word_json(name: str, top: list[tuple[str, float]] | None, frames: int | None, error: str | None) -> str:
+def word_json(name: str, top: list[tuple[str, float]] | None, frames: int | None, error: str | None,
+              warnings: Sequence[str] = ()) -> str:
     """The --format=json line of one clip."""
     return json.dumps({"file": name, "frames": frames, "error": error,
-                       "top": [{"word": w, "probability": round(p, 6)} for w, p in top or []]}, ensure_ascii=False)
+                       "top": [{"word": w, "probability": round(p, 6)} for w, p in top or []],
+                       "warnings": list(warnings)}, ensure_ascii=False)
 
 
 def run_word_videos(args: argparse.Namespace, reader: WordVideoReader) -> tuple[list[ClipResult], int]:
     """Read the word of every clip and print its top words (text or JSON lines on stdout); returns the
-    results for the report (top word as the prediction) and how many clips failed."""
+    results for the report (top word as the prediction; a clip read only in part, truncated or damaged,
+    with a warning, also on stderr) and how many clips could not be read."""
     from tqdm import tqdm
 
     from utils.video.errors import ExtractionError
@@ -478,19 +532,23 @@ def run_word_videos(args: argparse.Namespace, reader: WordVideoReader) -> tuple[
     results, failed = [], 0
     for video in tqdm(videos, desc="clips", unit="clip", file=sys.stderr, disable=not args.progress, leave=False):
         try:
-            top, frames = reader.read(video)
+            top, frames, shortfall = reader.read(video)
         except ExtractionError as err:
             message = f"{err} [{err.reason}]"
         except OSError as err:
             message = f"{video}: {err}"
         else:
+            warnings = [str(shortfall)] if shortfall is not None else []
+            for warning in warnings:
+                tqdm.write(f"warning: {warning}", file=sys.stderr)
             if frames != WORD_FRAMES:
                 how = "its middle" if frames > WORD_FRAMES else "padded to"
                 tqdm.write(f"{video}: {frames} frames, read as {how} {WORD_FRAMES} (a word clip is "
                            f"{WORD_FRAMES} frames with the word in the middle)", file=sys.stderr)
-            line = word_json(video.name, top, frames, None) if args.format == "json" else word_line(video.name, top)
+            line = (word_json(video.name, top, frames, None, warnings) if args.format == "json"
+                    else word_line(video.name, top))
             tqdm.write(line, file=sys.stdout)
-            results.append(ClipResult(video.name, top[0][0]))
+            results.append(ClipResult(video.name, top[0][0], warnings=warnings))
             continue
         failed += 1
         tqdm.write(f"error: {message}", file=sys.stderr)
@@ -660,7 +718,7 @@ def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.out is not None and results:
-        details = {"model": classifier.source, "clips": f"{len(results) - failed} read, {failed} failed"}
+        details = {"model": classifier.source, "clips": clip_counts(results, failed)}
         try:
             csv_path, html_path = write_report(args.out, results, f"Words on {args.video}", details, None,
                                                args.report_limit)
@@ -668,7 +726,7 @@ def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:
             print(f"error: cannot write the report to {args.out}: {err}", file=sys.stderr)
             return 2
         print(f"wrote {csv_path} and {html_path}", file=sys.stderr)
-    return 1 if failed else 0
+    return exit_status(results, failed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -676,6 +734,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
     from utils.network import is_onnx, load_network  # the backend loads here, after the command line is valid
+    problem = check_outputs(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     if not is_onnx(args.model_path):  # GPUs MXNet cannot run stop here, with the reason (the CPU build skips this)
         try:
@@ -720,16 +782,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.out is not None and results:
-        read = sum(r.error is None for r in results)
         details = {"model": source, "decoder": describe_decoder(decoder, beam_width, lm),
-                   "clips": f"{read} read, {failed} failed"}
+                   "clips": clip_counts(results, failed)}
         try:
             csv_path, html_path = write_report(args.out, results, title, details, rates, args.report_limit)
         except OSError as err:
             print(f"error: cannot write the report to {args.out}: {err}", file=sys.stderr)
             return 2
         print(f"wrote {csv_path} and {html_path}", file=sys.stderr)
-    return 1 if failed else 0
+    return exit_status(results, failed)
 
 
 if __name__ == "__main__":

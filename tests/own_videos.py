@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import struct
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -74,3 +76,44 @@ def two_faces(big: np.ndarray, small: np.ndarray, path: Path, ratio: float = 0.7
     for i, f in enumerate(small):
         canvas[i, top: top + sh, w + 8:] = cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA)
     return write_video(path, canvas, GRID_FPS)
+
+
+def encoded(frames: np.ndarray, path: Path, codec: str = "libx264", times: np.ndarray | None = None,
+            muxer_options: dict[str, str] | None = None, codec_options: dict[str, str] | None = None,
+            audio_seconds: float | None = None) -> Path:
+    """``frames`` (RGB, 25 fps unless ``times`` gives each frame's time) encoded with ``codec`` into the
+    container ``path``'s suffix names (``muxer_options``: e.g. MP4's faststart); ``audio_seconds`` adds a
+    silent AAC (MP4) or Opus track of that length, so the container's duration is the audio's."""
+    with av.open(str(path), "w", options=muxer_options or {}) as container:
+        stream = container.add_stream(codec, rate=Fraction(25))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = codec_options or {}
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 90000)
+        audio = None
+        if audio_seconds:
+            audio = container.add_stream("aac" if path.suffix == ".mp4" else "libopus", rate=48000)
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts, frame.time_base = ((int(round(times[i] * 90000)), Fraction(1, 90000)) if times is not None
+                                          else (i, Fraction(1, 25)))
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        if audio is not None:
+            size = audio.codec_context.frame_size or 960
+            kind = np.float32 if audio.codec_context.format.name.startswith("flt") else np.int16
+            for start in range(0, int(audio_seconds * 48000), size):
+                samples = av.AudioFrame.from_ndarray(np.zeros((1, size), kind), format=audio.codec_context.format.name,
+                                                     layout="mono")
+                samples.sample_rate, samples.pts, samples.time_base = 48000, start, Fraction(1, 48000)
+                container.mux(audio.encode(samples))
+            container.mux(audio.encode(None))
+    return path
+
+
+def cut(path: Path, out: Path, fraction: float = 0.5) -> Path:
+    """The first ``fraction`` of ``path``'s bytes: a copy or download cut off."""
+    data = path.read_bytes()
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out

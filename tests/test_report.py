@@ -115,12 +115,22 @@ def test_limit_keeps_failures_and_notes_the_rest():
 
 def test_csv_has_the_columns_and_empty_scores_without_target():
     text = render_csv([ClipResult("s1/a", prediction="bin blu", target="bin blue"), ClipResult("v.mp4", "lay"),
-                       ClipResult("w.mp4", error="w.mp4: no face")])
+                       ClipResult("w.mp4", error="w.mp4: no face"),
+                       ClipResult("x.mp4", "lay", warnings=["x.mp4: read in part", "subtitles not written"])])
     rows = list(csv.reader(io.StringIO(text)))
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert rows[1] == ["s1/a", "bin blue", "bin blu", f"{1 / 8:.4f}", "0.5000", ""]
-    assert rows[2] == ["v.mp4", "", "lay", "", "", ""]
-    assert rows[3] == ["w.mp4", "", "", "", "", "w.mp4: no face"]
+    assert rows[1] == ["s1/a", "bin blue", "bin blu", f"{1 / 8:.4f}", "0.5000", "", ""]
+    assert rows[2] == ["v.mp4", "", "lay", "", "", "", ""]
+    assert rows[3] == ["w.mp4", "", "", "", "", "w.mp4: no face", ""]
+    assert rows[4] == ["x.mp4", "", "lay", "", "", "", "x.mp4: read in part; subtitles not written"]
+
+
+def test_warnings_show_above_a_clips_reading_escaped():
+    page = render_html([ClipResult("a.mp4", "lay", warnings=["a.mp4: read in part, <cut>"]), ClipResult("b.mp4", "x")],
+                       "t")
+    assert page.count('class="warning"') == 1
+    assert '<p class="warning">warning: a.mp4: read in part, &lt;cut&gt;</p>' in page
+    assert page.index("warning: a.mp4") < page.index("<th>Prediction</th><td>lay")
 
 
 def test_write_report_replaces_atomically(tmp_path: Path):

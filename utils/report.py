@@ -7,7 +7,8 @@ the 28 classes down), which shows at a glance whether a bad sentence came from a
 output or from a confident wrong one. A video read as utterances shows each one instead: its time
 span and text, and a time-true strip of its frames with a box per word placed at the word's start and
 end (shaded by its confidence), so a word timed on the wrong mouth movement is seen at once.
-Every piece of text goes through ``html.escape``.
+A clip read with warnings (a video read only in part, an output not written) shows them above its
+reading, and the CSV lists them. Every piece of text goes through ``html.escape``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import csv
 import html
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,7 +31,7 @@ from utils.text.timings import WordTiming
 
 CSV_NAME = "predictions.csv"
 HTML_NAME = "report.html"
-CSV_COLUMNS = ("clip", "target", "prediction", "cer", "wer", "error")
+CSV_COLUMNS = ("clip", "target", "prediction", "cer", "wer", "error", "warnings")
 STRIP_FRAMES = 15
 SECONDS_PER_SLOT = 0.2  # an utterance's strip shows one frame per this much time (15 for a GRID clip)
 MAX_SLOTS = 40
@@ -46,7 +47,7 @@ h1{font-size:1.4em}h2{font-size:1.1em}section.clip h2{font-size:1.05em;margin:0 
 table{border-collapse:collapse}td,th{padding:.15em .6em;text-align:left}
 table.rates td,table.rates th{border-bottom:1px solid #ddd}
 section.clip{border-top:1px solid #ccc;padding:.8em 0}
-section.failed h2{color:#a00}
+section.failed h2{color:#a00}.warning{color:#a50}
 .text td{font-family:monospace;font-size:1.1em}
 .wrong{background:#fbb;text-decoration:line-through}
 .missed{background:#fde7a0;text-decoration:underline}
@@ -90,6 +91,7 @@ class ClipResult:
     error: str | None = None
     # A video read as utterances: the report shows these instead of the clip's frames and heat map.
     utterances: list[UtteranceResult] | None = None
+    warnings: list[str] = field(default_factory=list)  # read only in part (truncated), an output not written
 
     def rates(self) -> ErrorRates | None:
         if self.target is None or self.error is not None:
@@ -251,6 +253,7 @@ def _clip_section(index: int, result: ClipResult) -> str:
         return (f'<section class="clip failed" id="clip-{index}"><h2>{name}</h2>'
                 f'<p class="error">{html.escape(result.error)}</p></section>')
     parts = [f'<section class="clip" id="clip-{index}"><h2>{name}</h2>']
+    parts.extend(f'<p class="warning">warning: {html.escape(w)}</p>' for w in result.warnings)
     rates = result.rates()
     if rates is not None:
         parts.append(f'<p class="scores">CER {rates.cer:.2%} &middot; WER {rates.wer:.2%}</p>')
@@ -305,7 +308,7 @@ def render_html(results: Sequence[ClipResult], title: str, details: Mapping[str,
 
 
 def render_csv(results: Sequence[ClipResult]) -> str:
-    """One row per clip; CER and WER are empty where there is no target."""
+    """One row per clip; CER and WER are empty where there is no target, warnings joined by "; "."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -313,7 +316,7 @@ def render_csv(results: Sequence[ClipResult]) -> str:
         rates = result.rates()
         writer.writerow([result.name, result.target or "", result.prediction,
                          f"{rates.cer:.4f}" if rates else "", f"{rates.wer:.4f}" if rates else "",
-                         result.error or ""])
+                         result.error or "", "; ".join(result.warnings)])
     return buffer.getvalue()
 
 

@@ -25,6 +25,7 @@ Frames come back RGB ``uint8`` of shape ``(T, H, W, 3)``, like everything in ``u
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import tempfile
@@ -39,7 +40,7 @@ import numpy as np
 from utils.atomic import make_readable
 from utils.paths import cache_dir
 from utils.video.errors import REASONS, ExtractionError  # noqa: F401 (REASONS: re-exported for callers)
-from utils.video.reader import MODEL_FPS, read_frames
+from utils.video.reader import MODEL_FPS, Shortfall, read_frames
 
 MOUTH = slice(48, 68)  # the 20 mouth points of the 68-landmark scheme
 LEFT_CORNER, RIGHT_CORNER = 48, 54
@@ -48,6 +49,8 @@ DEFAULT_WIDTH_RATIO = 2.75  # the original example's crop width over mouth width
 _ROI_FACE = 85  # face width (pixels) the local search rescales to; dlib's smallest window is 80
 ROI_PAD = 0.25  # margin around the previous face box, in face widths, for the local search
 DETECT_MAX_SIDE = 640  # full-frame search runs on frames shrunk to this size (faces stay >= 80 px)
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MouthClip:
@@ -64,6 +67,7 @@ class MouthClip:
     found: np.ndarray  # bool per examined frame: a face was found there
     fps: float
     source_size: tuple[int, int]  # (width, height) of the source frames
+    shortfall: Shortfall | None = None  # the file was truncated or damaged, read only in part
 
     @property
     def missed(self) -> int:
@@ -137,11 +141,30 @@ def frontal_face_detector(cache: Path | None = None) -> dlib.fhog_object_detecto
     return detector
 
 
-def read_video(path: str | Path, fps: float = MODEL_FPS) -> tuple[list[np.ndarray], float]:
+@dataclass(frozen=True)
+class DecodedVideo:
+    """Every frame of a video file (BGR, upright, at ``fps``) and whether it was read only in part."""
+
+    frames: list[np.ndarray]
+    fps: float
+    shortfall: Shortfall | None
+
+
+def decode_video(path: str | Path, fps: float = MODEL_FPS) -> DecodedVideo:
     """Every frame of a video, upright and resampled to ``fps`` by presentation time (BGR, as OpenCV
-    gives it), and that rate; see ``utils.video.reader``. A GRID clip comes back unchanged."""
-    frames = [frame.bgr() for frame in read_frames(path, fps)]
-    return frames, fps
+    gives it); see ``utils.video.reader``. A GRID clip comes back unchanged."""
+    stream = read_frames(path, fps)
+    frames = [frame.bgr() for frame in stream]
+    return DecodedVideo(frames, fps, stream.shortfall)
+
+
+def read_video(path: str | Path, fps: float = MODEL_FPS) -> tuple[list[np.ndarray], float]:
+    """``decode_video``'s frames and rate, for callers that keep no record of a file read in part: it
+    is logged as a warning instead."""
+    video = decode_video(path, fps)
+    if video.shortfall is not None:
+        log.warning("%s", video.shortfall)
+    return video.frames, video.fps
 
 
 def _rect(box: np.ndarray) -> dlib.rectangle:
@@ -251,9 +274,10 @@ class MouthExtractor:
         self.detector, self.predictor = load_models(predictor_path)
 
     def extract(self, path: str | Path) -> MouthClip:
-        """Mouth crops of a video file; raises ExtractionError (naming the file) when it has none."""
-        frames, fps = read_video(path)
-        return self._extract(frames, fps, path, bgr=True)
+        """Mouth crops of a video file; raises ExtractionError (naming the file) when it has none.
+        A truncated or damaged file is cropped as far as it goes, with ``shortfall`` saying so."""
+        video = decode_video(path)
+        return self._extract(video.frames, video.fps, path, bgr=True, shortfall=video.shortfall)
 
     def extract_frames(self, frames: np.ndarray | list[np.ndarray], fps: float = 25.0,
                        name: str = "<frames>") -> MouthClip:
@@ -333,7 +357,8 @@ class MouthExtractor:
         good = np.array(sorted(landmarks))
         return LandmarkTrack(examined, found, good, np.stack([landmarks[t] for t in good]))
 
-    def _extract(self, frames: list[np.ndarray], fps: float, name: str | Path, bgr: bool) -> MouthClip:
+    def _extract(self, frames: list[np.ndarray], fps: float, name: str | Path, bgr: bool,
+                 shortfall: Shortfall | None = None) -> MouthClip:
         track = self.track(frames, name, bgr)
         examined, found, good, mouths = track.examined, track.found, track.good, track.points
         mouth_centres = mouths[:, MOUTH].mean(axis=1)
@@ -346,4 +371,4 @@ class MouthExtractor:
         if bgr:
             crops = np.ascontiguousarray(crops[..., ::-1])
         height, width = frames[0].shape[:2]
-        return MouthClip(crops, centres, scale, examined, found, float(fps), (width, height))
+        return MouthClip(crops, centres, scale, examined, found, float(fps), (width, height), shortfall)

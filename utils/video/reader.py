@@ -5,7 +5,9 @@ presentation timestamps to ``fps`` (the network's rate, 25 for GRID): output fra
 time ``k / fps`` and is the source frame displayed nearest to that time, so a 30 fps, 60 fps or
 variable-rate phone video reaches the network at the speed it was recorded. Rotation metadata (a
 portrait phone video stores landscape frames plus a display matrix) is applied, so frames come
-out upright. Only the current frame is held: memory does not grow with the video's length.
+out upright. Only the current frame is held: memory does not grow with the video's length. A truncated
+or damaged file is read as far as it goes, and at its end the stream says so (``FrameStream.shortfall``,
+with the length decoded and the length its container declares).
 
 Why PyAV and not OpenCV (measured on a 1280x720 30 fps H.264 file, 2 shared cores):
 
@@ -23,7 +25,6 @@ Why PyAV and not OpenCV (measured on a 1280x720 30 fps H.264 file, 2 shared core
 """
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,8 +50,6 @@ _FULL_RANGE = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "gray"})
 # Video luma spans 16-235; stretched to 0-255 it is what OpenCV's BGR-to-grey gives (within 1 level).
 # The face detector needs it: on the luma as stored it missed the face in 4 of 7 GRID frames.
 _STRETCH = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -232,57 +231,174 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(str(path), width, height, rate, duration, turns * 90)
 
 
-def read_frames(path: str | Path, fps: float = MODEL_FPS) -> Iterator[Frame]:
+# A video is read in part when its decoded length falls short of what its container declares by more
+# than a whole file's figures can be off: a last frame without a duration, B-frame delay before the first
+# frame, timestamps rounded to the millisecond. The GRID clips and copies of one as MP4 (faststart or
+# not, with B-frames, with 1 s more audio than video), MKV (also with more audio, and at a variable
+# rate), WebM and AVI decode no shorter than declared; their halves fall 1.9-2.0 s short. MPEG program
+# and transport streams and raw streams declare no length: FFmpeg estimates one from the timestamps at
+# the end of the file (or its size), so a cut file seems whole by it. Every cut MPEG-1 program stream
+# tried (GRID's and FFmpeg's, cut at 20-97% of their bytes) ends on frames its decoder marks damaged.
+# Cut at 97% of their bytes, the MKV and WebM copies fall 0.12-0.16 s short: within the slack, unflagged.
+SHORT_SECONDS = 0.2  # the least shortfall flagged, in seconds ...
+SHORT_FRAMES = 3  # ... and in source frames (whichever is longer) ...
+SHORT_FRACTION = 0.01  # ... or this share of the declared length, for long videos
+_ESTIMATED = frozenset({"mpeg", "mpegts", "mpegvideo", "m4v", "h264", "hevc"})  # FFmpeg's demuxers
+# How far from the end (decoded frames) a frame the decoder marks corrupt makes the video's end damaged:
+# a file cut inside a picture gives that picture damaged, and B-frames reordered after it come out later.
+_DAMAGED_TAIL = 4
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A video read in part: truncated (a copy or download cut off) or damaged, read as far as it goes.
+
+    ``cause`` says how it shows: the decoded length falls short of the container's ``declared_seconds``
+    or ``declared_frames`` (None: not declared), decoding failed part-way, or the last frames decoded are
+    damaged (an MPEG program stream cut inside a picture: such streams declare no length)."""
+
+    path: str
+    cause: str
+    decoded_seconds: float  # from the first frame shown to the end of the last
+    decoded_frames: int  # source frames decoded
+    declared_seconds: float | None
+    declared_frames: int | None
+
+    @property
+    def description(self) -> str:
+        declared = " ".join(part for part in (
+            f"{self.declared_seconds:.2f} s" if self.declared_seconds is not None else "",
+            f"({_frames(self.declared_frames)})" if self.declared_frames is not None else "") if part)
+        return (f"read in part, {self.cause}: {self.decoded_seconds:.2f} s ({_frames(self.decoded_frames)}) "
+                f"decoded, the container declares {declared or 'no length'}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.description}"
+
+
+def _frames(count: int) -> str:
+    return f"{count} frame" + ("" if count == 1 else "s")
+
+
+def _declared_length(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float | None, int | None]:
+    """The video stream's length as its container declares it: seconds (the stream's duration, a Matroska
+    track's DURATION tag, or the container's duration when the video is its only stream: with audio it
+    may be the audio's) and frames (counted by MP4 and AVI; None where not). MPEG streams and raw
+    streams declare none: FFmpeg's figure for them is an estimate from what the file holds."""
+    if container.format.name in _ESTIMATED:
+        return None, None
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif stream.metadata.get("DURATION"):
+        try:
+            hours, minutes, rest = stream.metadata["DURATION"].split(":")
+            seconds = int(hours) * 3600 + int(minutes) * 60 + float(rest)
+        except ValueError:
+            seconds = None
+    elif container.duration and len(container.streams) == 1:
+        seconds = container.duration / av.time_base
+    return seconds, (stream.frames or None)
+
+
+class FrameStream:
+    """The frames of one video (see ``read_frames``), one at a time; once they have all been read,
+    ``shortfall`` says whether the video was read only in part (None: read whole, or not yet at its end).
+    The check needs no second pass: it compares what was decoded with what the container declares."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self.shortfall: Shortfall | None = None
+        self._frames = self._read()
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> Frame:
+        return next(self._frames)
+
+    def _read(self) -> Iterator[Frame]:
+        path, fps = self.path, self.fps
+        container = _open(path)
+        with container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame threads: 3.3 ms a 720p frame instead of 6 ms on 2 cores
+            rate = float(stream.average_rate or stream.guessed_rate or 0) or MODEL_FPS
+            previous: av.VideoFrame | None = None
+            prev_t = start = 0.0
+            gap = 1.0 / rate
+            k = decoded = 0
+            damaged_at = -_DAMAGED_TAIL  # the decoded count when a frame last came out marked corrupt
+            failure = None
+            frames = container.decode(stream)
+            while True:
+                try:
+                    frame = next(frames, None)
+                except av.error.FFmpegError as err:
+                    if previous is None:
+                        raise ExtractionError("decode_error", path, f"{REASONS['decode_error']} ({err})") from None
+                    failure = f"decoding failed ({getattr(err, 'strerror', None) or err})"
+                    break
+                if frame is None:
+                    break
+                decoded += 1
+                if frame.is_corrupt:
+                    damaged_at = decoded
+                t = frame.time
+                if t is None:
+                    t = prev_t + gap if previous is not None else 0.0
+                elif previous is None:
+                    start = t
+                t = t - start if previous is not None else 0.0
+                if previous is not None:
+                    if t <= prev_t:  # a repeated or out-of-order timestamp: keep the first frame shown
+                        continue
+                    gap = t - prev_t
+                    turns = _turns(previous.rotation)
+                    while k / fps < (prev_t + t) / 2:
+                        yield Frame(k, k / fps, previous, turns)
+                        k += 1
+                previous, prev_t = frame, t
+            if previous is None:
+                raise ExtractionError("decode_error", path, REASONS["decode_error"] + " (not a video or damaged)")
+            shown = float(previous.duration * previous.time_base) if previous.duration and previous.time_base else gap
+            end = prev_t + (shown if shown > 0 else gap)
+            self.shortfall = _shortfall(path, failure, decoded - damaged_at < _DAMAGED_TAIL, end, decoded, rate,
+                                        *_declared_length(container, stream))
+            turns = _turns(previous.rotation)
+            while k / fps < end - 1e-6:
+                yield Frame(k, k / fps, previous, turns)
+                k += 1
+
+
+def _shortfall(path: Path, failure: str | None, damaged_end: bool, seconds: float, frames: int, rate: float,
+               declared_seconds: float | None, declared_frames: int | None) -> Shortfall | None:
+    """How a video was read in part, if it was: decoding failed, its end is damaged, or every length its
+    container declares exceeds the decoded one by more than a whole file's figures can be off."""
+    cause = failure or ("its last frames decoded are damaged" if damaged_end else None)
+    short = []
+    if declared_seconds:
+        short.append(seconds < declared_seconds - max(SHORT_SECONDS, SHORT_FRAMES / rate,
+                                                      SHORT_FRACTION * declared_seconds))
+    if declared_frames:
+        short.append(frames < declared_frames - max(SHORT_SECONDS * rate, SHORT_FRAMES,
+                                                    SHORT_FRACTION * declared_frames))
+    if cause is None and short and all(short):
+        cause = "shorter than its container declares"
+    if cause is None:
+        return None
+    return Shortfall(str(path), cause, seconds, frames, declared_seconds, declared_frames)
+
+
+def read_frames(path: str | Path, fps: float = MODEL_FPS) -> FrameStream:
     """The video's frames at ``fps`` by presentation time, upright, one at a time.
 
     Output frame ``k`` (time ``k / fps`` from the first frame) is the source frame shown nearest to
     that time; the video ends where its last frame's display ends. A file that decodes no frame
-    raises ``ExtractionError`` (missing, empty_file, decode_error); a file damaged part-way ends
-    where decoding fails, with a warning.
+    raises ``ExtractionError`` (missing, empty_file, decode_error); a truncated or damaged one is read
+    as far as it goes, and the stream's ``shortfall`` says so once its last frame has been read.
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    path = Path(path)
-    container = _open(path)
-    with container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame threads: 3.3 ms a 720p frame instead of 6 ms on 2 cores
-        rate = float(stream.average_rate or stream.guessed_rate or 0) or MODEL_FPS
-        previous: av.VideoFrame | None = None
-        prev_t = start = 0.0
-        gap = 1.0 / rate
-        k = 0
-        decoded = container.decode(stream)
-        while True:
-            try:
-                frame = next(decoded, None)
-            except av.error.FFmpegError as err:
-                if previous is None:
-                    raise ExtractionError("decode_error", path, f"{REASONS['decode_error']} ({err})") from None
-                log.warning("%s: decoding stopped at %.2f s (%s); reading what came before", path, prev_t, err)
-                break
-            if frame is None:
-                break
-            t = frame.time
-            if t is None:
-                t = prev_t + gap if previous is not None else 0.0
-            elif previous is None:
-                start = t
-            t = t - start if previous is not None else 0.0
-            if previous is not None:
-                if t <= prev_t:  # a repeated or out-of-order timestamp: keep the first frame shown
-                    continue
-                gap = t - prev_t
-                turns = _turns(previous.rotation)
-                while k / fps < (prev_t + t) / 2:
-                    yield Frame(k, k / fps, previous, turns)
-                    k += 1
-            previous, prev_t = frame, t
-        if previous is None:
-            raise ExtractionError("decode_error", path, REASONS["decode_error"] + " (not a video or damaged)")
-        shown = float(previous.duration * previous.time_base) if previous.duration and previous.time_base else gap
-        turns = _turns(previous.rotation)
-        end = prev_t + (shown if shown > 0 else gap)
-        while k / fps < end - 1e-6:
-            yield Frame(k, k / fps, previous, turns)
-            k += 1
+    return FrameStream(Path(path), fps)

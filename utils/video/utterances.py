@@ -24,6 +24,7 @@ scale from the median mouth width; ``crop_frames`` then samples them from the pa
 """
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ import numpy as np
 
 from utils.video.errors import ExtractionError
 from utils.video.mouth_extractor import LEFT_CORNER, MOUTH, RIGHT_CORNER, MouthExtractor, crop_frames, gaussian_smooth
-from utils.video.reader import MODEL_FPS, Frame, read_frames
+from utils.video.reader import MODEL_FPS, Frame, Shortfall, read_frames
 from utils.video.tracks import FaceTracker
 
 CUT_LEVEL = 10.0  # thumbnail difference (grey levels) that is a scene cut ...
@@ -57,6 +58,8 @@ STILL = 0.008
 # closed drawn mouth), not speech.
 SPEECH_LEVEL = 0.015
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Utterance:
@@ -77,6 +80,7 @@ class StreamSummary:
     fps: float = MODEL_FPS
     faces: int = 0  # face tracks seen on at least three examined frames
     no_face: list[tuple[float, float]] = field(default_factory=list)  # spans (s) no utterance covers
+    shortfall: Shortfall | None = None  # the file was truncated or damaged, read as far as it goes
 
     @property
     def duration(self) -> float:
@@ -244,7 +248,8 @@ class UtteranceReader:
             if utterance is not None:
                 yield utterance
 
-        for frame in read_frames(path, self.fps):
+        stream = read_frames(path, self.fps)
+        for frame in stream:
             index = frame.index
             frames = index + 1
             luma = frame.luma
@@ -311,9 +316,11 @@ class UtteranceReader:
         summary.frames = frames
         summary.faces = sum(t.hits >= 3 for t in tracker.tracks)
         summary.no_face = [(a / self.fps, b / self.fps) for a, b in _gaps(covered, frames) if b - a >= self.min_frames]
+        summary.shortfall = stream.shortfall
         if frames < self.min_frames:
+            cut = f" ({stream.shortfall.description})" if stream.shortfall else ""
             raise ExtractionError("too_short", path, f"the video lasts {frames / self.fps:.2f} s, at least "
-                                  f"{self.min_frames / self.fps:.2f} s needed to read it")
+                                  f"{self.min_frames / self.fps:.2f} s needed to read it{cut}")
         if not covered:
             reason = "no_face" if not summary.faces else "few_faces"
             raise ExtractionError(reason, path, "no face seen long enough to read (at least "
@@ -362,7 +369,8 @@ class UtteranceReader:
             return span, Utterance(face, segment.start / self.fps, segment.end / self.fps, self._crops(segment),
                                    float(np.median(segment.faces)))
 
-        for frame in read_frames(path, self.fps):
+        stream = read_frames(path, self.fps)
+        for frame in stream:
             index = frame.index
             while queue and index >= bounds[queue[0]][1]:
                 yield finish(queue.popleft())
@@ -391,6 +399,8 @@ class UtteranceReader:
                 segment.patches.append(patch)
                 segment.origins.append(origin)
                 segment.shrinks.append(shrink)
+        if stream.shortfall is not None:
+            log.warning("%s", stream.shortfall)
         ended = (last.index + 1 if last is not None else 0) / self.fps
         while queue:  # a span reaching past the end of the video ends with it; one beyond it has no frames
             span = queue.popleft()

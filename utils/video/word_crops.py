@@ -23,7 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.video.mouth_extractor import MOUTH, MouthExtractor, crop_frames, gaussian_smooth, read_video
+from utils.video.mouth_extractor import MOUTH, MouthExtractor, crop_frames, decode_video, gaussian_smooth
+from utils.video.reader import Shortfall
 
 STABLE_POINTS = (33, 36, 39, 42, 45)  # nose tip, outer and inner corners of both eyes (68-point scheme)
 MEAN_FACE = np.array([(0.0, -0.30), (-0.50, -0.89), (-0.21, -0.88), (0.21, -0.88), (0.50, -0.89)])
@@ -72,8 +73,13 @@ class WordCropper:
 
     def crop(self, path: str | Path) -> np.ndarray:
         """Mouth regions of a video file; ExtractionError (naming the file, with a reason) when it has none."""
-        frames, _ = read_video(path)
-        return self.crop_frames(frames, path, bgr=True)
+        return self.crop_video(path)[0]
+
+    def crop_video(self, path: str | Path) -> tuple[np.ndarray, Shortfall | None]:
+        """``crop``'s mouth regions and whether the file was read only in part (truncated or damaged:
+        cropped as far as it goes)."""
+        video = decode_video(path)
+        return self.crop_frames(video.frames, path, bgr=True), video.shortfall
 
     def crop_frames(self, frames: Sequence[np.ndarray], name: str | Path = "<frames>", bgr: bool = False
                     ) -> np.ndarray:
