@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from utils.atomic import NotWritableError
 from utils.cli import (
     add_config_options,
     bounded,
@@ -207,9 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         logging.getLogger("lipnet").error("%s", err)
         return 2
-    except OSError as err:  # a save_dir that cannot be written, found before any epoch
-        logging.getLogger("lipnet").error("%s: cannot be written (%s)", err.filename or args.save_dir,
-                                          err.strerror or err)
+    except NotWritableError as err:  # a save_dir that cannot hold the checkpoints, found before any epoch
+        logging.getLogger("lipnet").error("save_dir %s", err)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before training's own handler is in place, or after it is removed
         logging.getLogger("lipnet").warning("interrupted")

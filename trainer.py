@@ -49,8 +49,7 @@ from model.checkpoint import (  # noqa: E402
     set_parameters,
 )
 from utils import run_settings, splits  # noqa: E402
-from utils.atomic import write_bytes_atomic, write_text_atomic  # noqa: E402
-from utils.manifest import check_writable  # noqa: E402
+from utils.atomic import ensure_writable_dir, write_bytes_atomic, write_text_atomic  # noqa: E402
 from utils.text.alphabet import GRID, Alphabet, choose_alphabet  # noqa: E402
 from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
 from utils.text.lm_decoder import LMDecoder, lm_decoder_for  # noqa: E402
@@ -830,7 +829,7 @@ def train(args: argparse.Namespace, given: Collection[str] | None = None) -> dic
     if workers.rank == 0:
         source = Path(start.source) if start.source and not start.resume and start.meta else None
         run_settings.prepare_save_dir(save_dir, overwrite, resumed, run_id, source)
-        check_writable([save_dir])  # before any epoch: a folder that cannot hold the checkpoints stops the run now
+        ensure_writable_dir(save_dir)  # before any epoch: a folder that cannot hold the checkpoints stops the run
         setup_logging(save_dir)
     else:
         log.setLevel(logging.INFO)

@@ -5,6 +5,7 @@ containers are not flagged."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,17 @@ def test_word_reader_names_a_truncated_clip_and_exits_1(halves: dict[str, Path],
     page = (out / "report.html").read_text()
     assert "2 read (1 with warnings), 0 failed" in page and "read in part" in page
     assert "read in part" in (out / "predictions.csv").read_text()
+
+
+def test_preprocessing_refuses_a_truncated_video_naming_both_lengths(halves: dict[str, Path], grid_dir: Path,
+                                                                      tmp_path: Path):
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    (src / "s1").mkdir(parents=True)
+    (src / "s1" / "bbaf2n.mpg").symlink_to(grid_dir / "bbaf2n.mpg")
+    (src / "s1" / "lwbsza.mpg").write_bytes(halves["mpg"].read_bytes())
+    result = subprocess.run([sys.executable, "utils/preprocess_data.py", f"src_path={src}", f"tgt_path={tgt}",
+                             "n_process=1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "1 ok, 1 failed, 1 truncated" in result.stdout
+    assert re.search(r"truncated: .*lwbsza\.mpg: read in part, .* decoded, the container declares", result.stdout)
+    assert (tgt / "s1" / "bbaf2n.npz").is_file() and not (tgt / "s1" / "lwbsza.npz").exists()

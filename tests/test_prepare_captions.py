@@ -200,7 +200,7 @@ def test_unwritable_output_folder_is_refused_before_any_video_is_read(talks: Pat
     (tgt / "talk").chmod(0o555)
     run = run_script(f"src_path={src}", f"tgt_path={tgt}", prefix=WITHOUT_ROOT_WRITE)
     assert run.returncode == 2
-    assert run.stderr == f"error: {tgt / 'talk'}: cannot write the clips here (Permission denied)\n"
+    assert run.stderr == f"error: cannot write the clips: {tgt / 'talk'}: not writable (Permission denied)\n"
     assert "to read" not in run.stdout and not (tgt / "manifest.jsonl").exists()
 
 

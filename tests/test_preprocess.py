@@ -366,7 +366,7 @@ def test_read_only_target_is_one_line_and_exit_2(tmp_path, grid_dir):
     proc = subprocess.run([*WITHOUT_ROOT_WRITE, sys.executable, "utils/preprocess_data.py", f"src_path={src}",
                            f"tgt_path={tgt}", "n_process=1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr == f"error: {tgt}: cannot write the crops here (Permission denied)\n"
+    assert proc.stderr == f"error: cannot write the crops: {tgt}: not writable (Permission denied)\n"
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
@@ -378,7 +378,7 @@ def test_unwritable_speaker_folder_is_refused_before_any_video_is_read(tmp_path,
     proc = subprocess.run([*WITHOUT_ROOT_WRITE, sys.executable, "utils/preprocess_data.py", f"src_path={src}",
                            f"tgt_path={tgt}", "n_process=1"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr == f"error: {tgt / 's2'}: cannot write the crops here (Permission denied)\n"
+    assert proc.stderr == f"error: cannot write the crops: {tgt / 's2'}: not writable (Permission denied)\n"
     assert "to process" not in proc.stdout  # refused before the work: no clip read, none written
     assert not (tgt / "manifest.jsonl").exists() and not list(tgt.rglob("*.npz"))
 

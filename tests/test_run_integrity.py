@@ -291,4 +291,5 @@ def test_a_save_dir_that_cannot_be_written_stops_the_run_before_any_epoch(clips:
     result = script("main.py", f"image_path={clips}", f"save_dir={tmp_path / 'file' / 'run'}", *TINY,
                     "val_speakers=3", "epochs=1")
     assert result.returncode == 2
-    assert f"{tmp_path / 'file' / 'run'}: cannot be written" in result.stderr and "epoch 1" not in result.stderr
+    assert f"save_dir {tmp_path / 'file' / 'run'}: cannot be created ({tmp_path / 'file'} is a file, not a folder)" \
+        in result.stderr and "epoch 1" not in result.stderr

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -67,20 +65,6 @@ def file_stamp(path: Path | None, digest: bool = False) -> dict | None:
     except OSError:
         return None
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def check_writable(folders: Iterable[Path]) -> None:
-    """Create each folder and write (then delete) a temporary file in it, before any input is read:
-    a folder that cannot hold the outputs stops the run at once, named as the output's problem, not
-    after hours of reading as each input's. OSError whose ``filename`` is the folder."""
-    for folder in sorted(set(folders)):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write_test.", suffix=".tmp", dir=folder)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as err:
-            raise OSError(err.errno, err.strerror or str(err), str(folder)) from None
 
 
 def remove_output(target: Path) -> None:

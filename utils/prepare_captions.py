@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.atomic import write_text_atomic  # noqa: E402
+from utils.atomic import NotWritableError, ensure_writable_dir, write_text_atomic  # noqa: E402
 from utils.cli import (  # noqa: E402
     non_negative_float,
     parse_args,
@@ -52,7 +52,6 @@ from utils.clip_store import PACKED_SUFFIX, save_packed  # noqa: E402
 from utils.clips import TRANSCRIPT_SUFFIX  # noqa: E402
 from utils.manifest import (  # noqa: E402
     append_results,
-    check_writable,
     file_stamp,
     load_manifest,
     manifest_path,
@@ -308,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {src}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})", file=sys.stderr)
         return 2
     try:  # the folders of videos without subtitles get no clips
-        check_writable({tgt} | {job.folder for job in jobs if job.subtitles is not None})
-    except OSError as err:
-        print(f"error: {err.filename}: cannot write the clips here ({err.strerror})", file=sys.stderr)
+        for folder in sorted({tgt} | {job.folder for job in jobs if job.subtitles is not None}):
+            ensure_writable_dir(folder)
+    except NotWritableError as err:
+        print(f"error: cannot write the clips: {err}", file=sys.stderr)
         return 2
     try:
         if removed := remove_stale_temporaries({tgt} | {job.folder for job in jobs}):

@@ -40,11 +40,11 @@ from dataclasses import dataclass  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
+from utils.atomic import NotWritableError, ensure_writable_dir  # noqa: E402
 from utils.cli import parse_args, parse_size, positive_int, str2bool  # noqa: E402
 from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
 from utils.manifest import (  # noqa: E402, F401 (load_manifest: re-exported for callers)
     append_results,
-    check_writable,
     file_stamp,
     load_manifest,
     manifest_path,
@@ -173,8 +173,11 @@ def _write_word(job: Job, record: dict) -> None:
     except ValueError as err:
         record.update(status="missing_txt" if not info.is_file() else "bad_txt", message=str(err))
         return
-    frames = _extractor.crop(job.source)
+    frames, shortfall = _extractor.crop_video(job.source)
     record.update(frames=len(frames), duration=duration)
+    if shortfall is not None:  # a clip cut short would be labelled with a word it may not hold
+        record.update(status="truncated", message=str(shortfall))
+        return
     save_packed(job.target, frames)
     write_info(job.target.with_suffix(INFO_SUFFIX), job.clip.split("/")[0], duration)
 
@@ -196,6 +199,9 @@ def process_clip(job: Job) -> dict:
         remove_output(job.other_format)
         mouth = _extractor.extract(job.source)
         record.update(frames=len(mouth.frames), examined=len(mouth.examined), missed=mouth.missed)
+        if mouth.shortfall is not None:  # crops of part of a clip would be labelled with its whole sentence
+            record.update(status="truncated", message=str(mouth.shortfall))
+            return _finish(job, record)
         if _settings["format"] == "packed":
             save_packed(job.target, mouth.frames)
         else:
@@ -293,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
               + (" in LRW's layout" if lrw else ""), file=sys.stderr)
         return 2
     try:
-        check_writable({tgt} | {job.target.parent for job in jobs})
-    except OSError as err:
-        print(f"error: {err.filename}: cannot write the crops here ({err.strerror})", file=sys.stderr)
+        for folder in sorted({tgt} | {job.target.parent for job in jobs}):
+            ensure_writable_dir(folder)
+    except NotWritableError as err:
+        print(f"error: cannot write the crops: {err}", file=sys.stderr)
         return 2
     try:
         if removed := remove_stale_temporaries({tgt} | {job.target.parent for job in jobs}):
