@@ -1,8 +1,8 @@
 """Gluon data sets of mouth-crop clips with GRID labels, and the batches the trainer consumes;
-``WordDataset``: word clips in LRW's layout (``utils/word_clips.py``) for the word classifier.
+``WordDataset``: word clips in LRW's layout (``utils/data/word_clips.py``) for the word classifier.
 
-Clips are found (utils/clips.py) under ``image_path`` as ``sN/{clip}.npz`` (our packed format) or ``sN/{clip}/``
-PNG folders (the original example's layout, so its published preprocessed data works as is).
+Clips are found (utils/data/sentence_clips.py) under ``image_path`` as ``sN/{clip}.npz`` (our packed format)
+or ``sN/{clip}/`` PNG folders (the original example's layout, so its published preprocessed data works as is).
 Labels come from ``align_path/sN/{clip}.align``, from a flat ``align_path/{clip}.align`` (how the
 original example's aligns were published), from a transcript ``sN/{clip}.txt`` beside the clip (what
 utils/prepare_captions.py writes for captioned videos), or else from the GRID clip name.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from utils.cuda_libs import preload_cuda_libraries
-from utils.threads import default_omp_threads
+from utils.runtime.cuda_libs import preload_cuda_libraries
+from utils.runtime.threads import default_omp_threads
 
 default_omp_threads()  # before MXNet loads
 preload_cuda_libraries()  # likewise
@@ -48,8 +48,8 @@ _keep_freed_clip_buffers()
 import mxnet as mx  # noqa: E402
 from mxnet import gluon  # noqa: E402
 
-from utils.clip_store import clip_length, load_clip  # noqa: E402
-from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and selection live there; re-exported)
+from utils.data.clip_store import clip_length, load_clip  # noqa: E402
+from utils.data.sentence_clips import (  # noqa: E402, F401 (clip discovery, labels and selection live there; re-exported)
     MAX_LABEL_LENGTH,
     NUM_FRAMES,
     ClipRecord,
@@ -63,9 +63,9 @@ from utils.clips import (  # noqa: E402, F401 (clip discovery, labels and select
     load_frames,
     select_clips,
 )
+from utils.data.word_clips import WORD_CROP, WORD_FRAMES, list_words, word_clips, word_input  # noqa: E402
 from utils.text.alphabet import GRID, Alphabet  # noqa: E402
 from utils.text.grid_text import AlignedWord, ctc_min_frames  # noqa: E402
-from utils.word_clips import WORD_CROP, WORD_FRAMES, list_words, word_clips, word_input  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class LipDataset(gluon.data.Dataset):
         return len(self.records)
 
     def load_frames(self, record: ClipRecord) -> np.ndarray:
-        """The clip's frames at the data set's size (``utils.clips.load_frames``)."""
+        """The clip's frames at the data set's size (``utils.data.sentence_clips.load_frames``)."""
         return load_frames(record.path, self.size)
 
     def plan(self, epoch: int, idx: int, count: int) -> SamplePlan:
@@ -509,7 +509,7 @@ class EpochShuffleSampler(gluon.data.Sampler):
 
 
 def clip_lengths(records: Sequence[ClipRecord]) -> list[int]:
-    """Each clip's frame count, read from its header (``utils.clip_store.clip_length``); 0 for a clip that cannot
+    """Each clip's frame count, read from its header (``utils.data.clip_store.clip_length``); 0 for a clip that cannot
     be read (the data set reports it when it is loaded)."""
     lengths = []
     for record in records:

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from utils.cli import (
+from utils.data.splits import MISSING_CLIPS, SPLITS
+from utils.runtime.cli import (
     bounded,
     non_negative_float,
     non_negative_int,
@@ -42,17 +43,16 @@ from utils.cli import (
     positive_int,
     str2bool,
 )
-from utils.gpu_support import GpuProblem, preflight
-from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
-from utils.report import ClipResult, UtteranceResult, ordered_groups, write_report
-from utils.splits import MISSING_CLIPS, SPLITS
+from utils.runtime.gpu_preflight import GpuProblem, preflight
+from utils.runtime.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
+from utils.scoring.report import ClipResult, UtteranceResult, ordered_groups, write_report
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode_scored
 
 if TYPE_CHECKING:
-    from model.word_reader import WordClassifier
-    from utils.network import Network
+    from model.word_classifier import WordClassifier
+    from utils.reading.network import Network
+    from utils.scoring.sentence_metrics import GroupedErrorRates
     from utils.text.lm_decoder import LMDecoder
-    from utils.text.metrics import GroupedErrorRates
     from utils.video.reader import Shortfall
     from utils.video.utterances import StreamSummary, Utterance
 
@@ -197,7 +197,7 @@ class VideoLipreader:
     def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
                  max_utterance: float | None = None, lm: LMDecoder | None = None,
                  margin: float | None = None, edge_search: float = 0.0) -> None:
-        from utils.clips import NUM_FRAMES, Normaliser
+        from utils.data.sentence_clips import NUM_FRAMES, Normaliser
         from utils.video.mouth_extractor import MouthExtractor
         from utils.video.utterances import UtteranceReader
 
@@ -462,7 +462,7 @@ def check_outputs(args: argparse.Namespace) -> str | None:
     """Why ``--out`` (or, reading videos, ``--subtitles``) cannot be written, naming the flag and the
     folder; None when each is a folder this process can write (made if missing). Checked before any
     model loads or video is read, so a run does not do its work and then fail to keep it."""
-    from utils.atomic import NotWritableError, ensure_writable_dir
+    from utils.runtime.atomic import NotWritableError, ensure_writable_dir
 
     outputs = [("--out", args.out)] + ([("--subtitles", args.subtitles)] if args.video is not None else [])
     for flag, folder in outputs:
@@ -486,8 +486,8 @@ class WordVideoReader:
 
     def __init__(self, classify: Callable[[np.ndarray], np.ndarray], words: Sequence[str], top: int = 5,
                  crop: int | None = None, region: int | None = None) -> None:
+        from utils.data.word_clips import WORD_CROP
         from utils.video.word_crops import WORD_CROP_SIZE, WordCropper
-        from utils.word_clips import WORD_CROP
 
         self.classify = classify
         self.words = list(words)
@@ -499,7 +499,7 @@ class WordVideoReader:
         """The ``top`` words with their probabilities, the clip's frame count, and whether the file was
         read only in part (truncated or damaged: read as far as it goes); raises ExtractionError naming
         the file when it shows no mouth to read."""
-        from utils.word_clips import centre_frames, top_words, word_input
+        from utils.data.word_clips import centre_frames, top_words, word_input
 
         frames, shortfall = self.cropper.crop_video(path)
         scores = self.classify(word_input(centre_frames(frames), crop=self.crop)[None])
@@ -525,8 +525,8 @@ def run_word_videos(args: argparse.Namespace, reader: WordVideoReader) -> tuple[
     with a warning, also on stderr) and how many clips could not be read."""
     from tqdm import tqdm
 
+    from utils.data.word_clips import WORD_FRAMES
     from utils.video.errors import ExtractionError
-    from utils.word_clips import WORD_FRAMES
 
     videos = list_videos(Path(args.video))
     results, failed = [], 0
@@ -564,8 +564,8 @@ def select_like_training(args: argparse.Namespace, meta: dict, clips: Sequence[s
     and its validation clips exactly, with a warning when the clips present differ); with selection flags
     the command line's, whose validation side never holds a clip the checkpoint was trained on (those are
     left out, and the difference said in one line); the unseen split for a checkpoint that records none."""
-    from utils import clips as clip_data
-    from utils import splits
+    from utils.data import sentence_clips as clip_data
+    from utils.data import splits
 
     chosen = any(v is not None for v in (args.split, args.train_list, args.val_list, args.speakers, args.val_speakers))
     recorded = meta.get("split") or {}
@@ -621,8 +621,8 @@ def describe_definition(definition: dict) -> str:
 def run_dataset(args: argparse.Namespace, network: Network, decoder: str, beam_width: int,
                 lm: LMDecoder | None = None) -> tuple[list[ClipResult], int, GroupedErrorRates]:
     """Evaluate one side of a split; print [Target]/[Pred] per clip, then CER and WER overall and per speaker."""
-    from utils import clips as clip_data
-    from utils.text.evaluation import evaluate_network
+    from utils.data import sentence_clips as clip_data
+    from utils.scoring.sentence_evaluation import evaluate_network
 
     if args.data_type == "test":
         raise ValueError("data_type=test is a word checkpoint's LRW-layout split; GRID's protocols have a training "
@@ -733,7 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
-    from utils.network import is_onnx, load_network  # the backend loads here, after the command line is valid
+    from utils.reading.network import is_onnx, load_network  # the backend loads here, after the command line is valid
     problem = check_outputs(args)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
@@ -749,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not is_onnx(args.model_path):
         try:
-            from model.word_reader import WordClassifier
+            from model.word_classifier import WordClassifier
 
             classifier = WordClassifier.load(args.model_path, args.num_gpus)
         except (OSError, ValueError) as err:

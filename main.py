@@ -12,8 +12,9 @@ import argparse
 import logging
 import sys
 
-from utils.atomic import NotWritableError
-from utils.cli import (
+from utils.data.splits import MISSING_CLIPS, SPLITS
+from utils.runtime.atomic import NotWritableError
+from utils.runtime.cli import (
     add_config_options,
     bounded,
     given_options,
@@ -27,9 +28,8 @@ from utils.cli import (
     probability,
     str2bool,
 )
-from utils.gpu_support import GpuProblem, preflight
-from utils.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
-from utils.splits import MISSING_CLIPS, SPLITS
+from utils.runtime.gpu_preflight import GpuProblem, preflight
+from utils.runtime.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH
 from utils.text.lm_decoder import DEFAULT_LM_WEIGHT, DEFAULT_WORD_BONUS
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.cuda_libs import preload_cuda_libraries
-from utils.threads import default_omp_threads
+from utils.runtime.cuda_libs import preload_cuda_libraries
+from utils.runtime.threads import default_omp_threads
 
 default_omp_threads()  # before MXNet loads
 preload_cuda_libraries()  # likewise
@@ -48,14 +48,15 @@ from model.checkpoint import (  # noqa: E402
     read_checkpoint,
     set_parameters,
 )
-from utils import run_settings, splits  # noqa: E402
-from utils.atomic import ensure_writable_dir, write_bytes_atomic, write_text_atomic  # noqa: E402
+from utils.data import splits  # noqa: E402
+from utils.runtime import run_settings  # noqa: E402
+from utils.runtime.atomic import ensure_writable_dir, write_bytes_atomic, write_text_atomic  # noqa: E402
+from utils.scoring.sentence_evaluation import Evaluation, score_batch  # noqa: E402
+from utils.scoring.sentence_metrics import ErrorRates, GroupedErrorRates  # noqa: E402
+from utils.scoring.word_metrics import WordScores  # noqa: E402
 from utils.text.alphabet import GRID, Alphabet, choose_alphabet  # noqa: E402
-from utils.text.evaluation import Evaluation, score_batch  # noqa: E402
 from utils.text.lm_decoder import LMDecoder, lm_decoder_for  # noqa: E402
-from utils.text.metrics import ErrorRates, GroupedErrorRates  # noqa: E402
 from utils.video.reader import MODEL_FPS  # noqa: E402
-from utils.word_metrics import WordScores  # noqa: E402
 
 log = logging.getLogger("lipnet")
 
@@ -166,7 +167,7 @@ class Start:
     mean: list[float] | None = None
     std: list[float] | None = None
     state: RunState = field(default_factory=RunState)
-    selection: dict | None = None  # the clip selection a checkpoint recorded (utils.splits.describe_selection)
+    selection: dict | None = None  # the clip selection a checkpoint recorded (utils.data.splits.describe_selection)
     meta: dict = field(default_factory=dict)  # the checkpoint's meta.json
     alphabet: Alphabet | None = None  # the alphabet of the checkpoint started from
     source: str = ""  # what it was read from
@@ -369,7 +370,7 @@ def make_trainer(net: LipNet, args: argparse.Namespace, steps_per_epoch: int,
     stays local, identical everywhere, and savable; MXNet cannot save states kept on servers.
     AMP needs local updates too, to skip the steps whose gradients overflowed.
     """
-    # A resumed run given more epochs keeps the schedule it was built with (``utils.run_settings``).
+    # A resumed run given more epochs keeps the schedule it was built with (``utils.runtime.run_settings``).
     total = max(steps_per_epoch * (getattr(args, "schedule_epochs", None) or args.epochs), 1)
     if args.lr_schedule == "cosine":
         schedule = mx.lr_scheduler.CosineScheduler(total, base_lr=args.lr, final_lr=args.lr * 0.01,
@@ -770,7 +771,7 @@ class WordTask:
         return None
 
     def meta(self) -> dict:
-        from utils.word_clips import WORD_MEAN, WORD_STD
+        from utils.data.word_clips import WORD_MEAN, WORD_STD
 
         return {"normalisation": {"mean": [WORD_MEAN], "std": [WORD_STD]}, "words": self.words,
                 "region": self.region,  # side of the training mouth regions, for reading raw clips alike
@@ -803,7 +804,7 @@ def train(args: argparse.Namespace, given: Collection[str] | None = None) -> dic
     """A whole training run; returns the last epoch's metrics, the checkpoint folders and the network.
 
     A resume (``model_path`` naming one of our checkpoints, without ``fine_tune``) takes the settings of
-    its run from the checkpoint (``utils.run_settings``); ``given`` names the options the command line
+    its run from the checkpoint (``utils.runtime.run_settings``); ``given`` names the options the command line
     set, which must agree with them (None: every setting in ``args`` counts as given, for callers that
     build the whole namespace themselves). Under a ``dist_*`` kvstore each worker trains on its shard of the
     training clips with ``batch_size`` clips a step (the global batch is ``batch_size`` times the number

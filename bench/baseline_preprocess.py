@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.clip_store import PNG_PATTERN
+from utils.data.clip_store import PNG_PATTERN
 from utils.video.mouth_extractor import MOUTH, load_models, read_video
 
 MOUTH_WIDTH, MOUTH_HEIGHT = 100, 50

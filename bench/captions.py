@@ -20,7 +20,7 @@ import tempfile  # noqa: E402
 
 from utils.captions_quickstart import build_parser as quickstart_parser  # noqa: E402
 from utils.captions_quickstart import main as quickstart  # noqa: E402
-from utils.cli import normalise_argv, parse_args  # noqa: E402
+from utils.runtime.cli import normalise_argv, parse_args  # noqa: E402
 
 TARGET_CUT = 0.30
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from utils.cli import non_negative_int, parse_args, positive_int  # noqa: E402
+from utils.runtime.cli import non_negative_int, parse_args, positive_int  # noqa: E402
+from utils.scoring.sentence_metrics import cer  # noqa: E402
 from utils.text.alphabet import GRID  # noqa: E402
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, GRID_GRAMMAR, decode  # noqa: E402
 from utils.text.grid_text import BLANK, NUM_CLASSES, encode  # noqa: E402
 from utils.text.language_model import estimate  # noqa: E402
 from utils.text.lm_decoder import LMDecoder  # noqa: E402
-from utils.text.metrics import cer  # noqa: E402
 
 # (peak added to the aligned class's logit, standard deviation of the logit noise) per kind of output.
 KINDS = {"peaked": (8.0, 1.0), "noisy": (5.0, 1.5), "random": (0.0, 2.0)}

@@ -16,7 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.cli import parse_args  # noqa: E402
+from utils.runtime.cli import parse_args  # noqa: E402
 
 FATBIN_MAGIC = 0xBA55ED50
 

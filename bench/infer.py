@@ -8,7 +8,7 @@ run ``--repeats`` times and its fastest run counted, to damp contention on a sha
 ``--model_path`` a freshly initialised paper LipNet is timed: speed does not depend on the weights (but
 the decoders' times do somewhat, a random network's output being flat). The throughput set is the
 extractor's crops of the clips packed ``--copies`` times into a temporary folder, read by
-``utils.text.evaluation.evaluate_network`` as infer.py does. CPU figures are the process's CPU time
+``utils.scoring.sentence_evaluation.evaluate_network`` as infer.py does. CPU figures are the process's CPU time
 over all its threads, which other load on a shared machine inflates less than wall time. The last line printed is a JSON
 object with every figure.
 """
@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from utils.cli import non_negative_int, parse_args, positive_int  # noqa: E402
-from utils.paths import REPO_ROOT  # noqa: E402
+from utils.runtime.cli import non_negative_int, parse_args, positive_int  # noqa: E402
+from utils.runtime.paths import REPO_ROOT  # noqa: E402
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH  # noqa: E402
 
 if TYPE_CHECKING:
     from infer import VideoLipreader
-    from utils.network import Network
+    from utils.reading.network import Network
 
 DEFAULT_CLIPS_DIR = REPO_ROOT.parent / "shared" / "grid"
 TARGET_END_TO_END_S = 1.0
@@ -93,9 +93,9 @@ def time_videos(reader: "VideoLipreader", videos: Sequence[Path], repeats: int) 
 def time_throughput(network: "Network", crops: dict[str, np.ndarray], copies: int, batch_size: int,
                     num_workers: int) -> dict:
     """Clips per second of infer.py's data-set reading over the crops packed ``copies`` times (speakers s1..sN)."""
-    from utils.clip_store import save_packed
-    from utils.clips import build_records, discover_clips
-    from utils.text.evaluation import evaluate_network
+    from utils.data.clip_store import save_packed
+    from utils.data.sentence_clips import build_records, discover_clips
+    from utils.scoring.sentence_evaluation import evaluate_network
 
     with tempfile.TemporaryDirectory(prefix="bench_infer_") as tmp:
         for k in range(1, copies + 1):
@@ -119,9 +119,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from infer import VideoLipreader, list_videos
     from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet
     from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
-    from model.network import MXNetLipNet
+    from model.mxnet_network import MXNetLipNet
     from trainer import contexts
-    from utils.clips import NUM_FRAMES
+    from utils.data.sentence_clips import NUM_FRAMES
 
     videos = list_videos(Path(args.clips_dir))
     if not videos:

@@ -21,8 +21,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.cuda_libs import preload_cuda_libraries  # noqa: E402
-from utils.threads import default_omp_threads  # noqa: E402
+from utils.runtime.cuda_libs import preload_cuda_libraries  # noqa: E402
+from utils.runtime.threads import default_omp_threads  # noqa: E402
 
 default_omp_threads()  # before MXNet loads
 preload_cuda_libraries()  # likewise
@@ -34,7 +34,8 @@ from mxnet import autograd, gluon  # noqa: E402
 import data_loader  # noqa: E402
 from bench.decoders import random_sentence  # noqa: E402
 from model import LipNet, LipNetConfig  # noqa: E402
-from utils.cli import (  # noqa: E402
+from utils.data.clip_store import save_packed  # noqa: E402
+from utils.runtime.cli import (  # noqa: E402
     bounded,
     channel_list,  # noqa: E402
     non_negative_int,
@@ -42,7 +43,6 @@ from utils.cli import (  # noqa: E402
     parse_size,
     positive_int,
 )
-from utils.clip_store import save_packed  # noqa: E402
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 MIN_FRAMES = 30  # a GRID sentence needs up to 30 frames

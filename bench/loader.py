@@ -18,9 +18,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader  # noqa: E402
-from utils.cli import parse_args, positive_int  # noqa: E402
-from utils.clip_store import save_packed  # noqa: E402
-from utils.paths import REPO_ROOT  # noqa: E402
+from utils.data.clip_store import save_packed  # noqa: E402
+from utils.runtime.cli import parse_args, positive_int  # noqa: E402
+from utils.runtime.paths import REPO_ROOT  # noqa: E402
 from utils.video.mouth_extractor import MouthExtractor  # noqa: E402
 
 

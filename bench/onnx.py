@@ -26,7 +26,7 @@ from collections.abc import Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from utils.cli import (  # noqa: E402
+from utils.runtime.cli import (  # noqa: E402
     parse_args,
     positive_int,
     positive_ints,  # noqa: E402
@@ -53,10 +53,10 @@ def networks(model_path: str | None, variant: str) -> tuple:
     """The MXNet network and the onnxruntime network of the same weights."""
     from model import LipNet, LipNetConfig, LoadedLipNet
     from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD, read_checkpoint
-    from model.network import MXNetLipNet
+    from model.mxnet_network import MXNetLipNet
     from model.onnx_export import build_model, reading_metadata
     from trainer import contexts
-    from utils.onnx_model import OnnxLipNet
+    from utils.reading.onnx_network import OnnxLipNet
 
     ctxs = contexts(0)
     if model_path:

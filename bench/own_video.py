@@ -29,8 +29,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from utils.cli import parse_args, positive_int  # noqa: E402
-from utils.paths import REPO_ROOT  # noqa: E402
+from utils.runtime.cli import parse_args, positive_int  # noqa: E402
+from utils.runtime.paths import REPO_ROOT  # noqa: E402
 
 DEFAULT_CLIPS_DIR = REPO_ROOT.parent / "shared" / "grid"
 TARGET_RTF = 0.3

@@ -31,10 +31,10 @@ import dlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.baseline_preprocess import preprocess_clip  # noqa: E402
-from utils.cli import parse_args, positive_int  # noqa: E402
-from utils.clip_store import load_packed, load_png_folder, save_png_folder  # noqa: E402
-from utils.paths import REPO_ROOT  # noqa: E402
+from utils.data.clip_store import load_packed, load_png_folder, save_png_folder  # noqa: E402
 from utils.preprocess_data import main as preprocess_main  # noqa: E402
+from utils.runtime.cli import parse_args, positive_int  # noqa: E402
+from utils.runtime.paths import REPO_ROOT  # noqa: E402
 from utils.video.mouth_extractor import MouthExtractor, load_models  # noqa: E402
 
 

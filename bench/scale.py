@@ -26,7 +26,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import (  # noqa: E402
+from utils.runtime.cli import (  # noqa: E402
     bounded,
     channel_list,  # noqa: E402
     parse_args,
@@ -35,7 +35,7 @@ from utils.cli import (  # noqa: E402
     positive_int,
     positive_ints,  # noqa: E402
 )
-from utils.paths import REPO_ROOT  # noqa: E402
+from utils.runtime.paths import REPO_ROOT  # noqa: E402
 from utils.synthetic import generate  # noqa: E402
 
 VAL_SPEAKER = 99  # the synthetic speaker held out for the (small) validation pass

@@ -19,8 +19,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.cuda_libs import preload_cuda_libraries  # noqa: E402
-from utils.threads import default_omp_threads  # noqa: E402
+from utils.runtime.cuda_libs import preload_cuda_libraries  # noqa: E402
+from utils.runtime.threads import default_omp_threads  # noqa: E402
 
 default_omp_threads()  # before MXNet loads
 preload_cuda_libraries()  # likewise
@@ -30,7 +30,7 @@ from mxnet import autograd, gluon  # noqa: E402
 
 from model import VARIANTS, LipNet, LipNetConfig, prepare_for_inference  # noqa: E402
 from trainer import batch_seed  # noqa: E402
-from utils.cli import parse_args, positive_int  # noqa: E402
+from utils.runtime.cli import parse_args, positive_int  # noqa: E402
 
 
 def median_time(fn: object, repeats: int) -> float:

@@ -1,7 +1,7 @@
-"""The LipNet network, its checkpoints, its ONNX export and its reading network (model.network): the only MXNet
+"""The LipNet network, its checkpoints, its ONNX export and its reading network (model.mxnet_network): the only MXNet
 code besides training (trainer.py, data_loader.py)."""
-from utils.cuda_libs import preload_cuda_libraries
-from utils.threads import default_omp_threads
+from utils.runtime.cuda_libs import preload_cuda_libraries
+from utils.runtime.threads import default_omp_threads
 
 default_omp_threads()  # must precede the first MXNet import
 preload_cuda_libraries()  # the CUDA build's pip-installed CUDA libraries, likewise

@@ -10,7 +10,7 @@ The graph's input is the Gluon network's, ``frames`` (N, 3, T, H, W) float32 nor
 ``log_probs`` (N, T, classes). Batch and time are dynamic. With ``with_lengths`` the graph takes a
 second input ``lengths`` (N,) int32, each clip's frame count, for a network whose results must
 not depend on padding (see ``build_graph``). The file's metadata carries everything reading needs
-(``utils/onnx_model.py`` reads it), so the file alone is enough.
+(``utils/reading/onnx_network.py`` reads it), so the file alone is enough.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from model.lipnet import LipNetConfig
-from utils.clips import NUM_FRAMES
-from utils.onnx_model import INPUT, LENGTHS
+from utils.data.sentence_clips import NUM_FRAMES
+from utils.reading.onnx_network import INPUT, LENGTHS
 from utils.text.alphabet import alphabet_from_record
 from utils.video.reader import MODEL_FPS
 

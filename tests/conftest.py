@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.cuda_libs import preload_cuda_libraries
+from utils.runtime.cuda_libs import preload_cuda_libraries
 
 preload_cuda_libraries()  # test modules import mxnet directly; with the CUDA build it needs its libraries first
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.clip_store import save_packed
+from utils.data.clip_store import save_packed
 from utils.text.grid_text import sentence_from_clip_name
 
 NAMES = ["bbaf2n", "lwbsza", "swwp2s", "pgic3a", "brak4p", "lrbe5s", "sgwl6n", "pbam7a",

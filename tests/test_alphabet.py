@@ -11,7 +11,7 @@ import pytest
 
 import main
 from model import load_lipnet
-from model.network import MXNetLipNet
+from model.mxnet_network import MXNetLipNet
 from tests.fake_data import write_fake_clips
 from utils.text.alphabet import CAPTIONS, GRID, Alphabet, alphabet_from_record, choose_alphabet, get_alphabet
 from utils.text.decoders import beam_decode, decode_batch, greedy_decode
@@ -126,7 +126,7 @@ def test_an_onnx_export_carries_the_checkpoints_alphabet_and_reading_uses_it(tmp
     from model import LipNetConfig, save_checkpoint
     from model.lipnet import LipNet
     from utils import export_onnx
-    from utils.onnx_model import OnnxLipNet
+    from utils.reading.onnx_network import OnnxLipNet
 
     net = LipNet(LipNetConfig(channels=(4, 4, 4), hidden=8, width=48, height=24, num_classes=CAPTIONS.num_classes))
     net.initialize()

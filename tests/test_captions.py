@@ -1,4 +1,4 @@
-"""Subtitle cues to utterances (utils/text/captions.py) and transcripts beside clips (utils/clips.py)."""
+"""Subtitle cues to utterances (utils/text/captions.py) and transcripts beside clips (utils/data/sentence_clips.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils.clip_store import save_packed
-from utils.clips import build_records, discover_clips
+from utils.data.clip_store import save_packed
+from utils.data.sentence_clips import build_records, discover_clips
 from utils.text.captions import (
     CHARACTERS,
     SKIP_REASONS,

@@ -16,8 +16,19 @@ import pytest
 
 import infer
 import main
-from utils import check_gpu, cuda_libs, gpu_support
-from utils.gpu_support import Build, Gpu, GpuProblem, ProbeResult, Report, check, classify, kernels_for, preflight
+from utils import check_gpu
+from utils.runtime import cuda_libs, gpu_preflight
+from utils.runtime.gpu_preflight import (
+    Build,
+    Gpu,
+    GpuProblem,
+    ProbeResult,
+    Report,
+    check,
+    classify,
+    kernels_for,
+    preflight,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 GIB = 2**30
@@ -72,11 +83,11 @@ def test_support_across_every_minor_version_from_5_to_12():
                                               ((7, 5), "Turing"), ((8, 6), "Ampere"), ((8, 9), "Ada"),
                                               ((9, 0), "Hopper"), ((10, 0), "Blackwell"), ((12, 0), "Blackwell")])
 def test_generation_names(capability: tuple, name: str):
-    assert gpu_support.generation(*capability) == name
+    assert gpu_preflight.generation(*capability) == name
 
 
 def test_unsupported_gpu_names_the_generations_that_can_run_and_onnx():
-    message = str(gpu_support.unsupported(H100))
+    message = str(gpu_preflight.unsupported(H100))
     assert "GPU 1 (NVIDIA H100 80GB HBM3, compute capability 9.0, Hopper, 80.0 GiB)" in message
     for name in ("Maxwell", "Pascal", "Volta", "Turing", "Ampere", "Ada"):
         assert name in message
@@ -113,14 +124,14 @@ def test_error_texts_are_classified_with_a_clear_message(text: str, kind: str, w
 # ---- the whole check, with the driver and the probe stubbed ----
 
 def test_cpu_build_without_driver_reports_both_and_probes_nothing():
-    report = check(build=Build("mxnet 1.9.1", False), driver=lambda: gpu_support.query_driver("libnosuch.so.1"),
+    report = check(build=Build("mxnet 1.9.1", False), driver=lambda: gpu_preflight.query_driver("libnosuch.so.1"),
                    probe=probe_never)
     assert [p.kind for p in report.problems] == ["cpu_build", "no_driver"]
     assert "pip install -r requirements-gpu.txt" in str(report.problems[0])
 
 
 def test_cuda_build_without_driver_says_import_fails():
-    report = check(build=CUDA_BUILD, driver=lambda: gpu_support.query_driver("libnosuch.so.1"), probe=probe_never)
+    report = check(build=CUDA_BUILD, driver=lambda: gpu_preflight.query_driver("libnosuch.so.1"), probe=probe_never)
     [problem] = report.problems
     assert problem.kind == "no_driver" and "`import mxnet` fails" in str(problem)
 
@@ -200,23 +211,23 @@ def test_working_gpu_has_no_problem():
 
 def test_missing_driver_library_is_no_driver():
     with pytest.raises(GpuProblem) as caught:
-        gpu_support.query_driver("libnosuch.so.1")
+        gpu_preflight.query_driver("libnosuch.so.1")
     assert caught.value.kind == "no_driver"
     with pytest.raises(GpuProblem, match="it has no cuInit: not an NVIDIA driver's library"):
-        gpu_support.query_driver("libc.so.6")
+        gpu_preflight.query_driver("libc.so.6")
 
 
 def test_probe_process_that_dies_names_the_gpus_it_left(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DMLC_ROLE", "worker")
 
     def run(command: list, **kwargs) -> subprocess.CompletedProcess:
-        assert command[1:3] == ["-m", "model.gpu_check"] and command[3:] == ["0", "1"]
+        assert command[1:3] == ["-m", "model.gpu_probe"] and command[3:] == ["0", "1"]
         assert "DMLC_ROLE" not in kwargs["env"]  # MXNet's import would make a server of it
         return subprocess.CompletedProcess(command, -11, '{"device": 0, "ok": true, "seconds": 1.0}\n',
                                            "Segmentation fault in libcudnn_cnn_infer.so.8")
 
-    monkeypatch.setattr(gpu_support.subprocess, "run", run)
-    results = gpu_support.run_probe([0, 1])
+    monkeypatch.setattr(gpu_preflight.subprocess, "run", run)
+    results = gpu_preflight.run_probe([0, 1])
     assert results[0] == ProbeResult(True, 1.0)
     assert not results[1].ok
     assert "ended (exit status -11) before finishing GPU 1" in results[1].error
@@ -246,7 +257,7 @@ def test_main_stops_before_training_on_an_unusable_gpu(monkeypatch: pytest.Monke
                                                         caplog: pytest.LogCaptureFixture):
     def unusable(num_gpus: int) -> list:
         assert num_gpus == 2
-        raise gpu_support.unsupported(H100)
+        raise gpu_preflight.unsupported(H100)
 
     monkeypatch.setattr(main, "preflight", unusable)
     with caplog.at_level(logging.ERROR):
@@ -256,7 +267,7 @@ def test_main_stops_before_training_on_an_unusable_gpu(monkeypatch: pytest.Monke
 
 
 def test_infer_stops_with_the_message(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
-    monkeypatch.setattr(infer, "preflight", lambda n: (_ for _ in ()).throw(gpu_support.no_driver("gone")))
+    monkeypatch.setattr(infer, "preflight", lambda n: (_ for _ in ()).throw(gpu_preflight.no_driver("gone")))
     assert infer.main(["num_gpus=1", "model_path=/nonexistent"]) == 2
     assert capsys.readouterr().err.strip() == "error: no NVIDIA driver: libcuda.so.1 cannot be loaded (gone); " \
                                               "install the NVIDIA driver, release 520 or newer"
@@ -274,7 +285,7 @@ def test_check_gpu_script_prints_the_report_and_one_line_per_problem(monkeypatch
     assert check_gpu.main([]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[2].startswith("GPU 0 (NVIDIA A100-SXM4-80GB") and out[3].startswith("GPU 1 (NVIDIA H100")
-    assert [line for line in out if line.startswith("error:")] == [f"error: {gpu_support.unsupported(H100)}"]
+    assert [line for line in out if line.startswith("error:")] == [f"error: {gpu_preflight.unsupported(H100)}"]
     assert check_gpu.main(["num_gpus=1"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "ok: MXNet can train on this GPU"
     assert asked == [None, 1]
@@ -292,13 +303,13 @@ def test_check_gpu_script_here_names_the_cpu_build(capsys: pytest.CaptureFixture
 def test_probe_runs_forward_and_backward_on_the_cpu():
     import mxnet as mx
 
-    from model.gpu_check import probe
+    from model.gpu_probe import probe
 
     assert probe(mx.cpu()) > 0
 
 
 def test_probe_process_on_a_gpu_with_the_cpu_build_says_cpu_build():
-    results = gpu_support.run_probe([0])
+    results = gpu_preflight.run_probe([0])
     assert classify(results[0].error).kind == "cpu_build"
 
 
@@ -338,7 +349,7 @@ def test_preload_loads_what_libmxnet_needs_dependencies_first(tmp_path: Path):
         shutil.copy(real / ("libgfortran.so.3" if name == "libunused.so.1" else name),
                     tmp_path / "nvidia" / folder / "lib" / name)
     script = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import json\n"
-              "from utils.cuda_libs import preload_cuda_libraries, failed_libraries\n"
+              "from utils.runtime.cuda_libs import preload_cuda_libraries, failed_libraries\n"
               "loaded = [str(p) for p in preload_cuda_libraries()]\n"
               "mapped = {line.split()[-1] for line in open('/proc/self/maps') if '/' in line}\n"
               "print(json.dumps([loaded, failed_libraries(), [p in mapped for p in loaded]]))")
@@ -367,4 +378,4 @@ def test_gpu_requirements_are_the_cpu_ones_with_the_cuda_build_and_its_libraries
     assert [line for line in gpu if line not in cuda] == [line for line in cpu if not line.startswith("mxnet")]
     assert cuda[0] == "mxnet-cu117==1.9.1" and all("==" in line for line in cuda)
     packages = {line.split("==")[0] for line in cuda}
-    assert set(gpu_support.PACKAGES.values()) == packages - {"mxnet-cu117"}
+    assert set(gpu_preflight.PACKAGES.values()) == packages - {"mxnet-cu117"}

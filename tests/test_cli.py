@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from utils.cli import (
+from utils.runtime.cli import (
     bounded,
     non_negative_float,
     non_negative_int,

@@ -8,7 +8,7 @@ import pytest
 
 import main
 from tests.fake_data import write_fake_clips
-from utils import splits
+from utils.data import splits
 
 AVAILABLE = {"s1/bbaf2n", "s1/lwbsza", "s2/swwp2s"}
 

@@ -1,4 +1,4 @@
-"""utils/clips.py: one output per clip, PNG frames in number order, and the framework-free batches that
+"""utils/data/sentence_clips.py: one output per clip, PNG frames in number order, and the framework-free batches that
 infer.py reads data sets with are the MXNet validation loader's batches, value for value."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import data_loader
-from utils.clip_store import clip_length, load_clip, save_packed, save_png_folder
-from utils.clips import Normaliser, build_records, clip_batches, discover_clips, fit_length
+from utils.data.clip_store import clip_length, load_clip, save_packed, save_png_folder
+from utils.data.sentence_clips import Normaliser, build_records, clip_batches, discover_clips, fit_length
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 

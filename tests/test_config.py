@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import main
-from utils.cli import parse_args
+from utils.runtime.cli import parse_args
 
 REPO = Path(__file__).resolve().parent.parent
 

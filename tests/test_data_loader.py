@@ -31,8 +31,8 @@ from data_loader import (
     temporal_jitter,
 )
 from tests.fake_data import write_fake_clips
-from utils import splits
-from utils.clip_store import load_clip, load_packed, save_packed, save_png_folder
+from utils.data import splits
+from utils.data.clip_store import load_clip, load_packed, save_packed, save_png_folder
 from utils.text.grid_text import decode, sentence_from_clip_name
 
 MEAN = (0.30, 0.50, 0.70)

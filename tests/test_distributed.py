@@ -23,7 +23,7 @@ import trainer
 from model import LipNet
 from tests.fake_data import write_fake_clips
 from utils import launch
-from utils.cli import parse_args
+from utils.runtime.cli import parse_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -38,7 +38,7 @@ WORKER = """
 import logging, os, sys
 from mxnet import gluon
 import main, trainer
-from utils.cli import parse_args
+from utils.runtime.cli import parse_args
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 steps, step = [], gluon.Trainer.step
 gluon.Trainer.step = lambda self, batch_size, *a, **k: steps.append(batch_size) or step(self, batch_size, *a, **k)

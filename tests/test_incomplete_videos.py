@@ -181,7 +181,7 @@ def test_infer_reads_whole_copies_with_exit_0(copies: dict[str, Path], grid_dir:
 def test_word_reader_names_a_truncated_clip_and_exits_1(halves: dict[str, Path], grid_dir: Path, tmp_path: Path):
     from model.checkpoint import save_checkpoint
     from model.word_net import WordNet, WordNetConfig
-    from utils.word_clips import WORD_MEAN, WORD_STD
+    from utils.data.word_clips import WORD_MEAN, WORD_STD
 
     words = ["ABOUT", "BECAUSE", "FAMILY", "MONEY", "PEOPLE", "SCHOOL", "WORLD"]
     net = WordNet(WordNetConfig(num_classes=len(words), width_mult=0.125, tcn_width_mult=0.0625, tcn_num_layers=1))

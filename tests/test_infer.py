@@ -20,7 +20,7 @@ import pytest
 
 import infer
 from model import LipNet, LipNetConfig, save_checkpoint
-from utils.clip_store import save_packed
+from utils.data.clip_store import save_packed
 from utils.text.grid_text import ALPHABET, is_grid_sentence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -260,7 +260,7 @@ def test_dataset_selection_flags(dataset, checkpoint, extra, expected):
 
 
 def test_dataset_uses_the_selection_recorded_in_the_checkpoint(dataset, tmp_path):
-    from utils import splits
+    from utils.data import splits
 
     train, val = splits.overlapped_split(FAKE_CLIPS)
     definition = {"split": "overlapped", "train_list": None, "val_list": None, "speakers": None, "val_speakers": None}

@@ -23,7 +23,7 @@ from data_loader import (
     padded_fraction,
 )
 from tests.fake_data import write_fake_clips
-from utils.clip_store import clip_length, save_png_folder
+from utils.data.clip_store import clip_length, save_png_folder
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 LENGTHS = (40, 90, 55, 120, 75, 48, 100, 62)

@@ -1,6 +1,6 @@
 import pytest
 
-from utils.text.metrics import ErrorRates, GroupedErrorRates, cer, wer
+from utils.scoring.sentence_metrics import ErrorRates, GroupedErrorRates, cer, wer
 
 
 def test_hand_computed_single_sentence():

@@ -22,9 +22,9 @@ import infer
 from model import LipNet, LipNetConfig, save_checkpoint
 from model.checkpoint import EXAMPLE_BEAM_WIDTH, EXAMPLE_MEAN, EXAMPLE_STD
 from utils import export_onnx
-from utils.clips import Normaliser
-from utils.network import load_network
-from utils.onnx_model import OnnxLipNet
+from utils.data.sentence_clips import Normaliser
+from utils.reading.network import load_network
+from utils.reading.onnx_network import OnnxLipNet
 from utils.text.decoders import decode_batch
 from utils.text.grid_text import sentence_from_clip_name
 

@@ -1,4 +1,4 @@
-"""Outputs checked before the work: ``utils.atomic.ensure_writable_dir`` and infer.py's ``--out`` and
+"""Outputs checked before the work: ``utils.runtime.atomic.ensure_writable_dir`` and infer.py's ``--out`` and
 ``--subtitles`` (exit 2 with one line, before any model loads or video is read); a write failing during
 the run is the output's, named by its file, with one JSON record per video and exit status 1.
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.atomic import NotWritableError, ensure_writable_dir, write_text_atomic
+from utils.runtime.atomic import NotWritableError, ensure_writable_dir, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

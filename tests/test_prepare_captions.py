@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from utils.clip_store import load_clip
-from utils.clips import build_records, discover_clips
+from utils.data.clip_store import load_clip
+from utils.data.sentence_clips import build_records, discover_clips
 from utils.prepare_captions import build_parser, main
 from utils.synthetic.talks import generate_talks
 from utils.text.captions import normalise_text, read_captions

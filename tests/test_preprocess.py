@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.clip_store import load_packed, load_png_folder
+from utils.data.clip_store import load_packed, load_png_folder
 from utils.preprocess_data import build_parser, load_manifest, main
 from utils.video.mouth_extractor import MouthExtractor
 
@@ -205,8 +205,8 @@ def test_a_replaced_video_is_processed_again(tmp_path, grid_dir, serial):
 
 
 def test_another_format_and_size_replace_the_old_output_and_an_unchanged_rerun_skips(tmp_path, grid_dir, serial):
-    from utils.clip_store import load_clip
-    from utils.clips import discover_clips
+    from utils.data.clip_store import load_clip
+    from utils.data.sentence_clips import discover_clips
 
     src, tgt = tmp_path / "src", tmp_path / "tgt"
     clips = {"s1/bbaf2n": "bbaf2n.mpg", "s1/lwbsza": "lwbsza.mpg"}
@@ -384,7 +384,7 @@ def test_unwritable_speaker_folder_is_refused_before_any_video_is_read(tmp_path,
 
 
 def test_manifest_that_cannot_be_written_mid_run_is_named(tmp_path, grid_dir, monkeypatch, capsys):
-    import utils.manifest
+    import utils.data.manifest
     import utils.preprocess_data as prep
 
     src, tgt = tmp_path / "src", tmp_path / "tgt"
@@ -399,7 +399,7 @@ def test_manifest_that_cannot_be_written_mid_run_is_named(tmp_path, grid_dir, mo
         real(*args)
 
     monkeypatch.setattr(prep, "write_manifest", full_disk_at_the_end)  # at the start
-    monkeypatch.setattr(utils.manifest, "write_manifest", full_disk_at_the_end)  # at the end (append_results)
+    monkeypatch.setattr(utils.data.manifest, "write_manifest", full_disk_at_the_end)  # at the end (append_results)
     assert main([f"src_path={src}", f"tgt_path={tgt}", "n_process=1"]) == 2
     err = capsys.readouterr().err
     assert f"error: {tgt / 'manifest.jsonl'}: cannot write (No space left on device" in err

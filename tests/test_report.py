@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.report import (
+from utils.scoring.report import (
     CSV_COLUMNS,
     ClipResult,
     UtteranceResult,
@@ -25,8 +25,8 @@ from utils.report import (
     timeline_strip,
     write_report,
 )
+from utils.scoring.sentence_metrics import GroupedErrorRates
 from utils.text.grid_text import BLANK, NUM_CLASSES
-from utils.text.metrics import GroupedErrorRates
 from utils.text.timings import WordTiming
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

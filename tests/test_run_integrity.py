@@ -211,7 +211,7 @@ def test_an_onnx_graph_without_lengths_reads_a_padded_batch_clip_by_clip(tmp_pat
 
     from model import LipNet, LipNetConfig, save_checkpoint
     from utils import export_onnx
-    from utils.onnx_model import OnnxLipNet
+    from utils.reading.onnx_network import OnnxLipNet
 
     net = LipNet(LipNetConfig(channels=(4, 4, 4), hidden=8, width=32, height=16, norm="instance"))
     net.initialize(mx.init.Xavier())

@@ -55,14 +55,14 @@ def option_problems(script: str) -> dict[str, str]:
         elif not (states_defaults or action.required or "default" in text.lower()):
             problems[name] = f"help does not state the default: {text!r}"
         if action.type in (int, float):
-            problems[name] = f"type is plain {action.type.__name__}: use a range-checked type from utils.cli"
+            problems[name] = f"type is plain {action.type.__name__}: use a range-checked type from utils.runtime.cli"
     return problems
 
 
 def test_the_entry_scripts_are_all_found():
     assert {"main.py", "infer.py", "utils/launch.py", "utils/export_onnx.py", "bench/train.py",
             "bench/fatbin_archs.py", "bench/captions.py"} <= set(SCRIPTS)
-    assert "utils/cli.py" not in SCRIPTS and "bench/baseline_preprocess.py" not in SCRIPTS
+    assert "utils/runtime/cli.py" not in SCRIPTS and "bench/baseline_preprocess.py" not in SCRIPTS
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from utils import splits
+from utils.data import splits
 
 
 def _read(path: Path) -> list[str]:

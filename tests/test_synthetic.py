@@ -9,8 +9,9 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from utils import synthetic
-from utils.clip_store import load_clip
+from utils.data.clip_store import load_clip
 from utils.make_synthetic import main
+from utils.scoring.sentence_metrics import wer
 from utils.text.grid_text import (
     GRAMMAR,
     AlignedWord,
@@ -19,7 +20,6 @@ from utils.text.grid_text import (
     parse_align,
     sentence_from_clip_name,
 )
-from utils.text.metrics import wer
 
 SMALL = (48, 24)
 

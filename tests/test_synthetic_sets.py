@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from utils import make_synthetic, synthetic
-from utils.clip_store import load_clip
+from utils.data.clip_store import load_clip
 from utils.synthetic.record import RECORD_NAME, SetMismatch
 from utils.synthetic.talks import generate_talks
 from utils.synthetic.words import generate_words

@@ -132,7 +132,7 @@ def real_log_probs(model: Path, clip: Path) -> np.ndarray:
 
     from data_loader import Batchify
     from model import load_lipnet
-    from utils.clip_store import load_clip
+    from utils.data.clip_store import load_clip
 
     loaded = load_lipnet(model, mx.cpu())
     frames = load_clip(clip)

@@ -118,7 +118,7 @@ def test_adam_epsilon_damps_the_steps_of_tiny_gradients(epsilon: float | None):
     from mxnet import autograd, gluon
 
     from trainer import make_trainer
-    from utils.cli import parse_args
+    from utils.runtime.cli import parse_args
 
     args = parse_args(main.build_parser(), ["lr=0.001"] + ([] if epsilon is None else [f"adam_epsilon={epsilon}"]))
     net = gluon.nn.Dense(1, in_units=1, use_bias=False)

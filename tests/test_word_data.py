@@ -7,11 +7,8 @@ import numpy as np
 import pytest
 
 import data_loader
-from utils.clip_store import load_clip, save_packed
-from utils.make_synthetic import main as make_synthetic
-from utils.synthetic import visible_shapes
-from utils.synthetic import words as synthetic_words
-from utils.word_clips import (
+from utils.data.clip_store import load_clip, save_packed
+from utils.data.word_clips import (
     WORD_CROP,
     WORD_MEAN,
     WORD_STD,
@@ -21,6 +18,9 @@ from utils.word_clips import (
     word_clips,
     word_input,
 )
+from utils.make_synthetic import main as make_synthetic
+from utils.synthetic import visible_shapes
+from utils.synthetic import words as synthetic_words
 
 SPLITS = {"train": (1, 2), "val": (3,), "test": (4,)}
 

@@ -14,12 +14,12 @@ import pytest
 
 import data_loader
 import infer
-from utils.clip_store import load_clip
+from utils.data.clip_store import load_clip
+from utils.data.word_clips import WORD_MEAN, WORD_STD, info_text, read_duration, word_input
 from utils.preprocess_data import load_manifest, main
 from utils.video.mouth_extractor import read_video
 from utils.video.word_crops import EYE_SPAN, MEAN_FACE, STABLE_POINTS, WordCropper, aligned_crops, similarity
 from utils.video.writer import write_video
-from utils.word_clips import WORD_MEAN, WORD_STD, info_text, read_duration, word_input
 
 CLIP = slice(20, 49)  # 29 frames of a GRID clip, as long as an LRW clip
 

@@ -21,10 +21,10 @@ from collections.abc import Sequence  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import parse_args, parse_speakers, positive_int, str2bool  # noqa: E402
-from utils.paths import ALIGN_DIR, DATA_DIR  # noqa: E402
-from utils.splits import MISSING_CLIPS, SPLITS  # noqa: E402
+from utils.data.splits import MISSING_CLIPS, SPLITS  # noqa: E402
+from utils.runtime.atomic import write_text_atomic  # noqa: E402
+from utils.runtime.cli import parse_args, parse_speakers, positive_int, str2bool  # noqa: E402
+from utils.runtime.paths import ALIGN_DIR, DATA_DIR  # noqa: E402
 from utils.text.alphabet import ALPHABETS, get_alphabet  # noqa: E402
 from utils.text.language_model import estimate, normalise_sentence  # noqa: E402
 
@@ -74,7 +74,7 @@ def text_sentences(path: Path, characters: str, progress: bool) -> list[list[str
 
 def data_sentences(args: argparse.Namespace, characters: str) -> list[list[str]]:
     """The sentences of the selected side of a data folder's clips."""
-    from utils import clips as clip_data
+    from utils.data import sentence_clips as clip_data
 
     clips = clip_data.discover_clips(args.image_path)
     if args.side == "all":

@@ -25,7 +25,7 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import (  # noqa: E402
+from utils.runtime.cli import (  # noqa: E402
     channel_list,  # noqa: E402
     non_negative_int,
     parse_args,
@@ -35,9 +35,9 @@ from utils.cli import (  # noqa: E402
     positive_int,
     str2bool,
 )
-from utils.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
+from utils.runtime.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
+from utils.scoring.sentence_metrics import cer, wer  # noqa: E402
 from utils.text.captions import normalise_text, read_captions  # noqa: E402
-from utils.text.metrics import cer, wer  # noqa: E402
 
 DECODERS = ("beam", "lm")
 # Seconds infer.py keeps around each utterance's speech (--margin): the training clips, cut at the talks'

@@ -17,8 +17,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.cli import parse_args, positive_int  # noqa: E402
-from utils.gpu_support import check  # noqa: E402
+from utils.runtime.cli import parse_args, positive_int  # noqa: E402
+from utils.runtime.gpu_preflight import check  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,9 @@ from tqdm import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.cli import (  # noqa: E402
+from utils.download.archives import CHUNK, ArchiveError, Truncated, extract, verify  # noqa: E402
+from utils.download.causes import cause  # noqa: E402
+from utils.runtime.cli import (  # noqa: E402
     non_negative_float,
     non_negative_int,
     parse_args,
@@ -62,9 +64,7 @@ from utils.cli import (  # noqa: E402
     positive_int,
     str2bool,
 )
-from utils.download.archives import CHUNK, ArchiveError, Truncated, extract, verify  # noqa: E402
-from utils.download.causes import cause  # noqa: E402
-from utils.paths import ALIGN_DIR, VIDEO_DIR  # noqa: E402
+from utils.runtime.paths import ALIGN_DIR, VIDEO_DIR  # noqa: E402
 
 DEFAULT_BASE_URL = "http://spandh.dcs.shef.ac.uk/gridcorpus"
 SPEAKERS = range(1, 35)

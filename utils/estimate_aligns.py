@@ -25,14 +25,14 @@ import os  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.atomic import write_text_atomic  # noqa: E402
-from utils.cli import parse_args, positive_int  # noqa: E402
-from utils.clips import TRANSCRIPT_SUFFIX, read_transcript  # noqa: E402
+from utils.data.sentence_clips import TRANSCRIPT_SUFFIX, read_transcript  # noqa: E402
+from utils.runtime.atomic import write_text_atomic  # noqa: E402
+from utils.runtime.cli import parse_args, positive_int  # noqa: E402
 from utils.text.grid_text import format_align, sentence_from_clip_name  # noqa: E402
+from utils.video.crop_pool import become_worker, worker_results  # noqa: E402
 from utils.video.mouth_extractor import MouthExtractor, read_video  # noqa: E402
 from utils.video.reader import is_video_file  # noqa: E402
 from utils.video.speech_times import speech_span, spread_words  # noqa: E402
-from utils.workers import become_worker, worker_results  # noqa: E402
 
 _extractor: MouthExtractor | None = None
 

@@ -21,8 +21,8 @@ import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from utils.cli import parse_args, str2bool  # noqa: E402
-from utils.paths import CHECKPOINT_DIR  # noqa: E402
+from utils.runtime.cli import parse_args, str2bool  # noqa: E402
+from utils.runtime.paths import CHECKPOINT_DIR  # noqa: E402
 
 CHECK_TOLERANCE = 1e-4  # largest absolute difference of log-probabilities allowed against MXNet
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     from model.checkpoint import read_checkpoint
     from model.onnx_export import build_model, reading_metadata
-    from utils.atomic import write_bytes_atomic
+    from utils.runtime.atomic import write_bytes_atomic
 
     try:
         contents = read_checkpoint(args.model_path)
@@ -87,8 +87,8 @@ def compare_with_mxnet(model_path: str, onnx_bytes: bytes, lengths: bool, frames
     """Largest absolute difference between both backends' log-probabilities on random clips: one of
     ``frames`` frames and, for a graph that takes lengths, a shorter one padded beside it (compared
     over its real frames)."""
-    from model.network import MXNetLipNet
-    from utils.onnx_model import OnnxLipNet
+    from model.mxnet_network import MXNetLipNet
+    from utils.reading.onnx_network import OnnxLipNet
 
     mxnet_net = MXNetLipNet.load(model_path, num_gpus=0)
     onnx_net = OnnxLipNet(onnx_bytes)

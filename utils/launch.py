@@ -33,7 +33,7 @@ import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-from utils.cli import bounded, non_negative_float, positive_int  # noqa: E402
+from utils.runtime.cli import bounded, non_negative_float, positive_int  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_SSH = "ssh -tt -o BatchMode=yes"  # -tt: closing the connection hangs up the remote command
@@ -263,7 +263,7 @@ def _parse_env(item: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # The command after -- is passed on as typed: argparse.parse_args, not utils.cli.parse_args, whose key=value
+    # The command after -- is passed on as typed: argparse.parse_args, not utils.runtime.cli.parse_args, whose key=value
     # rewriting would turn the command's own "timeout=5" into this launcher's --timeout.
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)

@@ -31,7 +31,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import (  # noqa: E402
+from utils.runtime.cli import (  # noqa: E402
     bounded,
     non_negative_int,
     parse_args,

@@ -10,7 +10,7 @@ numbers spelt out, ``margin`` seconds of the video kept on each side). The mouth
 most in each cue is cropped at the network's frame rate through the streaming reader
 (``UtteranceReader.read_spans``). Output, the layout training reads:
 
-    tgt_path/SPEAKER/STEM_NNN.npz   mouth crops (utils/clip_store.py's packed format)
+    tgt_path/SPEAKER/STEM_NNN.npz   mouth crops (utils/data/clip_store.py's packed format)
     tgt_path/SPEAKER/STEM_NNN.txt   its transcript: one line, the normalised text
     tgt_path/manifest.jsonl         one record per cue (ok, or why it was skipped or failed) and one
                                     per video (its settings, how many cues and clips)
@@ -18,7 +18,7 @@ most in each cue is cropped at the network's frame rate through the streaming re
 The speaker is the video's stem, or what a ``speaker=FILE`` mapping says (lines ``STEM SPEAKER``; name
 speakers ``sN`` to use main.py's ``speakers=``/``val_speakers=``). Parallel over videos, resumable (a
 rerun skips the videos the manifest records as done with the same settings from the same video and
-subtitle file, ``utils.manifest.file_stamp``: the video's size and time, the subtitles' SHA-256;
+subtitle file, ``utils.data.manifest.file_stamp``: the video's size and time, the subtitles' SHA-256;
 any other is read again, its old clips removed), interrupted runs leave no half-written clip. The
 speaker folders are created and written to before any video is read. A subtitle file that cannot be
 read is named with its line and the run goes on.
@@ -39,18 +39,8 @@ from dataclasses import asdict, dataclass  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.atomic import NotWritableError, ensure_writable_dir, write_text_atomic  # noqa: E402
-from utils.cli import (  # noqa: E402
-    non_negative_float,
-    parse_args,
-    parse_size,
-    positive_float,
-    positive_int,
-    str2bool,
-)
-from utils.clip_store import PACKED_SUFFIX, save_packed  # noqa: E402
-from utils.clips import TRANSCRIPT_SUFFIX  # noqa: E402
-from utils.manifest import (  # noqa: E402
+from utils.data.clip_store import PACKED_SUFFIX, save_packed  # noqa: E402
+from utils.data.manifest import (  # noqa: E402
     append_results,
     file_stamp,
     load_manifest,
@@ -59,6 +49,16 @@ from utils.manifest import (  # noqa: E402
     remove_output,
     remove_stale_temporaries,
     write_manifest,
+)
+from utils.data.sentence_clips import TRANSCRIPT_SUFFIX  # noqa: E402
+from utils.runtime.atomic import NotWritableError, ensure_writable_dir, write_text_atomic  # noqa: E402
+from utils.runtime.cli import (  # noqa: E402
+    non_negative_float,
+    parse_args,
+    parse_size,
+    positive_float,
+    positive_int,
+    str2bool,
 )
 from utils.text.captions import (  # noqa: E402
     DEFAULT_GAP,
@@ -70,10 +70,10 @@ from utils.text.captions import (  # noqa: E402
     plan_utterances,
     read_captions,
 )
+from utils.video.crop_pool import become_worker, worker_results  # noqa: E402
 from utils.video.mouth_extractor import ExtractionError, MouthExtractor  # noqa: E402
 from utils.video.reader import MODEL_FPS, VIDEO_SUFFIXES, is_video_file  # noqa: E402
 from utils.video.utterances import UtteranceReader  # noqa: E402
-from utils.workers import become_worker, worker_results  # noqa: E402
 
 VIDEO_KIND = "video"
 

@@ -6,7 +6,7 @@ Each clip is cropped by ``utils.video.mouth_extractor`` and written atomically, 
 (``{tgt}/sN/{clip}.npz``, the default) or as the original example's PNG folders
 (``{tgt}/sN/{clip}/mouth_000.png ...``). ``{tgt}/manifest.jsonl`` records every clip's status
 (``ok`` or a failure reason), its message and frame count, the settings that shaped it (size,
-format, layout) and the identity of its inputs (``utils.manifest.file_stamp``: the video's size and
+format, layout) and the identity of its inputs (``utils.data.manifest.file_stamp``: the video's size and
 modification time); it is appended to after each clip and rewritten atomically at the start and end,
 so a killed run leaves a valid manifest. A rerun skips a clip only when its record has the same
 settings and inputs and its output is there alone (failed ones unless ``--retry_failed``), so an
@@ -40,10 +40,8 @@ from dataclasses import dataclass  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
-from utils.atomic import NotWritableError, ensure_writable_dir  # noqa: E402
-from utils.cli import parse_args, parse_size, positive_int, str2bool  # noqa: E402
-from utils.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
-from utils.manifest import (  # noqa: E402, F401 (load_manifest: re-exported for callers)
+from utils.data.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
+from utils.data.manifest import (  # noqa: E402, F401 (load_manifest: re-exported for callers)
     append_results,
     file_stamp,
     load_manifest,
@@ -53,12 +51,14 @@ from utils.manifest import (  # noqa: E402, F401 (load_manifest: re-exported for
     remove_stale_temporaries,
     write_manifest,
 )
-from utils.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
+from utils.data.word_clips import INFO_SUFFIX, WORD_FRAMES, WORD_SPLITS, read_duration, write_info  # noqa: E402
+from utils.runtime.atomic import NotWritableError, ensure_writable_dir  # noqa: E402
+from utils.runtime.cli import parse_args, parse_size, positive_int, str2bool  # noqa: E402
+from utils.runtime.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
+from utils.video.crop_pool import become_worker, worker_results  # noqa: E402
 from utils.video.mouth_extractor import ExtractionError, MouthExtractor  # noqa: E402
 from utils.video.reader import VIDEO_SUFFIXES, is_video_file  # noqa: E402
 from utils.video.word_crops import WORD_CROP_SIZE, WordCropper  # noqa: E402
-from utils.word_clips import INFO_SUFFIX, WORD_FRAMES, WORD_SPLITS, read_duration, write_info  # noqa: E402
-from utils.workers import become_worker, worker_results  # noqa: E402
 
 FORMATS = ("packed", "png")
 LAYOUTS = ("grid", "lrw")

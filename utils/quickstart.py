@@ -25,7 +25,7 @@ import argparse  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from utils.cli import (  # noqa: E402
+from utils.runtime.cli import (  # noqa: E402
     channel_list,
     non_negative_int,
     parse_args,
@@ -35,7 +35,7 @@ from utils.cli import (  # noqa: E402
     positive_int,
     str2bool,
 )
-from utils.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
+from utils.runtime.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,9 +37,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.atomic import write_bytes_atomic
-from utils.clip_store import PACKED_SUFFIX, save_packed
-from utils.paths import DATA_DIR
+from utils.data.clip_store import PACKED_SUFFIX, save_packed
+from utils.runtime.atomic import write_bytes_atomic
+from utils.runtime.paths import DATA_DIR
 from utils.synthetic.record import GRID, claim, differences, listed
 from utils.synthetic.record import SetMismatch as SetMismatch  # what generate() raises, for its callers
 from utils.text.grid_text import GRAMMAR, sentence_from_clip_name

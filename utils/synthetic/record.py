@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.atomic import write_text_atomic
+from utils.runtime.atomic import write_text_atomic
 
 RECORD_NAME = ".synthetic.json"
 OVERWRITE_HINT = "rerun with --overwrite to delete it and start clean"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.atomic import write_text_atomic
+from utils.runtime.atomic import write_text_atomic
 from utils.synthetic import PARAMS, Speaker, make_speaker, render_frames
 from utils.synthetic.face import draw_face, make_face_style, mouth_centre, paste_mouth, shift, soft_mask
 from utils.synthetic.record import TALKS, claim, differences, listed

@@ -6,7 +6,7 @@ in seconds to run end to end, in tests and in docs/lrw.md. It reuses the GRID ge
 model (``utils.synthetic``: a mouth shape per character, co-articulation, speakers that differ in
 looks and style) and writes what preprocessing LRW gives::
 
-    TGT/WORD/{train,val,test}/WORD_NNNNN.npz   grey (29, 96, 96) mouth regions (utils.clip_store)
+    TGT/WORD/{train,val,test}/WORD_NNNNN.npz   grey (29, 96, 96) mouth regions (utils.data.clip_store)
     TGT/WORD/{train,val,test}/WORD_NNNNN.txt   "Text:  WORD" ... "Duration: 0.44 seconds"
 
 Like LRW, every clip is 29 frames at 25 fps with the word centred and other speech (GRID words)
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from utils.clip_store import PACKED_SUFFIX, save_packed
-from utils.paths import DATA_DIR
+from utils.data.clip_store import PACKED_SUFFIX, save_packed
+from utils.data.word_clips import INFO_SUFFIX, WORD_FPS, WORD_FRAMES, write_info
+from utils.runtime.paths import DATA_DIR
 from utils.synthetic import (
     REST,
     SHAPE_FRAMES,
@@ -44,7 +45,6 @@ from utils.synthetic import (
 from utils.synthetic import _collect as collect_results  # the GRID generator's progress and report keeping
 from utils.synthetic.record import WORDS, claim, differences, listed
 from utils.text.grid_text import GRAMMAR
-from utils.word_clips import INFO_SUFFIX, WORD_FPS, WORD_FRAMES, write_info
 
 DEFAULT_WORDS_PATH = DATA_DIR / "synthetic_words"
 # LRW words whose shape sequences all differ (a test checks it): a handful, so a small network

@@ -16,7 +16,7 @@ from pathlib import Path
 import srt
 import webvtt
 
-from utils.atomic import write_text_atomic
+from utils.runtime.atomic import write_text_atomic
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ frame, about 5.9 s per GRID clip, and cropped each frame at its own jittering ce
   one shipped in the ``face-recognition-models`` package, so nothing is downloaded; the face detector
   is loaded from a copy in the user's cache (``frontal_face_detector``).
 
-Frames come back RGB ``uint8`` of shape ``(T, H, W, 3)``, like everything in ``utils.clip_store``.
+Frames come back RGB ``uint8`` of shape ``(T, H, W, 3)``, like everything in ``utils.data.clip_store``.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ import cv2
 import dlib
 import numpy as np
 
-from utils.atomic import make_readable
-from utils.paths import cache_dir
+from utils.runtime.atomic import make_readable
+from utils.runtime.paths import cache_dir
 from utils.video.errors import REASONS, ExtractionError  # noqa: F401 (REASONS: re-exported for callers)
 from utils.video.reader import MODEL_FPS, Shortfall, read_frames
 

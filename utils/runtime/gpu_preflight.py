@@ -1,7 +1,7 @@
 """Can the installed MXNet train on this machine's GPUs? And if not, one clear message saying why.
 
 ``check()`` lists each visible GPU (from the NVIDIA driver through ``ctypes``: no MXNet needed), says
-whether MXNet's CUDA build has machine code for it, runs ``model/gpu_check.py`` on it in a separate
+whether MXNet's CUDA build has machine code for it, runs ``model/gpu_probe.py`` on it in a separate
 process, and turns every failure into a ``GpuProblem`` whose message names the cause and the fix.
 ``utils/check_gpu.py`` prints the whole report; ``main.py`` and ``infer.py`` call ``preflight()``
 before they load MXNet, so a GPU that cannot work stops a run at once, not inside its first epoch.
@@ -22,9 +22,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from utils import cuda_libs
+from utils.runtime import cuda_libs
+from utils.runtime.paths import REPO_ROOT
 
 BUILD_ARCHS = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))  # the SASS in libmxnet.so of mxnet-cu117 1.9.1
 # MXNet fuses pointwise operators at run time: NVRTC 11.8 compiles them to PTX that the driver
@@ -224,14 +224,13 @@ def installed_build() -> Build:
 
 
 def run_probe(indices: Sequence[int], timeout: float = 600) -> dict[int, ProbeResult]:
-    """``model/gpu_check.py`` on these GPUs, in one separate process; a GPU it did not report on (the
+    """``model/gpu_probe.py`` on these GPUs, in one separate process; a GPU it did not report on (the
     process died or hung) gets the process's last words as its error."""
-    root = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "model.gpu_check", *map(str, indices)]
+    command = [sys.executable, "-m", "model.gpu_probe", *map(str, indices)]
     # without a distributed run's roles: MXNet's import turns a process with DMLC_ROLE=server into a server
     env = {key: value for key, value in os.environ.items() if not key.startswith("DMLC_")}
     try:
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         stdout, stderr, ending = done.stdout, done.stderr, f"exit status {done.returncode}"
     except subprocess.TimeoutExpired as err:
         stdout = err.stdout.decode() if isinstance(err.stdout, bytes) else err.stdout or ""

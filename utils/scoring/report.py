@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from utils.atomic import write_text_atomic
+from utils.runtime.atomic import write_text_atomic
+from utils.scoring.sentence_metrics import ErrorRates, GroupedErrorRates
 from utils.text.alphabet import ALPHABETS, Alphabet
-from utils.text.metrics import ErrorRates, GroupedErrorRates
 from utils.text.timings import WordTiming
 
 CSV_NAME = "predictions.csv"

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from utils.atomic import write_text_atomic
+from utils.runtime.atomic import write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 

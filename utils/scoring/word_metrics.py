@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils.atomic import write_text_atomic
+from utils.runtime.atomic import write_text_atomic
 
 
 @dataclass

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.atomic import write_text_atomic
-from utils.clip_store import PACKED_SUFFIX
-from utils.clips import fit_length
+from utils.runtime.atomic import write_text_atomic
+from utils.data.clip_store import PACKED_SUFFIX
+from utils.data.sentence_clips import fit_length
 
 WORD_SPLITS = ("train", "val", "test")
 WORD_FRAMES = 29  # LRW: 1.16 s at 25 fps

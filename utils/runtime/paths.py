@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 VIDEO_DIR = DATA_DIR / "mp4s"
 ALIGN_DIR = DATA_DIR / "align"

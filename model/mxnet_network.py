@@ -1,4 +1,4 @@
-"""A loaded checkpoint as a ``utils.network.Network``: MXNet's side of reading."""
+"""A loaded checkpoint as a ``utils.reading.network.Network``: MXNet's side of reading."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from mxnet import gluon
 
 from model.checkpoint import LoadedLipNet, load_lipnet
 from model.lipnet import prepare_for_inference
-from utils.network import Network
+from utils.reading.network import Network
 from utils.video.reader import MODEL_FPS
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from utils.network import Network
+from utils.reading.network import Network
 from utils.text.alphabet import alphabet_from_record
 from utils.video.reader import MODEL_FPS
 

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from utils.atomic import make_readable, write_bytes_atomic
+from utils.runtime.atomic import make_readable, write_bytes_atomic
 
 PACKED_SUFFIX = ".npz"
 PNG_PATTERN = "mouth_{:03d}.png"

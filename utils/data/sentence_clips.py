@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.clip_store import PACKED_SUFFIX, load_clip
-from utils.splits import SPLITS, check_disjoint, listed_clips, make_split, speaker_of
+from utils.data.clip_store import PACKED_SUFFIX, load_clip
+from utils.data.splits import SPLITS, check_disjoint, listed_clips, make_split, speaker_of
 from utils.text.alphabet import CAPTIONS, GRID, Alphabet
 from utils.text.grid_text import AlignedWord, align_sentence, parse_align, sentence_from_clip_name
 

@@ -1,7 +1,7 @@
 """The network as reading sees it: clips in, log-probabilities out, whatever runs it.
 
-Two backends give the same interface: ``model.network.MXNetLipNet`` (our checkpoints and the
-original example's parameter file, on MXNet) and ``utils.onnx_model.OnnxLipNet`` (an ONNX file
+Two backends give the same interface: ``model.mxnet_network.MXNetLipNet`` (our checkpoints and the
+original example's parameter file, on MXNet) and ``utils.reading.onnx_network.OnnxLipNet`` (an ONNX file
 from utils/export_onnx.py, on onnxruntime, with no MXNet anywhere). ``load_network`` picks one
 by the file, so that reading with an ONNX file never imports MXNet.
 """
@@ -57,9 +57,9 @@ def load_network(model_path: str | Path, num_gpus: int = 0) -> Network:
     for MXNet. ``num_gpus`` > 0 runs on GPUs where the backend sees any (onnxruntime uses one).
     Raises OSError or ValueError naming the file when it cannot be used."""
     if is_onnx(model_path):
-        from utils.onnx_model import OnnxLipNet
+        from utils.reading.onnx_network import OnnxLipNet
 
         return OnnxLipNet(model_path, use_gpu=num_gpus > 0)
-    from model.network import MXNetLipNet
+    from model.mxnet_network import MXNetLipNet
 
     return MXNetLipNet.load(model_path, num_gpus)

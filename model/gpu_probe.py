@@ -1,10 +1,10 @@
 """Run a narrow LipNet (3-D convolutions, bidirectional GRUs, CTC) forward and backward on each device.
 
-    python -m model.gpu_check 0 1     # GPUs 0 and 1; "cpu" probes the CPU
+    python -m model.gpu_probe 0 1     # GPUs 0 and 1; "cpu" probes the CPU
 
 One JSON line per device on stdout as soon as it is done: ``{"device": 0, "ok": true, "seconds": 1.2,
 "free_bytes": ..., "total_bytes": ...}``, or ``"ok": false`` with MXNet's ``"error"`` text.
-``utils/gpu_support.py`` runs this in its own process, so that a device which brings MXNet down
+``utils/runtime/gpu_preflight.py`` runs this in its own process, so that a device which brings MXNet down
 still leaves the lines of the devices before it, and the GPU memory is handed back when it ends.
 The network is the trainer's, hybridized as the trainer does it, so the check runs the kernels a
 training step runs (cuDNN convolutions and GRU, MXNet's CTC, and pointwise operators fused and

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from utils.clips import ClipRecord, Normaliser, clip_batches
+from utils.data.sentence_clips import ClipRecord, Normaliser, clip_batches
+from utils.scoring.sentence_metrics import GroupedErrorRates
 from utils.text.alphabet import GRID, Alphabet
 from utils.text.decoders import decode_batch
-from utils.text.metrics import GroupedErrorRates
 
 if TYPE_CHECKING:
-    from utils.network import Network
+    from utils.reading.network import Network
     from utils.text.lm_decoder import LMDecoder
 
 
