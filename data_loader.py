@@ -20,11 +20,25 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from utils.runtime.cuda_libs import preload_cuda_libraries
-from utils.runtime.threads import default_omp_threads
-
-default_omp_threads()  # before MXNet loads
-preload_cuda_libraries()  # likewise
+from model.backend import gluon, mx
+from utils.data.clip_store import clip_length, load_clip
+from utils.data.sentence_clips import (  # noqa: F401 (clip discovery, labels and selection live there; re-exported)
+    MAX_LABEL_LENGTH,
+    NUM_FRAMES,
+    ClipRecord,
+    Normaliser,
+    build_records,
+    check_label,
+    discover_clips,
+    fit_length,
+    keep_spellable,
+    label_clip,
+    load_frames,
+    select_clips,
+)
+from utils.data.word_clips import WORD_CROP, WORD_FRAMES, list_words, word_clips, word_input
+from utils.text.alphabet import GRID, Alphabet
+from utils.text.grid_text import AlignedWord, ctc_min_frames
 
 
 def _keep_freed_clip_buffers() -> None:
@@ -45,27 +59,6 @@ def _keep_freed_clip_buffers() -> None:
 
 _keep_freed_clip_buffers()
 
-import mxnet as mx  # noqa: E402
-from mxnet import gluon  # noqa: E402
-
-from utils.data.clip_store import clip_length, load_clip  # noqa: E402
-from utils.data.sentence_clips import (  # noqa: E402, F401 (clip discovery, labels and selection live there; re-exported)
-    MAX_LABEL_LENGTH,
-    NUM_FRAMES,
-    ClipRecord,
-    Normaliser,
-    build_records,
-    check_label,
-    discover_clips,
-    fit_length,
-    keep_spellable,
-    label_clip,
-    load_frames,
-    select_clips,
-)
-from utils.data.word_clips import WORD_CROP, WORD_FRAMES, list_words, word_clips, word_input  # noqa: E402
-from utils.text.alphabet import GRID, Alphabet  # noqa: E402
-from utils.text.grid_text import AlignedWord, ctc_min_frames  # noqa: E402
 
 log = logging.getLogger(__name__)
 

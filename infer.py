@@ -668,7 +668,7 @@ def score_word_set(args: argparse.Namespace, classifier: WordClassifier) -> int:
     top-5 accuracy, accuracy per word and the most confused pairs on stdout; with ``--out`` also
     words.csv (per word) and the usual predictions.csv and report.html (said vs read per clip)."""
     import data_loader
-    from trainer import evaluate_words
+    from model.training.word_task import evaluate_words
 
     choose_data_paths(args, classifier.meta)
     split = {"valid": "val"}.get(args.data_type, args.data_type)
@@ -733,7 +733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
-    from utils.reading.network import is_onnx, load_network  # the backend loads here, after the command line is valid
+    from model.loading import load_network  # the backend loads here, after the command line is valid
+    from utils.reading.network import is_onnx
     problem = check_outputs(args)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)

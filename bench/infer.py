@@ -117,10 +117,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # MXNet loads here, after the command line is known to be valid.
     from bench.decoders import grid_lm, time_decoders
     from infer import VideoLipreader, list_videos
-    from model import LipNet, LipNetConfig, LoadedLipNet, load_lipnet
-    from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
+    from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD, LoadedLipNet, load_lipnet
+    from model.devices import contexts
+    from model.lipnet import LipNet, LipNetConfig
     from model.mxnet_network import MXNetLipNet
-    from trainer import contexts
     from utils.data.sentence_clips import NUM_FRAMES
 
     videos = list_videos(Path(args.clips_dir))

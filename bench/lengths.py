@@ -21,19 +21,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.runtime.cuda_libs import preload_cuda_libraries  # noqa: E402
-from utils.runtime.threads import default_omp_threads  # noqa: E402
 
-default_omp_threads()  # before MXNet loads
-preload_cuda_libraries()  # likewise
 
-import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
-from mxnet import autograd, gluon  # noqa: E402
 
 import data_loader  # noqa: E402
 from bench.decoders import random_sentence  # noqa: E402
-from model import LipNet, LipNetConfig  # noqa: E402
+from model.backend import autograd, gluon, mx
+from model.lipnet import LipNet, LipNetConfig  # noqa: E402
 from utils.data.clip_store import save_packed  # noqa: E402
 from utils.runtime.cli import (  # noqa: E402
     bounded,

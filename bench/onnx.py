@@ -51,11 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def networks(model_path: str | None, variant: str) -> tuple:
     """The MXNet network and the onnxruntime network of the same weights."""
-    from model import LipNet, LipNetConfig, LoadedLipNet
-    from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD, read_checkpoint
+    from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD, LoadedLipNet, read_checkpoint
+    from model.devices import contexts
+    from model.lipnet import LipNet, LipNetConfig
     from model.mxnet_network import MXNetLipNet
     from model.onnx_export import build_model, reading_metadata
-    from trainer import contexts
     from utils.reading.onnx_network import OnnxLipNet
 
     ctxs = contexts(0)

@@ -120,9 +120,9 @@ def _children_cpu() -> float:
 
 
 def fresh_checkpoint(folder: Path) -> Path:
-    import mxnet as mx
-
-    from model import LipNet, LipNetConfig, save_checkpoint
+    from model.backend import mx
+    from model.checkpoint import save_checkpoint
+    from model.lipnet import LipNet, LipNetConfig
 
     net = LipNet(LipNetConfig())
     net.initialize(mx.init.Xavier())

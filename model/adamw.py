@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-import mxnet as mx
+from model.backend import mx
 
 
 @mx.optimizer.register

@@ -28,10 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
-from mxnet.base import MXNetError
 
+from model.backend import MXNetError, mx
 from model.lipnet import LipNet, LipNetConfig
 from model.word_net import WordNet, WordNetConfig
 from utils.text.alphabet import Alphabet, alphabet_from_record

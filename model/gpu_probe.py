@@ -17,10 +17,9 @@ import os
 import sys
 import time
 
-import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
 
+from model.backend import autograd, gluon, mx
 from model.lipnet import LipNet, LipNetConfig
 
 PROBE_SHAPE = (2, 3, 16, 32, 64)  # N, C, T, H, W

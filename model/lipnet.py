@@ -4,9 +4,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 
-import mxnet as mx
-from mxnet.gluon import nn, rnn
-
+from model.backend import mx, nn, rnn
 from utils.text.grid_text import NUM_CLASSES
 
 # A packed GRU (see GRU.pack) computes with its packed copy, so Gluon would warn on every network

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
-from mxnet import gluon
 
+from model.backend import gluon, mx
 from model.checkpoint import LoadedLipNet, load_lipnet
 from model.lipnet import prepare_for_inference
 from utils.reading.network import Network
@@ -28,7 +27,7 @@ class MXNetLipNet(Network):
 
     @classmethod
     def load(cls, path: str | Path, num_gpus: int = 0) -> MXNetLipNet:
-        from trainer import contexts
+        from model.devices import contexts
 
         ctxs = contexts(num_gpus)
         return cls(load_lipnet(path, ctxs), ctxs)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
-from mxnet import gluon
 
+from model.backend import gluon, mx
 from model.checkpoint import META_FILE, read_checkpoint, read_meta, set_parameters
 from model.word_net import WordNet, prepare_word_net
 from utils.video.word_crops import WORD_CROP_SIZE
@@ -38,7 +37,7 @@ class WordClassifier:
         """The word checkpoint at ``path`` (a run folder, best/ preferred, or a checkpoint folder); None when
         ``path`` holds no word checkpoint (a LipNet's, say). Raises ValueError naming the file when it is
         a word checkpoint that cannot be used."""
-        from trainer import contexts
+        from model.devices import contexts
 
         try:
             _, meta = read_meta(path, "best")

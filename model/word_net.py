@@ -49,8 +49,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import mxnet as mx
-from mxnet.gluon import nn
+from model.backend import mx, nn
 
 RELU_TYPES = ("relu", "prelu", "swish")
 TCN_HIDDEN = 256  # channels per kernel size at tcn_width_mult 1 (the reference's hidden_dim)

@@ -11,8 +11,8 @@ from mxnet import gluon
 
 import main
 from data_loader import ClipRecord, LipDataset, aligned_segments, moved_segments
+from model.training.sentence_task import SentenceTask
 from tests.fake_data import write_fake_clips
-from trainer import SentenceTask
 from utils.data.clip_store import save_packed
 from utils.text.alphabet import GRID
 from utils.text.grid_text import AlignedWord, ctc_min_frames, parse_align

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import main
-from model import load_lipnet
+from model.checkpoint import load_lipnet
 from model.mxnet_network import MXNetLipNet
 from tests.fake_data import write_fake_clips
 from utils.text.alphabet import CAPTIONS, GRID, Alphabet, alphabet_from_record, choose_alphabet, get_alphabet
@@ -123,8 +123,8 @@ def test_a_checkpoint_whose_output_does_not_fit_its_alphabet_is_refused(tmp_path
 
 
 def test_an_onnx_export_carries_the_checkpoints_alphabet_and_reading_uses_it(tmp_path: Path):
-    from model import LipNetConfig, save_checkpoint
-    from model.lipnet import LipNet
+    from model.checkpoint import save_checkpoint
+    from model.lipnet import LipNet, LipNetConfig
     from utils import export_onnx
     from utils.reading.onnx_network import OnnxLipNet
 

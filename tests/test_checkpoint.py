@@ -11,8 +11,8 @@ import pytest
 from mxnet import gluon
 
 import main
-from model import LipNet, LipNetConfig, load_lipnet, save_checkpoint
-from model.checkpoint import DamagedCheckpoint, load_trainer_states, read_checkpoint
+from model.checkpoint import DamagedCheckpoint, load_lipnet, load_trainer_states, read_checkpoint, save_checkpoint
+from model.lipnet import LipNet, LipNetConfig
 from tests.fake_data import write_fake_clips
 
 CONFIG = LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48)

@@ -19,8 +19,9 @@ from mxnet import autograd, gluon
 
 import data_loader
 import main
-import trainer
-from model import LipNet
+from model import devices
+from model.lipnet import LipNet
+from model.training import loop, optimiser, sentence_task
 from tests.fake_data import write_fake_clips
 from utils import launch
 from utils.runtime.cli import parse_args
@@ -76,13 +77,13 @@ def _load(path: Path) -> dict[str, np.ndarray]:
 def _reference(clips: Path, epochs: int) -> list[dict]:
     """One process, one context, whose every step sees worker 0's and worker 1's batches together."""
     args = parse_args(main.build_parser(), [f"image_path={clips}", *TINY, "kvstore=device"])
-    trainer.seed_everything(args.seed)
+    loop.seed_everything(args.seed)
     found = data_loader.discover_clips(clips)
     train_ids, val_ids = data_loader.select_clips(found, val_speakers=[3])
     train_records = data_loader.build_records({c: found[c] for c in train_ids}, None)
     val_records = data_loader.build_records({c: found[c] for c in val_ids}, None)
     mean, std = data_loader.channel_stats(train_records, seed=args.seed)
-    config = trainer.build_config(args, trainer.probe_frame_size(train_records))
+    config = sentence_task.build_config(args, sentence_task.probe_frame_size(train_records))
     size = (config.width, config.height)
     loaders, samplers = [], []
     for rank in (0, 1):
@@ -96,7 +97,7 @@ def _reference(clips: Path, epochs: int) -> list[dict]:
     net.initialize(ctx=mx.cpu())
     net.hybridize(static_alloc=True, static_shape=True)
     steps = math.ceil(len(samplers[0]) / args.batch_size)
-    opt = trainer.make_trainer(net, args, steps)
+    opt = optimiser.make_trainer(net, args, steps)
     loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
     history = []
     for epoch in range(epochs):
@@ -112,7 +113,7 @@ def _reference(clips: Path, epochs: int) -> list[dict]:
             opt.step(data.shape[0])  # the global batch: both workers' clips
             total += float(loss.sum().asscalar())
             count += data.shape[0]
-        val = trainer.evaluate(net, val_loader, val_set, [mx.cpu()])
+        val = sentence_task.evaluate(net, val_loader, val_set, [mx.cpu()])
         history.append({"params": {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()},
                         "train_loss": total / count, "val_loss": val.loss, "val_cer": val.cer, "val_wer": val.wer})
     return history
@@ -219,7 +220,7 @@ def test_two_cpu_contexts_equal_one(clips: Path, tmp_path: Path, kvstore: str):
 
 def test_split_batch_spreads_over_contexts():
     batch = (mx.nd.zeros((5, 3)), mx.nd.ones((5, 2)), mx.nd.ones(5), mx.nd.ones(5), np.arange(5))
-    parts = trainer.split_batch(batch, [mx.cpu(0), mx.cpu(1)])
+    parts = devices.split_batch(batch, [mx.cpu(0), mx.cpu(1)])
     assert [p[0].context for p in parts] == [mx.cpu(0), mx.cpu(1)]
     assert [p[4].tolist() for p in parts] == [[0, 1, 2], [3, 4]]
 

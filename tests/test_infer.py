@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import infer
-from model import LipNet, LipNetConfig, save_checkpoint
+from model.checkpoint import save_checkpoint
+from model.lipnet import LipNet, LipNetConfig
 from utils.data.clip_store import save_packed
 from utils.text.grid_text import ALPHABET, is_grid_sentence
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from model import LipNet, LipNetConfig, load_lipnet, prepare_for_inference, save_checkpoint
-from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD
-from model.lipnet import InstanceNorm
+from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD, load_lipnet, save_checkpoint
+from model.lipnet import InstanceNorm, LipNet, LipNetConfig, prepare_for_inference
 
 
 def _reference_shapes(shared_dir: Path) -> dict[str, tuple[int, ...]]:

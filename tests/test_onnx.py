@@ -19,11 +19,11 @@ import onnx
 import pytest
 
 import infer
-from model import LipNet, LipNetConfig, save_checkpoint
-from model.checkpoint import EXAMPLE_BEAM_WIDTH, EXAMPLE_MEAN, EXAMPLE_STD
+from model.checkpoint import EXAMPLE_BEAM_WIDTH, EXAMPLE_MEAN, EXAMPLE_STD, save_checkpoint
+from model.lipnet import LipNet, LipNetConfig
+from model.loading import load_network
 from utils import export_onnx
 from utils.data.sentence_clips import Normaliser
-from utils.reading.network import load_network
 from utils.reading.onnx_network import OnnxLipNet
 from utils.text.decoders import decode_batch
 from utils.text.grid_text import sentence_from_clip_name

@@ -18,7 +18,7 @@ import pytest
 
 import infer
 import main
-import trainer
+from model.training import loop, sentence_task
 from tests.fake_data import write_fake_clips
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def run(clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def interrupt_at_training_batch(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
     """Send this process a real SIGINT as training batch ``number`` (from 1, counted over the run) starts."""
     calls = {"n": 0}
-    original = trainer.SentenceTask.losses
+    original = sentence_task.SentenceTask.losses
 
     def losses(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         calls["n"] += 1
@@ -78,7 +78,7 @@ def interrupt_at_training_batch(monkeypatch: pytest.MonkeyPatch, number: int) ->
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(trainer.SentenceTask, "losses", losses)
+    monkeypatch.setattr(sentence_task.SentenceTask, "losses", losses)
 
 
 @pytest.mark.parametrize("selection", ["val_speakers", "overlapped", "lists"])
@@ -209,7 +209,8 @@ def test_an_onnx_file_scores_the_clips_its_checkpoint_would(clips: Path, run: Pa
 def test_an_onnx_graph_without_lengths_reads_a_padded_batch_clip_by_clip(tmp_path: Path):
     import mxnet as mx
 
-    from model import LipNet, LipNetConfig, save_checkpoint
+    from model.checkpoint import save_checkpoint
+    from model.lipnet import LipNet, LipNetConfig
     from utils import export_onnx
     from utils.reading.onnx_network import OnnxLipNet
 
@@ -258,7 +259,7 @@ def test_config_file_errors_name_the_file_the_key_and_the_line(tmp_path: Path):
 
 def test_a_second_ctrl_c_during_the_interrupt_save_exits_130_and_keeps_the_checkpoints(
         clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
-    original = trainer.save_checkpoint
+    original = loop.save_checkpoint
 
     def save_interrupted_again(folder, net, trainer_, meta_):  # noqa: ANN001, ANN202
         if caplog.text.count("stopping after this batch"):  # the interrupt save: a second Ctrl-C lands in it
@@ -267,7 +268,7 @@ def test_a_second_ctrl_c_during_the_interrupt_save_exits_130_and_keeps_the_check
 
     with monkeypatch.context() as patch:
         interrupt_at_training_batch(patch, 3)  # after epoch 1 was validated and saved
-        patch.setattr(trainer, "save_checkpoint", save_interrupted_again)
+        patch.setattr(loop, "save_checkpoint", save_interrupted_again)
         with pytest.raises(SystemExit) as stopped:
             train(clips, tmp_path, "val_speakers=3", "epochs=2")
     assert stopped.value.code == 130

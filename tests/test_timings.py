@@ -131,7 +131,7 @@ def real_log_probs(model: Path, clip: Path) -> np.ndarray:
     import mxnet as mx
 
     from data_loader import Batchify
-    from model import load_lipnet
+    from model.checkpoint import load_lipnet
     from utils.data.clip_store import load_clip
 
     loaded = load_lipnet(model, mx.cpu())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import main
-from model import load_lipnet
+from model.checkpoint import load_lipnet
 from tests.fake_data import write_fake_clips
 from utils.text.grid_text import sentence_from_clip_name
 
@@ -117,7 +117,7 @@ def test_help_explains_flags(capsys: pytest.CaptureFixture):
 def test_adam_epsilon_damps_the_steps_of_tiny_gradients(epsilon: float | None):
     from mxnet import autograd, gluon
 
-    from trainer import make_trainer
+    from model.training.optimiser import make_trainer
     from utils.runtime.cli import parse_args
 
     args = parse_args(main.build_parser(), ["lr=0.001"] + ([] if epsilon is None else [f"adam_epsilon={epsilon}"]))
@@ -142,7 +142,8 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
-import trainer  # noqa: E402
+from model.training import loop, sentence_task  # noqa: E402
+from model.training.distributed import Workers  # noqa: E402
 
 # Dropout, flips, jitter, re-encoding and single-word clips (through the padded path) all on; 4 batches an epoch.
 AUGMENTED = ["dr_rate=0.5", "flip_prob=0.5", "jitter_prob=0.2", "word_prob=0.5", "recode_prob=0.5", "batch_size=2",
@@ -174,8 +175,8 @@ def _interrupt_when(monkeypatch: pytest.MonkeyPatch, target: object, name: str, 
     """Send this process a real SIGINT from inside ``target.name`` (before or ``after`` the real call) during
     training batch (epoch, batch) of a run started from scratch (4 batches an epoch)."""
     where = {"count": 0, "batch": None}
-    original_split = trainer.split_batch
-    in_split = target is trainer and name == "split_batch"
+    original_split = loop.split_batch
+    in_split = target is loop and name == "split_batch"
 
     def fire_if_due(now_after: bool) -> None:
         if now_after == after and where["batch"] == (epoch, batch):
@@ -190,7 +191,7 @@ def _interrupt_when(monkeypatch: pytest.MonkeyPatch, target: object, name: str, 
             fire_if_due(False)
         return original_split(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "split_batch", split)
+    monkeypatch.setattr(loop, "split_batch", split)
     if not in_split:
         original = getattr(target, name)
 
@@ -223,7 +224,7 @@ def _assert_same_run(run: Path, reference: Path) -> None:
 def test_interrupt_at_a_chosen_batch_and_resume_is_bit_identical(clips: Path, aligned: Path, uninterrupted: Path,
                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with monkeypatch.context() as patch:
-        _interrupt_when(patch, trainer, "split_batch", epoch=1, batch=2)
+        _interrupt_when(patch, loop, "split_batch", epoch=1, batch=2)
         with pytest.raises(SystemExit) as stopped:
             _augmented(clips, aligned, tmp_path)
     assert stopped.value.code == 130
@@ -240,7 +241,7 @@ def test_resumed_epoch_reports_its_whole_training_loss(clips: Path, aligned: Pat
     """metrics.csv after a mid-epoch resume: the interrupted epoch's loss covers all its batches, not only those
     after the resume, and its throughput is a real figure."""
     with monkeypatch.context() as patch:
-        _interrupt_when(patch, trainer, "split_batch", epoch=1, batch=1)
+        _interrupt_when(patch, loop, "split_batch", epoch=1, batch=1)
         with pytest.raises(SystemExit):
             _augmented(clips, aligned, tmp_path)
     assert _augmented(clips, aligned, tmp_path, f"model_path={tmp_path / 'last'}") == 0
@@ -255,7 +256,7 @@ def test_resumed_epoch_reports_its_whole_training_loss(clips: Path, aligned: Pat
 
 def test_interrupt_during_validation_writes_no_nan_row(clips: Path, aligned: Path, uninterrupted: Path,
                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    original = trainer.evaluate
+    original = sentence_task.evaluate
     calls = {"n": 0}
 
     def interrupted_evaluate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -265,7 +266,7 @@ def test_interrupt_during_validation_writes_no_nan_row(clips: Path, aligned: Pat
         return original(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(trainer, "evaluate", interrupted_evaluate)
+        patch.setattr(sentence_task, "evaluate", interrupted_evaluate)
         with pytest.raises(SystemExit):
             _augmented(clips, aligned, tmp_path)
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
@@ -290,8 +291,8 @@ def test_an_interrupt_anywhere_in_a_step_leaves_a_consistent_checkpoint(point: s
     from mxnet import gluon
 
     target, name, after = {
-        "split_batch": (trainer, "split_batch", False),
-        "allreduce": (trainer.Workers, "allreduce", False),
+        "split_batch": (loop, "split_batch", False),
+        "allreduce": (Workers, "allreduce", False),
         "backward": (mx.nd.NDArray, "backward", False),
         "before_step": (gluon.Trainer, "step", False),
         "inside_step": (gluon.Trainer, "_update", False),  # after the gradients are reduced, before the update

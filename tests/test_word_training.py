@@ -14,7 +14,7 @@ import pytest
 
 import infer
 import main
-from model import load_lipnet
+from model.checkpoint import load_lipnet
 from model.word_net import WordNet
 from utils.synthetic import words as synthetic_words
 

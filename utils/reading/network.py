@@ -2,8 +2,8 @@
 
 Two backends give the same interface: ``model.mxnet_network.MXNetLipNet`` (our checkpoints and the
 original example's parameter file, on MXNet) and ``utils.reading.onnx_network.OnnxLipNet`` (an ONNX file
-from utils/export_onnx.py, on onnxruntime, with no MXNet anywhere). ``load_network`` picks one
-by the file, so that reading with an ONNX file never imports MXNet.
+from utils/export_onnx.py, on onnxruntime, with no MXNet anywhere). ``model.loading.load_network`` picks
+one by the file, so that reading with an ONNX file never imports MXNet.
 """
 from __future__ import annotations
 
@@ -50,16 +50,3 @@ class Network(ABC):
 
 def is_onnx(model_path: str | Path) -> bool:
     return Path(model_path).suffix.lower() == ONNX_SUFFIX
-
-
-def load_network(model_path: str | Path, num_gpus: int = 0) -> Network:
-    """The network in ``model_path``: an ONNX file runs on onnxruntime, anything else is a checkpoint
-    for MXNet. ``num_gpus`` > 0 runs on GPUs where the backend sees any (onnxruntime uses one).
-    Raises OSError or ValueError naming the file when it cannot be used."""
-    if is_onnx(model_path):
-        from utils.reading.onnx_network import OnnxLipNet
-
-        return OnnxLipNet(model_path, use_gpu=num_gpus > 0)
-    from model.mxnet_network import MXNetLipNet
-
-    return MXNetLipNet.load(model_path, num_gpus)

@@ -1,5 +1,5 @@
 """One pass of a network over a data set, framework-free: every clip's prediction, decoded from its
-log-probabilities, and the error rates per speaker. ``trainer.evaluate`` (MXNet, with the CTC loss)
+log-probabilities, and the error rates per speaker. ``model.training.sentence_task.evaluate`` (MXNet, with the CTC loss)
 and ``infer.py`` (any backend) fill it batch by batch."""
 from __future__ import annotations
 
