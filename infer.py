@@ -22,18 +22,16 @@ the input or an output folder is unusable.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from utils.data.splits import MISSING_CLIPS, SPLITS
+from utils.reading.selection import select_like_training
+from utils.reading.sentence_videos import VideoLipreader, VideoReading, list_videos, video_json
+from utils.reading.word_videos import WordVideoReader, word_json, word_line
 from utils.runtime.cli import (
     bounded,
     non_negative_float,
@@ -45,19 +43,16 @@ from utils.runtime.cli import (
 )
 from utils.runtime.gpu_preflight import GpuProblem, preflight
 from utils.runtime.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
-from utils.scoring.report import ClipResult, UtteranceResult, ordered_groups, write_report
-from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, decode_scored
+from utils.scoring.report import ClipResult, ordered_groups, write_report
+from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH
 
 if TYPE_CHECKING:
     from model.word_classifier import WordClassifier
     from utils.reading.network import Network
     from utils.scoring.sentence_metrics import GroupedErrorRates
     from utils.text.lm_decoder import LMDecoder
-    from utils.video.reader import Shortfall
-    from utils.video.utterances import StreamSummary, Utterance
 
 DEFAULT_REPORT_LIMIT = 200
-_IN_FLIGHT = 2  # utterances read by the network while the video goes on (their crops: about 1 MB each)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,199 +179,6 @@ def describe_decoder(method: str, beam_width: int, lm: LMDecoder | None = None) 
     return f"{method} (beam width {beam_width})" if method == "beam" else method
 
 
-class VideoLipreader:
-    """Raw video to sentence with one mouth extractor and one network, both reused across videos.
-
-    The extractor crops straight at the network's input size (as utils/preprocess_data.py does for
-    training data), so the frames need no second resampling; they are normalised by the same lookup
-    tables as training batches. Videos are read at the network's frame rate (``frame_rate`` in a
-    checkpoint's meta.json or the ONNX file; 25, GRID's, for the original example's parameter file
-    and older checkpoints).
-    """
-
-    def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
-                 max_utterance: float | None = None, lm: LMDecoder | None = None,
-                 margin: float | None = None, edge_search: float = 0.0) -> None:
-        from utils.data.sentence_clips import NUM_FRAMES, Normaliser
-        from utils.video.mouth_extractor import MouthExtractor
-        from utils.video.utterances import UtteranceReader
-
-        self.network = network
-        self.decoder = decoder
-        self.beam_width = beam_width
-        self.lm = lm
-        self.fps = network.frame_rate
-        self.normaliser = Normaliser(network.mean, network.std)
-        self.extractor = MouthExtractor(size=(network.width, network.height))
-        self.utterances = UtteranceReader(self.extractor, self.fps,
-                                          max_utterance if max_utterance is not None else NUM_FRAMES / self.fps,
-                                          margin=margin)
-        self.edge_frames = int(round(edge_search * self.fps))
-
-    def mouth(self, path: str | Path) -> np.ndarray:
-        """Mouth crops (T, H, W, 3) RGB uint8 of a whole clip; raises ExtractionError naming the file."""
-        return self.extractor.extract(path).frames
-
-    def log_probs(self, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The network's (T, C) log-probabilities (C: its alphabet's classes) for each clip of mouth
-        crops (T, H, W, 3), read as one padded batch."""
-        lengths = np.array([len(c) for c in clips])
-        data = np.zeros((len(clips), 3, lengths.max()) + clips[0].shape[1:3], np.float32)
-        for row, frames, n in zip(data, clips, lengths):
-            plane = np.empty((3,) + frames.shape[:3], np.float32)
-            self.normaliser.normalise_into(frames, plane)
-            row[:, :n] = plane
-        return [lp[:n] for lp, n in zip(self.network.log_probs(data, lengths), lengths)]
-
-    def decode(self, log_probs: np.ndarray) -> tuple[str, float]:
-        """The text of one clip's log-probabilities and the score the decoder ranked it by."""
-        return decode_scored(log_probs, self.decoder, self.beam_width, alphabet=self.network.alphabet, lm=self.lm)
-
-    def read_utterance(self, utterance: Utterance, keep_frames: bool = False) -> UtteranceResult:
-        """One utterance read, decoded and its words timed; with ``edge_search``, read from the start and
-        end (``search_edges``) at which the decoder scores its reading best per frame."""
-        from utils.text.timings import word_timings
-        from utils.video.utterances import search_edges
-
-        frames = utterance.frames
-        readings: dict[tuple[int, int], tuple[np.ndarray, str, float]] = {}
-
-        def read(trims: list[tuple[int, int]]) -> list[float]:
-            for trim, log_probs in zip(trims, self.log_probs([frames[a:len(frames) - b] for a, b in trims])):
-                text, score = self.decode(log_probs)
-                readings[trim] = (log_probs, text, score / len(log_probs))
-            return [readings[t][2] for t in trims]
-
-        if self.edge_frames:
-            a, b = search_edges(len(frames), read, self.edge_frames, self.utterances.min_frames)
-        else:
-            a, b = 0, 0
-            read([(a, b)])
-        log_probs, text, _ = readings[a, b]
-        start, end = utterance.start + a / self.fps, utterance.end - b / self.fps
-        try:
-            words = word_timings(log_probs, text, self.fps, offset=start, alphabet=self.network.alphabet.characters)
-        except ValueError:
-            words = []
-        return UtteranceResult(start, end, text, words, frames[a:len(frames) - b] if keep_frames else None,
-                               log_probs, utterance.face)
-
-    def read(self, path: Path, faces: str = "largest", keep_frames: bool = False,
-             progress: bool = False) -> VideoReading:
-        """Every utterance of a video, read and timed; raises ExtractionError naming the file.
-
-        The network reads each utterance in a worker thread while the next one is decoded and tracked:
-        MXNet and onnxruntime compute without the GIL, and decoding, face search and landmarks leave a
-        core idle much of the time. At most ``_IN_FLIGHT`` utterances wait, so memory stays bounded.
-        """
-        from concurrent.futures import Future, ThreadPoolExecutor
-
-        from tqdm import tqdm
-
-        from utils.video.reader import probe
-        from utils.video.utterances import StreamSummary
-
-        info = probe(path)
-        summary = StreamSummary()
-        read: list[tuple[int, float, UtteranceResult]] = []
-        pending: deque[tuple[Utterance, Future]] = deque()
-
-        def collect() -> None:
-            utterance, result = pending.popleft()
-            read.append((utterance.face, utterance.face_width, result.result()))
-
-        with ThreadPoolExecutor(1, thread_name_prefix="network") as network, \
-                tqdm(total=int(info.duration * self.fps) or None, desc=path.name, unit="frame", file=sys.stderr,
-                     disable=not progress, leave=False) as bar:
-            try:
-                for utterance in self.utterances.read(path, summary, progress=lambda n: bar.update(n - bar.n)):
-                    pending.append((utterance, network.submit(self.read_utterance, utterance, keep_frames)))
-                    while len(pending) > _IN_FLIGHT:
-                        collect()
-                while pending:
-                    collect()
-            finally:
-                for _, result in pending:
-                    result.cancel()
-        chosen = read if faces == "all" else largest_faces(read)
-        # --face=all: faces numbered from 1 in order of appearance; otherwise 0, no label.
-        labels = {face: n for n, face in enumerate(sorted({f for f, _, _ in chosen}, key=lambda f: min(
-            u.start for g, _, u in chosen if g == f)), start=1)} if faces == "all" else {}
-        results = sorted((u for _, _, u in chosen), key=lambda u: (u.start, u.face))
-        for result in results:
-            result.face = labels.get(result.face, 0)
-        return VideoReading(path, info.fps, summary, results)
-
-
-@dataclass
-class VideoReading:
-    """One video read: its utterances (with --face=all, faces numbered from 1 in order of appearance)
-    and what was seen."""
-
-    path: Path
-    source_fps: float
-    summary: StreamSummary
-    utterances: list[UtteranceResult]
-
-    def text(self, face: int | None = None) -> str:
-        return " ".join(u.text for u in self.utterances if u.text and (face is None or u.face == face))
-
-    @property
-    def incomplete(self) -> str | None:
-        """Why the video was read only in part (truncated or damaged), naming it; None when read whole."""
-        return str(self.summary.shortfall) if self.summary.shortfall is not None else None
-
-    @property
-    def faces_read(self) -> list[int]:
-        return sorted({u.face for u in self.utterances})
-
-
-def largest_faces(read: list[tuple[int, float, UtteranceResult]]) -> list[tuple[int, float, UtteranceResult]]:
-    """The utterances of whichever face is largest while they are said: an utterance is dropped when
-    another face's utterance covering most of its time is larger."""
-    def overlap(a: UtteranceResult, b: UtteranceResult) -> float:
-        return max(0.0, min(a.end, b.end) - max(a.start, b.start)) / max(min(a.end - a.start, b.end - b.start), 1e-9)
-
-    return [(face, width, u) for face, width, u in read
-            if not any(f != face and w > width and overlap(u, v) > 0.5 for f, w, v in read)]
-
-
-def list_videos(path: Path) -> list[Path]:
-    """The file itself, or the video files of a folder (by extension) in file-name order; raises
-    FileNotFoundError naming ``path`` when it does not exist or holds no video file."""
-    from utils.video.reader import is_video_file
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such video file or folder")
-    videos = sorted(p for p in path.iterdir() if is_video_file(p)) if path.is_dir() else [path]
-    if not videos:
-        raise FileNotFoundError(f"{path}: no video files here (by extension: .mpg, .mp4, .avi, .mov, ...)")
-    return videos
-
-
-def video_json(name: str, reading: VideoReading | None, error: str | None, labelled: bool,
-               warnings: Sequence[str] = ()) -> str:
-    """The --format=json line of one video: its reading, or ``error`` when it could not be read, and
-    ``warnings`` (a video read only in part, an output not written)."""
-    def seconds(value: float) -> float:
-        return round(float(value), 3)
-
-    utterances = []
-    for u in reading.utterances if reading else []:
-        item = {"start": seconds(u.start), "end": seconds(u.end), "text": u.text,
-                "words": [{"word": w.word, "start": seconds(w.start), "end": seconds(w.end),
-                           "confidence": round(float(w.confidence), 4)} for w in u.words]}
-        if labelled:
-            item["face"] = u.face
-        utterances.append(item)
-    record = {"file": name,
-              "duration": seconds(reading.summary.duration) if reading else None,
-              "fps": seconds(reading.source_fps) if reading else None,
-              "faces": reading.summary.faces if reading else 0,
-              "utterances": utterances, "error": error, "warnings": list(warnings)}
-    return json.dumps(record, ensure_ascii=False)
-
-
 def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -> list[str]:
     """stdout (text or JSON), subtitles and stderr notes for one video read; returns its warnings: the
     video read only in part (truncated or damaged), subtitles that could not be written (named by
@@ -474,51 +276,6 @@ def check_outputs(args: argparse.Namespace) -> str | None:
     return None
 
 
-class WordVideoReader:
-    """A raw clip to its most probable words with a word classifier (``words``: its class list).
-
-    The clip goes through the training data's preprocessing (``utils.video.word_crops``: landmarks,
-    the similarity transform to the mean face, the grey 96x96 mouth region), then the centred 88x88
-    crop and normalisation ``WordDataset`` gives validation clips. A clip longer than LRW's 29
-    frames is read in its middle 29, where the word is expected; a shorter one is padded.
-    ``classify`` maps a batch ``(N, 1, 29, 88, 88)`` float32 to class scores ``(N, len(words))``.
-    """
-
-    def __init__(self, classify: Callable[[np.ndarray], np.ndarray], words: Sequence[str], top: int = 5,
-                 crop: int | None = None, region: int | None = None) -> None:
-        from utils.data.word_clips import WORD_CROP
-        from utils.video.word_crops import WORD_CROP_SIZE, WordCropper
-
-        self.classify = classify
-        self.words = list(words)
-        self.top = top
-        self.crop = crop or WORD_CROP  # the network's input side, cut from the centre of the region
-        self.cropper = WordCropper(size=region or WORD_CROP_SIZE)  # the regions it trained on (same view)
-
-    def read(self, path: Path) -> tuple[list[tuple[str, float]], int, Shortfall | None]:
-        """The ``top`` words with their probabilities, the clip's frame count, and whether the file was
-        read only in part (truncated or damaged: read as far as it goes); raises ExtractionError naming
-        the file when it shows no mouth to read."""
-        from utils.data.word_clips import centre_frames, top_words, word_input
-
-        frames, shortfall = self.cropper.crop_video(path)
-        scores = self.classify(word_input(centre_frames(frames), crop=self.crop)[None])
-        return top_words(scores[0], self.words, self.top), len(frames), shortfall
-
-
-def word_line(name: str, top: list[tuple[str, float]]) -> str:
-    """The text line of one clip: ``FILE<TAB>WORD PROBABILITY`` for each of the top words, most probable first."""
-    return "\t".join([name] + [f"{word} {prob:.4f}" for word, prob in top])
-
-
-def word_json(name: str, top: list[tuple[str, float]] | None, frames: int | None, error: str | None,
-              warnings: Sequence[str] = ()) -> str:
-    """The --format=json line of one clip."""
-    return json.dumps({"file": name, "frames": frames, "error": error,
-                       "top": [{"word": w, "probability": round(p, 6)} for w, p in top or []],
-                       "warnings": list(warnings)}, ensure_ascii=False)
-
-
 def run_word_videos(args: argparse.Namespace, reader: WordVideoReader) -> tuple[list[ClipResult], int]:
     """Read the word of every clip and print its top words (text or JSON lines on stdout); returns the
     results for the report (top word as the prediction; a clip read only in part, truncated or damaged,
@@ -557,65 +314,6 @@ def run_word_videos(args: argparse.Namespace, reader: WordVideoReader) -> tuple[
         results.append(ClipResult(video.name, error=message))
     sys.stdout.flush()
     return results, failed
-
-
-def select_like_training(args: argparse.Namespace, meta: dict, clips: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Training and validation clip ids: by default the selection the checkpoint recorded (its definition,
-    and its validation clips exactly, with a warning when the clips present differ); with selection flags
-    the command line's, whose validation side never holds a clip the checkpoint was trained on (those are
-    left out, and the difference said in one line); the unseen split for a checkpoint that records none."""
-    from utils.data import sentence_clips as clip_data
-    from utils.data import splits
-
-    chosen = any(v is not None for v in (args.split, args.train_list, args.val_list, args.speakers, args.val_speakers))
-    recorded = meta.get("split") or {}
-    definition = recorded.get("definition")
-    if not definition:
-        if not chosen:
-            print("warning: the model records no split (an older checkpoint or ONNX file): scoring the unseen "
-                  "split's sides; give split, val_speakers or train_list/val_list to choose", file=sys.stderr)
-        return clip_data.select_clips(clips, args.split or "unseen", args.train_list, args.val_list,
-                                      args.speakers, args.val_speakers, args.missing_clips)
-    try:
-        rec_train, rec_val = clip_data.select_clips(clips, definition["split"], definition.get("train_list"),
-                                                    definition.get("val_list"), definition.get("speakers"),
-                                                    definition.get("val_speakers"), args.missing_clips)
-    except (FileNotFoundError, ValueError) as err:
-        if not chosen:
-            raise
-        print(f"warning: the checkpoint's own selection ({describe_definition(definition)}) cannot be rebuilt here "
-              f"({err}): only its {len(recorded.get('val_clips', ()))} recorded validation clips are known, and "
-              "the clips it trained on cannot be left out of this selection", file=sys.stderr)
-        rec_train, rec_val = [], list(recorded.get("val_clips", ()))
-    rec_train, rec_val, notes = splits.apply_recorded_selection(recorded, rec_train, rec_val)
-    if not chosen:
-        print(f"clips selected as at training ({describe_definition(definition)}; validation side as the "
-              "checkpoint recorded it)", file=sys.stderr)
-        for note in notes:
-            print(f"warning: clips differ from the checkpoint's: {note}", file=sys.stderr)
-        return rec_train, rec_val
-    train_ids, val_ids = clip_data.select_clips(clips, args.split or "unseen", args.train_list, args.val_list,
-                                                args.speakers, args.val_speakers, args.missing_clips)
-    if (set(train_ids), set(val_ids)) == (set(rec_train), set(rec_val)):
-        return train_ids, val_ids
-    trained = set(rec_train)
-    kept = [c for c in val_ids if c not in trained]
-    dropped = len(val_ids) - len(kept)
-    print(f"warning: this selection differs from the checkpoint's ({describe_definition(definition)}): "
-          + (f"{dropped} of its {len(val_ids)} validation clips were trained on and are left out, " if dropped else
-             "none of its validation clips was trained on, ")
-          + f"{len(set(kept) & set(rec_val))} of the {len(kept)} scored are the checkpoint's validation clips",
-          file=sys.stderr)
-    return train_ids, kept
-
-
-def describe_definition(definition: dict) -> str:
-    if definition.get("train_list"):
-        return f"train_list={definition['train_list']} val_list={definition.get('val_list')}"
-    if definition.get("val_speakers"):
-        return f"val_speakers={','.join(str(s) for s in definition['val_speakers'])}"
-    speakers = definition.get("speakers")
-    return f"split={definition['split']}" + (f" speakers={','.join(str(s) for s in speakers)}" if speakers else "")
 
 
 def run_dataset(args: argparse.Namespace, network: Network, decoder: str, beam_width: int,

@@ -34,8 +34,8 @@ from utils.runtime.paths import REPO_ROOT  # noqa: E402
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH  # noqa: E402
 
 if TYPE_CHECKING:
-    from infer import VideoLipreader
     from utils.reading.network import Network
+    from utils.reading.sentence_videos import VideoLipreader
 
 DEFAULT_CLIPS_DIR = REPO_ROOT.parent / "shared" / "grid"
 TARGET_END_TO_END_S = 1.0
@@ -116,12 +116,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(parser, argv)
     # MXNet loads here, after the command line is known to be valid.
     from bench.decoders import grid_lm, time_decoders
-    from infer import VideoLipreader, list_videos
     from model.checkpoint import EXAMPLE_MEAN, EXAMPLE_STD, LoadedLipNet, load_lipnet
     from model.devices import contexts
     from model.lipnet import LipNet, LipNetConfig
     from model.mxnet_network import MXNetLipNet
     from utils.data.sentence_clips import NUM_FRAMES
+    from utils.reading.sentence_videos import VideoLipreader, list_videos
 
     videos = list_videos(Path(args.clips_dir))
     if not videos:

@@ -13,6 +13,8 @@ import pytest
 
 import infer
 from tests.own_videos import concatenated, grid_rgb, portrait, transcode, two_faces
+from utils.reading import sentence_videos
+from utils.scoring.report import UtteranceResult
 from utils.text.grid_text import sentence_from_clip_name
 from utils.text.subtitles import read_subtitles
 from utils.video.errors import ExtractionError
@@ -228,11 +230,11 @@ def test_the_network_reads_while_the_video_goes_on_in_order_and_bounded(monkeypa
         time.sleep(0.02)
         with lock:
             events.append(("read", int(utterance.start)))
-        return infer.UtteranceResult(utterance.start, utterance.end, f"u{int(utterance.start)}", [], None,
+        return UtteranceResult(utterance.start, utterance.end, f"u{int(utterance.start)}", [], None,
                                      np.zeros((3, 28)), 0)
 
     monkeypatch.setattr(reader, "probe", lambda path: type("Info", (), {"duration": 8.0, "fps": 25.0})())
-    lipreader = object.__new__(infer.VideoLipreader)
+    lipreader = object.__new__(sentence_videos.VideoLipreader)
     lipreader.fps, lipreader.utterances, lipreader.read_utterance = 25.0, FakeUtterances(), read_utterance
     reading = lipreader.read(tmp_path / "x.mp4")
     assert [u.text for u in reading.utterances] == [f"u{n}" for n in range(8)]
@@ -289,7 +291,7 @@ def test_edge_search_reads_each_utterance_from_its_best_scored_edges():
         return out
 
     for edge_search, expected in ((0.0, (0, 0)), (0.4, (6, 4))):
-        lipreader = object.__new__(infer.VideoLipreader)
+        lipreader = object.__new__(sentence_videos.VideoLipreader)
         lipreader.network = type("Net", (), {"alphabet": GRID})()
         lipreader.decoder, lipreader.beam_width, lipreader.lm, lipreader.fps = "greedy", 8, None, 25.0
         lipreader.edge_frames = int(round(edge_search * 25))

@@ -17,6 +17,7 @@ import infer
 from utils.data.clip_store import load_clip
 from utils.data.word_clips import WORD_MEAN, WORD_STD, info_text, read_duration, word_input
 from utils.preprocess_data import load_manifest, main
+from utils.reading import word_videos
 from utils.video.mouth_extractor import read_video
 from utils.video.word_crops import EYE_SPAN, MEAN_FACE, STABLE_POINTS, WordCropper, aligned_crops, similarity
 from utils.video.writer import write_video
@@ -230,7 +231,7 @@ def test_word_reading_prints_the_top_5_with_probabilities(lrw_run: tuple, lrw_sr
     (folder / "a.mp4").symlink_to(lrw_src / "ABOUT/train/ABOUT_00001.mp4")
     (folder / "b.mp4").write_bytes(b"not a video at all" * 20)
     classify = _Classifier(len(WORDS))
-    reader = infer.WordVideoReader(classify, WORDS)
+    reader = word_videos.WordVideoReader(classify, WORDS)
     args = argparse.Namespace(video=str(folder), format="text", progress=False)
     results, failed = infer.run_word_videos(args, reader)
     out, err = capsys.readouterr()
@@ -259,7 +260,7 @@ def test_a_longer_clip_is_read_in_its_middle(tmp_path: Path, grid_dir: Path, cap
     frames = read_video(grid_dir / "bbaf2n.mpg")[0][10:59]  # 49 frames
     write_video(tmp_path / "long.mp4", [f[16:272, 52:308, ::-1] for f in frames], 25)
     classify = _Classifier(len(WORDS))
-    reader = infer.WordVideoReader(classify, WORDS, top=3)
+    reader = word_videos.WordVideoReader(classify, WORDS, top=3)
     infer.run_word_videos(argparse.Namespace(video=str(tmp_path / "long.mp4"), format="text", progress=False), reader)
     out, err = capsys.readouterr()
     assert len(out.strip().split("\t")) == 4
