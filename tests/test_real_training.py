@@ -37,9 +37,9 @@ def test_infer_scores_the_preprocessed_clips(real_model: dict[str, Path], capsys
     import infer
 
     capsys.readouterr()
-    clip_list = real_model["crops"].parent / "clips.txt"
+    # the checkpoint's own selection: its validation clips (copies of the three clips' crops, as s2)
     status = infer.main([f"model_path={real_model['model']}", f"image_path={real_model['crops']}", "num_gpus=0",
-                         f"train_list={clip_list}", f"val_list={clip_list}", "decoder=grammar", "progress=false"])
+                         "decoder=grammar", "progress=false"])
     assert status == 0
     out = capsys.readouterr().out
     assert out.count("[Target]") == 3 and out.count("[Pred]") == 3
