@@ -42,8 +42,8 @@ from utils.synthetic import (
     render_frames,
     word_shapes,
 )
-from utils.synthetic import _collect as collect_results  # the GRID generator's progress and report keeping
 from utils.synthetic.record import WORDS, claim, differences, listed
+from utils.synthetic.sentences import collect as collect_results  # the GRID generator's progress and report keeping
 from utils.text.grid_text import GRAMMAR
 
 DEFAULT_WORDS_PATH = DATA_DIR / "synthetic_words"
