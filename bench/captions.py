@@ -11,16 +11,16 @@ figure. The target: the language model cuts the WER by at least 30% against beam
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
+import argparse
+import json
+import tempfile
 
-from utils.captions_quickstart import build_parser as quickstart_parser  # noqa: E402
-from utils.captions_quickstart import main as quickstart  # noqa: E402
-from utils.runtime.cli import normalise_argv, parse_args  # noqa: E402
+from utils.captions_quickstart import build_parser as quickstart_parser
+from utils.captions_quickstart import main as quickstart
+from utils.runtime.cli import normalise_argv, parse_args
 
 TARGET_CUT = 0.30
 

@@ -5,28 +5,26 @@ figures: ``peaked`` is a confident model, ``noisy`` a weak one whose greedy stri
 ``random`` pure noise. ``lm`` decodes with a trigram Kneser-Ney model of 2,000 random GRID sentences
 (``grid_lm``). Timings on a shared CPU are inflated by whatever else runs.
 """
-import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+from tqdm import tqdm
 
-from utils.runtime.cli import non_negative_int, parse_args, positive_int  # noqa: E402
-from utils.scoring.sentence_metrics import cer  # noqa: E402
-from utils.text.alphabet import GRID  # noqa: E402
-from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, GRID_GRAMMAR, decode  # noqa: E402
-from utils.text.grid_text import BLANK, NUM_CLASSES, encode  # noqa: E402
-from utils.text.language_model import estimate  # noqa: E402
-from utils.text.lm_decoder import LMDecoder  # noqa: E402
+from utils.runtime.cli import non_negative_int, parse_args, positive_int
+from utils.scoring.sentence_metrics import cer
+from utils.text.alphabet import GRID
+from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH, GRID_GRAMMAR, decode
+from utils.text.grid_text import BLANK, NUM_CLASSES, encode
+from utils.text.language_model import estimate
+from utils.text.lm_decoder import LMDecoder
 
 # (peak added to the aligned class's logit, standard deviation of the logit noise) per kind of output.
 KINDS = {"peaked": (8.0, 1.0), "noisy": (5.0, 1.5), "random": (0.0, 2.0)}

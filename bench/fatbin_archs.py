@@ -11,12 +11,11 @@ import mmap
 import struct
 import sys
 from collections import Counter
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-from utils.runtime.cli import parse_args  # noqa: E402
+from utils.runtime.cli import parse_args
 
 FATBIN_MAGIC = 0xBA55ED50
 

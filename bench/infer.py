@@ -12,26 +12,25 @@ extractor's crops of the clips packed ``--copies`` times into a temporary folder
 over all its threads, which other load on a shared machine inflates less than wall time. The last line printed is a JSON
 object with every figure.
 """
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.runtime.cli import non_negative_int, parse_args, positive_int  # noqa: E402
-from utils.runtime.paths import REPO_ROOT  # noqa: E402
-from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH  # noqa: E402
+from utils.runtime.cli import non_negative_int, parse_args, positive_int
+from utils.runtime.paths import REPO_ROOT
+from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH
 
 if TYPE_CHECKING:
     from utils.reading.network import Network

@@ -18,21 +18,21 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
 
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import data_loader  # noqa: E402
-from bench.decoders import random_sentence  # noqa: E402
+import data_loader
+from bench.decoders import random_sentence
 from model.backend import autograd, gluon, mx
-from model.lipnet import LipNet, LipNetConfig  # noqa: E402
-from utils.data.clip_store import save_packed  # noqa: E402
-from utils.runtime.cli import (  # noqa: E402
+from model.lipnet import LipNet, LipNetConfig
+from utils.data.clip_store import save_packed
+from utils.runtime.cli import (
     bounded,
-    channel_list,  # noqa: E402
+    channel_list,
     non_negative_int,
     parse_args,
     parse_size,

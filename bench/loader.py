@@ -14,14 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import data_loader  # noqa: E402
-from utils.data.clip_store import save_packed  # noqa: E402
-from utils.runtime.cli import parse_args, positive_int  # noqa: E402
-from utils.runtime.paths import REPO_ROOT  # noqa: E402
-from utils.video.mouth_extractor import MouthExtractor  # noqa: E402
+import data_loader
+from utils.data.clip_store import save_packed
+from utils.runtime.cli import parse_args, positive_int
+from utils.runtime.paths import REPO_ROOT
+from utils.video.mouth_extractor import MouthExtractor
 
 
 def make_dataset(grid_dir: Path, root: Path, copies: int) -> None:

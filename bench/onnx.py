@@ -10,26 +10,23 @@ Each configuration is called once untimed, then ``--repeats`` times, alternating
 backends so that a busy machine slows both alike; the median and fastest call are given per clip.
 The last line printed is a JSON object with every figure.
 """
-import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    # Run as a script, Python puts bench/ first on the path, where this file would shadow the onnx package.
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+if __package__ in (None, ""):  # run as a file: find the project's packages (and not this file as onnx)
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Sequence
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.runtime.cli import (  # noqa: E402
+from utils.runtime.cli import (
     parse_args,
     positive_int,
-    positive_ints,  # noqa: E402
+    positive_ints,
 )
 
 TARGET = "onnxruntime at least as fast as MXNet at batch 1"

@@ -17,20 +17,20 @@ The last line printed is a JSON object with every figure.
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import resource
+import subprocess
+import tempfile
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.runtime.cli import parse_args, positive_int  # noqa: E402
-from utils.runtime.paths import REPO_ROOT  # noqa: E402
+from utils.runtime.cli import parse_args, positive_int
+from utils.runtime.paths import REPO_ROOT
 
 DEFAULT_CLIPS_DIR = REPO_ROOT.parent / "shared" / "grid"
 TARGET_RTF = 0.3

@@ -14,28 +14,28 @@ given beside wall seconds.
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import io  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import contextlib
+import io
+import os
+import resource
+import shutil
+import tempfile
+import time
 
-import cv2  # noqa: E402
-import dlib  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import dlib
+import numpy as np
 
-from bench.baseline_preprocess import preprocess_clip  # noqa: E402
-from utils.data.clip_store import load_packed, load_png_folder, save_png_folder  # noqa: E402
-from utils.preprocess_data import main as preprocess_main  # noqa: E402
-from utils.runtime.cli import parse_args, positive_int  # noqa: E402
-from utils.runtime.paths import REPO_ROOT  # noqa: E402
-from utils.video.mouth_extractor import MouthExtractor, load_models  # noqa: E402
+from bench.baseline_preprocess import preprocess_clip
+from utils.data.clip_store import load_packed, load_png_folder, save_png_folder
+from utils.preprocess_data import main as preprocess_main
+from utils.runtime.cli import parse_args, positive_int
+from utils.runtime.paths import REPO_ROOT
+from utils.video.mouth_extractor import MouthExtractor, load_models
 
 
 def cpu_seconds() -> float:

@@ -15,28 +15,28 @@ The last line is a JSON object of the figures.
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import csv
+import json
+import os
+import subprocess
+import tempfile
+import time
 
-from utils.runtime.cli import (  # noqa: E402
+from utils.runtime.cli import (
     bounded,
-    channel_list,  # noqa: E402
+    channel_list,
     parse_args,
     parse_size,
     positive_float,
     positive_int,
-    positive_ints,  # noqa: E402
+    positive_ints,
 )
-from utils.runtime.paths import REPO_ROOT  # noqa: E402
-from utils.synthetic import generate  # noqa: E402
+from utils.runtime.paths import REPO_ROOT
+from utils.synthetic import generate
 
 VAL_SPEAKER = 99  # the synthetic speaker held out for the (small) validation pass
 

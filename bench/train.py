@@ -14,17 +14,16 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
 
 
 from model.backend import autograd, gluon, mx
-from model.lipnet import VARIANTS, LipNet, LipNetConfig, prepare_for_inference  # noqa: E402
-from model.training.loop import batch_seed  # noqa: E402
-from utils.runtime.cli import parse_args, positive_int  # noqa: E402
+from model.lipnet import VARIANTS, LipNet, LipNetConfig, prepare_for_inference
+from model.training.loop import batch_seed
+from utils.runtime.cli import parse_args, positive_int
 
 
 def median_time(fn: object, repeats: int) -> float:

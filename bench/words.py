@@ -12,19 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
 
-import model.adamw  # noqa: E402, F401 (registers "adamw")
-from bench.train import median_time  # noqa: E402
+
+import model.adamw  # noqa: F401 (registers "adamw")
+from bench.train import median_time
 from model.backend import autograd, gluon, mx
-from model.training.loop import batch_seed  # noqa: E402
-from model.word_net import WordNet, WordNetConfig, count_trainable, prepare_word_net  # noqa: E402
-from utils.runtime.cli import parse_args, positive_int, str2bool  # noqa: E402
+from model.training.loop import batch_seed
+from model.word_net import WordNet, WordNetConfig, count_trainable, prepare_word_net
+from utils.runtime.cli import parse_args, positive_int, str2bool
 
 
 def build_parser() -> argparse.ArgumentParser:

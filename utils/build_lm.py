@@ -13,20 +13,20 @@ every character the alphabet cannot spell turned into a space. The model is inte
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import argparse
+from collections.abc import Sequence
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from utils.data.splits import MISSING_CLIPS, SPLITS  # noqa: E402
-from utils.runtime.atomic import write_text_atomic  # noqa: E402
-from utils.runtime.cli import parse_args, parse_speakers, positive_int, str2bool  # noqa: E402
-from utils.runtime.paths import ALIGN_DIR, DATA_DIR  # noqa: E402
-from utils.text.alphabet import ALPHABETS, get_alphabet  # noqa: E402
-from utils.text.language_model import estimate, normalise_sentence  # noqa: E402
+from utils.data.splits import MISSING_CLIPS, SPLITS
+from utils.runtime.atomic import write_text_atomic
+from utils.runtime.cli import parse_args, parse_speakers, positive_int, str2bool
+from utils.runtime.paths import ALIGN_DIR, DATA_DIR
+from utils.text.alphabet import ALPHABETS, get_alphabet
+from utils.text.language_model import estimate, normalise_sentence
 
 
 def build_parser() -> argparse.ArgumentParser:

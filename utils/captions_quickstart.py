@@ -17,16 +17,16 @@ only does what is missing. Every option can be overridden (``--key=value`` or ``
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import subprocess
+import time
 
-from utils.runtime.cli import (  # noqa: E402
-    channel_list,  # noqa: E402
+from utils.runtime.cli import (
+    channel_list,
     non_negative_int,
     parse_args,
     parse_size,
@@ -35,9 +35,9 @@ from utils.runtime.cli import (  # noqa: E402
     positive_int,
     str2bool,
 )
-from utils.runtime.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
-from utils.scoring.sentence_metrics import cer, wer  # noqa: E402
-from utils.text.captions import normalise_text, read_captions  # noqa: E402
+from utils.runtime.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT
+from utils.scoring.sentence_metrics import cer, wer
+from utils.text.captions import normalise_text, read_captions
 
 DECODERS = ("beam", "lm")
 # Seconds infer.py keeps around each utterance's speech (--margin): the training clips, cut at the talks'

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-from utils.runtime.cli import parse_args, positive_int  # noqa: E402
-from utils.runtime.gpu_preflight import check  # noqa: E402
+from utils.runtime.cli import parse_args, positive_int
+from utils.runtime.gpu_preflight import check
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,12 +50,12 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-from utils.download.archives import CHUNK, ArchiveError, Truncated, extract, verify  # noqa: E402
-from utils.download.causes import cause  # noqa: E402
-from utils.runtime.cli import (  # noqa: E402
+from utils.download.archives import CHUNK, ArchiveError, Truncated, extract, verify
+from utils.download.causes import cause
+from utils.runtime.cli import (
     non_negative_float,
     non_negative_int,
     parse_args,
@@ -64,7 +64,7 @@ from utils.runtime.cli import (  # noqa: E402
     positive_int,
     str2bool,
 )
-from utils.runtime.paths import ALIGN_DIR, VIDEO_DIR  # noqa: E402
+from utils.runtime.paths import ALIGN_DIR, VIDEO_DIR
 
 DEFAULT_BASE_URL = "http://spandh.dcs.shef.ac.uk/gridcorpus"
 SPEAKERS = range(1, 35)

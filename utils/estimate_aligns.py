@@ -17,22 +17,22 @@ stderr; the others are written), 2 when ``src_path`` has no videos or ``tgt_path
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import os  # noqa: E402
+import argparse
+import os
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from utils.data.sentence_clips import TRANSCRIPT_SUFFIX, read_transcript  # noqa: E402
-from utils.runtime.atomic import write_text_atomic  # noqa: E402
-from utils.runtime.cli import parse_args, positive_int  # noqa: E402
-from utils.text.grid_text import format_align, sentence_from_clip_name  # noqa: E402
-from utils.video.crop_pool import become_worker, worker_results  # noqa: E402
-from utils.video.mouth_extractor import MouthExtractor, read_video  # noqa: E402
-from utils.video.reader import is_video_file  # noqa: E402
-from utils.video.speech_times import speech_span, spread_words  # noqa: E402
+from utils.data.sentence_clips import TRANSCRIPT_SUFFIX, read_transcript
+from utils.runtime.atomic import write_text_atomic
+from utils.runtime.cli import parse_args, positive_int
+from utils.text.grid_text import format_align, sentence_from_clip_name
+from utils.video.crop_pool import become_worker, worker_results
+from utils.video.mouth_extractor import MouthExtractor, read_video
+from utils.video.reader import is_video_file
+from utils.video.speech_times import speech_span, spread_words
 
 _extractor: MouthExtractor | None = None
 

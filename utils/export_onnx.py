@@ -14,15 +14,15 @@ checkpoint is unusable or the check failed.
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
+import argparse
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.runtime.cli import parse_args, str2bool  # noqa: E402
-from utils.runtime.paths import CHECKPOINT_DIR  # noqa: E402
+from utils.runtime.cli import parse_args, str2bool
+from utils.runtime.paths import CHECKPOINT_DIR
 
 CHECK_TOLERANCE = 1e-4  # largest absolute difference of log-probabilities allowed against MXNet
 

@@ -19,21 +19,21 @@ SIGKILL after ``--grace`` seconds, and the launcher exits non-zero.
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import shlex  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from utils.runtime.cli import bounded, non_negative_float, positive_int  # noqa: E402
+from utils.runtime.cli import bounded, non_negative_float, positive_int
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_SSH = "ssh -tt -o BatchMode=yes"  # -tt: closing the connection hangs up the remote command

@@ -24,14 +24,14 @@ saying English sentences (a small built-in grammar, or the sentences of ``--text
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
+import argparse
+import os
+import time
 
-from utils.runtime.cli import (  # noqa: E402
+from utils.runtime.cli import (
     bounded,
     non_negative_int,
     parse_args,
@@ -40,7 +40,7 @@ from utils.runtime.cli import (  # noqa: E402
     positive_int,
     str2bool,
 )
-from utils.synthetic import (  # noqa: E402
+from utils.synthetic import (
     DEFAULT_CLIPS_PER_SPEAKER,
     DEFAULT_SIZE,
     DEFAULT_SPEAKERS,
@@ -51,8 +51,8 @@ from utils.synthetic import (  # noqa: E402
     generate,
     save_preview,
 )
-from utils.synthetic.talks import generate_talks  # noqa: E402
-from utils.synthetic.words import (  # noqa: E402
+from utils.synthetic.talks import generate_talks
+from utils.synthetic.words import (
     DEFAULT_SPLIT_SPEAKERS,
     DEFAULT_WORD_CLIPS,
     DEFAULT_WORDS,

@@ -28,19 +28,19 @@ output folders, 130 when interrupted.
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
+import argparse
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from utils.data.clip_store import PACKED_SUFFIX, save_packed  # noqa: E402
-from utils.data.manifest import (  # noqa: E402
+from utils.data.clip_store import PACKED_SUFFIX, save_packed
+from utils.data.manifest import (
     append_results,
     file_stamp,
     load_manifest,
@@ -50,9 +50,9 @@ from utils.data.manifest import (  # noqa: E402
     remove_stale_temporaries,
     write_manifest,
 )
-from utils.data.sentence_clips import TRANSCRIPT_SUFFIX  # noqa: E402
-from utils.runtime.atomic import NotWritableError, ensure_writable_dir, write_text_atomic  # noqa: E402
-from utils.runtime.cli import (  # noqa: E402
+from utils.data.sentence_clips import TRANSCRIPT_SUFFIX
+from utils.runtime.atomic import NotWritableError, ensure_writable_dir, write_text_atomic
+from utils.runtime.cli import (
     non_negative_float,
     parse_args,
     parse_size,
@@ -60,7 +60,7 @@ from utils.runtime.cli import (  # noqa: E402
     positive_int,
     str2bool,
 )
-from utils.text.captions import (  # noqa: E402
+from utils.text.captions import (
     DEFAULT_GAP,
     DEFAULT_MARGIN,
     DEFAULT_MAX_DURATION,
@@ -70,10 +70,10 @@ from utils.text.captions import (  # noqa: E402
     plan_utterances,
     read_captions,
 )
-from utils.video.crop_pool import become_worker, worker_results  # noqa: E402
-from utils.video.mouth_extractor import ExtractionError, MouthExtractor  # noqa: E402
-from utils.video.reader import MODEL_FPS, VIDEO_SUFFIXES, is_video_file  # noqa: E402
-from utils.video.utterances import UtteranceReader  # noqa: E402
+from utils.video.crop_pool import become_worker, worker_results
+from utils.video.mouth_extractor import ExtractionError, MouthExtractor
+from utils.video.reader import MODEL_FPS, VIDEO_SUFFIXES, is_video_file
+from utils.video.utterances import UtteranceReader
 
 VIDEO_KIND = "video"
 

@@ -29,19 +29,19 @@ duration fails with its own status; a word folder without clips is named and the
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import argparse
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
 
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm
 
-from utils.data.clip_store import PACKED_SUFFIX, save_packed, save_png_folder  # noqa: E402
-from utils.data.manifest import (  # noqa: E402, F401 (load_manifest: re-exported for callers)
+from utils.data.clip_store import PACKED_SUFFIX, save_packed, save_png_folder
+from utils.data.manifest import (  # noqa: F401 (load_manifest: re-exported for callers)
     append_results,
     file_stamp,
     load_manifest,
@@ -51,14 +51,14 @@ from utils.data.manifest import (  # noqa: E402, F401 (load_manifest: re-exporte
     remove_stale_temporaries,
     write_manifest,
 )
-from utils.data.word_clips import INFO_SUFFIX, WORD_FRAMES, WORD_SPLITS, read_duration, write_info  # noqa: E402
-from utils.runtime.atomic import NotWritableError, ensure_writable_dir  # noqa: E402
-from utils.runtime.cli import parse_args, parse_size, positive_int, str2bool  # noqa: E402
-from utils.runtime.paths import DATASET_DIR, VIDEO_DIR  # noqa: E402
-from utils.video.crop_pool import become_worker, worker_results  # noqa: E402
-from utils.video.mouth_extractor import ExtractionError, MouthExtractor  # noqa: E402
-from utils.video.reader import VIDEO_SUFFIXES, is_video_file  # noqa: E402
-from utils.video.word_crops import WORD_CROP_SIZE, WordCropper  # noqa: E402
+from utils.data.word_clips import INFO_SUFFIX, WORD_FRAMES, WORD_SPLITS, read_duration, write_info
+from utils.runtime.atomic import NotWritableError, ensure_writable_dir
+from utils.runtime.cli import parse_args, parse_size, positive_int, str2bool
+from utils.runtime.paths import DATASET_DIR, VIDEO_DIR
+from utils.video.crop_pool import become_worker, worker_results
+from utils.video.mouth_extractor import ExtractionError, MouthExtractor
+from utils.video.reader import VIDEO_SUFFIXES, is_video_file
+from utils.video.word_crops import WORD_CROP_SIZE, WordCropper
 
 FORMATS = ("packed", "png")
 LAYOUTS = ("grid", "lrw")

@@ -18,14 +18,14 @@ would mix), unless ``overwrite=true`` starts both afresh. Every option below can
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a file: find the project's packages
+    import _bootstrap  # noqa: F401
 
-import argparse  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
+import argparse
+import subprocess
+import time
 
-from utils.runtime.cli import (  # noqa: E402
+from utils.runtime.cli import (
     channel_list,
     non_negative_int,
     parse_args,
@@ -35,7 +35,7 @@ from utils.runtime.cli import (  # noqa: E402
     positive_int,
     str2bool,
 )
-from utils.runtime.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT  # noqa: E402
+from utils.runtime.paths import CHECKPOINT_DIR, DATA_DIR, REPO_ROOT
 
 
 def build_parser() -> argparse.ArgumentParser:
