@@ -17,7 +17,7 @@ configuration ``lrw_resnet18_mstcn``, as one Gluon HybridBlock:
 
 With 500 classes and the reference configuration this has 36,361,396 trainable parameters
 (batch-norm running statistics excluded), the reference PyTorch implementation's count
-(``tests/test_word_net.py``). ``width_mult`` (scales the trunk; the reference uses it only for its
+(``tests/model/test_word_net.py``). ``width_mult`` (scales the trunk; the reference uses it only for its
 ShuffleNet trunk) and a fractional ``tcn_width_mult`` give the small models of the tests.
 
 MXNet 1.9.1's oneDNN batch norm fails in backward on 5-D input, so the front-end's output is
@@ -26,24 +26,10 @@ the same either way, and the 1x3x3 max-pool is a 2-D pool of each frame. Its bat
 Conv1D on (N, C, T) fails likewise ("Check failed: !is_view" once channels reach 16), so the TCN
 runs on (N, C, T, 1) with (k, 1) Conv2D kernels: the same arithmetic and parameter count.
 
-Speed on the CPU (``bench/words.py``; MXNet 1.9.1's oneDNN 2.4, AVX2). Every choice below computes the
-same sums (``tests/test_word_net.py`` compares each with the plain form, outputs and gradients); figures
-are CPU seconds of one thread per training step (batch 8) or milliseconds per batch-1 forward, medians
-of one process alternating the versions, taken while other work loaded both cores:
-
-- the front-end as ``FrameStackConv`` (one 2-D convolution of stacked neighbour frames, no 5-D
-  transpose) with ``Swish`` on oneDNN's sigmoid: 15.1 -> 13.9 s per step, 664 -> 453 ms per forward;
-  the swish alone: 593 -> 450 ms per forward, no measurable change in training (12.6 s either way);
-- ``GemmConv`` (im2col and a matrix product) for the last stage's 3x3 convolutions in training:
-  13.9 -> 13.0 s; for the TCN's convolutions: 12.8 -> 12.4 s, and 474 -> 424 ms per forward;
-- ``prepare_word_net``'s fused graph (batch norms folded into convolutions): 468 -> 450 ms per forward.
-
-Not taken: MXNet without oneDNN (``MXNET_MKLDNN_ENABLED=0``: 581 -> 875 ms per forward); the front-end's
-max-pool as nine strided slices (3-5x slower than oneDNN's plain-layout pool it would replace);
-``contrib.multi_adamw_update`` (no faster than one ``adamw_update`` per parameter, and it crashed on a
-list of 160). What remains (MXNet's profiler, one thread, training step): oneDNN's own convolution
-kernels about three quarters; the front-end's max-pool about 6% (swish's product comes out in the plain
-layout, where oneDNN's training pool has only a slow generic kernel); the AdamW update about 6%.
+The front-end is one 2-D convolution of stacked neighbour frames (``FrameStackConv``, no 5-D transpose),
+the last stage's and the TCN's convolutions are an im2col and a matrix product (``GemmConv``), and swish
+uses oneDNN's sigmoid: each computes the same sums as the plain form (``tests/model/test_word_net.py``
+checks outputs and gradients) in less CPU time (``bench/words.py``; docs/speed.md gives the figures).
 """
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ from utils.text.captions import normalise_text, read_captions
 DECODERS = ("beam", "lm")
 # Seconds infer.py keeps around each utterance's speech (--margin): the training clips, cut at the talks'
 # cues, begin and end 0.12 s from speech (synthetic/talks.CUE_MARGIN), and the speech found from mouth
-# motion begins and ends within a few frames of it on most sentences (tests/test_synthetic_talks.py).
+# motion begins and ends within a few frames of it on most sentences (tests/synthetic/test_synthetic_talks.py).
 MARGIN = 0.15
 # Seconds infer.py may then move each edge inward (--edge_search): this model reads by its clips' edges, so
 # a few frames either way change what it reads. Over six unseen speakers' talks the search took beam

@@ -18,7 +18,7 @@ from model.checkpoint import load_lipnet
 from model.word_net import WordNet
 from utils.synthetic import words as synthetic_words
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TINY = ["task=words", "num_gpus=0", "progress=false", "crop=40", "width_mult=0.125", "tcn_width_mult=0.0625",
         "tcn_num_layers=2", "batch_size=4", "optimizer=adamw", "weight_decay=1e-2", "lr=1e-3", "mixup_alpha=0.4",
@@ -125,7 +125,7 @@ def test_small_model_reads_unseen_speakers(tmp_path: Path):
     synthetic_words.generate_words(root, ["ABOUT", "FAMILY", "MONEY", "WORLD"],
                                    {"train": range(1, 9), "val": (9, 10), "test": ()}, clips_per_speaker=6,
                                    size=48, n_process=2, progress=False)
-    config = Path(__file__).resolve().parent.parent / "asset" / "configs" / "synthetic_words.yaml"
+    config = Path(__file__).resolve().parents[2] / "asset" / "configs" / "synthetic_words.yaml"
     assert main.main(["--config", str(config), f"image_path={root}", f"save_dir={tmp_path / 'run'}",
                       "progress=false", "stop_accuracy=0.9"]) == 0
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))

@@ -17,7 +17,7 @@ from utils.data.clip_store import save_packed
 from utils.text.alphabet import GRID
 from utils.text.grid_text import AlignedWord, ctc_min_frames, parse_align
 
-SHARED_ALIGN = Path(__file__).resolve().parent.parent.parent / "shared" / "grid" / "swwp2s.align"
+SHARED_ALIGN = Path(__file__).resolve().parents[3] / "shared" / "grid" / "swwp2s.align"
 SWWP2S = [AlignedWord("set", 12, 20), AlignedWord("white", 19, 28), AlignedWord("with", 27, 31),
           AlignedWord("p", 30, 36), AlignedWord("two", 36, 44), AlignedWord("soon", 43, 56)]
 SWWP2S_WORDS = [w.word for w in SWWP2S]

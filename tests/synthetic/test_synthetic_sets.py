@@ -16,7 +16,7 @@ from utils.synthetic.record import RECORD_NAME, SetMismatch
 from utils.synthetic.talks import generate_talks
 from utils.synthetic.words import generate_words
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SMALL = (32, 16)
 
 

@@ -33,7 +33,7 @@ from utils.text.decoders import (
 from utils.text.grid_text import ALPHABET, BLANK, GRAMMAR, NUM_CLASSES, encode, is_grid_sentence
 
 A, B, SP = encode("a")[0], encode("b")[0], encode(" ")[0]
-LM = grid_lm(8)  # the word language-model decoder (tests/test_lm.py tests it on its own)
+LM = grid_lm(8)  # the word language-model decoder (tests/text/test_lm.py tests it on its own)
 
 
 # ---------------------------------------------------------------------------------------- oracles

@@ -25,7 +25,7 @@ from utils.video.mouth_extractor import (
 
 CLIPS = ("bbaf2n", "lwbsza", "swwp2s")
 W, H = 100, 50
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Tests run as root, whose CAP_DAC_OVERRIDE reads any file: a child without it sees modes as a user does.
 WITHOUT_ROOT_READ = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
                      "--bounding-set=-dac_override,-dac_read_search"]

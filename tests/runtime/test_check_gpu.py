@@ -30,7 +30,7 @@ from utils.runtime.gpu_preflight import (
     preflight,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GIB = 2**30
 CUDA_BUILD = Build("mxnet-cu117 1.9.1", True)
 A100 = Gpu(0, "NVIDIA A100-SXM4-80GB", (8, 0), 80 * GIB)

@@ -19,7 +19,7 @@ from utils.data.clip_store import load_packed, load_png_folder
 from utils.preprocess_data import build_parser, load_manifest, main
 from utils.video.mouth_extractor import MouthExtractor
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GOOD = {"s1/bbaf2n": "bbaf2n.mpg", "s1/lwbsza": "lwbsza.mpg", "s2/swwp2s": "swwp2s.mpg"}
 BAD = {"s3/empty": "empty_file", "s3/cut": "too_short", "s3/notvideo": "decode_error", "s3/noise": "no_face"}
 

@@ -21,7 +21,7 @@ import main
 from model.training import loop, sentence_task
 from tests.fake_data import write_fake_clips
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = ["channels=4,8,8", "hidden=16", "batch_size=4", "num_gpus=0", "progress=false", "align_path=/nonexistent",
         "lr=0.003"]
 

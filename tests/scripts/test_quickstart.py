@@ -9,7 +9,7 @@ import pytest
 
 from utils import quickstart
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quickstart_generates_trains_and_reads_unseen_speakers(tmp_path: Path, capfd: pytest.CaptureFixture):

@@ -21,7 +21,7 @@ import pytest
 
 from utils import download_data as dd
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIPS = ("bbaf2n", "lwbsza", "swwp2s")  # the same clip names for every speaker, as in GRID
 
 

@@ -16,7 +16,7 @@ import pytest
 from tests.own_videos import cut, encoded, grid_rgb
 from utils.video.reader import read_frames
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIPS = ("bbaf2n", "lwbsza", "swwp2s")
 # Gaps alternating 1/30 and 1/20 s: a variable-rate video, as phones record.
 VFR_TIMES = np.concatenate([[0.0], np.cumsum(np.resize([1 / 30, 1 / 20], 74))])

@@ -16,7 +16,7 @@ from utils.prepare_captions import build_parser, main
 from utils.synthetic.talks import generate_talks
 from utils.text.captions import normalise_text, read_captions
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SIZE = "48x24"
 
 

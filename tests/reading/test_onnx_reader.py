@@ -1,7 +1,7 @@
 """Reading with an ONNX file where MXNet cannot be installed: .ci/run runs these in a Python 3.13 venv
-with NumPy 2 built from requirements-infer.txt (``pytest -m onnx_reader tests/test_onnx_reader.py``).
+with NumPy 2 built from requirements-infer.txt (``pytest -m onnx_reader tests/reading/test_onnx_reader.py``).
 
-The model is the one trained on the shared clips, exported by tests/test_onnx.py in the main venv,
+The model is the one trained on the shared clips, exported by tests/model/test_onnx.py in the main venv,
 which leaves it and what its MXNet checkpoint reads in ``LIPNET_ONNX_HANDOFF``. Where MXNet is
 importable these tests are skipped (tests/conftest.py).
 """
@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.onnx_reader
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def handoff() -> Path:
     folder = os.environ.get("LIPNET_ONNX_HANDOFF")
     if not folder:
-        pytest.skip("needs LIPNET_ONNX_HANDOFF, the folder where tests/test_onnx.py left the exported model "
+        pytest.skip("needs LIPNET_ONNX_HANDOFF, the folder where tests/model/test_onnx.py left the exported model "
                     "(.ci/run sets it)")
     path = Path(folder)
     if not (path / "real.onnx").is_file() or not (path / "expected.json").is_file():
-        pytest.fail(f"{path}: no real.onnx and expected.json (tests/test_onnx.py did not run, or failed, before)")
+        pytest.fail(f"{path}: no real.onnx and expected.json (tests/model/test_onnx.py did not run, or failed, before)")
     return path
 
 

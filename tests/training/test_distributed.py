@@ -26,7 +26,7 @@ from tests.fake_data import write_fake_clips
 from utils import launch
 from utils.runtime.cli import parse_args
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 # Dropout and augmentation off, so that two workers and one process see exactly the same numbers. Adam
 # barely notices a gradient off by a constant factor; a small clip_gradient makes the scale matter.

@@ -24,7 +24,7 @@ from model.lipnet import LipNet, LipNetConfig
 from utils.data.clip_store import save_packed
 from utils.text.grid_text import ALPHABET, is_grid_sentence
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 GRID_CLIPS = ["bbaf2n.mpg", "lwbsza.mpg", "swwp2s.mpg"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # s1, s2 (validation speakers of the unseen split) and s3; bbaf2n has an align saying something else.

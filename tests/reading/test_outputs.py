@@ -16,7 +16,7 @@ import pytest
 
 from utils.runtime.atomic import NotWritableError, ensure_writable_dir, write_text_atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 

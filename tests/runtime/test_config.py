@@ -8,7 +8,7 @@ import pytest
 import main
 from utils.runtime.cli import parse_args
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _parse(*argv: str):

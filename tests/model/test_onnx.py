@@ -3,7 +3,7 @@ file's metadata, the exporter's command line, and infer.py reading with an ONNX 
 
 The numerics run on mouth crops of the shared GRID clips. With ``LIPNET_ONNX_HANDOFF`` set (by
 .ci/run), the ONNX export of the model trained on the shared clips and what MXNet reads with it are
-left there for tests/test_onnx_reader.py, which runs in the Python 3.13 venv without MXNet.
+left there for tests/reading/test_onnx_reader.py, which runs in the Python 3.13 venv without MXNet.
 """
 import contextlib
 import io
@@ -28,7 +28,7 @@ from utils.reading.onnx_network import OnnxLipNet
 from utils.text.decoders import decode_batch
 from utils.text.grid_text import sentence_from_clip_name
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4  # the issue's bound on the largest absolute difference of log-probabilities
 MEAN, STD = (0.55, 0.35, 0.25), (0.2, 0.15, 0.12)
 CASES = [(variant, norm) for variant in ("paper", "example") for norm in ("none", "instance", "batch")]
@@ -217,7 +217,7 @@ def test_model_trained_on_the_shared_clips_reads_them_the_same_through_onnx(real
     assert sentences == {video.name: sentence_from_clip_name(video.stem) for video in videos}
     assert "WER 0.0000" in expected["data set"]
     handoff = os.environ.get("LIPNET_ONNX_HANDOFF")
-    if handoff:  # for tests/test_onnx_reader.py in the Python 3.13 venv (.ci/run)
+    if handoff:  # for tests/reading/test_onnx_reader.py in the Python 3.13 venv (.ci/run)
         Path(handoff).mkdir(parents=True, exist_ok=True)
         (Path(handoff) / "real.onnx").write_bytes(onnx_path.read_bytes())
         (Path(handoff) / "expected.json").write_text(json.dumps({"sentences": sentences}))

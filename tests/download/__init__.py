@@ -1,0 +1,1 @@
+"""Tests of downloading GRID (utils/download/, utils/download_data.py)."""

@@ -1,0 +1,1 @@
+"""Tests of MXNet networks, checkpoints and ONNX export (model/)."""

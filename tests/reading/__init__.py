@@ -1,0 +1,1 @@
+"""Tests of reading with a trained network (infer.py, utils/reading/)."""

@@ -1,0 +1,1 @@
+"""Tests of command lines, configs, GPUs (utils/runtime/)."""

@@ -1,0 +1,1 @@
+"""Tests of the entry scripts end to end, their options, and the docs."""

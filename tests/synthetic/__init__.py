@@ -1,0 +1,1 @@
+"""Tests of synthetic data sets (utils/synthetic/)."""

@@ -1,0 +1,1 @@
+"""Tests of text, decoders, language models, captions, timings (utils/text/)."""

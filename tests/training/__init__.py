@@ -1,0 +1,1 @@
+"""Tests of training runs (trainer.py, model/training/)."""

@@ -1,0 +1,1 @@
+"""Tests of video reading and mouth crops (utils/video/)."""
