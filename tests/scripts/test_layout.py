@@ -41,3 +41,13 @@ def test_at_most_three_places_edit_sys_path():
              for n, line in enumerate(p.read_text().splitlines(), 1)
              if re.search(r"sys\.path(\.insert|\.append|\[[^]]*\]\s*=)", line)]
     assert len(edits) <= 3, edits
+
+
+def test_no_import_cycles():
+    import grimp  # import-linter's graph builder (requirements-dev.txt)
+
+    graph = grimp.build_graph("model", "utils", cache_dir=None)
+    cycles = sorted({tuple(sorted((module, imported))) for module in graph.modules
+                     for imported in graph.find_modules_directly_imported_by(module)
+                     if imported in graph.modules and graph.chain_exists(importer=imported, imported=module)})
+    assert not cycles, cycles

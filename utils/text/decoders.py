@@ -19,15 +19,22 @@ import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from utils.text.alphabet import GRID, Alphabet
 from utils.text.grid_text import GRAMMAR
 
-if TYPE_CHECKING:
-    from utils.text.lm_decoder import LMDecoder
+
+class WordSearch(Protocol):
+    """What the ``lm`` method needs of its decoder: ``utils.text.lm_decoder.LMDecoder``, which is built on
+    this module's beam search and so is named here only by what it does (no import cycle)."""
+
+    alphabet: Alphabet
+
+    def beams(self, log_probs: np.ndarray) -> list[tuple[str, float]]: ...
+
 
 DECODERS = ("greedy", "beam", "grammar", "lm")
 DEFAULT_BEAM_WIDTH = 25
@@ -386,7 +393,7 @@ def grammar_decode(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR,
 # ------------------------------------------------------------------------------------------ entry points
 
 def decode(log_probs: np.ndarray, method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
-           grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> str:
+           grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID, lm: WordSearch | None = None) -> str:
     """Text of one clip's (T, C) log-probabilities with the decoder named by ``method`` (see DECODERS);
     ``lm`` is the word language-model decoder that ``lm`` needs (``utils.text.lm_decoder``)."""
     return decode_scored(log_probs, method, beam_width, grammar, alphabet, lm)[0]
@@ -394,7 +401,7 @@ def decode(log_probs: np.ndarray, method: str = "greedy", beam_width: int = DEFA
 
 def decode_scored(log_probs: np.ndarray, method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
                   grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID,
-                  lm: LMDecoder | None = None) -> tuple[str, float]:
+                  lm: WordSearch | None = None) -> tuple[str, float]:
     """``decode``'s text and the score its decoder ranked it by: the best path's log-probability
     (greedy), log P(text | x) (beam, grammar), or that plus the language model's terms (lm)."""
     if method == "greedy":
@@ -433,7 +440,7 @@ def check_batch(log_probs: np.ndarray, lengths: Sequence[int] | np.ndarray | Non
 def decode_batch(log_probs: np.ndarray, lengths: Sequence[int] | np.ndarray | None = None,
                  method: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
                  grammar: GrammarSpec = GRID_GRAMMAR, alphabet: Alphabet = GRID,
-                 lm: LMDecoder | None = None) -> list[str]:
+                 lm: WordSearch | None = None) -> list[str]:
     """Texts of a padded batch (N, T, C); ``lengths`` gives each clip's valid frames (default: all T)."""
     if method not in DECODERS:
         raise ValueError(f"unknown decoder {method!r}; choose one of {', '.join(DECODERS)}")
