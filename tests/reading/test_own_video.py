@@ -240,7 +240,7 @@ def test_the_network_reads_while_the_video_goes_on_in_order_and_bounded(monkeypa
     assert [u.text for u in reading.utterances] == [f"u{n}" for n in range(8)]
     for n in range(8):  # never more than _IN_FLIGHT + 1 utterances made and not yet read
         made = events.index(("yield", n))
-        assert sum(1 for kind, _ in events[:made] if kind == "read") >= n - infer._IN_FLIGHT - 1
+        assert sum(1 for kind, _ in events[:made] if kind == "read") >= n - sentence_videos._IN_FLIGHT - 1
     events.clear()
     fail_after.append(3)
     with pytest.raises(ExtractionError, match="lost"):
@@ -308,4 +308,4 @@ def test_edge_search_reads_each_utterance_from_its_best_scored_edges():
 def test_negative_margins_are_refused(flag: str, capsys: pytest.CaptureFixture):
     with pytest.raises(SystemExit) as exit_:
         infer.main(["video=talk.mp4", flag])
-    assert exit_.value.code == 2 and "must be at least 0 seconds" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "expected a number of at least 0" in capsys.readouterr().err

@@ -15,13 +15,15 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.own_videos import encoded, grid_rgb
 from utils.data.clip_store import load_packed, load_png_folder
 from utils.preprocess_data import build_parser, load_manifest, main
 from utils.video.mouth_extractor import MouthExtractor
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = {"s1/bbaf2n": "bbaf2n.mpg", "s1/lwbsza": "lwbsza.mpg", "s2/swwp2s": "swwp2s.mpg"}
-BAD = {"s3/empty": "empty_file", "s3/cut": "too_short", "s3/notvideo": "decode_error", "s3/noise": "no_face"}
+BAD = {"s3/empty": "empty_file", "s3/cut": "too_short", "s3/notvideo": "decode_error", "s3/noise": "no_face",
+       "s3/half": "truncated"}
 
 
 def umask() -> int:
@@ -54,7 +56,8 @@ def src(tmp_path_factory, grid_dir: Path) -> Path:
     (src / "s3/empty.mpg").write_bytes(b"")
     whole = (grid_dir / "bbaf2n.mpg").read_bytes()
     (src / "s3/cut.mpg").write_bytes(whole[:4096])
-    (src / "s3/half.mpg").write_bytes(whole[:len(whole) // 2])  # decodes to 38 frames: a shorter clip
+    (src / "s3/half.mpg").write_bytes(whole[:len(whole) // 2])  # 38 frames of a clip cut off: no crops
+    encoded(grid_rgb(grid_dir / "bbaf2n.mpg")[:38], src / "s3/short.mp4")  # a whole clip of 38 frames: kept
     (src / "s3/notvideo.mp4").write_text("this is not a video\n")
     (src / "s3/readme.txt").write_text("not a video suffix: ignored\n")
     (src / "s3/._noise.avi").write_bytes(b"\0\5\26\7 macOS resource fork: ignored")
@@ -78,8 +81,9 @@ def test_every_clip_gets_its_status_while_the_good_ones_succeed(serial, src):
     rc, tgt = serial
     assert rc == 1  # a partial failure is not a success
     records = load_manifest(tgt)
-    assert set(records) == set(GOOD) | set(BAD) | {"s3/half"}
-    assert records["s3/half"]["status"] == "ok" and records["s3/half"]["frames"] == 38  # kept, length noted
+    assert set(records) == set(GOOD) | set(BAD) | {"s3/short"}
+    assert records["s3/short"]["status"] == "ok" and records["s3/short"]["frames"] == 38  # kept, length noted
+    assert "read in part" in records["s3/half"]["message"]  # both lengths named
     for clip in GOOD:
         assert records[clip]["status"] == "ok" and records[clip]["frames"] == 75
         assert records[clip]["size"] == "100x50" and records[clip]["format"] == "packed"
@@ -89,7 +93,7 @@ def test_every_clip_gets_its_status_while_the_good_ones_succeed(serial, src):
         assert records[clip]["message"].startswith(str(src / clip)), records[clip]["message"]
         assert not (tgt / f"{clip}.npz").exists()
     assert sorted(p.name for p in tgt.rglob("*") if p.is_file()) == [
-        "bbaf2n.npz", "half.npz", "lwbsza.npz", "manifest.jsonl", "swwp2s.npz"]
+        "bbaf2n.npz", "lwbsza.npz", "manifest.jsonl", "short.npz", "swwp2s.npz"]
     for file in ("s1/bbaf2n.npz", "manifest.jsonl"):  # not the owner-only mode of a temporary file
         assert (tgt / file).stat().st_mode & 0o777 == 0o666 & ~umask()
 
@@ -97,12 +101,12 @@ def test_every_clip_gets_its_status_while_the_good_ones_succeed(serial, src):
 def test_manifest_is_one_sorted_json_record_per_clip(serial):
     lines = (serial[1] / "manifest.jsonl").read_text().splitlines()
     clips = [json.loads(line)["clip"] for line in lines]
-    assert clips == sorted([*GOOD, *BAD, "s3/half"])
+    assert clips == sorted([*GOOD, *BAD, "s3/short"])
 
 
 def test_serial_and_parallel_runs_give_identical_output(serial, parallel):
     assert parallel[0] == serial[0]
-    for clip in [*GOOD, "s3/half"]:
+    for clip in [*GOOD, "s3/short"]:
         assert (serial[1] / f"{clip}.npz").read_bytes() == (parallel[1] / f"{clip}.npz").read_bytes()
     assert load_manifest(serial[1]) == load_manifest(parallel[1])
 

@@ -131,7 +131,7 @@ def infer(*argv: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def lipnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained LipNet saved as a checkpoint: it reads noise, which is all these tests need."""
-    from tests.test_infer import make_checkpoint
+    from tests.reading.test_infer import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("lipnet") / "best", {"method": "greedy"})
 
