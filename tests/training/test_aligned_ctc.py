@@ -17,14 +17,16 @@ from utils.data.clip_store import save_packed
 from utils.text.alphabet import GRID
 from utils.text.grid_text import AlignedWord, ctc_min_frames, parse_align
 
-SHARED_ALIGN = Path(__file__).resolve().parents[3] / "shared" / "grid" / "swwp2s.align"
 SWWP2S = [AlignedWord("set", 12, 20), AlignedWord("white", 19, 28), AlignedWord("with", 27, 31),
           AlignedWord("p", 30, 36), AlignedWord("two", 36, 44), AlignedWord("soon", 43, 56)]
 SWWP2S_WORDS = [w.word for w in SWWP2S]
 
 
+def test_the_shared_clips_align_is_the_one_these_tests_use(grid_dir: Path):
+    assert parse_align(grid_dir / "swwp2s.align") == SWWP2S  # as the fixture model is trained on it
+
+
 def test_segments_cover_the_clip_in_order_and_hold_their_text():
-    assert parse_align(SHARED_ALIGN) == SWWP2S  # the shared clip's align, as the fixture model is trained on it
     segments = aligned_segments(SWWP2S, 75)
     assert segments == [(0, 12, ""), (12, 20, "set "), (20, 28, "white "), (28, 33, "with "), (33, 36, "p "),
                         (36, 44, "two "), (44, 56, "soon"), (56, 75, "")]
