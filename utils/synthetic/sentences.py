@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -56,7 +57,8 @@ def _run_task(task: _Task) -> str | None:
     return None
 
 
-_MIN_PARALLEL = 16
+_MIN_PARALLEL = 16  # fewer clips are drawn before a pool could start
+T = TypeVar("T")
 
 
 @dataclass
@@ -113,16 +115,8 @@ def generate(
                 report.skipped += 1
             else:
                 todo.append(task)
-    bar = tqdm(total=len(todo), desc="synthetic clips", unit="clip", disable=not progress)
-    if n_process is None:
-        n_process = len(os.sched_getaffinity(0))
-    if n_process > 1 and len(todo) >= _MIN_PARALLEL:
-        with multiprocessing.get_context("spawn").Pool(n_process) as pool:
-            results: Iterable[str | None] = pool.imap_unordered(_run_task, todo, chunksize=4)
-            collect(results, report, bar)
-    else:
-        collect(map(_run_task, todo), report, bar)
-    bar.close()
+    with tqdm(total=len(todo), desc="synthetic clips", unit="clip", disable=not progress) as bar:
+        draw(_run_task, todo, n_process, report, bar)
     return report
 
 
@@ -138,7 +132,20 @@ def _merge_grid(recorded: dict, wanted: dict) -> tuple[dict, list[str]]:
     return {**wanted, "clips": {**held, **wanted["clips"]}}, problems
 
 
-def collect(results: Iterable[str | None], report: GenerateReport, bar: tqdm) -> None:
+def draw(run_task: Callable[[T], str | None], todo: Sequence[T], n_process: int | None, report: GenerateReport,
+         bar: tqdm) -> None:
+    """``run_task`` (which returns an error message or None) over every task of ``todo``, in ``n_process``
+    spawned processes (default: one per core) when there are enough tasks to pay for starting them;
+    ``report`` counts what was written and keeps the errors, ``bar`` moves on with each."""
+    n_process = len(os.sched_getaffinity(0)) if n_process is None else n_process
+    if n_process > 1 and len(todo) >= _MIN_PARALLEL:
+        with multiprocessing.get_context("spawn").Pool(n_process) as pool:
+            _collect(pool.imap_unordered(run_task, todo, chunksize=4), report, bar)
+    else:
+        _collect(map(run_task, todo), report, bar)
+
+
+def _collect(results: Iterable[str | None], report: GenerateReport, bar: tqdm) -> None:
     for error in results:
         if error is None:
             report.written += 1

@@ -18,8 +18,6 @@ more clips per speaker later keeps the clips already made. A clip's random strea
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from utils.synthetic import (
     word_shapes,
 )
 from utils.synthetic.record import WORDS, claim, differences, listed
-from utils.synthetic.sentences import collect as collect_results  # the GRID generator's progress and report keeping
+from utils.synthetic.sentences import draw  # the GRID generator's pool, progress and report keeping
 from utils.text.grid_text import GRAMMAR
 
 DEFAULT_WORDS_PATH = DATA_DIR / "synthetic_words"
@@ -226,15 +224,8 @@ def generate_words(
                         report.skipped += 1
                     else:
                         todo.append(task)
-    bar = tqdm(total=len(todo), desc="synthetic words", unit="clip", disable=not progress)
-    n_process = len(os.sched_getaffinity(0)) if n_process is None else n_process
-    if n_process > 1 and len(todo) >= 16:  # fewer clips are drawn before a pool could start
-        with multiprocessing.get_context("spawn").Pool(n_process) as pool:
-            results = pool.imap_unordered(_run_task, todo, chunksize=4)
-            collect_results(results, report, bar)
-    else:
-        collect_results(map(_run_task, todo), report, bar)
-    bar.close()
+    with tqdm(total=len(todo), desc="synthetic words", unit="clip", disable=not progress) as bar:
+        draw(_run_task, todo, n_process, report, bar)
     return report
 
 
