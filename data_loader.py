@@ -208,7 +208,7 @@ class SamplePlan:
     flip: bool
 
 
-class LipDataset(gluon.data.Dataset):
+class SentenceDataset(gluon.data.Dataset):
     """Clips as ``(frames (T, H, W, 3) uint8, label ids, input length, clip index)``.
 
     ``num_frames`` cuts or pads (holding the last frame) every sample to that many frames (GRID's 75:
@@ -386,7 +386,7 @@ class Batchify(Normaliser):
                 mx.nd.array(label_lengths), indices, data_lengths.astype(np.int64))
 
 
-def make_loader(dataset: LipDataset, batch_size: int, mean: Sequence[float], std: Sequence[float],
+def make_loader(dataset: SentenceDataset, batch_size: int, mean: Sequence[float], std: Sequence[float],
                 sampler: gluon.data.Sampler | None = None, num_workers: int = 0,
                 last_batch: str = "keep") -> gluon.data.DataLoader:
     """A DataLoader over ``sampler`` (default: in order) with ``num_workers`` worker threads."""

@@ -69,7 +69,7 @@ class Run:
         self.net.hybridize(static_alloc=True, static_shape=True)
         self.trainer = gluon.Trainer(self.net.collect_params(), "adam", {"learning_rate": 1e-4, "clip_gradient": 10})
         self.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
-        dataset = data_loader.LipDataset(records, num_frames=None, train=True, seed=0)
+        dataset = data_loader.SentenceDataset(records, num_frames=None, train=True, seed=0)
         self.sampler = (data_loader.BucketSampler(data_loader.clip_lengths(records), args.batch_size, 0) if bucket
                         else data_loader.EpochShuffleSampler(len(records), 0))
         self.loader = data_loader.make_loader(dataset, args.batch_size, MEAN, STD, self.sampler, args.num_workers)

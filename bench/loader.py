@@ -35,7 +35,7 @@ def make_dataset(grid_dir: Path, root: Path, copies: int) -> None:
 def clips_per_second(root: Path, workers: int, epochs: int, batch_size: int) -> float:
     records = data_loader.build_records(data_loader.discover_clips(root), None)
     mean, std = data_loader.channel_stats(records)
-    dataset = data_loader.LipDataset(records, train=True)
+    dataset = data_loader.SentenceDataset(records, train=True)
     sampler = data_loader.EpochShuffleSampler(len(dataset), 0)
     loader = data_loader.make_loader(dataset, batch_size, mean, std, sampler, workers)
     next(iter(loader))  # start the workers outside the timing

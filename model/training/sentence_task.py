@@ -26,7 +26,7 @@ from utils.text.lm_decoder import LMDecoder, lm_decoder_for
 log = logging.getLogger("lipnet")
 
 
-def evaluate(net: LipNet, loader: gluon.data.DataLoader, dataset: data_loader.LipDataset,
+def evaluate(net: LipNet, loader: gluon.data.DataLoader, dataset: data_loader.SentenceDataset,
              ctxs: Sequence[mx.Context], decoder: str = "greedy", beam_width: int = 25,
              keep_log_probs: bool = False, progress: str | None = None, stop: StopFlag | None = None,
              alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> Evaluation:
@@ -144,11 +144,11 @@ class SentenceTask:
             log.info("worker %d of %d (%s): %d training clips of its own, %d validation clips",
                      workers.rank, workers.count, args.kvstore, len(train_records), len(val_records))
 
-        train_set = data_loader.LipDataset(train_records, size=size, num_frames=args.frames, train=True,
+        train_set = data_loader.SentenceDataset(train_records, size=size, num_frames=args.frames, train=True,
                                            flip_prob=args.flip_prob, jitter_prob=args.jitter_prob,
                                            word_prob=args.word_prob, seed=args.seed, alphabet=alphabet,
                                            recode_prob=args.recode_prob)
-        val_set = data_loader.LipDataset(val_records, size=size, num_frames=args.frames, alphabet=alphabet)
+        val_set = data_loader.SentenceDataset(val_records, size=size, num_frames=args.frames, alphabet=alphabet)
         if args.frames is None and args.bucket:
             lengths = data_loader.clip_lengths(train_records)
             sampler = data_loader.BucketSampler(lengths, args.batch_size, args.seed)
@@ -169,7 +169,7 @@ class SentenceTask:
 
     def _segments(self, epoch: int, index: int) -> list[tuple[int, int, str]] | None:
         """The aligned segments of training sample ``(epoch, index)`` when it holds its clip's sentence, moved
-        with the frames its plan (``LipDataset.plan``, replayed) cut and jittered."""
+        with the frames its plan (``SentenceDataset.plan``, replayed) cut and jittered."""
         record = self.train_set.records[index]
         if not record.words:
             return None  # no align file

@@ -30,7 +30,7 @@ def test_clip_batches_equal_the_validation_loaders(tmp_path: Path, num_workers: 
         save_packed(tmp_path / "s1" / f"bbaf{i}n.npz", rng.integers(0, 256, (frames, 24, 48, 3), dtype=np.uint8))
     (tmp_path / "s1" / "bbaf9n.npz").write_bytes(b"broken")
     records = build_records(discover_clips(tmp_path), None)
-    dataset = data_loader.LipDataset(records, size=(40, 20), num_frames=num_frames)
+    dataset = data_loader.SentenceDataset(records, size=(40, 20), num_frames=num_frames)
     loader = data_loader.make_loader(dataset, 2, MEAN, STD)
     expected = [(b[0].asnumpy(), b[2].asnumpy().astype(np.int64), b[4].tolist()) for b in loader if b is not None]
     with caplog.at_level(logging.WARNING, logger="data_loader"):

@@ -21,7 +21,7 @@ from data_loader import (
     Batchify,
     ClipRecord,
     EpochShuffleSampler,
-    LipDataset,
+    SentenceDataset,
     build_records,
     discover_clips,
     label_clip,
@@ -219,7 +219,7 @@ def test_select_unknown_split_is_refused():
 
 
 def test_batches_have_the_documented_layout(records: list[ClipRecord]):
-    dataset = LipDataset(records[:5])
+    dataset = SentenceDataset(records[:5])
     batches = list(make_loader(dataset, 2, MEAN, STD))
     assert len(batches) == 3
     data, labels, data_lengths, label_lengths, indices, lengths = batches[-1]  # the last, short batch is kept
@@ -246,7 +246,7 @@ def test_normalisation_is_per_rgb_channel(tmp_path: Path):
     frames = _smooth_frames(seed=3)
     save_packed(tmp_path / "s1" / "bbaf2n.npz", frames)
     save_png_folder(tmp_path / "s1" / "lwbsza", frames[:, :, ::-1])
-    dataset = LipDataset(build_records(discover_clips(tmp_path), None))
+    dataset = SentenceDataset(build_records(discover_clips(tmp_path), None))
     (data, *_rest), = list(make_loader(dataset, 2, MEAN, STD))
     data = data.asnumpy()
     np.testing.assert_allclose(data[0], _expected(load_clip(dataset.records[0].path)), atol=1e-5)
@@ -259,11 +259,11 @@ def test_resize_to_size(tmp_path: Path):
     frames = _smooth_frames(seed=4)
     save_png_folder(tmp_path / "s1" / "bbaf2n", frames)
     record, = build_records(discover_clips(tmp_path), None)
-    resized = LipDataset([record], size=(24, 12))[0][0]
+    resized = SentenceDataset([record], size=(24, 12))[0][0]
     assert resized.shape == (NUM_FRAMES, 12, 24, 3) and resized.dtype == np.uint8
     np.testing.assert_array_equal(resized[7], cv2.resize(frames[7], (24, 12), interpolation=cv2.INTER_AREA))
-    np.testing.assert_array_equal(LipDataset([record], size=(48, 24))[0][0], frames)  # native size: untouched
-    (data, *_rest), = list(make_loader(LipDataset([record], size=(32, 16)), 1, MEAN, STD))
+    np.testing.assert_array_equal(SentenceDataset([record], size=(48, 24))[0][0], frames)  # native size: untouched
+    (data, *_rest), = list(make_loader(SentenceDataset([record], size=(32, 16)), 1, MEAN, STD))
     assert data.shape == (1, 3, NUM_FRAMES, 16, 32)
 
 
@@ -276,10 +276,10 @@ def test_a_label_outside_the_alphabet_is_refused_and_a_long_one_widens_its_batch
     np.testing.assert_array_equal(labels.asnumpy()[1], long)
     assert (labels.asnumpy()[0, 3:] == -1).all()
     with pytest.raises(ValueError, match="s1/x: .*not in the GRID alphabet"):
-        LipDataset([ClipRecord("s1/x", records[0].path, "bin blue at f 2 now")])
+        SentenceDataset([ClipRecord("s1/x", records[0].path, "bin blue at f 2 now")])
     with pytest.raises(ValueError, match="s1/y: empty label"):
-        LipDataset([ClipRecord("s1/y", records[0].path, "")])
-    assert len(LipDataset([ClipRecord("s1/z", records[0].path, "a" * 41)])) == 1
+        SentenceDataset([ClipRecord("s1/y", records[0].path, "")])
+    assert len(SentenceDataset([ClipRecord("s1/z", records[0].path, "a" * 41)])) == 1
 
 
 def test_an_align_of_more_than_40_characters_is_a_label(tmp_path: Path, caplog: pytest.LogCaptureFixture):
@@ -309,7 +309,7 @@ def test_unreadable_clips_are_reported_once_and_skipped(records: list[ClipRecord
     garbage.write_bytes(b"\x00not a zip file at all" * 50)
     missing = tmp_path / "s1" / "missing.npz"
     bad = [ClipRecord("s1/garbage", garbage, "bin blue"), ClipRecord("s1/missing", missing, "lay red")]
-    dataset = LipDataset([*bad, records[0], records[1]])
+    dataset = SentenceDataset([*bad, records[0], records[1]])
     for workers in (0, 2):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="data_loader"):
@@ -329,7 +329,7 @@ def test_unreadable_clips_are_reported_once_and_skipped(records: list[ClipRecord
             assert any("not a readable packed clip" in m for m in messages)
         else:
             assert messages == []
-    fresh = LipDataset(bad)
+    fresh = SentenceDataset(bad)
     with caplog.at_level(logging.WARNING, logger="data_loader"):
         caplog.clear()
         assert [fresh[(epoch, 0)] for epoch in range(3)] == [None] * 3
@@ -341,12 +341,12 @@ def test_unreadable_clips_are_reported_once_and_skipped(records: list[ClipRecord
 
 def test_flip_mirrors_left_right(records: list[ClipRecord]):
     original = load_clip(records[2].path)
-    flipped = LipDataset(records, train=True, flip_prob=1.0, jitter_prob=0.0)[(3, 2)]
+    flipped = SentenceDataset(records, train=True, flip_prob=1.0, jitter_prob=0.0)[(3, 2)]
     np.testing.assert_array_equal(flipped[0], original[:, :, ::-1])
     assert flipped[2] == NUM_FRAMES and flipped[3] == 2
     assert decode(flipped[1]) == records[2].sentence
     # Evaluation never augments, whatever the probabilities say.
-    plain = LipDataset(records, train=False, flip_prob=1.0, jitter_prob=0.5, word_prob=1.0)[(3, 2)]
+    plain = SentenceDataset(records, train=False, flip_prob=1.0, jitter_prob=0.5, word_prob=1.0)[(3, 2)]
     np.testing.assert_array_equal(plain[0], original)
 
 
@@ -405,14 +405,14 @@ def test_recode_softens_and_compresses_like_a_reencoding():
 
 def test_recode_in_training_only_with_its_own_draws(records: list[ClipRecord]):
     original = load_clip(records[2].path)
-    plain = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=4)
-    recoded = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=4, recode_prob=1.0)
+    plain = SentenceDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=4)
+    recoded = SentenceDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=4, recode_prob=1.0)
     for epoch in range(4):
         a, b = plain[(epoch, 2)], recoded[(epoch, 2)]
         assert a[2] == b[2] and b[0].shape == a[0].shape  # the same jitter: recode draws from its own stream
         assert 0 < np.abs(a[0].astype(int) - b[0]).mean() < 40
         np.testing.assert_array_equal(b[0], recoded[(epoch, 2)][0])  # drawn from (seed, epoch, index) only
-    evaluation = LipDataset(records, recode_prob=1.0)[(0, 2)]
+    evaluation = SentenceDataset(records, recode_prob=1.0)[(0, 2)]
     np.testing.assert_array_equal(evaluation[0], original)
 
 
@@ -421,12 +421,12 @@ def test_short_clips_are_padded_with_their_last_frame(tmp_path: Path):
     save_png_folder(tmp_path / "s1" / "bbaf2n", frames)
     save_png_folder(tmp_path / "s1" / "lwbsza", _smooth_frames(t=NUM_FRAMES + 9, seed=6))
     records = build_records(discover_clips(tmp_path), None)
-    short, long = LipDataset(records)[0], LipDataset(records)[1]
+    short, long = SentenceDataset(records)[0], SentenceDataset(records)[1]
     assert short[0].shape == (NUM_FRAMES, 24, 48, 3) and short[2] == 40
     np.testing.assert_array_equal(short[0][:40], frames)
     assert (short[0][40:] == frames[-1]).all()
     assert long[0].shape == (NUM_FRAMES, 24, 48, 3) and long[2] == NUM_FRAMES  # longer clips are cut
-    (_, _, data_lengths, _, _, lengths), = list(make_loader(LipDataset(records), 2, MEAN, STD))
+    (_, _, data_lengths, _, _, lengths), = list(make_loader(SentenceDataset(records), 2, MEAN, STD))
     assert lengths.tolist() == [40, NUM_FRAMES]
     np.testing.assert_array_equal(data_lengths.asnumpy(), [40, NUM_FRAMES])
 
@@ -438,7 +438,7 @@ def test_single_word_clips_from_the_align(tmp_path: Path):
     words = [*WORDS[:-1], ("please", 60, 90)]  # an align running past the clip's last frame
     (tmp_path / "align" / "bbaf2n.align").write_text(_align_text(words))
     records = build_records(discover_clips(tmp_path / "clips"), tmp_path / "align")
-    dataset = LipDataset(records, train=True, flip_prob=0.0, jitter_prob=0.0, word_prob=1.0)
+    dataset = SentenceDataset(records, train=True, flip_prob=0.0, jitter_prob=0.0, word_prob=1.0)
     spans = {w: (s, min(e, NUM_FRAMES)) for w, s, e in words}
     seen = set()
     for epoch in range(30):
@@ -458,8 +458,8 @@ def test_single_word_clips_from_the_align(tmp_path: Path):
 
 
 def test_augmentation_depends_only_on_seed_epoch_and_index(records: list[ClipRecord]):
-    def make(seed: int = 5) -> LipDataset:
-        return LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=seed)
+    def make(seed: int = 5) -> SentenceDataset:
+        return SentenceDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, seed=seed)
 
     first, second = make(), make()
     for index in (0, 3, 7):
@@ -496,7 +496,7 @@ def test_epoch_shuffle_sampler_order_and_skip():
 
 
 def test_worker_threads_give_the_same_batches(records: list[ClipRecord]):
-    dataset = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.2, seed=1)
+    dataset = SentenceDataset(records, train=True, flip_prob=0.5, jitter_prob=0.2, seed=1)
     results = []
     for workers in (0, 2):
         sampler = EpochShuffleSampler(len(dataset), seed=9)
@@ -545,7 +545,7 @@ def test_batch_buffers_reuse_only_what_mxnet_and_python_let_go():
 
 
 def test_batches_kept_alive_are_never_overwritten(records: list[ClipRecord]):
-    dataset = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.2, seed=2)
+    dataset = SentenceDataset(records, train=True, flip_prob=0.5, jitter_prob=0.2, seed=2)
     for workers in (0, 2):
         sampler = EpochShuffleSampler(len(dataset), seed=3)
         loader = make_loader(dataset, 3, MEAN, STD, sampler, num_workers=workers)
@@ -634,7 +634,7 @@ def test_no_word_sample_is_shorter_than_its_label_needs(tmp_path: Path, grid_dir
     squeezed = [("bin", 10, 12), ("blue", 12, 13), ("at", 13, 14), ("f", 14, 15), ("two", 15, 16), ("now", 16, 74)]
     (tmp_path / "align" / "s1" / "bbaf2n.align").write_text(_align_text(squeezed))
     records = build_records(discover_clips(tmp_path / "clips"), tmp_path / "align")
-    dataset = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, word_prob=1.0, seed=1)
+    dataset = SentenceDataset(records, train=True, flip_prob=0.5, jitter_prob=0.3, word_prob=1.0, seed=1)
     samples = 0
     for epoch in range(150):
         for idx in range(len(records)):
@@ -646,13 +646,13 @@ def test_no_word_sample_is_shorter_than_its_label_needs(tmp_path: Path, grid_dir
 
 
 def test_a_sample_is_its_plan_replayed_without_the_frames(tmp_path: Path, grid_dir: Path):
-    """``aligned_ctc`` replays ``LipDataset.plan`` to move the align with the jitter: the plan must be the sample."""
+    """``aligned_ctc`` replays ``SentenceDataset.plan`` to move the align with the jitter: the plan must be the sample."""
     frames = _smooth_frames(seed=5)
     save_png_folder(tmp_path / "clips" / "s1" / "swwp2s", frames)
     (tmp_path / "align" / "s1").mkdir(parents=True)
     (tmp_path / "align" / "s1" / "swwp2s.align").write_bytes((grid_dir / "swwp2s.align").read_bytes())
     records = build_records(discover_clips(tmp_path / "clips"), tmp_path / "align")
-    dataset = LipDataset(records, train=True, flip_prob=0.5, jitter_prob=0.2, word_prob=0.5, seed=7)
+    dataset = SentenceDataset(records, train=True, flip_prob=0.5, jitter_prob=0.2, word_prob=0.5, seed=7)
     kinds = set()
     for epoch in range(40):
         clip, label, length, _ = dataset[(epoch, 0)]
@@ -669,7 +669,7 @@ def test_a_clip_too_short_for_its_label_is_skipped_and_counted(tmp_path: Path, c
     save_png_folder(tmp_path / "clips" / "s1" / "bbaf2n", _smooth_frames(t=15))  # 21 characters need 21 frames
     save_png_folder(tmp_path / "clips" / "s1" / "lwbsza", _smooth_frames(t=30))
     records = build_records(discover_clips(tmp_path / "clips"), None)
-    dataset = LipDataset(records, train=True, jitter_prob=0.5, seed=2)
+    dataset = SentenceDataset(records, train=True, jitter_prob=0.5, seed=2)
     assert dataset[(0, 0)] is None and dataset[(1, 0)] is None
     assert dataset.too_short == 2 and caplog.text.count("cannot hold its 21-character label") == 1
     assert all(dataset[(e, 1)] is not None for e in range(20))  # jitter never takes a clip below its label

@@ -10,7 +10,7 @@ import pytest
 from mxnet import gluon
 
 import main
-from data_loader import ClipRecord, LipDataset, aligned_segments, moved_segments
+from data_loader import ClipRecord, SentenceDataset, aligned_segments, moved_segments
 from model.training.sentence_task import SentenceTask
 from tests.fake_data import write_fake_clips
 from utils.data.clip_store import save_packed
@@ -59,7 +59,7 @@ def _task(tmp_path: Path, **augment: float) -> SentenceTask:
     task.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
     records = [ClipRecord("s1/swwp2s", tmp_path / "swwp2s.npz", "set white with p two soon", tuple(SWWP2S)),
                ClipRecord("s1/bbaf2n", tmp_path / "bbaf2n.npz", "bin blue at f two now")]
-    task.train_set = LipDataset(records, train=True, **{"flip_prob": 0.0, "jitter_prob": 0.0, **augment})
+    task.train_set = SentenceDataset(records, train=True, **{"flip_prob": 0.0, "jitter_prob": 0.0, **augment})
     task._clip_frames = {}
     return task
 

@@ -87,11 +87,11 @@ def _reference(clips: Path, epochs: int) -> list[dict]:
     size = (config.width, config.height)
     loaders, samplers = [], []
     for rank in (0, 1):
-        shard = data_loader.LipDataset(data_loader.shard_records(train_records, rank, 2), size=size, train=True,
+        shard = data_loader.SentenceDataset(data_loader.shard_records(train_records, rank, 2), size=size, train=True,
                                        flip_prob=0, jitter_prob=0, seed=args.seed)
         samplers.append(data_loader.EpochShuffleSampler(len(shard), args.seed))
         loaders.append(data_loader.make_loader(shard, args.batch_size, mean, std, samplers[-1]))
-    val_set = data_loader.LipDataset(val_records, size=size)
+    val_set = data_loader.SentenceDataset(val_records, size=size)
     val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std)
     net = LipNet(config)
     net.initialize(ctx=mx.cpu())

@@ -15,7 +15,7 @@ from data_loader import (
     Batchify,
     BucketSampler,
     EpochShuffleSampler,
-    LipDataset,
+    SentenceDataset,
     build_records,
     clip_lengths,
     discover_clips,
@@ -68,17 +68,17 @@ def test_clip_lengths_are_read_from_headers(tmp_path: Path):
 def test_batches_of_clips_of_their_own_length_are_padded_to_their_longest(tmp_path: Path):
     write_fake_clips(tmp_path, speakers=1, per_speaker=3, frames=(40, 90, 55))
     records = build_records(discover_clips(tmp_path), None)
-    dataset = LipDataset(records, num_frames=None)
+    dataset = SentenceDataset(records, num_frames=None)
     assert [dataset[i][0].shape[0] for i in range(3)] == [40, 90, 55]
     (data, _, lengths, _, _, np_lengths), = list(make_loader(dataset, 3, MEAN, STD))
     assert data.shape[2] == 90 and lengths.asnumpy().tolist() == np_lengths.tolist() == [40, 90, 55]
     values = data.asnumpy()
     np.testing.assert_array_equal(values[0, :, 40:], np.repeat(values[0, :, 39:40], 50, axis=1))  # last frame held
     # The default keeps GRID's fixed 75 frames: cut or padded.
-    (data, _, lengths, *_), = list(make_loader(LipDataset(records), 3, MEAN, STD))
+    (data, _, lengths, *_), = list(make_loader(SentenceDataset(records), 3, MEAN, STD))
     assert data.shape[2] == 75 and lengths.asnumpy().tolist() == [40, 75, 55]
     # Jitter in a clip of its own length is cut or padded back to that length.
-    jittered = LipDataset(records, num_frames=None, train=True, jitter_prob=0.3, flip_prob=0.0)
+    jittered = SentenceDataset(records, num_frames=None, train=True, jitter_prob=0.3, flip_prob=0.0)
     for epoch in range(3):
         frames, _, length, _ = jittered[(epoch, 1)]
         assert len(frames) == 90 and length <= 90

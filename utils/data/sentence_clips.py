@@ -176,7 +176,7 @@ def select_clips(
 
 def load_frames(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """A clip's frames, resized to ``size`` (width, height) when that differs; maybe a view
-    (``LipDataset.__getitem__`` copies them once, with the augmentation)."""
+    (``SentenceDataset.__getitem__`` copies them once, with the augmentation)."""
     frames = load_clip(path, contiguous=False)
     if size is not None and (frames.shape[2], frames.shape[1]) != tuple(size):
         frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
