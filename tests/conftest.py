@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,42 +43,28 @@ def grid_dir(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A narrow LipNet that reads the three shared clips exactly, with its words where they were said:
-    batch norm and no dropout, so that it can memorise three sentences; ``aligned_ctc`` over each clip's
-    align file (swwp2s's own, ``utils/estimate_aligns.py``'s estimate for the other two), so that words
-    are spelt where they were said rather than at the clips' edges; ``recode_prob=0.5`` and temporal
-    jitter, so that it still reads them re-encoded and at a variable frame rate; 900 epochs, so that late
-    learners get there (about 5 minutes on 2 cores). docs/tests.md says how the recipe was chosen.
+    """A narrow LipNet that reads the three shared clips exactly, with its words where they were said
+    (``tests/real_model.py``): the committed one when its digest matches the code and recipe, else retrained
+    here (4-5 minutes), naming the files to commit; in CI a stale model fails instead.
 
-    Returns the crops folder, the model (the run's last checkpoint) and a folder of links to the raw
-    videos (speaker s1).
+    Returns the crops folder, the model (a checkpoint folder) and a folder of links to the raw videos
+    (speaker s1).
     """
-    import main
-    from utils import estimate_aligns, preprocess_data
+    from tests import real_model as recipe
 
     root = tmp_path_factory.mktemp("real")
-    videos = root / "videos" / "s1"
-    videos.mkdir(parents=True)
-    for clip in sorted(grid_dir.glob("*.mpg")):
-        (videos / clip.name).symlink_to(clip)  # read in place, never copied
-    crops = root / "crops"
-    assert preprocess_data.main([f"src_path={root / 'videos'}", f"tgt_path={crops}", "n_process=2"]) == 0
-    aligns = root / "aligns"
-    (aligns / "s1").mkdir(parents=True)
-    for align in grid_dir.glob("*.align"):
-        (aligns / "s1" / align.name).symlink_to(align)  # the real ones are kept; the others are estimated
-    assert estimate_aligns.main([f"src_path={root / 'videos'}", f"tgt_path={aligns}", "n_process=2"]) == 0
-    # The model memorises three clips and is validated on them: on copies of their crops as speaker s2, since
-    # a run's validation clips are never among its training clips. Validation reads them exactly as the originals.
-    shutil.copytree(crops / "s1", crops / "s2")
-    clip_list, val_list = root / "clips.txt", root / "val.txt"
-    clip_list.write_text("".join(f"s1/{clip.stem}\n" for clip in sorted(grid_dir.glob("*.mpg"))))
-    val_list.write_text(clip_list.read_text().replace("s1/", "s2/"))
-    run = root / "run"
-    assert main.main([
-        f"image_path={crops}", f"align_path={aligns}", "aligned_ctc=true", f"train_list={clip_list}",
-        f"val_list={val_list}", f"save_dir={run}", "num_gpus=0", "channels=16,32,48", "hidden=128", "norm=batch",
-        "dr_rate=0", "flip_prob=0", "jitter_prob=0.05", "batch_size=3", "lr=0.003", "lr_schedule=cosine",
-        "epochs=900", "recode_prob=0.5", "seed=1", "val_interval=10", "progress=false", "show_examples=0",
-    ]) == 0
-    return {"crops": crops, "model": run / "last", "videos": videos}
+    data = recipe.prepare(grid_dir, root)
+    digest, committed = recipe.recipe_digest(grid_dir), recipe.committed_digest()
+    last = root / "run" / "last"
+    if committed == digest:
+        last.mkdir(parents=True)
+        for name in recipe.ASSET_FILES:
+            shutil.copyfile(recipe.ASSET / name, last / name)
+    elif os.environ.get("CI"):
+        pytest.fail(f"{recipe.ASSET} is stale: what it was trained by changed (digest {digest[:16]}, committed "
+                    f"{(committed or 'none')[:16]}); retrain it with python -m tests.real_model and commit its files")
+    else:
+        files = recipe.commit(recipe.train(data, root / "run"), digest)
+        warnings.warn("retrained the real-clip model for a changed recipe: commit "
+                      + " ".join(str(f.relative_to(REPO_ROOT)) for f in files), stacklevel=1)
+    return {"crops": data["crops"], "model": last, "videos": data["videos"]}

@@ -1,7 +1,7 @@
-"""The slow end-to-end check: real GRID video -> mouth crops -> a LipNet trained until it reads the clips back.
+"""The end-to-end check: real GRID video -> mouth crops -> a LipNet trained until it reads the clips back.
 
-The model is trained once per test session by the ``real_model`` fixture (tests/conftest.py), which other
-tests on real video share.
+The model is the committed one of ``tests/real_model.py`` (the ``real_model`` fixture), which other tests on
+real video share; ``-m retrain`` trains it from scratch by its recipe and checks that it reads them too.
 """
 from __future__ import annotations
 
@@ -44,3 +44,13 @@ def test_infer_scores_the_preprocessed_clips(real_model: dict[str, Path], capsys
     out = capsys.readouterr().out
     assert out.count("[Target]") == 3 and out.count("[Pred]") == 3
     assert "CER 0.0000  WER 0.0000  (3 clips" in out
+
+
+@pytest.mark.retrain
+def test_the_recipe_trains_a_model_that_reads_the_three_clips(grid_dir: Path, tmp_path: Path):
+    from tests import real_model as recipe
+
+    last = recipe.train(recipe.prepare(grid_dir, tmp_path), tmp_path / "run")
+    meta = json.loads((last / "meta.json").read_text())
+    assert meta["metrics"]["val_wer"] == 0.0 and meta["metrics"]["val_cer"] == 0.0
+    assert meta["state"]["epoch"] == meta["args"]["epochs"]

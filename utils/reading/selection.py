@@ -33,13 +33,15 @@ def select_like_training(args: argparse.Namespace, meta: dict, clips: Sequence[s
         rec_train, rec_val = clip_data.select_clips(clips, definition["split"], definition.get("train_list"),
                                                     definition.get("val_list"), definition.get("speakers"),
                                                     definition.get("val_speakers"), args.missing_clips)
-    except (FileNotFoundError, ValueError) as err:
-        if not chosen:
+    except (FileNotFoundError, ValueError) as err:  # e.g. its clip lists are not on this machine
+        known = list(recorded.get("val_clips", ()))
+        if not known:
             raise
+        cost = ("the clips it trained on cannot be left out of this selection" if chosen
+                else "its training side is unknown")
         print(f"warning: the checkpoint's own selection ({describe_definition(definition)}) cannot be rebuilt here "
-              f"({err}): only its {len(recorded.get('val_clips', ()))} recorded validation clips are known, and "
-              "the clips it trained on cannot be left out of this selection", file=sys.stderr)
-        rec_train, rec_val = [], list(recorded.get("val_clips", ()))
+              f"({err}): only its {len(known)} recorded validation clips are known; {cost}", file=sys.stderr)
+        rec_train, rec_val = [], known
     rec_train, rec_val, notes = splits.apply_recorded_selection(recorded, rec_train, rec_val)
     if not chosen:
         print(f"clips selected as at training ({describe_definition(definition)}; validation side as the "

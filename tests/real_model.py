@@ -1,0 +1,127 @@
+"""The LipNet the real-clip tests share, trained once per change of what its training depends on.
+
+The model memorises the three shared GRID clips (``RECIPE``; docs/tests.md says how it was chosen), which
+takes 4-5 minutes on 2 cores. It is committed under ``tests/assets/real_model/`` (its ``model.params`` and
+``meta.json``) with the SHA-256 of everything that shapes its weights (``recipe_digest``: the code of the
+network, training, data loading and preprocessing, the pinned requirements, the recipe and the clips). A test
+run loads it when the digest matches; when it does not, a developer's run retrains it and names the files to
+commit, and CI, which never retrains, fails naming the stale model. To retrain it by hand:
+
+    python -m tests.real_model [--shared=../shared]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSET = REPO_ROOT / "tests" / "assets" / "real_model"
+DIGEST_FILE = "digest.txt"
+ASSET_FILES = ("model.params", "meta.json")
+# main.py's settings besides the data: batch norm and no dropout, so that it can memorise three sentences;
+# aligned_ctc, so that words are spelt where they were said; recode_prob and temporal jitter, so that it reads
+# re-encoded and variable-rate copies; 900 epochs, so that late learners get there (all 18 seeds tried pass).
+RECIPE = ("aligned_ctc=true", "num_gpus=0", "channels=16,32,48", "hidden=128", "norm=batch", "dr_rate=0",
+          "flip_prob=0", "jitter_prob=0.05", "batch_size=3", "lr=0.003", "lr_schedule=cosine", "epochs=900",
+          "recode_prob=0.5", "seed=1", "val_interval=10", "progress=false", "show_examples=0")
+# What shapes the trained weights: a change to any of these retrains the model.
+DEPENDS_ON = ("model/lipnet.py", "model/backend.py", "model/checkpoint.py", "model/devices.py", "model/adamw.py",
+              "model/training", "data_loader.py", "utils/data", "utils/video", "utils/text/grid_text.py",
+              "utils/text/alphabet.py", "utils/preprocess_data.py", "utils/estimate_aligns.py", "requirements.txt",
+              "tests/real_model.py")
+
+
+def recipe_digest(grid_dir: Path) -> str:
+    """SHA-256 of the files in ``DEPENDS_ON`` (each folder's ``.py`` files), by path and content, and of the
+    shared clips and align file the model is trained on."""
+    digest = hashlib.sha256()
+    files = []
+    for name in DEPENDS_ON:
+        path = REPO_ROOT / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    for path in files:
+        digest.update(f"{path.relative_to(REPO_ROOT)}\n".encode())
+        digest.update(path.read_bytes())
+    for path in sorted(grid_dir.glob("*.mpg")) + sorted(grid_dir.glob("*.align")):
+        digest.update(f"{path.name}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def prepare(grid_dir: Path, root: Path) -> dict[str, Path]:
+    """The data the model trains on, under ``root``: links to the raw videos (speaker s1), their mouth crops,
+    align files (swwp2s's own, the others estimated from mouth motion) and the clip lists. It validates on
+    copies of the crops filed as speaker s2, since a run's validation clips are never its training clips."""
+    from utils import estimate_aligns, preprocess_data
+
+    videos = root / "videos" / "s1"
+    videos.mkdir(parents=True)
+    for clip in sorted(grid_dir.glob("*.mpg")):
+        (videos / clip.name).symlink_to(clip)  # read in place, never copied
+    crops = root / "crops"
+    if preprocess_data.main([f"src_path={root / 'videos'}", f"tgt_path={crops}", "n_process=2"]) != 0:
+        raise RuntimeError(f"preprocessing the shared clips into {crops} failed")
+    aligns = root / "aligns"
+    (aligns / "s1").mkdir(parents=True)
+    for align in grid_dir.glob("*.align"):
+        (aligns / "s1" / align.name).symlink_to(align)  # the real ones are kept; the others are estimated
+    if estimate_aligns.main([f"src_path={root / 'videos'}", f"tgt_path={aligns}", "n_process=2"]) != 0:
+        raise RuntimeError(f"estimating align files into {aligns} failed")
+    shutil.copytree(crops / "s1", crops / "s2")
+    train_list, val_list = root / "clips.txt", root / "val.txt"
+    train_list.write_text("".join(f"s1/{clip.stem}\n" for clip in sorted(grid_dir.glob("*.mpg"))))
+    val_list.write_text(train_list.read_text().replace("s1/", "s2/"))
+    return {"videos": videos, "crops": crops, "aligns": aligns, "train_list": train_list, "val_list": val_list}
+
+
+def train(data: dict[str, Path], save_dir: Path) -> Path:
+    """Train by ``RECIPE`` into ``save_dir``; returns its last checkpoint."""
+    import main
+
+    code = main.main([f"image_path={data['crops']}", f"align_path={data['aligns']}", f"train_list={data['train_list']}",
+                      f"val_list={data['val_list']}", f"save_dir={save_dir}", *RECIPE])
+    if code != 0:
+        raise RuntimeError(f"training the real-clip model into {save_dir} failed (exit status {code})")
+    return save_dir / "last"
+
+
+def committed_digest() -> str | None:
+    path = ASSET / DIGEST_FILE
+    if not path.is_file() or not all((ASSET / name).is_file() for name in ASSET_FILES):
+        return None
+    return path.read_text().strip()
+
+
+def commit(last: Path, digest: str) -> list[Path]:
+    """Copy the checkpoint's reading files into ``ASSET`` with ``digest``; returns the files to commit."""
+    ASSET.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in ASSET_FILES:
+        shutil.copyfile(last / name, ASSET / name)
+        written.append(ASSET / name)
+    (ASSET / DIGEST_FILE).write_text(digest + "\n")  # last: a digest names complete files
+    return [*written, ASSET / DIGEST_FILE]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=str(REPO_ROOT.parent / "shared"),
+                        help="the shared folder holding grid/ (default: %(default)s)")
+    args = parser.parse_args(argv)
+    grid_dir = Path(args.shared) / "grid"
+    if not grid_dir.is_dir():
+        print(f"error: {grid_dir}: no such folder of shared GRID clips", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as root:
+        data = prepare(grid_dir, Path(root))
+        files = commit(train(data, Path(root) / "run"), recipe_digest(grid_dir))
+    print("retrained; commit " + " ".join(str(f.relative_to(REPO_ROOT)) for f in files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
