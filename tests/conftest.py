@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -52,19 +51,12 @@ def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     """
     from tests import real_model as recipe
 
-    root = tmp_path_factory.mktemp("real")
-    data = recipe.prepare(grid_dir, root)
-    digest, committed = recipe.recipe_digest(grid_dir), recipe.committed_digest()
-    last = root / "run" / "last"
-    if committed == digest:
-        last.mkdir(parents=True)
-        for name in recipe.ASSET_FILES:
-            shutil.copyfile(recipe.ASSET / name, last / name)
-    elif os.environ.get("CI"):
-        pytest.fail(f"{recipe.ASSET} is stale: what it was trained by changed (digest {digest[:16]}, committed "
-                    f"{(committed or 'none')[:16]}); retrain it with python -m tests.real_model and commit its files")
-    else:
-        files = recipe.commit(recipe.train(data, root / "run"), digest)
+    try:
+        data, last, files = recipe.load_or_train(grid_dir, tmp_path_factory.mktemp("real"),
+                                                 may_train=not os.environ.get("CI"))
+    except recipe.StaleModel as err:
+        pytest.fail(str(err))
+    if files:
         warnings.warn("retrained the real-clip model for a changed recipe: commit "
                       + " ".join(str(f.relative_to(REPO_ROOT)) for f in files), stacklevel=1)
     return {"crops": data["crops"], "model": last, "videos": data["videos"]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import shutil
 import sys
 import tempfile
@@ -31,14 +32,17 @@ RECIPE = ("aligned_ctc=true", "num_gpus=0", "channels=16,32,48", "hidden=128", "
 # What shapes the trained weights: a change to any of these retrains the model.
 DEPENDS_ON = ("model/lipnet.py", "model/backend.py", "model/checkpoint.py", "model/devices.py", "model/adamw.py",
               "model/training", "data_loader.py", "utils/data", "utils/video", "utils/text/grid_text.py",
-              "utils/text/alphabet.py", "utils/preprocess_data.py", "utils/estimate_aligns.py", "requirements.txt",
-              "tests/real_model.py")
+              "utils/text/alphabet.py", "utils/preprocess_data.py", "utils/estimate_aligns.py", "requirements.txt")
 
 
 def recipe_digest(grid_dir: Path) -> str:
-    """SHA-256 of the files in ``DEPENDS_ON`` (each folder's ``.py`` files), by path and content, and of the
-    shared clips and align file the model is trained on."""
+    """SHA-256 of the files in ``DEPENDS_ON`` (each folder's ``.py`` files), by path and content, of the recipe
+    (``RECIPE``, and the code of ``prepare`` and ``train``), and of the shared clips and align file the model is
+    trained on."""
     digest = hashlib.sha256()
+    digest.update(repr(RECIPE).encode())
+    for step in (prepare, train):
+        digest.update(inspect.getsource(step).encode())
     files = []
     for name in DEPENDS_ON:
         path = REPO_ROOT / name
@@ -105,6 +109,29 @@ def commit(last: Path, digest: str) -> list[Path]:
         written.append(ASSET / name)
     (ASSET / DIGEST_FILE).write_text(digest + "\n")  # last: a digest names complete files
     return [*written, ASSET / DIGEST_FILE]
+
+
+class StaleModel(Exception):
+    """The committed model was trained by other code or another recipe, and this run may not retrain it."""
+
+
+def load_or_train(grid_dir: Path, root: Path, may_train: bool) -> tuple[dict[str, Path], Path, list[Path]]:
+    """``(data, checkpoint folder, files to commit)`` under ``root``: the committed model when its digest matches,
+    else (``may_train``) one retrained by the recipe and committed, whose files are listed to be committed, else
+    StaleModel naming it."""
+    digest, committed = recipe_digest(grid_dir), committed_digest()
+    if committed != digest and not may_train:
+        raise StaleModel(f"{ASSET} is stale: what it was trained by changed (digest {digest[:16]}, committed "
+                         f"{(committed or 'none')[:16]}); retrain it with python -m tests.real_model and commit "
+                         "its files")
+    data = prepare(grid_dir, root)
+    last = root / "run" / "last"
+    if committed == digest:
+        last.mkdir(parents=True)
+        for name in ASSET_FILES:
+            shutil.copyfile(ASSET / name, last / name)
+        return data, last, []
+    return data, last, commit(train(data, root / "run"), digest)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,3 +54,25 @@ def test_the_recipe_trains_a_model_that_reads_the_three_clips(grid_dir: Path, tm
     meta = json.loads((last / "meta.json").read_text())
     assert meta["metrics"]["val_wer"] == 0.0 and meta["metrics"]["val_cer"] == 0.0
     assert meta["state"]["epoch"] == meta["args"]["epochs"]
+
+
+def test_a_changed_network_makes_the_committed_model_stale(grid_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    import shutil
+
+    from tests import real_model as recipe
+
+    for name in recipe.DEPENDS_ON:  # a copy of what the digest reads
+        source, copy = recipe.REPO_ROOT / name, tmp_path / "repo" / name
+        if source.is_dir():
+            shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, copy)
+    monkeypatch.setattr(recipe, "REPO_ROOT", tmp_path / "repo")
+    assert recipe.recipe_digest(grid_dir) == recipe.committed_digest()  # the committed model is current
+    lipnet = tmp_path / "repo" / "model" / "lipnet.py"
+    lipnet.write_text(lipnet.read_text() + "\n# a change to the network\n")
+    with pytest.raises(recipe.StaleModel, match=r"tests/assets/real_model is stale: .* python -m tests.real_model"):
+        recipe.load_or_train(grid_dir, tmp_path / "run", may_train=False)
+    assert not (tmp_path / "run").exists()  # refused before any work
