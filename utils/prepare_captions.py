@@ -46,12 +46,11 @@ from utils.data.manifest import (
     load_manifest,
     manifest_path,
     os_reason,
-    remove_output,
     remove_stale_temporaries,
     write_manifest,
 )
 from utils.data.sentence_clips import TRANSCRIPT_SUFFIX
-from utils.runtime.atomic import NotWritableError, ensure_writable_dir, write_text_atomic
+from utils.runtime.atomic import NotWritableError, ensure_writable_dir, remove_output, write_text_atomic
 from utils.runtime.cli import (
     non_negative_float,
     parse_args,

@@ -47,12 +47,11 @@ from utils.data.manifest import (  # noqa: F401 (load_manifest: re-exported for 
     load_manifest,
     manifest_path,
     os_reason,
-    remove_output,
     remove_stale_temporaries,
     write_manifest,
 )
 from utils.data.word_clips import INFO_SUFFIX, WORD_FRAMES, WORD_SPLITS, read_duration, write_info
-from utils.runtime.atomic import NotWritableError, ensure_writable_dir
+from utils.runtime.atomic import NotWritableError, ensure_writable_dir, remove_output
 from utils.runtime.cli import parse_args, parse_size, positive_int, str2bool
 from utils.runtime.paths import DATASET_DIR, VIDEO_DIR
 from utils.video.crop_pool import become_worker, worker_results

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from utils.runtime.atomic import write_text_atomic
+from utils.runtime.atomic import remove_output, write_text_atomic
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -65,13 +64,6 @@ def file_stamp(path: Path | None, digest: bool = False) -> dict | None:
     except OSError:
         return None
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def remove_output(target: Path) -> None:
-    if target.is_dir():
-        shutil.rmtree(target)
-    elif target.exists():
-        target.unlink()
 
 
 def remove_stale_temporaries(folders: Iterable[Path]) -> int:

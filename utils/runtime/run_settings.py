@@ -11,10 +11,11 @@ MXNet loads.
 from __future__ import annotations
 
 import argparse
-import shutil
 import uuid
 from collections.abc import Collection
 from pathlib import Path
+
+from utils.runtime.atomic import remove_output
 
 # Settings a resumed run may change: they leave its arithmetic alone. ``epochs`` may grow; a cosine schedule
 # keeps the length it was built for (``schedule_epochs``) and the epochs past it train at its final rate.
@@ -137,11 +138,7 @@ def prepare_save_dir(save_dir: Path, overwrite: bool, resumed: Path | None = Non
     if resumed is not None and resumed.resolve().parent == save_dir.resolve():
         raise ValueError(f"overwrite=true would remove {resumed}, the checkpoint being resumed")
     for name in RUN_OUTPUTS:
-        path = save_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+        remove_output(save_dir / name)
 
 
 def new_run_id() -> str:
