@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 
 def select_like_training(args: argparse.Namespace, meta: dict, clips: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -11,6 +11,7 @@ MXNet loads.
 from __future__ import annotations
 
 import argparse
+import json
 import uuid
 from collections.abc import Collection
 from pathlib import Path
@@ -94,8 +95,6 @@ def resume_settings(args: argparse.Namespace, given: Collection[str], recorded: 
 
 
 def _run_id(folder: Path) -> str | None:
-    import json
-
     try:
         return json.loads((folder / META_FILE).read_text()).get("run_id")
     except (OSError, ValueError):
