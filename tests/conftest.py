@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    # pytest -n N runs N test processes side by side: one OpenMP thread each (and in the scripts they start),
+    # since N processes of one thread per core already fill the cores and more threads only wait on each other.
+    os.environ["OMP_NUM_THREADS"] = "1"
 if importlib.util.find_spec("mxnet") is not None:  # (the ONNX reading tests run where there is none)
     import model.backend  # noqa: F401 (MXNet set up before test modules import it directly)
 

@@ -12,11 +12,14 @@ commit, and CI, which never retrains, fails naming the stale model. To retrain i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import inspect
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -126,12 +129,25 @@ def load_or_train(grid_dir: Path, root: Path, may_train: bool) -> tuple[dict[str
                          "its files")
     data = prepare(grid_dir, root)
     last = root / "run" / "last"
-    if committed == digest:
-        last.mkdir(parents=True)
-        for name in ASSET_FILES:
-            shutil.copyfile(ASSET / name, last / name)
-        return data, last, []
-    return data, last, commit(train(data, root / "run"), digest)
+    with retrain_lock():  # pytest -n 2: one worker retrains, the other then finds the model committed
+        if committed_digest() == digest:
+            last.mkdir(parents=True)
+            for name in ASSET_FILES:
+                shutil.copyfile(ASSET / name, last / name)
+            return data, last, []
+        return data, last, commit(train(data, root / "run"), digest)
+
+
+@contextlib.contextmanager
+def retrain_lock() -> Iterator[None]:
+    """Hold an exclusive lock beside the committed model while it is read or retrained."""
+    ASSET.mkdir(parents=True, exist_ok=True)
+    with open(ASSET / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> int:

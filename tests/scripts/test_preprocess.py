@@ -270,7 +270,6 @@ def test_interrupted_run_keeps_a_valid_manifest_and_resumes(tmp_path, grid_dir, 
     assert (tgt / f"{calls[0]}.npz").stat().st_mtime_ns == first
 
 
-@pytest.mark.slow
 def test_killed_run_resumes_and_skips_finished_clips(tmp_path, grid_dir):
     src, tgt = tmp_path / "src", tmp_path / "tgt"
     six = {f"s{k}/{Path(clip).name}": file for k in (1, 2) for clip, file in GOOD.items()}

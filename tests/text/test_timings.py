@@ -141,7 +141,6 @@ def real_log_probs(model: Path, clip: Path) -> np.ndarray:
     return loaded.net(mx.nd.array(data)).asnumpy()[0]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["greedy", "grammar"])
 def test_words_are_timed_where_the_align_file_says_they_were_said(real_model: dict[str, Path], grid_dir: Path,
                                                                    decoder: str):

@@ -1,7 +1,7 @@
 """The end-to-end check: real GRID video -> mouth crops -> a LipNet trained until it reads the clips back.
 
 The model is the committed one of ``tests/real_model.py`` (the ``real_model`` fixture), which other tests on
-real video share; ``-m retrain`` trains it from scratch by its recipe and checks that it reads them too.
+real video share; ``-m slow`` trains it from scratch by its recipe and checks that it reads them too.
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from utils.text.grid_text import sentence_from_clip_name
-
-pytestmark = pytest.mark.slow
 
 
 def test_training_reads_all_three_clips_exactly(real_model: dict[str, Path]):
@@ -46,7 +44,8 @@ def test_infer_scores_the_preprocessed_clips(real_model: dict[str, Path], capsys
     assert "CER 0.0000  WER 0.0000  (3 clips" in out
 
 
-@pytest.mark.retrain
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # 4-5 minutes of training on 2 quiet cores
 def test_the_recipe_trains_a_model_that_reads_the_three_clips(grid_dir: Path, tmp_path: Path):
     from tests import real_model as recipe
 
