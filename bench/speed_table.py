@@ -354,7 +354,7 @@ def row_cells(bench: Benchmark, row: Row, runs: list[list[Outcome]]) -> tuple[st
     if not ratios:
         ratio = "FAILED"
     elif row.unit:
-        ratio = span(ratios, ".2f") + "x"
+        ratio = span(ratios, ".1f" if max(ratios) >= 10 else ".2f") + "x"
     else:
         ratio = "same" if all(r == 1 for r in ratios) else "DIFFERENT"
     return (figure_cell(ours, row.unit, ours_failed, len(runs)), figure_cell(ref, row.unit, ref_failed, len(runs)),
@@ -367,7 +367,7 @@ def format_table(runs: list[list[Outcome]], meta: dict) -> str:
     torch_versions = sorted({str(o.figures["torch"]) for run in runs for o in run if "torch" in o.figures})
     lines = ["# Speed against the references", "",
              f"- date: {meta['date']}",
-             f"- machine: {meta['cpu']}, {meta['cores']} cores, {meta['threads']} threads per benchmark",
+             f"- machine: {meta['cpu']}, {meta['cores']} cores; threads per benchmark: {meta['threads']}",
              f"- versions: Python {meta['python']}, mxnet {meta['mxnet']}, torch {', '.join(torch_versions) or '-'}",
              f"- runs: {len(runs)}, each script after the other in one window; a range is min-max over the runs",
              f"- command: `{meta['command']}`"]

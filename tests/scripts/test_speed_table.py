@@ -114,7 +114,7 @@ def test_the_table_from_the_scripts_json_lines(quiet, tmp_path, monkeypatch, cap
     lines = out.splitlines()
     assert lines[0] == "# Speed against the references"
     assert re.fullmatch(r"- date: \d{4}-\d\d-\d\d \d\d:\d\d UTC", lines[2])
-    assert re.fullmatch(rf"- machine: .+, {CORES} cores, 1 threads per benchmark", lines[3])
+    assert re.fullmatch(rf"- machine: .+, {CORES} cores; threads per benchmark: 1", lines[3])
     assert re.fullmatch(r"- versions: Python 3\.\d+\.\d+, mxnet [\d.]+, torch 2\.13\.0\+cpu", lines[4])
     assert "| training step | 2 s | 3 s | 1.50x | `fake_train.py` against the LipNet stand-in |" in lines
     assert "| inference | 100 ms | 80 ms | 0.80x | `fake_train.py` against the LipNet stand-in |" in lines
@@ -149,9 +149,13 @@ def test_ranges_over_runs_and_a_parameter_mismatch(monkeypatch):
                 Outcome("b", "reference", "bench/ref.py", {"t": ref_t, "q": ref_q})]
 
     runs = [run(2.0, 3.0, 10), run(2.5, 3.0, 11)]
+    ten_fold = Benchmark("c", "bench.c", None, "itself", (Row("clip", "ours_s", "orig_s", "s"),))
+    runs = [outcomes + [Outcome("c", "ours", "bench/c.py", {"ours_s": 0.2, "orig_s": orig})]
+            for outcomes, orig in zip(runs, (5.1, 5.6))]
     meta = {"date": "d", "cpu": "c", "cores": 2, "threads": 2, "python": "3.11.9", "mxnet": "1.9.1", "command": "x"}
-    monkeypatch.setattr(speed_table, "BENCHMARKS", (bench,))
+    monkeypatch.setattr(speed_table, "BENCHMARKS", (bench, ten_fold))
     lines = format_table(runs, meta).splitlines()
+    assert "| clip | 0.2 s | 5.1-5.6 s | 25.5-28.0x | `bench/c.py` against itself |" in lines
     assert "| step | 2-2.5 s | 3 s | 1.20-1.50x | `bench/ours.py` against ref |" in lines
     assert "| n | 10 | 10-11 | DIFFERENT | `bench/ours.py` against ref |" in lines
     assert "- versions: Python 3.11.9, mxnet 1.9.1, torch -" in lines
