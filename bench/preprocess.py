@@ -9,7 +9,10 @@ The clips are copied into a temporary folder under several speaker names so two 
 balanced work, and enough of them (36 by default) that each worker's one-time model load (about
 1.3 s) is spread over many clips as on a real corpus; nothing is written into the repository.
 Wall times depend on what else the machine runs: the load average is printed, and CPU seconds are
-given beside wall seconds.
+given beside wall seconds. The last line is a JSON object of the figures (``bench/speed_table.py`` reads it):
+``ours_s_per_clip`` and ``original_s_per_clip`` (wall seconds per clip on one process, the model load
+excluded), their CPU seconds (``*_cpu_s_per_clip``), ``two_over_one`` (two processes' speed-up), ``clips``
+and ``original_clips`` (how many each timed) and ``packed_decode_clips_per_s``.
 """
 import sys
 from pathlib import Path
@@ -20,6 +23,7 @@ if __package__ in (None, ""):  # run as a file: find the project's packages
 import argparse
 import contextlib
 import io
+import json
 import os
 import resource
 import shutil
@@ -167,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"- packed decode: {1e3 / mean_ms:.0f} clips/s on one core; the original's PNG folders "
           f"(written by the baseline) hold {baseline_bytes / 1e6:.3f} MB per clip")
+    print(json.dumps({"ours_s_per_clip": round(ours, 4), "original_s_per_clip": round(base, 4),
+                      "ours_cpu_s_per_clip": round(one_cpu / n_clips, 4),
+                      "original_cpu_s_per_clip": round(base_cpu / len(videos), 4),
+                      "two_over_one": round(one_wall / two_wall, 3), "clips": n_clips, "original_clips": len(videos),
+                      "packed_decode_clips_per_s": round(1e3 / mean_ms, 1)}))
     return 0
 
 

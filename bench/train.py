@@ -11,29 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 
 if __package__ in (None, ""):  # run as a file: find the project's packages
     import _bootstrap  # noqa: F401
 
 
 
+from bench.timing import median_time
 from model.backend import autograd, gluon, mx
 from model.lipnet import VARIANTS, LipNet, LipNetConfig, prepare_for_inference
 from model.training.loop import batch_seed
 from utils.runtime.cli import parse_args, positive_int
-
-
-def median_time(fn: object, repeats: int) -> float:
-    """The median wall time of ``repeats`` calls of ``fn`` (also ``bench/words.py``'s)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def build_parser() -> argparse.ArgumentParser:
