@@ -11,7 +11,7 @@ draws the talks and seeds the training, in WORK/seed-N (``--work``; by default a
 is resumed). The talks read are the test speakers' (default 14-18, 20 sentences each) and the validation
 speaker's (13, 40 sentences; the last checkpoint is read, so validation chooses nothing): six speakers never
 trained on, 679 words with seed 0 and 670 with seed 1. One speaker's 96 words are too few to mean anything:
-on speaker 14 alone the language model's cut was 29% at one thread count and 43% at another.
+on speaker 14 alone the language model's cut was 29% in one run and 43% in another.
 
 Training is deterministic for a given seed and thread count (``OMP_NUM_THREADS``, by default the cores this
 process may use: ``utils/runtime/threads.py``), so the thread count is printed with the figures. The last
