@@ -25,6 +25,7 @@ import json
 import subprocess
 import time
 
+from utils.runtime.atomic import write_text_atomic
 from utils.runtime.cli import (
     channel_list,
     non_negative_int,
@@ -50,6 +51,7 @@ MARGIN = 0.15
 # eight-speaker model, searching 0.8 s from margin=0.4 read about as well as 0.4 s from margin=0.15 (test
 # talk: 0.64 and 0.34 against 0.65 and 0.37) with twice the readings.
 EDGE_SEARCH = 0.4
+LM_FILE = "words.arpa"  # in DATA_PATH
 
 
 def size_text(value: str) -> str:
@@ -63,14 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="talks/, test_talks/, clips/, lm and results go here (default: %(default)s)")
     parser.add_argument("--save_dir", default=str(CHECKPOINT_DIR / "captions_quickstart"),
                         help="checkpoints (default: %(default)s)")
+    add_options(parser, test_speakers=[14])
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seeds the synthetic talks and training (default: %(default)s)")
+    parser.add_argument("--progress", type=str2bool, default=True, help="show progress bars (default: true)")
+    return parser
+
+
+def add_options(parser: argparse.ArgumentParser, test_speakers: list[int]) -> None:
+    """The options of what is made, trained and read (not where, nor with which seed): bench/captions.py
+    takes them too and passes them on (``passed_on``), with ``test_speakers`` as its default test speakers."""
     # Twelve training speakers, not eight: with eight the model read its validation speaker's clips at CER 0.38
-    # and the language model cut six unseen speakers' WER by 20%; with twelve, 0.09 and 48% (docs/captions.md).
+    # and the language model cut six unseen speakers' WER by 20%; with twelve, 0.09 and 48% (one seed).
     parser.add_argument("--train_speakers", type=parse_speakers, default=list(range(1, 13)),
                         help="speakers trained on (default: 1-12)")
     parser.add_argument("--val_speakers", type=parse_speakers, default=[13],
                         help="speakers validated on, to pick the best checkpoint (default: 13)")
-    parser.add_argument("--test_speakers", type=parse_speakers, default=[14],
-                        help="speakers whose talks are read and scored, never seen in training (default: 14)")
+    parser.add_argument("--test_speakers", type=parse_speakers, default=test_speakers,
+                        help="speakers whose talks are read and scored, never seen in training "
+                             f"(default: {_speakers(test_speakers)})")
     parser.add_argument("--sentences", type=positive_int, default=40, help="sentences per talk (default: %(default)s)")
     parser.add_argument("--test_sentences", type=positive_int, default=20,
                         help="sentences per test talk (default: %(default)s)")
@@ -89,19 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=positive_float, default=3e-3,
                         help="peak learning rate of the cosine schedule (default: %(default)s)")
     parser.add_argument("--lm_order", type=positive_int, default=3, help="word n-gram order (default: %(default)s)")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
-                        help="seeds the synthetic talks and training (default: %(default)s)")
     parser.add_argument("--n_process", type=positive_int, default=2,
                         help="worker processes for the clips (default: %(default)s)")
-    parser.add_argument("--progress", type=str2bool, default=True, help="show progress bars (default: true)")
     parser.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
                         help="delete the talks DATA_PATH holds and draw them again, and start training afresh; "
                              "without it talks made with another seed, text or number of sentences are refused "
                              "(default: false)")
-    return parser
 
 
-def _run(script: str, *args: str) -> int:
+def passed_on(args: argparse.Namespace) -> list[str]:
+    """The ``add_options`` settings of ``args`` as this script's command-line words."""
+    options = argparse.ArgumentParser(add_help=False)
+    add_options(options, test_speakers=[])
+    words = []
+    for action in options._actions:
+        value = getattr(args, action.dest)
+        if value is not None:
+            words.append(f"--{action.dest}={_speakers(value) if isinstance(value, list) else value}")
+    return words
+
+
+def run_script(script: str, *args: str) -> int:
+    """Runs a script of the project in this Python; returns its exit status."""
     return subprocess.run([sys.executable, str(REPO_ROOT / script), *args], check=False).returncode
 
 
@@ -109,16 +131,38 @@ def _speakers(numbers: list[int]) -> str:
     return ",".join(str(n) for n in numbers)
 
 
-def score(references: Path, hypotheses: Path) -> dict:
-    """WER and CER of the subtitles infer.py wrote in ``hypotheses`` against the talks' own in
-    ``references``, each talk's cues joined into one text (utterances need not match cues)."""
+def score(references: list[Path], hypotheses: Path) -> dict:
+    """WER and CER of the subtitles infer.py wrote in ``hypotheses`` against the talks' own ``.srt`` files
+    ``references`` (each talk's cues joined into one text: utterances need not match cues), over all the
+    talks and each talk's WER."""
     refs, hyps = [], []
-    for reference in sorted(references.glob("*.srt")):
+    for reference in references:
         refs.append(" ".join(normalise_text(c.text)[0] for c in read_captions(reference)).strip())
         written = hypotheses / reference.name
         hyps.append(" ".join(c.text for c in read_captions(written)).strip() if written.is_file() else "")
     return {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "talks": len(refs),
-            "words": sum(len(r.split()) for r in refs)}
+            "words": sum(len(r.split()) for r in refs),
+            "talk_wer": {path.stem: round(wer([r], [h]), 3) for path, r, h in zip(references, refs, hyps)}}
+
+
+def read_args(data: Path, save: Path, decoder: str, video: Path, progress: bool) -> list[str]:
+    """infer.py's arguments that read ``video`` (a talk or a folder of them) with the last checkpoint in ``save``
+    and ``decoder``, writing subtitles to ``reading_folder(data, decoder)``.
+
+    The last checkpoint, at the end of the cosine schedule: in a short run the validation WER stays at 1
+    for many epochs, so "best" (the first lowest WER) can be an early, blank one. infer.py cuts a talk in
+    the middle of its pauses (max_utterance=4.5: a sentence and up to a second of pause on each side),
+    then keeps only MARGIN s around the speech, as the training clips, cut at the cues, hold, and searches
+    EDGE_SEARCH s inside for the edges it reads best from."""
+    lm_args = [f"lm_path={data / LM_FILE}"] if decoder == "lm" else []
+    return [f"model_path={save / 'last'}", f"video={video}", f"subtitles={reading_folder(data, decoder)}",
+            f"decoder={decoder}", *lm_args, "num_gpus=0", f"progress={progress}", "max_utterance=4.5",
+            f"margin={MARGIN}", f"edge_search={EDGE_SEARCH}"]
+
+
+def reading_folder(data: Path, decoder: str) -> Path:
+    """Where the subtitles read with ``decoder`` go."""
+    return data / f"read_{decoder}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     def stage(name: str, script: str, *stage_args: str) -> None:
         started = time.perf_counter()
         print(f"[{len(times) + 1}/7] {name}", file=sys.stderr)
-        status = _run(script, *stage_args)
+        status = run_script(script, *stage_args)
         times[name] = time.perf_counter() - started
         if status not in (0, 1) or (status == 1 and script != "utils/prepare_captions.py"):
             raise SystemExit(f"{script} failed with exit status {status}")
@@ -149,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
           f"sentences_per_talk={args.test_sentences}", f"tgt_path={test_talks}", *talk_args)
     stage("clips", "utils/prepare_captions.py", f"src_path={talks}", f"tgt_path={clips}",
           f"speaker={talks / 'speakers.txt'}", f"size={args.size}", f"n_process={args.n_process}")
-    lm = data / "words.arpa"
+    lm = data / LM_FILE
     no_aligns = f"align_path={data / 'no_aligns'}"  # clips are labelled by their transcripts
     stage("language model", "utils/build_lm.py", f"image_path={clips}", no_aligns, f"out={lm}",
           f"order={args.lm_order}", f"speakers={speakers}", f"val_speakers={_speakers(args.val_speakers)}",
@@ -165,19 +209,11 @@ def main(argv: list[str] | None = None) -> int:
           f"progress={args.progress}", *resume, *common)
     results = {}
     for decoder in DECODERS:
-        out = data / f"read_{decoder}"
-        lm_args = [f"lm_path={lm}"] if decoder == "lm" else []
-        # The last checkpoint, at the end of the cosine schedule: in a short run the validation WER
-        # stays at 1 for many epochs, so "best" (the first lowest WER) can be an early, blank one.
-        # infer.py cuts a talk in the middle of its pauses (max_utterance=4.5: a sentence and up to a
-        # second of pause on each side), then keeps only MARGIN s around the speech, as the training
-        # clips, cut at the cues, hold, and searches EDGE_SEARCH s inside for the edges it reads best from.
-        stage(f"reading ({decoder})", "infer.py", f"model_path={save / 'last'}", f"video={test_talks}",
-              f"subtitles={out}", f"decoder={decoder}", *lm_args, "num_gpus=0", f"progress={args.progress}",
-              "max_utterance=4.5", f"margin={MARGIN}", f"edge_search={EDGE_SEARCH}")
-        results[decoder] = score(test_talks, out) | {"seconds": round(times[f"reading ({decoder})"], 1)}
+        stage(f"reading ({decoder})", "infer.py", *read_args(data, save, decoder, test_talks, args.progress))
+        results[decoder] = score(sorted(test_talks.glob("*.srt")), reading_folder(data, decoder)) \
+            | {"seconds": round(times[f"reading ({decoder})"], 1)}
     summary = {"results": results, "seconds": {k: round(v, 1) for k, v in times.items()}}
-    (data / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(data / "results.json", json.dumps(summary, indent=2) + "\n")
     for decoder, result in results.items():
         print(f"{decoder:>4}: WER {result['wer']:.3f}, CER {result['cer']:.3f} on {result['words']} words of "
               f"speaker(s) {_speakers(args.test_speakers)}, never trained on")

@@ -133,6 +133,8 @@ def test_launch_passes_the_command_on_as_typed():
     ("utils/captions_quickstart.py", ["size=0x24"], "--size"),
     ("utils/captions_quickstart.py", ["channels=16,32"], "--channels"),
     ("bench/captions.py", ["batch_size=0"], "--batch_size"),
+    ("bench/captions.py", ["seeds=0,-1"], "--seeds"),
+    ("bench/captions.py", ["seeds=1,1"], "--seeds"),
     ("bench/decoders.py", ["--beam-width", "0"], "--beam-width/--beam_width"),
     ("bench/infer.py", ["num_workers=-1"], "--num_workers"),
     ("bench/onnx.py", ["batch_sizes=1,0"], "--batch_sizes"),
