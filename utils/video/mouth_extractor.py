@@ -368,7 +368,7 @@ class MouthExtractor:
         widths = np.hypot(*(mouths[:, RIGHT_CORNER] - mouths[:, LEFT_CORNER]).T)
         scale = self.size[0] / (self.width_ratio * max(float(np.median(widths)), 1.0))
         crops = crop_frames(frames, centres, scale, self.size)
-        if bgr:
-            crops = np.ascontiguousarray(crops[..., ::-1])
+        if bgr:  # OpenCV swaps the channels in a fraction of NumPy's time for a reversed copy
+            crops = cv2.cvtColor(crops.reshape(-1, *crops.shape[2:]), cv2.COLOR_BGR2RGB).reshape(crops.shape)
         height, width = frames[0].shape[:2]
         return MouthClip(crops, centres, scale, examined, found, float(fps), (width, height), shortfall)

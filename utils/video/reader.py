@@ -138,8 +138,10 @@ class Frame:
         return self._stretch(luma), shrink
 
     def bgr(self) -> np.ndarray:
-        """The whole upright frame, BGR uint8 (H, W, 3), as OpenCV would give it."""
-        return np.ascontiguousarray(self._full_rgb()[..., ::-1])
+        """The whole upright frame, BGR uint8 (H, W, 3), as OpenCV would give it. The channels are swapped
+        by OpenCV (0.01 ms a 360x288 frame): NumPy's copy of a reversed channel axis takes 0.5-1 ms, more
+        than decoding the frame."""
+        return cv2.cvtColor(self._full_rgb(), cv2.COLOR_RGB2BGR)
 
     def _full_rgb(self) -> np.ndarray:
         if self._rgb is None:
