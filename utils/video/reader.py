@@ -16,8 +16,8 @@ Why PyAV and not OpenCV (measured on a 1280x720 30 fps H.264 file, 2 shared core
   needs (shrunk, then stretched to full range), with no colour conversion (``to_ndarray("gray")``
   would add 2-7 ms). Colour is converted only for the patch around a face (``Frame.rgb``, and the
   grey for landmarks from it), with OpenCV's I420 conversion; whole frames (``Frame.bgr``, for
-  preprocessing) use the same one, so a GRID clip gives exactly the same crops read whole or as a
-  stream.
+  the frames preprocessing examines) use the same one, so a GRID clip gives exactly the same crops
+  read whole or as a stream.
 - OpenCV 4.11 ignored the display matrix of a rotated MP4 (the frame came back sideways while
   ``CAP_PROP_ORIENTATION_META`` said 90); PyAV gives each frame's rotation.
 - PyAV gives every frame's presentation time; OpenCV's ``CAP_PROP_POS_MSEC`` is an estimate for
