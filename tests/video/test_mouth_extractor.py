@@ -22,6 +22,7 @@ from utils.video.mouth_extractor import (
     load_models,
     read_video,
 )
+from utils.video.writer import write_video
 
 CLIPS = ("bbaf2n", "lwbsza", "swwp2s")
 W, H = 100, 50
@@ -130,6 +131,26 @@ def test_scale_matches_the_original_examples_framing(extracted, reference_mouths
     xs = reference_mouths[name][0, :, 0]
     original_width = xs.max() * 1.19 - xs.min() * 0.81
     assert 0.85 < (W / extracted[name].scale) / original_width < 1.15
+
+
+def test_a_video_file_gives_the_crops_of_its_whole_frames(tmp_path, extractor, extracted, rgb_frames):
+    """extract() converts to colour only the patch each crop reads: the crops must be those cut from the
+    whole frames, for GRID's clips, an enlarged copy (crops blurred before shrinking) and a copy cut off
+    below the mouth (crops reaching past the frame's edge)."""
+    for name in CLIPS:
+        whole = extractor.extract_frames(rgb_frames[name])
+        assert np.array_equal(extracted[name].centres, whole.centres), name
+        assert np.array_equal(extracted[name].frames, whole.frames), name
+    frames = rgb_frames["swwp2s"][:30]
+    videos = {"enlarged": [cv2.resize(f, (720, 576), interpolation=cv2.INTER_CUBIC) for f in frames],
+              "cut below the mouth": [np.ascontiguousarray(f[:212]) for f in frames]}
+    for what, images in videos.items():
+        path = write_video(tmp_path / "clip.mp4", images, 25)
+        clip = extractor.extract(path)
+        whole = extractor.extract_frames(np.stack([f[..., ::-1] for f in read_video(path)[0]]))
+        assert np.array_equal(clip.frames, whole.frames), what
+        reach = clip.centres[:, 1].max() + H / 2 / clip.scale
+        assert (clip.scale < 0.8) if what == "enlarged" else (reach > 212), (what, clip.scale, reach)
 
 
 def test_frames_without_a_face_take_the_track_from_their_neighbours(extractor, extracted, rgb_frames):

@@ -53,8 +53,8 @@ def encode_packed(frames: np.ndarray, quality: int = JPEG_QUALITY) -> dict[str, 
     ph = _padded_height(h)
     padding = ((0, 0), (0, ph - h)) + ((0, 0),) * (frames.ndim - 2)
     mosaic = np.pad(frames, padding, mode="edge").reshape((t * ph, w) + frames.shape[3:])
-    if frames.ndim == 4:
-        mosaic = mosaic[..., ::-1]  # RGB -> BGR for OpenCV
+    if frames.ndim == 4:  # RGB -> BGR for OpenCV, by OpenCV: NumPy's copy of reversed channels is far slower
+        mosaic = cv2.cvtColor(mosaic, cv2.COLOR_RGB2BGR)
     ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(mosaic), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("OpenCV could not encode the JPEG mosaic")

@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +198,23 @@ def gaussian_smooth(track: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([np.convolve(padded[:, d], kernel, mode="valid") for d in range(track.shape[1])], axis=1)
 
 
+def _blur_sigma(scale: float) -> float:
+    """The anti-aliasing blur (source pixels) before a crop that shrinks by ``1 / scale``; see ``crop_frames``."""
+    return 0.5 * math.sqrt(1 / scale**2 - 1) if scale < 0.8 else 0.0
+
+
+def crop_source_box(centre: Sequence[float], scale: float, size: tuple[int, int],
+                    angle: float = 0.0) -> tuple[int, int, int, int]:
+    """The source pixels (x0, y0, x1, y1, not clipped to the frame) that ``crop_frames`` reads for a crop
+    at ``centre``, its blur's margin included: a patch holding them gives the crop the whole frame gives."""
+    margin = int(math.ceil(3 * _blur_sigma(scale))) + 2
+    cos, sin = abs(math.cos(angle)), abs(math.sin(angle))  # a turned crop covers a wider box of the source
+    w, h = size
+    half_w, half_h = (w * cos + h * sin) / scale / 2 + margin, (w * sin + h * cos) / scale / 2 + margin
+    cx, cy = centre
+    return int(cx - half_w), int(cy - half_h), int(cx + half_w) + 1, int(cy + half_h) + 1
+
+
 def crop_frames(frames: Sequence[np.ndarray], centres: np.ndarray, scale: float | np.ndarray,
                 size: tuple[int, int], angles: np.ndarray | None = None) -> np.ndarray:
     """Crops of ``size`` (W, H) centred on ``centres`` at ``scale``, sampled straight from each frame.
@@ -219,14 +236,11 @@ def crop_frames(frames: Sequence[np.ndarray], centres: np.ndarray, scale: float 
     turns = np.zeros(len(frames)) if angles is None else np.asarray(angles, dtype=np.float64)
     out = np.empty((len(frames), h, w, frames[0].shape[2]), dtype=np.uint8)
     for i, (frame, (cx, cy), s, a) in enumerate(zip(frames, centres, scales, turns)):
-        sigma = 0.5 * math.sqrt(1 / s**2 - 1) if s < 0.8 else 0.0
+        sigma = _blur_sigma(s)
         src_x, src_y = 0, 0
         if sigma:
-            margin = int(math.ceil(3 * sigma)) + 2
-            cos, sin = abs(math.cos(a)), abs(math.sin(a))  # a turned crop covers a wider box of the source
-            half_w, half_h = (w * cos + h * sin) / s / 2 + margin, (w * sin + h * cos) / s / 2 + margin
-            x0, y0 = max(0, int(cx - half_w)), max(0, int(cy - half_h))
-            x1, y1 = min(frame.shape[1], int(cx + half_w) + 1), min(frame.shape[0], int(cy + half_h) + 1)
+            x0, y0, x1, y1 = crop_source_box((cx, cy), s, size, a)
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(frame.shape[1], x1), min(frame.shape[0], y1)
             if x1 > x0 and y1 > y0:
                 frame = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), sigma)
                 src_x, src_y = x0, y0
@@ -275,9 +289,22 @@ class MouthExtractor:
 
     def extract(self, path: str | Path) -> MouthClip:
         """Mouth crops of a video file; raises ExtractionError (naming the file) when it has none.
-        A truncated or damaged file is cropped as far as it goes, with ``shortfall`` saying so."""
-        video = decode_video(path)
-        return self._extract(video.frames, video.fps, path, bgr=True, shortfall=video.shortfall)
+        A truncated or damaged file is cropped as far as it goes, with ``shortfall`` saying so.
+
+        The decoded pictures are kept as they come (YUV) and converted to colour only where they are
+        used: whole for the examined frames' grey, and for the crops only the patch each one reads
+        (``crop_source_box``), converted as the stream reader converts its patches (``Frame.rgb``);
+        converting every whole frame cost as much as decoding it."""
+        stream = read_frames(path)
+        frames = list(stream)
+
+        def crops(centres: np.ndarray, scale: float) -> np.ndarray:
+            patches, origins = zip(*(frame.rgb(_clipped(crop_source_box(centre, scale, self.size), frame.size))
+                                     for frame, centre in zip(frames, centres)))
+            return crop_frames(patches, centres - np.asarray(origins, np.float64), scale, self.size)
+
+        return self._extract(len(frames), lambda t: cv2.cvtColor(frames[t].bgr(), cv2.COLOR_BGR2GRAY), crops,
+                             frames[0].size if frames else (0, 0), stream.fps, path, stream.shortfall)
 
     def extract_frames(self, frames: np.ndarray | list[np.ndarray], fps: float = 25.0,
                        name: str = "<frames>") -> MouthClip:
@@ -285,7 +312,9 @@ class MouthExtractor:
         frames = list(frames)
         if not frames:
             raise ExtractionError("too_short", name, "no frames given")
-        return self._extract(frames, fps, name, bgr=False)
+        return self._extract(len(frames), lambda t: cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY),
+                             lambda centres, scale: crop_frames(frames, centres, scale, self.size),
+                             frames[0].shape[1::-1], fps, name)
 
     # -- detection -----------------------------------------------------------------------------------
 
@@ -337,12 +366,16 @@ class MouthExtractor:
     def track(self, frames: Sequence[np.ndarray], name: str | Path, bgr: bool = True) -> LandmarkTrack:
         """The 68 landmarks of every examined frame that shows a face; raises ExtractionError (naming
         ``name``) when the clip is too short or too few examined frames show one."""
-        if len(frames) < self.min_frames:
-            raise ExtractionError("too_short", name, f"only {len(frames)} frame(s) decoded, "
-                                  f"at least {self.min_frames} needed (a very short or truncated video)")
-        examined = np.unique(np.r_[np.arange(0, len(frames), self.step), len(frames) - 1])
         to_gray = cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY
-        grays = {int(t): cv2.cvtColor(frames[t], to_gray) for t in examined}
+        return self._track(len(frames), lambda t: cv2.cvtColor(frames[t], to_gray), name)
+
+    def _track(self, count: int, gray: Callable[[int], np.ndarray], name: str | Path) -> LandmarkTrack:
+        """``track`` of ``count`` frames, frame ``t``'s grey image being ``gray(t)``."""
+        if count < self.min_frames:
+            raise ExtractionError("too_short", name, f"only {count} frame(s) decoded, "
+                                  f"at least {self.min_frames} needed (a very short or truncated video)")
+        examined = np.unique(np.r_[np.arange(0, count, self.step), count - 1])
+        grays = {int(t): gray(int(t)) for t in examined}
         landmarks = self._landmark_pass(grays, upsample=0)
         if not landmarks:
             # Faces under 80 pixels need the detector's upsampling; try it on three frames first.
@@ -357,18 +390,24 @@ class MouthExtractor:
         good = np.array(sorted(landmarks))
         return LandmarkTrack(examined, found, good, np.stack([landmarks[t] for t in good]))
 
-    def _extract(self, frames: list[np.ndarray], fps: float, name: str | Path, bgr: bool,
-                 shortfall: Shortfall | None = None) -> MouthClip:
-        track = self.track(frames, name, bgr)
+    def _extract(self, count: int, gray: Callable[[int], np.ndarray],
+                 crops: Callable[[np.ndarray, float], np.ndarray], source_size: tuple[int, int], fps: float,
+                 name: str | Path, shortfall: Shortfall | None = None) -> MouthClip:
+        """The crops of ``count`` frames (RGB ``crops(centres, scale)``) from the track of their grey images."""
+        track = self._track(count, gray, name)
         examined, found, good, mouths = track.examined, track.found, track.good, track.points
         mouth_centres = mouths[:, MOUTH].mean(axis=1)
-        times = np.arange(len(frames))
+        times = np.arange(count)
         track = np.stack([np.interp(times, good, mouth_centres[:, d]) for d in range(2)], axis=1)
         centres = gaussian_smooth(track, self.smooth)
         widths = np.hypot(*(mouths[:, RIGHT_CORNER] - mouths[:, LEFT_CORNER]).T)
         scale = self.size[0] / (self.width_ratio * max(float(np.median(widths)), 1.0))
-        crops = crop_frames(frames, centres, scale, self.size)
-        if bgr:
-            crops = np.ascontiguousarray(crops[..., ::-1])
-        height, width = frames[0].shape[:2]
-        return MouthClip(crops, centres, scale, examined, found, float(fps), (width, height), shortfall)
+        return MouthClip(crops(centres, scale), centres, scale, examined, found, float(fps), source_size, shortfall)
+
+
+def _clipped(box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``box`` clipped to a frame of ``size`` (width, height), at least a pixel wide and high: a crop reaching
+    beyond the frame repeats the frame's edge, which the clipped box holds."""
+    width, height = size
+    x0, y0 = min(max(0, box[0]), width - 1), min(max(0, box[1]), height - 1)
+    return x0, y0, max(min(width, box[2]), x0 + 1), max(min(height, box[3]), y0 + 1)

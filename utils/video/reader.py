@@ -16,8 +16,8 @@ Why PyAV and not OpenCV (measured on a 1280x720 30 fps H.264 file, 2 shared core
   needs (shrunk, then stretched to full range), with no colour conversion (``to_ndarray("gray")``
   would add 2-7 ms). Colour is converted only for the patch around a face (``Frame.rgb``, and the
   grey for landmarks from it), with OpenCV's I420 conversion; whole frames (``Frame.bgr``, for
-  preprocessing) use the same one, so a GRID clip gives exactly the same crops read whole or as a
-  stream.
+  the frames preprocessing examines) use the same one, so a GRID clip gives exactly the same crops
+  read whole or as a stream.
 - OpenCV 4.11 ignored the display matrix of a rotated MP4 (the frame came back sideways while
   ``CAP_PROP_ORIENTATION_META`` said 90); PyAV gives each frame's rotation.
 - PyAV gives every frame's presentation time; OpenCV's ``CAP_PROP_POS_MSEC`` is an estimate for
@@ -138,8 +138,9 @@ class Frame:
         return self._stretch(luma), shrink
 
     def bgr(self) -> np.ndarray:
-        """The whole upright frame, BGR uint8 (H, W, 3), as OpenCV would give it."""
-        return np.ascontiguousarray(self._full_rgb()[..., ::-1])
+        """The whole upright frame, BGR uint8 (H, W, 3), as OpenCV would give it. OpenCV swaps the channels:
+        NumPy's copy of a reversed channel axis costs more than decoding the frame."""
+        return cv2.cvtColor(self._full_rgb(), cv2.COLOR_RGB2BGR)
 
     def _full_rgb(self) -> np.ndarray:
         if self._rgb is None:
@@ -154,7 +155,9 @@ class Frame:
 
     def rgb(self, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int]]:
         """RGB pixels of the upright frame inside ``box`` (x0, y0, x1, y1), clipped to the frame, and the
-        patch's top-left corner in frame pixels (the patch may reach up to 3 pixels beyond the box).
+        patch's top-left corner in frame pixels (the patch may reach up to 3 pixels beyond the box; at the
+        frame's edges it holds the edge pixels, as the whole frame does, for frames of even width and a height
+        a multiple of 4).
 
         For 4:2:0 video (yuv420p) only the patch is converted from YUV (about 0.1 ms instead of 6 ms for a
         whole 720p frame).
@@ -174,6 +177,8 @@ class Frame:
         sx0, sy0 = sx0 & ~1, sy0 & ~1
         sx1 = min(sw & ~1, sx0 + ((sx1 - sx0 + 1) & ~1))
         sy1 = min(sh & ~1, sy0 + ((sy1 - sy0 + 3) & ~3))
+        if (sy1 - sy0) % 4 and sy0 >= 2:  # at the bottom edge: grow upwards, keeping the frame's last rows
+            sy0 -= 2
         sy1 -= (sy1 - sy0) % 4
         if sx1 - sx0 < 2 or sy1 - sy0 < 4:
             return self._full_rgb()[y0:y1, x0:x1].copy(), (x0, y0)
