@@ -15,9 +15,11 @@ else to stderr. ``--subtitles=DIR`` writes DIR/STEM.srt and DIR/STEM.vtt, one cu
 ``--out`` also writes predictions.csv and a self-contained report.html; both folders are made and
 proven writable before the model loads. A truncated or damaged video is read as far as it goes and
 named on stderr with the length decoded and the length its container declares (JSON: ``warnings``).
-Exit status: 0 when every clip was read whole and every output written, 1 when some clip could not
-be read, was read only in part, or lost an output (each is named on stderr), 2 when the checkpoint,
-the input or an output folder is unusable.
+An utterance the network or decoder cannot read (too short for the grammar, say) is named on stderr
+with its video and times (JSON: its ``error``), and the rest are read. Exit status: 0 when every clip
+was read whole and every output written, 1 when some clip or utterance could not be read, a clip was
+read only in part, or an output was lost (each is named on stderr), 2 when the checkpoint, the input
+or an output folder is unusable.
 """
 from __future__ import annotations
 
@@ -181,7 +183,8 @@ def describe_decoder(method: str, beam_width: int, lm: LMDecoder | None = None) 
 
 def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -> list[str]:
     """stdout (text or JSON), subtitles and stderr notes for one video read; returns its warnings: the
-    video read only in part (truncated or damaged), subtitles that could not be written (named by
+    video read only in part (truncated or damaged), each utterance that could not be read (it gets no
+    cue and adds no text; the others do), subtitles that could not be written (named by
     their file: the output's failure, not the video's). Subtitles are written before the JSON record
     goes out, so the record carries their failure: one record per video."""
     from tqdm import tqdm
@@ -194,6 +197,9 @@ def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -
     if reading.incomplete is not None:
         warnings.append(reading.incomplete)
         tqdm.write(f"warning: {reading.incomplete}", file=sys.stderr)
+    for unread in reading.unread:
+        warnings.append(unread)
+        tqdm.write(f"error: {video}: {unread}", file=sys.stderr)
     if summary.faces > 1 and not labelled:
         tqdm.write(f"{video}: {summary.faces} faces seen; reading the largest (--face=all reads each)", file=sys.stderr)
     for start, end in summary.no_face:

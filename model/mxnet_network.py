@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.backend import gluon, mx
+from model.backend import MXNetError, gluon, mx
 from model.checkpoint import LoadedLipNet, load_lipnet
 from model.lipnet import prepare_for_inference
-from utils.reading.network import Network
+from utils.reading.network import Network, NetworkError
 from utils.video.reader import MODEL_FPS
 
 
@@ -33,7 +33,15 @@ class MXNetLipNet(Network):
         return cls(load_lipnet(path, ctxs), ctxs)
 
     def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-        """Each clip is read up to its length (``LipNet.read``): padding never changes its frames' values."""
+        """Each clip is read up to its length (``LipNet.read``): padding never changes its frames' values.
+        MXNet's errors (raised when the result is copied out) come as NetworkError."""
+        try:
+            return self._read(batch, lengths)
+        except MXNetError as err:  # a C++ traceback whose last line says what went wrong
+            reason = (str(err).strip().splitlines() or ["unknown error"])[-1].removeprefix("MXNetError: ")
+            raise NetworkError(f"MXNet could not read a batch of shape {batch.shape}: {reason}") from err
+
+    def _read(self, batch: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
         ctxs = self.ctxs[: len(batch)]
         lengths = np.full(len(batch), batch.shape[2]) if lengths is None else np.asarray(lengths)
         net = self.loaded.net

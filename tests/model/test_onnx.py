@@ -24,6 +24,7 @@ from model.lipnet import LipNet, LipNetConfig
 from model.loading import load_network
 from utils import export_onnx
 from utils.data.sentence_clips import Normaliser
+from utils.reading.network import NetworkError
 from utils.reading.onnx_network import OnnxLipNet
 from utils.text.decoders import decode_batch
 from utils.text.grid_text import sentence_from_clip_name
@@ -138,6 +139,10 @@ def test_the_file_is_checked_has_dynamic_axes_and_carries_what_reading_needs(tmp
     assert (network.width, network.height, network.frame_rate, network.mean) == (64, 32, 30.0, MEAN)
     for n, t in ((1, 9), (5, 75)):  # batch and time are free
         assert network.log_probs(np.zeros((n, 3, t, 32, 64), np.float32)).shape == (n, t, 28)
+    # onnxruntime's own failure comes as the NetworkError reading catches per utterance, naming its type.
+    with pytest.raises(NetworkError, match=r"onnxruntime could not read a batch of shape \(1, 4, 9, 32, 64\): "
+                                           r"InvalidArgument: .*dimensions"):
+        network.log_probs(np.zeros((1, 4, 9, 32, 64), np.float32))
 
 
 @pytest.mark.parametrize("norm", ["none", "instance", "batch"])

@@ -20,6 +20,7 @@ from bench.decoders import (
 from utils.text.decoders import (
     DECODERS,
     GRID_GRAMMAR,
+    UndecodableClip,
     beam_decode,
     check_log_probs,
     decode,
@@ -308,7 +309,7 @@ def test_impossible_output_still_names_the_closest_sentence():
 
 
 def test_too_short_a_clip_is_an_error():
-    with pytest.raises(ValueError, match="cannot hold any sentence"):
+    with pytest.raises(UndecodableClip, match=r"19 frames cannot hold any sentence .*needs at least 20\)"):
         grammar_decode(noise(np.random.default_rng(0), n_frames=19))
     grammar_decode(noise(np.random.default_rng(0), n_frames=20))  # "bin red at a six now" + 5 spaces
 
@@ -323,8 +324,10 @@ def test_too_short_a_clip_is_an_error():
     (np.full((3, NUM_CLASSES), np.inf), r"\+inf"),
 ])
 def test_bad_matrices_are_rejected(bad, reason):
-    with pytest.raises(ValueError, match=reason):
+    # Values no network should give concern that clip alone (UndecodableClip); a wrong shape does not.
+    with pytest.raises(UndecodableClip if reason in ("NaN", r"\+inf") else ValueError, match=reason) as caught:
         check_log_probs(bad)
+    assert isinstance(caught.value, UndecodableClip) == (reason != "shape")
     for method in DECODERS:
         with pytest.raises(ValueError, match=reason):
             decode(bad, method, lm=LM)

@@ -18,6 +18,11 @@ from utils.text.alphabet import GRID, Alphabet
 ONNX_SUFFIX = ".onnx"
 
 
+class NetworkError(RuntimeError):
+    """The backend (MXNet, onnxruntime) failed to read a batch: its own error, named, as one type that
+    reading can catch per utterance without importing the backend."""
+
+
 @dataclass
 class Network(ABC):
     """A LipNet ready to read, and everything needed to feed it and decode what it says.
@@ -42,7 +47,8 @@ class Network(ABC):
     @abstractmethod
     def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """``(N, T, classes)`` float32 log-probabilities of a batch ``(N, 3, T, H, W)`` float32 of
-        normalised clips; ``lengths`` (N,) are the clips' real frame counts (the rest is padding)."""
+        normalised clips; ``lengths`` (N,) are the clips' real frame counts (the rest is padding).
+        NetworkError when the backend fails on this batch."""
 
     def describe(self) -> str:
         return f"{self.source} ({self.variant}, norm {self.norm}, input {self.width}x{self.height}, {self.backend})"

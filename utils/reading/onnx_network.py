@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from utils.reading.network import Network
+from utils.reading.network import Network, NetworkError
 from utils.text.alphabet import alphabet_from_record
 from utils.video.reader import MODEL_FPS
 
 log = logging.getLogger(__name__)
 INPUT, LENGTHS = "frames", "lengths"
+# What onnxruntime raises when a run fails (its types derive from Exception alone).
+_RUN_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException, ort_errors.EPFail)
 METADATA_VERSIONS = ("1",)
 
 
@@ -102,4 +105,8 @@ class OnnxLipNet(Network):
         feed = {INPUT: batch}
         if lengths is not None:
             feed[LENGTHS] = lengths
-        return self.session.run(None, feed)[0]
+        try:
+            return self.session.run(None, feed)[0]
+        except _RUN_ERRORS as err:
+            raise NetworkError(f"onnxruntime could not read a batch of shape {batch.shape}: "
+                               f"{type(err).__name__}: {str(err).strip().splitlines()[0]}") from err

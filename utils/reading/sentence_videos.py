@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from utils.reading.network import NetworkError
 from utils.scoring.report import UtteranceResult
-from utils.text.decoders import DEFAULT_BEAM_WIDTH, decode_scored
+from utils.text.decoders import DEFAULT_BEAM_WIDTH, UndecodableClip, decode_scored
 
 if TYPE_CHECKING:
     from utils.reading.network import Network
@@ -73,25 +74,38 @@ class VideoLipreader:
 
     def read_utterance(self, utterance: Utterance, keep_frames: bool = False) -> UtteranceResult:
         """One utterance read, decoded and its words timed; with ``edge_search``, read from the start and
-        end (``search_edges``) at which the decoder scores its reading best per frame."""
+        end (``search_edges``) at which the decoder scores its reading best per frame. An utterance the
+        network (NetworkError) or the decoder (UndecodableClip: say, too short for the grammar) cannot
+        read comes back with the reason as its ``error`` and no text, so the rest of the video is still read; with
+        ``edge_search``, trims that cannot be decoded rank last and fail the utterance only if all do."""
         from utils.text.timings import word_timings
         from utils.video.utterances import search_edges
 
         frames = utterance.frames
-        readings: dict[tuple[int, int], tuple[np.ndarray, str, float]] = {}
+        readings: dict[tuple[int, int], tuple[np.ndarray, str, float] | UndecodableClip] = {}
 
         def read(trims: list[tuple[int, int]]) -> list[float]:
             for trim, log_probs in zip(trims, self.log_probs([frames[a:len(frames) - b] for a, b in trims])):
-                text, score = self.decode(log_probs)
-                readings[trim] = (log_probs, text, score / len(log_probs))
-            return [readings[t][2] for t in trims]
+                try:
+                    text, score = self.decode(log_probs)
+                except UndecodableClip as err:
+                    readings[trim] = err
+                else:
+                    readings[trim] = (log_probs, text, score / len(log_probs))
+            return [r[2] if isinstance(r, tuple) else -np.inf for r in (readings[t] for t in trims)]
 
-        if self.edge_frames:
-            a, b = search_edges(len(frames), read, self.edge_frames, self.utterances.min_frames)
-        else:
-            a, b = 0, 0
-            read([(a, b)])
-        log_probs, text, _ = readings[a, b]
+        try:
+            if self.edge_frames:
+                a, b = search_edges(len(frames), read, self.edge_frames, self.utterances.min_frames)
+            else:
+                a, b = 0, 0
+                read([(a, b)])
+        except NetworkError as err:
+            return self._unread(utterance, f"{type(err).__name__}: {err}", keep_frames)
+        reading = readings[a, b]
+        if not isinstance(reading, tuple):
+            return self._unread(utterance, f"{type(reading).__name__}: {reading}", keep_frames)
+        log_probs, text, _ = reading
         start, end = utterance.start + a / self.fps, utterance.end - b / self.fps
         try:
             words = word_timings(log_probs, text, self.fps, offset=start, alphabet=self.network.alphabet.characters)
@@ -99,6 +113,11 @@ class VideoLipreader:
             words = []
         return UtteranceResult(start, end, text, words, frames[a:len(frames) - b] if keep_frames else None,
                                log_probs, utterance.face)
+
+    def _unread(self, utterance: Utterance, reason: str, keep_frames: bool) -> UtteranceResult:
+        return UtteranceResult(utterance.start, utterance.end, "", [], utterance.frames if keep_frames else None,
+                               np.empty((0, self.network.alphabet.num_classes), np.float32), utterance.face,
+                               error=reason)
 
     def read(self, path: Path, faces: str = "largest", keep_frames: bool = False,
              progress: bool = False) -> VideoReading:
@@ -161,6 +180,12 @@ class VideoReading:
         return " ".join(u.text for u in self.utterances if u.text and (face is None or u.face == face))
 
     @property
+    def unread(self) -> list[str]:
+        """Each utterance that could not be read, as ``START-END s[ (face N)]: REASON``."""
+        return [f"utterance {u.start:.2f}-{u.end:.2f} s{f' (face {u.face})' if u.face else ''} not read: {u.error}"
+                for u in self.utterances if u.error is not None]
+
+    @property
     def incomplete(self) -> str | None:
         """Why the video was read only in part (truncated or damaged), naming it; None when read whole."""
         return str(self.summary.shortfall) if self.summary.shortfall is not None else None
@@ -195,8 +220,9 @@ def list_videos(path: Path) -> list[Path]:
 
 def video_json(name: str, reading: VideoReading | None, error: str | None, labelled: bool,
                warnings: Sequence[str] = ()) -> str:
-    """The --format=json line of one video: its reading, or ``error`` when it could not be read, and
-    ``warnings`` (a video read only in part, an output not written)."""
+    """The --format=json line of one video: its reading (each utterance with its ``error``, null when it
+    was read), or ``error`` when the video could not be read, and ``warnings`` (a video read only in part,
+    an utterance not read, an output not written)."""
     def seconds(value: float) -> float:
         return round(float(value), 3)
 
@@ -207,6 +233,7 @@ def video_json(name: str, reading: VideoReading | None, error: str | None, label
                            "confidence": round(float(w.confidence), 4)} for w in u.words]}
         if labelled:
             item["face"] = u.face
+        item["error"] = u.error
         utterances.append(item)
     record = {"file": name,
               "duration": seconds(reading.summary.duration) if reading else None,

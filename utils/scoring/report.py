@@ -7,8 +7,9 @@ the 28 classes down), which shows at a glance whether a bad sentence came from a
 output or from a confident wrong one. A video read as utterances shows each one instead: its time
 span and text, and a time-true strip of its frames with a box per word placed at the word's start and
 end (shaded by its confidence), so a word timed on the wrong mouth movement is seen at once.
-A clip read with warnings (a video read only in part, an output not written) shows them above its
-reading, and the CSV lists them. Every piece of text goes through ``html.escape``.
+A clip read with warnings (a video read only in part, an utterance not read, an output not written)
+shows them above its reading, and the CSV lists them; an utterance not read shows why in its place.
+Every piece of text goes through ``html.escape``.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ h1{font-size:1.4em}h2{font-size:1.1em}section.clip h2{font-size:1.05em;margin:0 
 table{border-collapse:collapse}td,th{padding:.15em .6em;text-align:left}
 table.rates td,table.rates th{border-bottom:1px solid #ddd}
 section.clip{border-top:1px solid #ccc;padding:.8em 0}
-section.failed h2{color:#a00}.warning{color:#a50}
+section.failed h2,.error{color:#a00}.warning{color:#a50}
 .text td{font-family:monospace;font-size:1.1em}
 .wrong{background:#fbb;text-decoration:line-through}
 .missed{background:#fde7a0;text-decoration:underline}
@@ -68,7 +69,8 @@ img{display:block;margin:.3em 0;max-width:100%;image-rendering:pixelated}
 
 @dataclass
 class UtteranceResult:
-    """One utterance of a video: its span in the video's seconds, its text and word timings, and its inputs."""
+    """One utterance of a video: its span in the video's seconds, its text and word timings, and its inputs;
+    or, when it could not be read (``error``: why), no text, words or log-probabilities."""
 
     start: float
     end: float
@@ -77,6 +79,7 @@ class UtteranceResult:
     frames: np.ndarray  # (T, H, W, 3) RGB uint8 mouth crops at the model's frame rate
     log_probs: np.ndarray  # (T, 28)
     face: int = 0  # which face track of the video said it
+    error: str | None = None
 
 
 @dataclass
@@ -230,8 +233,10 @@ def _utterance_block(name: str, result: UtteranceResult, show_face: bool) -> str
     parts = [f'<div class="utterance"><h3><span class="span">{face}{_seconds(result.start)}&ndash;'
              f'{_seconds(result.end)} s</span> <span class="said">{html.escape(result.text) or "(nothing read)"}'
              "</span></h3>"]
+    if result.error is not None:
+        parts.append(f'<p class="error">not read: {html.escape(result.error)}</p>')
     duration = result.end - result.start
-    if len(result.frames):
+    if result.frames is not None and len(result.frames):
         slots = min(MAX_SLOTS, max(1, round(duration / SECONDS_PER_SLOT)))
         uri = png_data_uri(timeline_strip(result.frames, slots))
         parts.append(f'<div class="timeline"><img class="strip" alt="mouth frames of {name} from '

@@ -55,15 +55,22 @@ _JOIN_EXACT_BELOW = 1e-280
 _ZERO_FLOOR = -1000.0
 
 
+class UndecodableClip(ValueError):
+    """A clip's output no decoder can read: too few frames for any sentence of the grammar, or values no
+    log_softmax gives (NaN, +inf). It concerns that clip alone, so a reader of many goes on with the rest
+    (a wrong shape, by contrast, is a plain ValueError: the network and alphabet do not fit)."""
+
+
 def check_log_probs(log_probs: np.ndarray, alphabet: Alphabet = GRID) -> np.ndarray:
-    """The matrix as float64 (T, C); ValueError on a wrong shape, NaN or +inf, which no log_softmax gives."""
+    """The matrix as float64 (T, C); ValueError on a wrong shape, UndecodableClip on NaN or +inf, which no
+    log_softmax gives."""
     lp = np.asarray(log_probs, dtype=np.float64)
     if lp.ndim != 2 or lp.shape[1] != alphabet.num_classes or lp.shape[0] < 1:
         raise ValueError(f"expected log-probabilities of shape (T, {alphabet.num_classes}) with T >= 1 "
                          f"({alphabet.name} alphabet), "
                          f"got shape {lp.shape}")
     if np.isnan(lp).any() or (lp == np.inf).any():
-        raise ValueError("log-probabilities contain NaN or +inf")
+        raise UndecodableClip("log-probabilities contain NaN or +inf")
     return lp
 
 
@@ -338,8 +345,8 @@ def _join_terms(lp: np.ndarray, g: _CompiledGrammar) -> tuple[np.ndarray, np.nda
 
 def _check_length(lp: np.ndarray, g: _CompiledGrammar) -> None:
     if len(lp) < g.min_frames:
-        raise ValueError(f"{len(lp)} frames cannot hold any sentence of the grammar "
-                         f"(the shortest needs {g.min_frames})")
+        raise UndecodableClip(f"{len(lp)} frames cannot hold any sentence of the grammar "
+                              f"(it needs at least {g.min_frames})")
 
 
 def sentence_log_probs(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR,
@@ -372,7 +379,7 @@ def grammar_decode(log_probs: np.ndarray, grammar: GrammarSpec = GRID_GRAMMAR,
 
     Exact argmax of the full CTC probability over all sentences. If the output gives every sentence
     probability 0 (exact zeros), the sentence is chosen with log-probabilities floored at -1000, so one
-    is still returned, with log-probability -inf. ValueError when the clip is too short for any sentence.
+    is still returned, with log-probability -inf. UndecodableClip when the clip is too short for any sentence.
     """
     lp = check_log_probs(log_probs, alphabet)
     g = _compile(_normalise_grammar(grammar, alphabet), alphabet)
