@@ -16,10 +16,12 @@ else to stderr. ``--subtitles=DIR`` writes DIR/STEM.srt and DIR/STEM.vtt, one cu
 proven writable before the model loads. A truncated or damaged video is read as far as it goes and
 named on stderr with the length decoded and the length its container declares (JSON: ``warnings``).
 An utterance the network or decoder cannot read (too short for the grammar, say) is named on stderr
-with its video and times (JSON: its ``error``), and the rest are read. Exit status: 0 when every clip
-was read whole and every output written, 1 when some clip or utterance could not be read, a clip was
-read only in part, or an output was lost (each is named on stderr), 2 when the checkpoint, the input
-or an output folder is unusable.
+with its video and times (JSON: its ``error``), and the rest are read. An utterance whose face is too
+small to read well (its crops enlarged more than twice) is read with a warning naming its video,
+times and face size (JSON: ``warnings``). Exit status: 0 when every clip was read whole, without
+warnings, and every output written, 1 when some clip or utterance could not be read, a clip was
+read only in part or with a warning, or an output was lost (each is named on stderr), 2 when the
+checkpoint, the input or an output folder is unusable.
 """
 from __future__ import annotations
 
@@ -200,6 +202,9 @@ def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -
     for unread in reading.unread:
         warnings.append(unread)
         tqdm.write(f"error: {video}: {unread}", file=sys.stderr)
+    for small in reading.small_faces:
+        warnings.append(small)
+        tqdm.write(f"warning: {video}: {small}", file=sys.stderr)
     if summary.faces > 1 and not labelled:
         tqdm.write(f"{video}: {summary.faces} faces seen; reading the largest (--face=all reads each)", file=sys.stderr)
     for start, end in summary.no_face:
@@ -262,7 +267,8 @@ def clip_counts(results: Sequence[ClipResult], failed: int) -> str:
 
 
 def exit_status(results: Sequence[ClipResult], failed: int) -> int:
-    """1 when some clip failed or was read with a warning (read only in part, an output not written), else 0."""
+    """1 when some clip failed or was read with a warning (read only in part, a face too small, an output not
+    written), else 0."""
     return 1 if failed or any(r.warnings for r in results) else 0
 
 

@@ -5,10 +5,11 @@
 Each clip is cropped by ``utils.video.mouth_extractor`` and written atomically, either packed
 (``{tgt}/sN/{clip}.npz``, the default) or as the original example's PNG folders
 (``{tgt}/sN/{clip}/mouth_000.png ...``). ``{tgt}/manifest.jsonl`` records every clip's status
-(``ok`` or a failure reason), its message and frame count, the settings that shaped it (size,
-format, layout) and the identity of its inputs (``utils.data.manifest.file_stamp``: the video's size and
-modification time); it is appended to after each clip and rewritten atomically at the start and end,
-so a killed run leaves a valid manifest. A rerun skips a clip only when its record has the same
+(``ok`` or a failure reason), its message and frame count, a ``warning`` for an ok clip whose face is
+too small to read well (its crops enlarged more than twice; also listed by the summary), the settings
+that shaped it (size, format, layout) and the identity of its inputs (``utils.data.manifest.file_stamp``:
+the video's size and modification time); it is appended to after each clip and rewritten atomically at the
+start and end, so a killed run leaves a valid manifest. A rerun skips a clip only when its record has the same
 settings and inputs and its output is there alone (failed ones unless ``--retry_failed``), so an
 interrupted run resumes where it stopped, and a replaced video or another size or format is redone,
 the new output replacing the old. Deciding reads no video. Every output folder is created and
@@ -189,7 +190,7 @@ def process_clip(job: Job) -> dict:
     assert _extractor is not None, "call _init_worker first"
     record = {"clip": job.clip, "source": str(job.source), **_settings,
               "inputs": input_stamps(job, _settings["layout"]),
-              "status": "ok", "message": "", "frames": None, "examined": None, "missed": None}
+              "status": "ok", "message": "", "warning": "", "frames": None, "examined": None, "missed": None}
     try:
         if isinstance(_extractor, WordCropper):
             record.update(duration=None)
@@ -198,6 +199,8 @@ def process_clip(job: Job) -> dict:
         remove_output(job.other_format)
         mouth = _extractor.extract(job.source)
         record.update(frames=len(mouth.frames), examined=len(mouth.examined), missed=mouth.missed)
+        if mouth.small_face is not None:  # kept, but named: its crops are enlarged past what reads well
+            record["warning"] = f"{job.source}: 0.00-{len(mouth.frames) / mouth.fps:.2f} s: {mouth.small_face}"
         if mouth.shortfall is not None:  # crops of part of a clip would be labelled with its whole sentence
             record.update(status="truncated", message=str(mouth.shortfall))
             return _finish(job, record)
@@ -236,6 +239,11 @@ def summarise(jobs: list[Job], records: dict[str, dict], processed: int, seconds
     print(f"{len(jobs)} clip(s): {statuses.get('ok', 0)} ok, {len(failures)} failed"
           + "".join(f", {n} {status}" for status, n in sorted(statuses.items()) if status != "ok")
           + (f", {len(jobs) - len(done)} not processed yet" if len(done) < len(jobs) else ""))
+    warned = [record for record in done if record["status"] == "ok" and record.get("warning")]
+    for record in warned[:20]:
+        print(f"  warning: {record['warning']}")
+    if len(warned) > 20:
+        print(f"  ... and {len(warned) - 20} more warnings in the manifest")
     if odd:
         listed = ", ".join(f"{record['clip']} ({record['frames']})" for record in odd[:10])
         print(f"{len(odd)} ok clip(s) with other than {expected_frames} frames (kept): {listed}"

@@ -112,12 +112,12 @@ class VideoLipreader:
         except ValueError:
             words = []
         return UtteranceResult(start, end, text, words, frames[a:len(frames) - b] if keep_frames else None,
-                               log_probs, utterance.face)
+                               log_probs, utterance.face, small_face=utterance.small_face)
 
     def _unread(self, utterance: Utterance, reason: str, keep_frames: bool) -> UtteranceResult:
         return UtteranceResult(utterance.start, utterance.end, "", [], utterance.frames if keep_frames else None,
                                np.empty((0, self.network.alphabet.num_classes), np.float32), utterance.face,
-                               error=reason)
+                               error=reason, small_face=utterance.small_face)
 
     def read(self, path: Path, faces: str = "largest", keep_frames: bool = False,
              progress: bool = False) -> VideoReading:
@@ -186,6 +186,13 @@ class VideoReading:
                 for u in self.utterances if u.error is not None]
 
     @property
+    def small_faces(self) -> list[str]:
+        """Each utterance read from a face too small to read well, as ``utterance START-END s[ (face N)]: face
+        about W px wide: ...``."""
+        return [f"utterance {u.start:.2f}-{u.end:.2f} s{f' (face {u.face})' if u.face else ''}: {u.small_face}"
+                for u in self.utterances if u.small_face is not None]
+
+    @property
     def incomplete(self) -> str | None:
         """Why the video was read only in part (truncated or damaged), naming it; None when read whole."""
         return str(self.summary.shortfall) if self.summary.shortfall is not None else None
@@ -222,7 +229,7 @@ def video_json(name: str, reading: VideoReading | None, error: str | None, label
                warnings: Sequence[str] = ()) -> str:
     """The --format=json line of one video: its reading (each utterance with its ``error``, null when it
     was read), or ``error`` when the video could not be read, and ``warnings`` (a video read only in part,
-    an utterance not read, an output not written)."""
+    an utterance not read or read from a face too small, an output not written)."""
     def seconds(value: float) -> float:
         return round(float(value), 3)
 

@@ -80,6 +80,7 @@ class UtteranceResult:
     log_probs: np.ndarray  # (T, 28)
     face: int = 0  # which face track of the video said it
     error: str | None = None
+    small_face: str | None = None  # the face is too small to read well (``Utterance.small_face``)
 
 
 @dataclass

@@ -10,6 +10,11 @@ frame, about 5.9 s per GRID clip, and cropped each frame at its own jittering ce
   ``_ROI_FACE`` pixels wide (a few ms instead of 13 ms for the full frame); the full frame is
   searched only when there is no previous box or the region search misses. Then the 68 landmarks
   are fitted inside that box.
+- The full-frame search shrinks the frame to ``DETECT_MAX_SIDE`` pixels, so it sees faces from 80
+  pixels (the detector's window) times the shrink: 160 px in a 1280x720 frame. Only when it finds
+  no face in the clip does a finer pass (``detect_fine``) search the frame enlarged twice, finding
+  faces down to ``FINE_FACE`` pixels; the crops of such a face are enlarged, and past
+  ``ENLARGE_LIMIT`` times they carry a warning (``small_face_note``).
 - Examined frames where the detector finds no face get no landmarks: the crop track there, and on
   the frames between examined ones, is interpolated from the neighbours, then smoothed with a
   Gaussian so the crop does not jitter from frame to frame.
@@ -49,6 +54,11 @@ DEFAULT_WIDTH_RATIO = 2.75  # the original example's crop width over mouth width
 _ROI_FACE = 85  # face width (pixels) the local search rescales to; dlib's smallest window is 80
 ROI_PAD = 0.25  # margin around the previous face box, in face widths, for the local search
 DETECT_MAX_SIDE = 640  # full-frame search runs on frames shrunk to this size (faces stay >= 80 px)
+FINE_FACE = 40  # smallest face width (source pixels) the finer pass finds: dlib's 80 px window, frame enlarged 2x
+FINE_MAX_SIDE = 3840  # the finer pass enlarges frames to at most this size (1080p twice; 4K not at all)
+# Crops enlarged more than this many times from the video (crop pixels per source pixel) get a warning:
+# GRID's faces (about 105 px wide at 360x288) are cropped at 0.9-1.1 times, a 70 px face at about 1.6.
+ENLARGE_LIMIT = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +78,28 @@ class MouthClip:
     fps: float
     source_size: tuple[int, int]  # (width, height) of the source frames
     shortfall: Shortfall | None = None  # the file was truncated or damaged, read only in part
+    face_width: float = 0.0  # median width (source pixels) of the face boxes found
 
     @property
     def missed(self) -> int:
         """Examined frames whose crop position was interpolated because no face was found."""
         return int((~self.found).sum())
+
+    @property
+    def small_face(self) -> str | None:
+        """Why the face is too small to read well (``small_face_note``), or None."""
+        return small_face_note(self.scale, self.face_width)
+
+
+def small_face_note(scale: float, face_width: float) -> str | None:
+    """Why crops cut at ``scale`` (crop pixels per source pixel) from a face ``face_width`` pixels wide are
+    too small to read well: enlarged more than ``ENLARGE_LIMIT`` times, so the crop shows fewer than half as
+    many source pixels across as it has (a mouth under 18 source pixels wide for 100-pixel crops). None
+    when they are not."""
+    if scale <= ENLARGE_LIMIT:
+        return None
+    return (f"face about {face_width:.0f} px wide: its mouth crops are enlarged {scale:.1f}x from the video "
+            f"(over {ENLARGE_LIMIT:g}x), too small to read well")
 
 
 @dataclass(frozen=True)
@@ -83,6 +110,7 @@ class LandmarkTrack:
     found: np.ndarray  # bool per examined frame: a face was found there
     good: np.ndarray  # indices of the frames with landmarks (examined, with a face)
     points: np.ndarray  # (len(good), 68, 2) landmarks, source pixels
+    face_widths: np.ndarray  # (len(good),) widths of the face boxes they were fitted in, source pixels
 
     def every_frame(self, count: int) -> np.ndarray:
         """(count, 68, 2) landmarks of every frame, interpolated linearly in time between found ones."""
@@ -326,8 +354,17 @@ class MouthExtractor:
                                                       interpolation=cv2.INTER_AREA)
         return [_box(r, shrink) for r in self.detector(image, upsample)]
 
-    def _detect_full(self, gray: np.ndarray, upsample: int, previous: np.ndarray | None) -> np.ndarray | None:
-        boxes = self.detect_all(gray, upsample)
+    def detect_fine(self, gray: np.ndarray) -> list[np.ndarray]:
+        """Every face box (l, t, r, b, source pixels) of a grey frame down to ``FINE_FACE`` pixels wide: the
+        frame enlarged twice (to at most ``FINE_MAX_SIDE``), which the detector's 80-pixel window needs. It
+        costs several times ``detect_all`` (about 0.3 s for 1280x720), so it runs only where that finds no face."""
+        zoom = min(2.0, FINE_MAX_SIDE / max(gray.shape))
+        image = cv2.resize(gray, None, fx=zoom, fy=zoom,
+                           interpolation=cv2.INTER_LINEAR if zoom > 1 else cv2.INTER_AREA)
+        return [_box(r, zoom) for r in self.detector(image, 0)]
+
+    def _detect_full(self, gray: np.ndarray, fine: bool, previous: np.ndarray | None) -> np.ndarray | None:
+        boxes = self.detect_fine(gray) if fine else self.detect_all(gray)
         return _closest(boxes, previous) if boxes else None
 
     def detect_near(self, gray: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
@@ -349,17 +386,18 @@ class MouthExtractor:
         shape = self.predictor(gray, _rect(box))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
-    def _landmark_pass(self, grays: dict[int, np.ndarray], upsample: int) -> dict[int, np.ndarray]:
-        """68 landmarks for every examined frame where a face is found, keyed by frame index."""
-        found: dict[int, np.ndarray] = {}
+    def _landmark_pass(self, grays: dict[int, np.ndarray], fine: bool) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The face box and 68 landmarks of every examined frame where a face is found, keyed by frame index
+        (``fine``: the full-frame search is ``detect_fine``)."""
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         previous = None
         for t, gray in grays.items():
             box = self.detect_near(gray, previous) if previous is not None else None
             if box is None:
-                box = self._detect_full(gray, upsample, previous)
+                box = self._detect_full(gray, fine, previous)
             if box is None:
                 continue
-            found[t] = self.landmarks(gray, box)
+            found[t] = box, self.landmarks(gray, box)
             previous = box
         return found
 
@@ -376,19 +414,20 @@ class MouthExtractor:
                                   f"at least {self.min_frames} needed (a very short or truncated video)")
         examined = np.unique(np.r_[np.arange(0, count, self.step), count - 1])
         grays = {int(t): gray(int(t)) for t in examined}
-        landmarks = self._landmark_pass(grays, upsample=0)
+        landmarks = self._landmark_pass(grays, fine=False)
         if not landmarks:
-            # Faces under 80 pixels need the detector's upsampling; try it on three frames first.
+            # Faces too small for the shrunk frame need the finer pass; try it on three frames first.
             probes = [int(examined[i]) for i in sorted({0, len(examined) // 2, len(examined) - 1})]
-            if any(self._detect_full(grays[t], 1, None) is not None for t in probes):
-                landmarks = self._landmark_pass(grays, upsample=1)
+            if any(self._detect_full(grays[t], True, None) is not None for t in probes):
+                landmarks = self._landmark_pass(grays, fine=True)
         found = np.array([int(t) in landmarks for t in examined])
         if found.mean() < self.min_face_fraction:
             reason = "few_faces" if found.any() else "no_face"
             raise ExtractionError(reason, name, f"a face found in {found.sum()} of {len(examined)} examined "
                                   f"frames, at least {self.min_face_fraction:.0%} needed")
         good = np.array(sorted(landmarks))
-        return LandmarkTrack(examined, found, good, np.stack([landmarks[t] for t in good]))
+        return LandmarkTrack(examined, found, good, np.stack([landmarks[t][1] for t in good]),
+                             np.array([landmarks[t][0][2] - landmarks[t][0][0] for t in good]))
 
     def _extract(self, count: int, gray: Callable[[int], np.ndarray],
                  crops: Callable[[np.ndarray, float], np.ndarray], source_size: tuple[int, int], fps: float,
@@ -396,13 +435,15 @@ class MouthExtractor:
         """The crops of ``count`` frames (RGB ``crops(centres, scale)``) from the track of their grey images."""
         track = self._track(count, gray, name)
         examined, found, good, mouths = track.examined, track.found, track.good, track.points
+        face_width = float(np.median(track.face_widths))
         mouth_centres = mouths[:, MOUTH].mean(axis=1)
         times = np.arange(count)
         track = np.stack([np.interp(times, good, mouth_centres[:, d]) for d in range(2)], axis=1)
         centres = gaussian_smooth(track, self.smooth)
         widths = np.hypot(*(mouths[:, RIGHT_CORNER] - mouths[:, LEFT_CORNER]).T)
         scale = self.size[0] / (self.width_ratio * max(float(np.median(widths)), 1.0))
-        return MouthClip(crops(centres, scale), centres, scale, examined, found, float(fps), source_size, shortfall)
+        return MouthClip(crops(centres, scale), centres, scale, examined, found, float(fps), source_size, shortfall,
+                         face_width)
 
 
 def _clipped(box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:

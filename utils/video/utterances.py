@@ -34,7 +34,15 @@ import cv2
 import numpy as np
 
 from utils.video.errors import ExtractionError
-from utils.video.mouth_extractor import LEFT_CORNER, MOUTH, RIGHT_CORNER, MouthExtractor, crop_frames, gaussian_smooth
+from utils.video.mouth_extractor import (
+    LEFT_CORNER,
+    MOUTH,
+    RIGHT_CORNER,
+    MouthExtractor,
+    crop_frames,
+    gaussian_smooth,
+    small_face_note,
+)
 from utils.video.reader import MODEL_FPS, Frame, Shortfall, read_frames
 from utils.video.tracks import FaceTracker
 
@@ -70,6 +78,12 @@ class Utterance:
     end: float
     frames: np.ndarray  # (T, H, W, 3) RGB uint8 at the reader's rate
     face_width: float  # median face width (source pixels): which face is largest
+    scale: float = 1.0  # crop pixels per source pixel
+
+    @property
+    def small_face(self) -> str | None:
+        """Why the face is too small to read well (``small_face_note``), or None."""
+        return small_face_note(self.scale, self.face_width)
 
 
 @dataclass
@@ -156,8 +170,8 @@ class UtteranceReader:
                            (width // factor, height // factor), interpolation=cv2.INTER_AREA)
         return patch, origin, 1.0 / factor
 
-    def _crops(self, segment: _Segment) -> np.ndarray:
-        """The segment's mouth crops, made as MouthExtractor makes a clip's, from its patches."""
+    def _crops(self, segment: _Segment) -> tuple[np.ndarray, float]:
+        """The segment's mouth crops, made as MouthExtractor makes a clip's, from its patches, and their scale."""
         ex = self.extractor
         good = np.array(sorted(segment.marks))
         marks = np.stack([segment.marks[k] for k in good])
@@ -170,7 +184,12 @@ class UtteranceReader:
         shrinks = np.asarray(segment.shrinks)
         # cv2.resize maps pixel centres: patch p = (x - origin + 0.5) * shrink - 0.5
         in_patch = (track - np.asarray(segment.origins, np.float64) + 0.5) * shrinks[:, None] - 0.5
-        return crop_frames(segment.patches, in_patch, scale / shrinks, ex.size)
+        return crop_frames(segment.patches, in_patch, scale / shrinks, ex.size), scale
+
+    def _utterance(self, face: int, segment: _Segment) -> Utterance:
+        frames, scale = self._crops(segment)
+        return Utterance(face, segment.start / self.fps, segment.end / self.fps, frames,
+                         float(np.median(segment.faces)), scale)
 
     @staticmethod
     def _stillest(segment: _Segment, lo: int, hi: int) -> int:
@@ -221,8 +240,7 @@ class UtteranceReader:
         segment = self._trim(segment)
         if len(segment.marks) < 2:
             return None
-        return Utterance(face, segment.start / self.fps, segment.end / self.fps, self._crops(segment),
-                         float(np.median(segment.faces)))
+        return self._utterance(face, segment)
 
     # -- the stream -----------------------------------------------------------------------------------
 
@@ -366,8 +384,7 @@ class UtteranceReader:
                                              f"found in {seen} of {examined} examined frames, at least "
                                              f"{self.extractor.min_face_fraction:.0%} needed")
             segment = segments[face]
-            return span, Utterance(face, segment.start / self.fps, segment.end / self.fps, self._crops(segment),
-                                   float(np.median(segment.faces)))
+            return span, self._utterance(face, segment)
 
         stream = read_frames(path, self.fps)
         for frame in stream:
