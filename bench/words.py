@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a file: find the project's packages
 
 
 import model.adamw  # noqa: F401 (registers "adamw")
-from bench.train import median_time
+from bench.timing import median_time
 from model.backend import autograd, gluon, mx
 from model.training.loop import batch_seed
 from model.word_net import WordNet, WordNetConfig, count_trainable, prepare_word_net
