@@ -305,8 +305,13 @@ class _Unregistered:
 def prepare_for_inference(net: LipNet, ctxs: list[mx.Context]) -> None:
     """Hybridize for inference, with the GRU weights packed once; on the CPU also let oneDNN rewrite
     the graph (its own convolution operators, dropout dropped), with the same outputs. Call it after
-    the weights are loaded; train no further."""
+    the weights are loaded; train no further.
+
+    ``static_shape`` lets MXNet keep the fused GRUs' operator state from one call to the next, and with it
+    oneDNN's copy of their weights, reordered into its own layout; without it MXNet 1.9.1 makes that
+    state afresh, reordering the weights again, on every call. A call with other input shapes than
+    the last plans the graph again."""
     for gru in (net.gru1, net.gru2):
         gru.pack(ctxs)
     fuse = all(c.device_type == "cpu" for c in ctxs) and mx.runtime.Features().is_enabled("MKLDNN")
-    net.hybridize(static_alloc=True, backend="MKLDNN" if fuse else None)
+    net.hybridize(static_alloc=True, static_shape=True, backend="MKLDNN" if fuse else None)

@@ -97,6 +97,24 @@ def test_fused_inference_graph_gives_the_same_outputs():
     np.testing.assert_allclose(net(x).asnumpy(), plain, rtol=1e-4, atol=1e-4)
 
 
+def test_prepared_network_follows_changing_batch_sizes_and_lengths():
+    """The prepared graph keeps its shapes and operator state between calls (static_shape): a call with
+    other shapes must plan again, not reuse what the last shapes left."""
+    net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48))
+    net.initialize()
+    reference = LipNet(net.config)
+    reference.initialize()
+    for name, param in reference._collect_params_with_prefix().items():
+        param.set_data(net._collect_params_with_prefix()[name].data())
+    prepare_for_inference(net, [mx.cpu()])
+    for shape, length in [((1, 3, 20, 24, 48), 20), ((3, 3, 12, 24, 48), 7), ((1, 3, 20, 24, 48), 20),
+                          ((3, 3, 12, 24, 48), 12)]:
+        x = mx.nd.random.uniform(shape=shape)
+        lengths = mx.nd.array([length] + [shape[2]] * (shape[0] - 1))
+        np.testing.assert_allclose(net.read(x, lengths).asnumpy(), reference.read(x, lengths).asnumpy(),
+                                   rtol=1e-4, atol=1e-5)
+
+
 class _PaperOrder(LipNet):
     """ReLU, dropout and pooling in the paper's order, which LipNet reorders to pool first."""
 
