@@ -5,12 +5,14 @@ backward and Adam update of a batch of 8 full-length clips of 3x75x50x100, as ``
 it: dropout reseeded for the batch, ``LipNet.read``, which takes the fused bidirectional GRU),
 ``train_step_padded_s`` (the same with half the batch single-word clips of 9 frames padded to 75,
 which takes the length-aware path) and ``infer_ms`` (one clip, batch 1), each the median of
-several timed repetitions after warm-up, with the network hybridized as ``trainer.py`` does it.
+several timed repetitions after warm-up, with the network hybridized as ``trainer.py`` does it, and
+``threads``: MXNet's OpenMP threads (``OMP_NUM_THREADS``, by default the usable cores: ``model/backend.py``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 if __package__ in (None, ""):  # run as a file: find the project's packages
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training step, half of it 9-frame word clips: {padded_s:.2f} s")
     print(f"inference, one clip: {infer_ms:.0f} ms")
     print(json.dumps({"train_step_s": round(step_s, 3), "train_step_padded_s": round(padded_s, 3),
-                      "infer_ms": round(infer_ms, 1), "batch_size": args.batch_size, "variant": args.variant}))
+                      "infer_ms": round(infer_ms, 1), "batch_size": args.batch_size, "variant": args.variant,
+                      "threads": int(os.environ["OMP_NUM_THREADS"])}))
     return 0
 
 

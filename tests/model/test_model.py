@@ -97,6 +97,65 @@ def test_fused_inference_graph_gives_the_same_outputs():
     np.testing.assert_allclose(net(x).asnumpy(), plain, rtol=1e-4, atol=1e-4)
 
 
+def test_prepared_network_follows_changing_batch_sizes_and_lengths():
+    """The prepared graph keeps its shapes and operator state between calls (static_shape): a call with
+    other shapes must plan again, not reuse what the last shapes left."""
+    net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48))
+    net.initialize()
+    reference = LipNet(net.config)
+    reference.initialize()
+    for name, param in reference._collect_params_with_prefix().items():
+        param.set_data(net._collect_params_with_prefix()[name].data())
+    prepare_for_inference(net, [mx.cpu()])
+    for shape, length in [((1, 3, 20, 24, 48), 20), ((3, 3, 12, 24, 48), 7), ((1, 3, 20, 24, 48), 20),
+                          ((3, 3, 12, 24, 48), 12)]:
+        x = mx.nd.random.uniform(shape=shape)
+        lengths = mx.nd.array([length] + [shape[2]] * (shape[0] - 1))
+        np.testing.assert_allclose(net.read(x, lengths).asnumpy(), reference.read(x, lengths).asnumpy(),
+                                   rtol=1e-4, atol=1e-5)
+
+
+class _PaperOrder(LipNet):
+    """ReLU, dropout and pooling in the paper's order, which LipNet reorders to pool first."""
+
+    def _stage(self, F, x, conv, norm, mask=None):  # noqa: ANN001, ANN202
+        x = conv(x)
+        if norm is not None:
+            x = norm(x) if mask is None else norm(x, mask)
+        x = self.pool(self.dropout(F.Activation(x, act_type="relu")))
+        return x if mask is None else F.broadcast_mul(x, mask)
+
+
+@pytest.mark.parametrize(("norm", "dropout"), [("none", 0.5), ("instance", 0.3)])
+def test_pooling_before_relu_and_dropout_gives_the_paper_orders_values_and_gradients(norm: str, dropout: float):
+    config = LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48, norm=norm, dropout=dropout)
+    x = mx.nd.random.normal(shape=(3, 3, 12, 24, 48))
+    label = mx.nd.array([[1, 2, 3], [4, 5, -1], [6, -1, -1]])
+    loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
+    ours = LipNet(config)
+    ours.initialize()
+    paper = _PaperOrder(config)
+    paper.initialize()
+    for name, param in paper._collect_params_with_prefix().items():
+        param.set_data(ours._collect_params_with_prefix()[name].data())
+    results = []
+    for net in (ours, paper):
+        net.hybridize(static_alloc=True, static_shape=True)
+        values = []
+        for lengths in ([12, 12, 12], [12, 7, 5]):
+            lengths = mx.nd.array(lengths)
+            mx.random.seed(5)  # the same dropout masks for both orders
+            with autograd.record():
+                loss = loss_fn(net.read(x, lengths), label, lengths)
+            loss.backward()
+            values += [loss.asnumpy()] + [p.grad().asnumpy() for p in net.collect_params().values()
+                                          if p.grad_req != "null"]
+        results.append(values)
+    assert len(results[0]) == len(results[1])
+    for reordered, in_order in zip(*results):
+        np.testing.assert_array_equal(reordered, in_order)
+
+
 def test_packed_gru_follows_weights_loaded_after_it_was_packed():
     net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48))
     net.initialize()
