@@ -11,7 +11,8 @@ overlap or nearness to where it was), else it starts a new track. That search se
 pixels times the shrink (160 px at 1280x720); when it and the tracks find no face, the extractor's
 finer pass (``detect_fine``: the whole frame enlarged twice, faces from 40 px, about 0.3 s at 720p)
 searches too, and after a miss only once every ``detect_every`` examined frames (and at a scene cut),
-so a stretch without faces costs little more.
+so a stretch without faces costs little more. Frames up to 480 pixels are searched upsampled whenever
+the plain search finds nothing, since that costs little at their size.
 """
 from __future__ import annotations
 
@@ -108,7 +109,9 @@ class FaceTracker:
             self._full_due = False
             small, shrink = frame.gray_small(DETECT_MAX_SIDE)
             boxes = [b / shrink for b in ex.detect_all(small, 0)]
-            if not boxes and not found and self._examined >= self._fine_from:
+            if not boxes and max(frame.size) <= 480:  # cheap at this size: upsampled at every search, as ever
+                boxes = [b / shrink for b in ex.detect_all(small, 1)]
+            elif not boxes and not found and self._examined >= self._fine_from:
                 boxes = ex.detect_fine(frame.gray)
                 if not boxes:
                     self._fine_from = self._examined + self.detect_every
