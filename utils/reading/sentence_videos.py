@@ -181,16 +181,14 @@ class VideoReading:
 
     @property
     def unread(self) -> list[str]:
-        """Each utterance that could not be read, as ``START-END s[ (face N)]: REASON``."""
-        return [f"utterance {u.start:.2f}-{u.end:.2f} s{f' (face {u.face})' if u.face else ''} not read: {u.error}"
-                for u in self.utterances if u.error is not None]
+        """Each utterance that could not be read, as ``utterance START-END s[ (face N)] not read: REASON``."""
+        return [f"{_name(u)} not read: {u.error}" for u in self.utterances if u.error is not None]
 
     @property
     def small_faces(self) -> list[str]:
         """Each utterance read from a face too small to read well, as ``utterance START-END s[ (face N)]: face
         about W px wide: ...``."""
-        return [f"utterance {u.start:.2f}-{u.end:.2f} s{f' (face {u.face})' if u.face else ''}: {u.small_face}"
-                for u in self.utterances if u.small_face is not None]
+        return [f"{_name(u)}: {u.small_face}" for u in self.utterances if u.small_face is not None]
 
     @property
     def incomplete(self) -> str | None:
@@ -248,3 +246,9 @@ def video_json(name: str, reading: VideoReading | None, error: str | None, label
               "faces": reading.summary.faces if reading else 0,
               "utterances": utterances, "error": error, "warnings": list(warnings)}
     return json.dumps(record, ensure_ascii=False)
+
+
+def _name(utterance: UtteranceResult) -> str:
+    """``utterance START-END s``, with `` (face N)`` when faces are numbered: how stderr and JSON name one."""
+    face = f" (face {utterance.face})" if utterance.face else ""
+    return f"utterance {utterance.start:.2f}-{utterance.end:.2f} s{face}"
