@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait after a script for the load average to fall to --max_load "
                              "before the next; still higher then, the run stops (other work is running)")
     parser.add_argument("--force", action="store_true",
-                        help="run on a busy machine anyway (no waiting); the table carries a warning (default: off)")
+                        help="run on a busy machine anyway (no waiting); the table carries a warning")
     parser.add_argument("--timeout", type=positive_float, default=3600.0,
                         help="seconds one script may run before it is stopped and counted as failed")
     parser.add_argument("--torch_python", default=None,

@@ -25,12 +25,10 @@ MXNet's ``OMP_NUM_THREADS``). The last line printed is a JSON object with ``trai
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
-from bench.timing import median_time
-from utils.runtime.cli import parse_args, positive_int
+from bench.timing import add_reference_options, median_time, report
+from utils.runtime.cli import parse_args
 
 FRAMES, HEIGHT, WIDTH = 75, 50, 100
 CLASSES = 28  # a-z, space and the CTC blank (last), as utils/text/grid_text.py's NUM_CLASSES
@@ -68,11 +66,7 @@ def paper_lipnet(hidden: int = 256, dropout: float = 0.5) -> object:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--batch_size", type=positive_int, default=8, help="clips per training step")
-    parser.add_argument("--repeats", type=positive_int, default=5,
-                        help="timed training steps (inference is timed 4 times as often), after 2 warm-up runs")
-    parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
-                        help="torch.set_num_threads; the default is the cores this process may run on")
+    add_reference_options(parser)
     return parser
 
 
@@ -117,10 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     step_s = median_time(train_step, args.repeats)
     infer_ms = median_time(infer, args.repeats * 4) * 1000
     print(f"PyTorch {torch.__version__}, {args.threads} threads")
-    print(f"training step, batch {args.batch_size}: {step_s:.2f} s ({args.batch_size / step_s:.1f} samples/s)")
-    print(f"inference, one clip: {infer_ms:.0f} ms")
-    print(json.dumps({"train_step_s": round(step_s, 3), "infer_ms": round(infer_ms, 1), "batch_size": args.batch_size,
-                      "threads": args.threads, "torch": torch.__version__}))
+    report(args.batch_size, step_s, infer_ms, {"threads": args.threads, "torch": torch.__version__})
     return 0
 
 

@@ -16,12 +16,10 @@ times as often. The last line printed is a JSON object with ``train_step_s``, ``
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
-from bench.timing import median_time
-from utils.runtime.cli import bounded, parse_args, positive_int
+from bench.timing import add_reference_options, median_time, report
+from utils.runtime.cli import bounded, parse_args
 
 FRAMES, SIZE = 29, 88
 RELU_TYPES = ("relu", "prelu", "swish")
@@ -29,12 +27,8 @@ RELU_TYPES = ("relu", "prelu", "swish")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--batch_size", type=positive_int, default=8, help="clips per training step")
+    add_reference_options(parser)
     parser.add_argument("--num_classes", type=bounded(int, 2), default=500, help="words the classifier tells apart")
-    parser.add_argument("--repeats", type=positive_int, default=5,
-                        help="timed training steps (inference is timed 4 times as often), after 2 warm-up runs")
-    parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
-                        help="torch.set_num_threads; the default is the cores this process may run on")
     parser.add_argument("--relu_type", default="swish", choices=RELU_TYPES,
                         help="activation (configs/lrw_resnet18_mstcn.json's is swish; prelu adds 13,120 parameters)")
     return parser
@@ -82,11 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         infer()
     infer_ms = median_time(infer, args.repeats * 4) * 1000
     print(f"PyTorch {torch.__version__}, {args.threads} threads, {parameters:,} parameters")
-    print(f"training step, batch {args.batch_size}: {step_s:.2f} s ({args.batch_size / step_s:.1f} samples/s)")
-    print(f"inference, one clip: {infer_ms:.0f} ms")
-    print(json.dumps({"train_step_s": round(step_s, 3), "infer_ms": round(infer_ms, 1), "batch_size": args.batch_size,
-                      "threads": args.threads, "torch": torch.__version__, "parameters": parameters,
-                      "relu_type": args.relu_type}))
+    report(args.batch_size, step_s, infer_ms, {"threads": args.threads, "torch": torch.__version__,
+                                               "parameters": parameters, "relu_type": args.relu_type})
     return 0
 
 
