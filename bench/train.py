@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_for_inference(infer_net, [mx.cpu()])  # as infer.py runs it
 
     def infer() -> None:
-        infer_net(one).wait_to_read()
+        infer_net.read(one).wait_to_read()
 
     for _ in range(2):
         train_step()

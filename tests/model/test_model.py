@@ -271,6 +271,31 @@ def test_full_length_batches_take_the_fused_path_with_the_same_values():
     np.testing.assert_allclose(net.read(x, short).asnumpy()[1, :9], net(x[1:2, :, :9]).asnumpy()[0], atol=1e-5)
 
 
+def test_prepared_network_reads_short_batches_through_one_hot_steps_with_the_same_values():
+    """``GRU._run_one_hot_steps`` replaces the GRUs' input term after prepare_for_inference on the CPU, while
+    N*T is at most the smallest GRU input (here 24 features from conv3, 32 into gru2)."""
+    net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48))
+    net.initialize()
+    for gru in (net.gru1, net.gru2):  # biases that are not zero, so that their place in the weights matters
+        for param in gru.collect_params(".*bias").values():
+            param.set_data(mx.nd.random.uniform(-0.5, 0.5, shape=param.shape))
+    single = mx.nd.random.normal(shape=(1, 3, 20, 24, 48))
+    pair = mx.nd.random.normal(shape=(2, 3, 20, 24, 48))  # 40 steps: more than 24, so the fused GRU reads it
+    expected = [net(x).asnumpy() for x in (single, pair)]
+    prepare_for_inference(net, [mx.cpu()])
+    view = net._one_hot_view.block
+    calls = []
+
+    def spy(x: mx.nd.NDArray) -> mx.nd.NDArray:
+        calls.append(x.shape)
+        return view(x)
+
+    net._one_hot_view.block = spy
+    np.testing.assert_allclose(net.read(single).asnumpy(), expected[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(net.read(pair).asnumpy(), expected[1], rtol=0, atol=1e-5)
+    assert calls == [single.shape]
+
+
 def test_padded_path_trains_every_parameter():
     net = LipNet(LipNetConfig(channels=(4, 8, 8), hidden=16, height=24, width=48, norm="instance"))
     net.initialize()
