@@ -351,6 +351,14 @@ def _resolve(value: object, where: str, source: str | Path) -> object:
     return value
 
 
+def file_layout(path: str | Path) -> str:
+    """``"zip"`` (torch 1.6 and later) or ``"legacy"`` (earlier): which of torch's layouts ``path`` looks like
+    from its first bytes; ``"unknown"`` for anything else (``read_torch_file`` then says what it is)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return "zip" if head == b"PK\x03\x04" else "legacy" if head[:1] == b"\x80" else "unknown"
+
+
 def read_torch_file(path: str | Path) -> Any:  # noqa: ANN401 (whatever object was saved)
     """The object that ``torch.save`` wrote to ``path``, with every tensor a NumPy array (a C-contiguous copy)
     and every dict an ``OrderedDict`` or ``dict`` as saved.
