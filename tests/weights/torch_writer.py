@@ -51,17 +51,20 @@ class Call:
 
 @dataclass
 class Strided:
-    """A tensor of ``shape`` and ``stride`` (elements) at ``offset`` in a storage holding the 1-D ``base``."""
+    """A tensor of ``shape`` and ``stride`` (elements) at ``offset`` in a storage holding the 1-D ``base``;
+    ``storage`` names torch's storage class where the dtype's own is not the one (``BFloat16Storage`` of
+    uint16 bits)."""
 
     base: np.ndarray
     offset: int
     shape: tuple
     stride: tuple
+    storage: str | None = None
 
 
 class _Storage:
-    def __init__(self, key: str, data: np.ndarray) -> None:
-        self.key, self.data = key, data  # 1-D; views of one base array share its storage
+    def __init__(self, key: str, data: np.ndarray, name: str) -> None:
+        self.key, self.data, self.name = key, data, name  # 1-D; views of one base array share its storage
 
 
 class _Pickler(pickle._Pickler):  # the Python pickler: its save() can write a GLOBAL of any name
@@ -83,7 +86,8 @@ class _Pickler(pickle._Pickler):  # the Python pickler: its save() can write a G
                             tuple(int(np.prod(value.shape[i + 1:])) for i in range(value.ndim)))
         storage = next((s for s in self.storages.values() if s.data is value.base), None)
         if storage is None:
-            storage = _Storage(str(len(self.storages)), value.base)
+            storage = _Storage(str(len(self.storages)), value.base,
+                               value.storage or STORAGE_NAMES[value.base.dtype])
             self.storages[storage.key] = storage
         return Call(Global("torch._utils", "_rebuild_tensor_v2"),
                     (storage, value.offset, tuple(value.shape), tuple(value.stride), False, OrderedDict()))
@@ -91,7 +95,7 @@ class _Pickler(pickle._Pickler):  # the Python pickler: its save() can write a G
     def persistent_id(self, obj: object) -> tuple | None:
         if not isinstance(obj, _Storage):
             return None
-        kind = Global("torch", STORAGE_NAMES[obj.data.dtype])
+        kind = Global("torch", obj.name)
         if self.legacy:
             return "storage", kind, obj.key, "cpu", obj.data.size, None
         return "storage", kind, obj.key, "cpu", obj.data.size

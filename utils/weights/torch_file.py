@@ -331,7 +331,7 @@ def _materialise(tensor: _PendingTensor, where: str, source: str | Path) -> np.n
                              f"element {last} of a storage of {elements.size})")
     view = np.lib.stride_tricks.as_strided(elements[tensor.offset:], shape=tensor.size,
                                            strides=[s * elements.itemsize for s in tensor.stride], writeable=False)
-    return np.array(view)
+    return np.array(view, order="C")
 
 
 def _resolve(value: object, where: str, source: str | Path) -> object:
