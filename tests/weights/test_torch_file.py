@@ -50,10 +50,12 @@ def _saved() -> tuple[dict, dict]:
     return saved, expected
 
 
+@pytest.mark.parametrize("byteorder", ["little", "big"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_both_layouts_read_every_tensor_to_the_bit_with_the_dicts_around_them(tmp_path: Path, layout: str):
+def test_both_layouts_read_every_tensor_to_the_bit_with_the_dicts_around_them(tmp_path: Path, layout: str,
+                                                                              byteorder: str):
     saved, expected = _saved()
-    path = write_torch_file(saved, tmp_path / "checkpoint.pth.tar", layout)
+    path = write_torch_file(saved, tmp_path / "checkpoint.pth.tar", layout, byteorder)
     assert file_layout(path) == layout
     got = read_torch_file(path)
     assert got["epoch"] == 12 and got["best"] == 0.25 and got["lr"] == [1e-3, {"beta": (0.9, 0.99)}]
@@ -164,3 +166,29 @@ def test_a_zip_storage_of_the_wrong_size_is_damage(tmp_path: Path):
     with pytest.raises(TorchFileError, match=r"g.pt: damaged \(archive/data/0 holds 8 bytes, its FloatStorage of 4 "
                                              r"elements needs 16\)"):
         read_torch_file(damaged)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_huge_broadcast_view_is_refused_before_it_is_made(tmp_path: Path, layout: str):
+    path = write_torch_file({"w": Strided(np.ones(1, np.float32), 0, (1 << 30,), (0,))}, tmp_path / "f.pt", layout)
+    with pytest.raises(TorchFileError, match=r"damaged \(w: \(1073741824,\) is 1073741824 elements, from a storage "
+                                             r"of 1\)"):
+        read_torch_file(path)
+    small = write_torch_file({"w": Strided(np.float32([3]), 0, (2, 3), (0, 0))}, tmp_path / "g.pt", layout)
+    assert np.array_equal(read_torch_file(small)["w"], np.full((2, 3), 3, np.float32))
+
+
+def test_containers_nested_too_deep_are_an_error_not_a_crash(tmp_path: Path):
+    depth = 100_000
+    nested = b"\x80\x02" + pickle.EMPTY_LIST * depth + pickle.APPEND * (depth - 1) + pickle.STOP  # [[[...]]]
+    path = tmp_path / "deep.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", nested)
+    with pytest.raises(TorchFileError, match="deep.pt: damaged or hostile"):
+        read_torch_file(path)
+
+
+def test_a_pickled_model_is_refused_with_a_hint(tmp_path: Path):
+    path = write_torch_file({"net": Call(Global("torch.nn.modules.container", "Sequential"), ())}, tmp_path / "m.pt")
+    with pytest.raises(UnsafePickle, match=r"Sequential.*save its state_dict\(\) with torch.save instead"):
+        read_torch_file(path)

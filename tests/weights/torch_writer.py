@@ -108,27 +108,31 @@ def pickled(obj: object, legacy: bool = False) -> tuple[bytes, dict[str, np.ndar
     return buffer.getvalue(), {key: s.data for key, s in storages.items()}
 
 
-def write_torch_file(obj: object, path: str | Path, layout: str = "zip") -> Path:
-    """Write ``obj`` to ``path`` in torch.save's ``"zip"`` or ``"legacy"`` layout."""
+def write_torch_file(obj: object, path: str | Path, layout: str = "zip", byteorder: str = "little") -> Path:
+    """Write ``obj`` to ``path`` in torch.save's ``"zip"`` or ``"legacy"`` layout, as a machine of ``byteorder``
+    (``"little"`` or ``"big"``) writes it."""
     path = Path(path)
     data, storages = pickled(obj, legacy=layout == "legacy")
+    order = "<" if byteorder == "little" else ">"
+
+    def raw(array: np.ndarray) -> bytes:
+        return array.astype(array.dtype.newbyteorder(order)).tobytes()
+
     if layout == "zip":
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
             archive.writestr("archive/data.pkl", data)
-            archive.writestr("archive/byteorder", "little")
+            archive.writestr("archive/byteorder", byteorder)
             for key, array in storages.items():
-                archive.writestr(f"archive/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes())
+                archive.writestr(f"archive/data/{key}", raw(array))
             archive.writestr("archive/version", "3\n")
         return path
     with open(path, "wb") as f:
         for header in (MAGIC_NUMBER, PROTOCOL_VERSION,
-                       {"protocol_version": PROTOCOL_VERSION, "little_endian": True,
+                       {"protocol_version": PROTOCOL_VERSION, "little_endian": byteorder == "little",
                         "type_sizes": {"short": 2, "int": 4, "long": 4}}):
             pickle.dump(header, f, protocol=2)
         f.write(data)
         pickle.dump(sorted(storages), f, protocol=2)
         for key in sorted(storages):
-            array = storages[key]
-            f.write(struct.pack("<q", array.size))
-            f.write(array.astype(array.dtype.newbyteorder("<")).tobytes())
+            f.write(struct.pack(f"{order}q", storages[key].size) + raw(storages[key]))
     return path

@@ -34,7 +34,7 @@ import numpy as np
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy file
 PROTOCOL_VERSION = 1001
-MAX_ELEMENTS = 1 << 32  # a tensor larger than this is a hostile or damaged file, not a network's weights
+BROADCAST_ELEMENTS = 1 << 20  # the most elements a tensor may have beyond its storage's (a broadcast view)
 # torch's storage classes and the NumPy types of their elements (bfloat16 is widened to float32).
 STORAGE_DTYPES = {
     "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "BFloat16Storage": "bfloat16",
@@ -56,9 +56,12 @@ class UnsafePickle(TorchFileError):
     """A pickle that asks for a global a saved state dict never needs; nothing it asked for has run."""
 
     def __init__(self, source: str | Path, global_name: str) -> None:
+        hint = ""
+        if global_name.startswith(("torch.nn.", "__torch__.", "__main__.")):
+            hint = " (a whole pickled model? save its state_dict() with torch.save instead)"
         super().__init__(f"{source}: refused: its pickle asks for {global_name}, which a saved state dict never "
                          "needs (only tensors, storages, OrderedDict and NumPy scalars are rebuilt); nothing it "
-                         "asked for was run")
+                         f"asked for was run{hint}")
         self.global_name = global_name
 
 
@@ -320,9 +323,11 @@ def _materialise(tensor: _PendingTensor, where: str, source: str | Path) -> np.n
     elements = tensor.storage.elements()
     if elements is None:
         raise TorchFileError(f"{source}: damaged ({where}: its storage's data is not in the file)")
-    count = int(np.prod(tensor.size, dtype=np.int64)) if tensor.size else 1
-    if count > MAX_ELEMENTS:
-        raise TorchFileError(f"{source}: damaged ({where}: {tensor.size} is {count} elements)")
+    count = int(np.prod(tensor.size, dtype=object)) if tensor.size else 1  # Python ints: no overflow
+    if count > max(elements.size, BROADCAST_ELEMENTS):
+        # Only a broadcast view (a stride of 0) has more elements than its storage; a big one is a hostile file.
+        raise TorchFileError(f"{source}: damaged ({where}: {tensor.size} is {count} elements, from a storage of "
+                             f"{elements.size})")
     if count == 0:
         return np.zeros(tensor.size, dtype=elements.dtype)
     last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride, strict=True))
@@ -338,8 +343,8 @@ def _resolve(value: object, where: str, source: str | Path) -> object:
     """``value`` with every pending tensor made an array, containers rebuilt as their own types."""
     if isinstance(value, _PendingTensor):
         return _materialise(value, where, source)
-    if isinstance(value, dict):
-        resolved = type(value)() if type(value) in (dict, OrderedDict) else {}
+    if isinstance(value, dict):  # a dict or an OrderedDict: the only mappings the unpickler builds
+        resolved = type(value)()
         for key, item in value.items():
             resolved[key] = _resolve(item, f"{where}.{key}" if where else str(key), source)
         return resolved
@@ -367,6 +372,13 @@ def read_torch_file(path: str | Path) -> Any:  # noqa: ANN401 (whatever object w
     ``NotATorchFile`` for anything torch.save did not write (saying what it is), ``TorchFileError``
     for a damaged or truncated one, ``OSError`` when it cannot be read at all."""
     path = Path(path)
+    try:
+        return _read(path)
+    except RecursionError:  # containers nested thousands deep: no state dict, a hostile file
+        raise TorchFileError(f"{path}: damaged or hostile (containers nested too deep to read)") from None
+
+
+def _read(path: Path) -> object:
     with open(path, "rb") as f:
         head = f.read(512)
         if head.startswith(b"PK\x03\x04"):
