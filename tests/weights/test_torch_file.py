@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.weights.torch_fixtures import LAYOUT_FILES, expected_views, fixture_state
 from tests.weights.torch_writer import Call, Global, Strided, write_torch_file
 from utils.weights.torch_file import (
     NotATorchFile,
@@ -67,6 +68,18 @@ def test_both_layouts_read_every_tensor_to_the_bit_with_the_dicts_around_them(tm
         assert weights[name].flags.c_contiguous and weights[name].flags.writeable, name
     key, state = find_state_dict(got, path)
     assert key == "model_state_dict" and list(state) == list(expected)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_files_torch_itself_wrote_read_to_the_bit(layout: str):
+    path = LAYOUT_FILES[layout]
+    assert file_layout(path) == layout
+    got = read_torch_file(path)
+    state = fixture_state()
+    expected = {**state, **expected_views(state)}
+    assert type(got) is dict and list(got) == list(expected)  # a dict saved as a dict
+    for name, array in expected.items():
+        assert got[name].dtype == array.dtype and np.array_equal(got[name], array), name
 
 
 def test_find_state_dict_takes_the_object_itself_and_drops_dataparallels_prefix(tmp_path: Path):
