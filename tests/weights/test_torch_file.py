@@ -70,6 +70,16 @@ def test_both_layouts_read_every_tensor_to_the_bit_with_the_dicts_around_them(tm
     assert key == "model_state_dict" and list(state) == list(expected)
 
 
+def test_storage_views_of_the_legacy_layout_read_from_their_start(tmp_path: Path):
+    base = np.arange(20, dtype=np.float32)
+    path = write_torch_file({"a": Strided(base, 1, (2, 3), (3, 1), view=(4, 10)),
+                             "b": Strided(base, 0, (2,), (1,), view=(4, 10)), "c": Strided(base, 0, (20,), (1,))},
+                            tmp_path / "views.pt", "legacy")
+    got = read_torch_file(path)
+    assert np.array_equal(got["a"], base[5:11].reshape(2, 3)) and np.array_equal(got["b"], base[4:6])
+    assert np.array_equal(got["c"], base)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_files_torch_itself_wrote_read_to_the_bit(layout: str):
     path = LAYOUT_FILES[layout]

@@ -53,18 +53,27 @@ class Call:
 class Strided:
     """A tensor of ``shape`` and ``stride`` (elements) at ``offset`` in a storage holding the 1-D ``base``;
     ``storage`` names torch's storage class where the dtype's own is not the one (``BFloat16Storage`` of
-    uint16 bits)."""
+    uint16 bits); ``view`` = (start, size) makes the tensor's storage a view of that part of the base's (the
+    legacy layout's storage views, of torch before 1.0), ``offset`` then counting from its start."""
 
     base: np.ndarray
     offset: int
     shape: tuple
     stride: tuple
     storage: str | None = None
+    view: tuple[int, int] | None = None
 
 
 class _Storage:
     def __init__(self, key: str, data: np.ndarray, name: str) -> None:
         self.key, self.data, self.name = key, data, name  # 1-D; views of one base array share its storage
+        self.view: tuple | None = None  # (view key, start, size) of a storage view
+
+
+class _View(_Storage):
+    def __init__(self, root: _Storage, start: int, size: int) -> None:
+        super().__init__(root.key, root.data, root.name)
+        self.view = (f"view{start}-{size}", start, size)
 
 
 class _Pickler(pickle._Pickler):  # the Python pickler: its save() can write a GLOBAL of any name
@@ -89,6 +98,8 @@ class _Pickler(pickle._Pickler):  # the Python pickler: its save() can write a G
             storage = _Storage(str(len(self.storages)), value.base,
                                value.storage or STORAGE_NAMES[value.base.dtype])
             self.storages[storage.key] = storage
+        if value.view is not None:
+            storage = _View(storage, *value.view)
         return Call(Global("torch._utils", "_rebuild_tensor_v2"),
                     (storage, value.offset, tuple(value.shape), tuple(value.stride), False, OrderedDict()))
 
@@ -97,7 +108,7 @@ class _Pickler(pickle._Pickler):  # the Python pickler: its save() can write a G
             return None
         kind = Global("torch", obj.name)
         if self.legacy:
-            return "storage", kind, obj.key, "cpu", obj.data.size, None
+            return "storage", kind, obj.key, "cpu", obj.data.size, obj.view
         return "storage", kind, obj.key, "cpu", obj.data.size
 
 
