@@ -131,3 +131,22 @@ def test_a_state_dict_of_no_known_network_is_refused_and_an_output_replaced_only
     assert not (tmp_path / "out" / "meta.json").exists()
     result = run("utils/import_weights.py", lipnet, tmp_path / "out", "force=true")
     assert result.returncode == 0 and (tmp_path / "out" / "meta.json").is_file()
+
+
+def test_infer_and_fine_tuning_take_the_imported_checkpoint(imported: Path, tmp_path: Path):
+    """128x64 GRID-style clips (synthetic) read by infer.py and fine-tuned on by main.py for one epoch."""
+    data = tmp_path / "synthetic"
+    made = run("utils/make_synthetic.py", "speakers=1-2", "clips_per_speaker=1", "size=128x64", f"tgt_path={data}",
+               "n_process=1")
+    assert made.returncode == 0, made.stderr
+    paths = [f"image_path={data / 'datasets'}", f"align_path={data / 'align'}", "speakers=1-2", "val_speakers=2",
+             "num_gpus=0"]
+    read = run("infer.py", f"model_path={imported}", *paths, "progress=false")
+    assert read.returncode == 0, read.stderr
+    assert "(1 clips, valid, decoder greedy)" in read.stdout + read.stderr
+    trained = run("main.py", f"model_path={imported}", "fine_tune=true", "epochs=1", "batch_size=1", *paths,
+                  f"save_dir={tmp_path / 'run'}")
+    assert trained.returncode == 0, trained.stderr
+    meta = json.loads((tmp_path / "run" / "last" / "meta.json").read_text())
+    assert (meta["config"]["width"], meta["config"]["height"]) == (128, 64)
+    assert meta["normalisation"] == {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
