@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 import tarfile
 import zipfile
 from collections import OrderedDict
@@ -178,6 +179,23 @@ def test_a_tensor_reaching_past_its_storage_is_damage(tmp_path: Path, layout: st
     with pytest.raises(TorchFileError, match=r"damaged \(w: shape \(2, 2\) at offset 4 reaches element 7 of a "
                                              r"storage of 6\)"):
         read_torch_file(path)
+
+
+def test_a_hostile_element_count_or_zip_bomb_is_refused_before_it_is_read(tmp_path: Path):
+    legacy = write_torch_file({"w": np.ones(4, np.float32)}, tmp_path / "f.pt", "legacy")
+    data = legacy.read_bytes()
+    count = struct.pack("<q", 4)
+    at = data.rindex(count)  # the storage's element count, before its 16 bytes
+    legacy.write_bytes(data[:at] + struct.pack("<q", 1 << 40) + data[at + 8:])
+    with pytest.raises(TorchFileError, match=r"f.pt: damaged \(storage 0 holds 1099511627776 elements, its tensors "
+                                             r"need 4\)"):
+        read_torch_file(legacy)
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02N." + bytes(1 << 20))
+    with pytest.raises(TorchFileError, match=r"bomb.pt: refused \(archive/data.pkl inflates from \d+ to 1048580 "
+                                             r"bytes"):
+        read_torch_file(bomb)
 
 
 def test_a_zip_storage_of_the_wrong_size_is_damage(tmp_path: Path):

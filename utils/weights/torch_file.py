@@ -21,6 +21,7 @@ files) is ``NotATorchFile`` saying what the file is.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
 import zipfile
@@ -34,6 +35,7 @@ import numpy as np
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy file
 PROTOCOL_VERSION = 1001
+MAX_INFLATION = 64  # the most a zip member may inflate (torch's are stored: 1)
 BROADCAST_ELEMENTS = 1 << 20  # the most elements a tensor may have beyond its storage's (a broadcast view)
 # torch's storage classes and the NumPy types of their elements (bfloat16 is widened to float32).
 STORAGE_DTYPES = {
@@ -183,9 +185,7 @@ def _load_pickle(file: BinaryIO, source: str | Path, persistent: Callable[[tuple
     """One pickle from ``file``; UnsafePickle as it is, anything else going wrong a TorchFileError."""
     try:
         return _RestrictedUnpickler(file, source, persistent).load()
-    except UnsafePickle:
-        raise
-    except TorchFileError:
+    except TorchFileError:  # UnsafePickle among them, from find_class
         raise
     except Exception as err:  # noqa: BLE001 (a damaged pickle fails in many ways; each is reported as damage)
         raise TorchFileError(f"{source}: damaged or not a saved state dict ({type(err).__name__}: {err})") from None
@@ -206,6 +206,19 @@ def _elements(raw: bytes, kind: _StorageType, big_endian: bool) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.dtype(kind.code).newbyteorder(order)).astype(kind.code)
 
 
+def _member(archive: zipfile.ZipFile, name: str, source: str | Path) -> zipfile.ZipInfo:
+    """A member of the archive, refused before it is read when it inflates far beyond its stored size (torch
+    stores its members uncompressed; a zip bomb would fill the memory)."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise TorchFileError(f"{source}: damaged (no {name} in the archive)") from None
+    if info.file_size > MAX_INFLATION * info.compress_size + 4096:
+        raise TorchFileError(f"{source}: refused ({name} inflates from {info.compress_size} to {info.file_size} "
+                             "bytes; torch stores its members uncompressed)")
+    return info
+
+
 def _zip_storage_loader(archive: zipfile.ZipFile, prefix: str, source: str | Path,
                         big_endian: bool) -> Callable[[tuple], object]:
     storages: dict[str, _Storage] = {}
@@ -218,15 +231,12 @@ def _zip_storage_loader(archive: zipfile.ZipFile, prefix: str, source: str | Pat
         if key in storages:
             return storages[key]
         name = f"{prefix}data/{key}"
-        try:
-            raw = archive.read(name)
-        except KeyError:
-            raise TorchFileError(f"{source}: damaged (storage {key} has no {name} in the archive)") from None
-        if type(numel) is not int or len(raw) != numel * kind.itemsize:
-            raise TorchFileError(f"{source}: damaged ({name} holds {len(raw)} bytes, its {kind.name} of {numel} "
-                                 f"elements needs {numel * kind.itemsize if type(numel) is int else '?'})")
+        info = _member(archive, name, source)
+        if type(numel) is not int or info.file_size != numel * kind.itemsize:
+            raise TorchFileError(f"{source}: damaged ({name} holds {info.file_size} bytes, its {kind.name} of "
+                                 f"{numel} elements needs {numel * kind.itemsize if type(numel) is int else '?'})")
         storage = _Storage(kind, numel)
-        storage.data = _elements(raw, kind, big_endian)
+        storage.data = _elements(archive.read(info), kind, big_endian)
         storages[key] = storage
         return storage
 
@@ -256,7 +266,7 @@ def _read_zip(path: Path) -> object:
                 raise TorchFileError(f"{path}: damaged (byte order {order!r})")
             big_endian = order == "big"
         try:
-            data = archive.read(pickles[0])
+            data = archive.read(_member(archive, pickles[0], path))
             return _load_pickle(io.BytesIO(data), path, _zip_storage_loader(archive, prefix, path, big_endian))
         except (zipfile.BadZipFile, OSError) as err:  # a CRC mismatch, a truncated member
             raise TorchFileError(f"{path}: damaged ({err})") from None
@@ -300,6 +310,7 @@ def _read_legacy(path: Path, f: BinaryIO) -> object:
     if not isinstance(keys, list):
         raise TorchFileError(f"{path}: damaged (no list of storages after the object)")
     order = ">" if big_endian else "<"
+    size = os.fstat(f.fileno()).st_size
     for key in keys:
         storage = roots.get(key)
         if storage is None:
@@ -312,9 +323,10 @@ def _read_legacy(path: Path, f: BinaryIO) -> object:
             raise TorchFileError(f"{path}: damaged (storage {key} holds {count} elements, its tensors need "
                                  f"{storage.numel})")
         nbytes = count * storage.kind.itemsize
+        left = size - f.tell()
+        if nbytes > left:  # checked before reading: a hostile count must not allocate what the file does not hold
+            raise TorchFileError(f"{path}: truncated (storage {key} has {left} of its {nbytes} bytes)")
         raw = f.read(nbytes)
-        if len(raw) < nbytes:
-            raise TorchFileError(f"{path}: truncated (storage {key} has {len(raw)} of its {nbytes} bytes)")
         storage.data = _elements(raw, storage.kind, big_endian)
     return result
 
