@@ -22,12 +22,21 @@ if __package__ in (None, ""):  # run as a file: find the project's packages
     import _bootstrap  # noqa: F401
 
 import argparse
+from types import ModuleType
 
 from utils.runtime.cli import parse_args, str2bool
 
-# Each kind of file and the module that imports it: its ``recognises(state)`` says whether a state dict is its
-# network's, its ``import_checkpoint(state, source, out, layout)`` writes the checkpoint.
-KINDS = {"lipnet_pytorch": "model.lipnet_pytorch"}
+# The kinds of file this imports, each by a module of model/ (see ``importers``).
+KINDS = ("lipnet_pytorch",)
+
+
+def importers() -> dict[str, ModuleType]:
+    """Each kind's module: its ``recognises(state)`` says whether a state dict is its network's, its
+    ``import_checkpoint(state, source, out, layout)`` writes the checkpoint. Imported when a file is imported,
+    so that ``--help`` needs no MXNet."""
+    from model import lipnet_pytorch
+
+    return {module.KIND: module for module in (lipnet_pytorch,)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,12 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", type=str2bool, default=False,
                         help="replace OUT when it already exists (default: false: refuse)")
     return parser
-
-
-def _importer(kind: str) -> object:
-    import importlib
-
-    return importlib.import_module(KINDS[kind])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}" if isinstance(err, TorchFileError) else f"error: {source}: cannot read ({err})",
               file=sys.stderr)
         return 2
-    kind = args.kind
+    kind, modules = args.kind, importers()
     if kind == "auto":
-        kind = next((name for name in KINDS if _importer(name).recognises(state)), None)
+        kind = next((name for name in KINDS if modules[name].recognises(state)), None)
         if kind is None:
             print(f"error: {source}: a state dict of {len(state)} tensors ({', '.join(list(state)[:4])}, ...) "
                   f"that none of {', '.join(KINDS)} recognises; give kind= to see what differs", file=sys.stderr)
             return 2
     try:
-        folder = _importer(kind).import_checkpoint(state, source, out, file_layout(source))
+        folder = modules[kind].import_checkpoint(state, source, out, file_layout(source))
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

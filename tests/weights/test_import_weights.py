@@ -17,6 +17,7 @@ from model.lipnet_pytorch import THEIR_CLASS
 from model.training.state import resolve_start
 from tests.weights.lipnet_pytorch_case import REFERENCE, clips, state_dict
 from tests.weights.torch_writer import Call, Global, write_torch_file
+from utils import import_weights
 from utils.reading.onnx_network import OnnxLipNet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def test_the_checkpoint_records_crop_normalisation_alphabet_and_source(imported:
     assert meta["frame_rate"] == 25 and meta["files"]["model.params"]["sha256"]
     source = meta["imported_from"]
     assert source["kind"] == "lipnet_pytorch" and source["file"] == "LipNet_overlap_test.pt"
-    assert source["container"] == "legacy" and len(source["sha256"]) == 64 and "MIT" in source["licence"]
+    assert source["layout"] == "legacy" and len(source["sha256"]) == 64 and "MIT" in source["licence"]
 
 
 def test_the_onnx_export_reads_as_ours_and_as_lipnet_pytorch_within_1e_4(imported: Path, tmp_path: Path):
@@ -90,7 +91,7 @@ def test_the_zip_layout_imports_to_the_same_parameters(imported: Path, tmp_path:
     source = write_torch_file(state_dict(), tmp_path / "new.pt", "zip")
     result = run("utils/import_weights.py", source, tmp_path / "checkpoint", "kind=lipnet_pytorch")
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "checkpoint" / "meta.json").read_text())["imported_from"]["container"] == "zip"
+    assert json.loads((tmp_path / "checkpoint" / "meta.json").read_text())["imported_from"]["layout"] == "zip"
     assert (tmp_path / "checkpoint" / "model.params").read_bytes() == (imported / "model.params").read_bytes()
 
 
@@ -117,6 +118,10 @@ def test_unknown_missing_and_misshapen_keys_are_named_in_one_error(tmp_path: Pat
            "extra.weight; missing keys: gru2.bias_hh_l0; wrong shapes: FC.weight (27, 512) (needs (28, 512))" \
            in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_every_kind_has_its_importer():
+    assert tuple(import_weights.importers()) == import_weights.KINDS
 
 
 def test_a_state_dict_of_no_known_network_is_refused_and_an_output_replaced_only_with_force(tmp_path: Path):
