@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from model.backend import mx
@@ -74,6 +75,8 @@ def test_the_onnx_export_reads_as_ours_and_as_lipnet_pytorch_within_1e_4(importe
     out = tmp_path / "lipnet_pytorch.onnx"
     result = run("utils/export_onnx.py", f"model_path={imported}", f"out={out}", "lengths=false")
     assert result.returncode == 0, result.stderr
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(out)).metadata_props}
+    assert props["lipnet.crop"]["framing"] == "lipnet_pytorch" and props["lipnet.input"]["colour"] == "BGR"
     got = OnnxLipNet(out).log_probs(clips())
     ours = load_lipnet(imported).net(mx.nd.array(clips())).asnumpy()
     assert np.abs(got - ours).max() <= TOLERANCE
