@@ -1,0 +1,1 @@
+"""Tests of reading other projects' weight files (utils/weights/) and importing them (utils/import_weights.py)."""
