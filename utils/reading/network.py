@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.text.alphabet import GRID, Alphabet
+from utils.video.framing import DEFAULT_CHANNEL_ORDER, DEFAULT_FRAMING, check_channel_order, check_framing
 
 ONNX_SUFFIX = ".onnx"
 
@@ -49,6 +50,22 @@ class Network(ABC):
         """``(N, T, classes)`` float32 log-probabilities of a batch ``(N, 3, T, H, W)`` float32 of
         normalised clips; ``lengths`` (N,) are the clips' real frame counts (the rest is padding).
         NetworkError when the backend fails on this batch."""
+
+    @property
+    def framing(self) -> str:
+        """How the network's crops are framed (``utils.video.framing``): meta.json's ``framing``, else the default."""
+        try:
+            return check_framing(self.meta.get("framing") or DEFAULT_FRAMING)
+        except ValueError as err:
+            raise ValueError(f"{self.source}: {err}") from None
+
+    @property
+    def channel_order(self) -> str:
+        """The channel order the network takes (``rgb`` or ``bgr``): meta.json's ``channel_order``, else RGB."""
+        try:
+            return check_channel_order(self.meta.get("channel_order") or DEFAULT_CHANNEL_ORDER)
+        except ValueError as err:
+            raise ValueError(f"{self.source}: {err}") from None
 
     def describe(self) -> str:
         return f"{self.source} ({self.variant}, norm {self.norm}, input {self.width}x{self.height}, {self.backend})"
