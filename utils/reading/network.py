@@ -51,24 +51,29 @@ class Network(ABC):
         normalised clips; ``lengths`` (N,) are the clips' real frame counts (the rest is padding).
         NetworkError when the backend fails on this batch."""
 
+    def __post_init__(self) -> None:
+        """ValueError naming the file where its framing or channel order is not one this reader knows."""
+        try:
+            check_framing(self.framing)
+            check_channel_order(self.channel_order)
+        except ValueError as err:
+            raise ValueError(f"{self.source}: {err}") from None
+
     @property
     def framing(self) -> str:
         """How the network's crops are framed (``utils.video.framing``): meta.json's ``framing``, else the default."""
-        try:
-            return check_framing(self.meta.get("framing") or DEFAULT_FRAMING)
-        except ValueError as err:
-            raise ValueError(f"{self.source}: {err}") from None
+        return self.meta.get("framing") or DEFAULT_FRAMING
 
     @property
     def channel_order(self) -> str:
         """The channel order the network takes (``rgb`` or ``bgr``): meta.json's ``channel_order``, else RGB."""
-        try:
-            return check_channel_order(self.meta.get("channel_order") or DEFAULT_CHANNEL_ORDER)
-        except ValueError as err:
-            raise ValueError(f"{self.source}: {err}") from None
+        return self.meta.get("channel_order") or DEFAULT_CHANNEL_ORDER
 
     def describe(self) -> str:
-        return f"{self.source} ({self.variant}, norm {self.norm}, input {self.width}x{self.height}, {self.backend})"
+        framing = "" if self.framing == DEFAULT_FRAMING else f" {self.framing} framing"
+        order = "" if self.channel_order == DEFAULT_CHANNEL_ORDER else f" {self.channel_order.upper()}"
+        return (f"{self.source} ({self.variant}, norm {self.norm}, input {self.width}x{self.height}{framing}{order}, "
+                f"{self.backend})")
 
 
 def is_onnx(model_path: str | Path) -> bool:
