@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.fake_data import write_lipnet_pytorch_crops
 from utils.data.clip_store import clip_length, load_png_folder
 from utils.data.sentence_clips import Normaliser, build_records, discover_clips, load_frames
 from utils.data.splits import read_clip_list
@@ -151,22 +152,6 @@ def test_bgr_networks_get_the_channels_reversed():
         Normaliser((0, 0, 0), (1, 1, 1), "rbg")
 
 
-def write_pytorch_crops(root: Path, clips: dict[str, np.ndarray]) -> tuple[Path, Path]:
-    """A LipNet-PyTorch download: lip/sN/video/mpg_6000/CLIP/1.jpg ... and GRID_align_txt/sN/align/CLIP.align."""
-    lip, aligns = root / "lip", root / "GRID_align_txt"
-    for clip_id, frames in clips.items():
-        speaker, name = clip_id.split("/")
-        folder = lip / speaker / "video/mpg_6000" / name
-        folder.mkdir(parents=True)
-        for i, frame in enumerate(frames, start=1):
-            cv2.imwrite(str(folder / f"{i}.jpg"), frame[..., ::-1])
-        (aligns / speaker / "align").mkdir(parents=True, exist_ok=True)
-        words = ["sil", "bin", "blue", "at", "f", "two", "now", "sil"]
-        (aligns / speaker / "align" / f"{name}.align").write_text(
-            "".join(f"{i * 5000} {(i + 1) * 5000} {word}\n" for i, word in enumerate(words)))
-    return lip, aligns
-
-
 def test_lipnet_pytorch_crop_folders_read_as_a_data_set(tmp_path: Path):
     # Frame i (of 12, so 10.jpg sorts after 9.jpg only by number): red 20 + 15 i, green a gradient, blue 220 - 15 i.
     frames = np.zeros((12, 80, 160, 3), np.uint8)
@@ -174,7 +159,7 @@ def test_lipnet_pytorch_crop_folders_read_as_a_data_set(tmp_path: Path):
     frames[..., 1] = np.linspace(0, 255, 160).astype(np.uint8)
     frames[..., 2] = (220 - 15 * np.arange(12))[:, None, None]
     clips = {"s1/bbaf2n": frames, "s2/bbaf3n": frames[:10]}
-    lip, aligns = write_pytorch_crops(tmp_path, clips)
+    lip, aligns = write_lipnet_pytorch_crops(tmp_path, clips)
     found = discover_clips(lip)
     assert list(found) == ["s1/bbaf2n", "s2/bbaf3n"]
     (record, _) = build_records(found, aligns)

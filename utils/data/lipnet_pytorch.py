@@ -17,7 +17,6 @@ from pathlib import Path
 
 CLIP_FOLDER = Path("video", "mpg_6000")  # between a speaker's folder and its clips' folders
 ALIGN_FOLDER = "align"  # between a speaker's folder and its align files
-FRAME_SUFFIX = ".jpg"
 _LIST_LINE = re.compile(r"^([^/]+)/video/mpg_6000/([^/]+)$")
 
 
@@ -41,6 +40,6 @@ def list_clip_id(line: str) -> str:
     return f"{match[1]}/{match[2]}" if match else line
 
 
-def is_jpeg_clip(path: Path) -> bool:
-    """A folder of JPEG frames (LipNet-PyTorch's crops), not one of our PNG folders."""
-    return path.is_dir() and next(path.glob(f"*{FRAME_SUFFIX}"), None) is not None
+def is_lipnet_pytorch_clip(path: Path) -> bool:
+    """A clip folder in LipNet-PyTorch's layout (``.../video/mpg_6000/CLIP``), told by its path alone."""
+    return Path(path).parent.parts[-len(CLIP_FOLDER.parts):] == CLIP_FOLDER.parts

@@ -16,10 +16,17 @@ import numpy as np
 
 from utils.data import lipnet_pytorch
 from utils.data.clip_store import PACKED_SUFFIX, load_clip
+from utils.data.manifest import load_manifest
 from utils.data.splits import SPLITS, check_disjoint, listed_clips, make_split, speaker_of
 from utils.text.alphabet import CAPTIONS, GRID, Alphabet
-from utils.video.framing import DEFAULT_CHANNEL_ORDER, check_channel_order, resize_boxes
 from utils.text.grid_text import AlignedWord, align_sentence, parse_align, sentence_from_clip_name
+from utils.video.framing import (
+    DEFAULT_CHANNEL_ORDER,
+    DEFAULT_FRAMING,
+    LIPNET_PYTORCH,
+    check_channel_order,
+    resize_boxes,
+)
 
 log = logging.getLogger("data_loader")
 
@@ -128,6 +135,24 @@ def build_records(clips: dict[str, Path], align_path: str | Path | None) -> list
     return records
 
 
+def data_framing(image_path: str | Path, records: Sequence[ClipRecord]) -> str:
+    """The framing (``utils.video.framing``) the clips of ``records`` were cropped in: LipNet-PyTorch's for its
+    published crop folders, else what ``image_path``'s manifest records (the default framing where it records
+    none); ValueError naming the folder when the clips mix framings, which one network cannot read alike."""
+    manifest = load_manifest(image_path)
+    framings: dict[str, str] = {}
+    for record in records:
+        if lipnet_pytorch.is_lipnet_pytorch_clip(record.path):
+            framing = LIPNET_PYTORCH
+        else:
+            framing = manifest.get(record.clip_id, {}).get("framing") or DEFAULT_FRAMING
+        framings.setdefault(framing, record.clip_id)
+    if len(framings) > 1:
+        shown = ", ".join(f"{framing} ({clip} ...)" for framing, clip in sorted(framings.items()))
+        raise ValueError(f"{image_path}: clips cropped in different framings: {shown}; preprocess them in one")
+    return next(iter(framings), DEFAULT_FRAMING)
+
+
 def keep_spellable(records: Sequence[ClipRecord], alphabet: Alphabet) -> list[ClipRecord]:
     """The records whose sentence ``alphabet`` can spell; each other one is reported and left out."""
     kept = []
@@ -184,7 +209,7 @@ def load_frames(path: str | Path, size: tuple[int, int] | None = None) -> np.nda
     Lanczos interpolation, as its loader does); maybe a view (``SentenceDataset.__getitem__`` copies them
     once, with the augmentation)."""
     frames = load_clip(path, contiguous=False)
-    if size is not None and lipnet_pytorch.is_jpeg_clip(Path(path)):
+    if size is not None and lipnet_pytorch.is_lipnet_pytorch_clip(Path(path)):
         return resize_boxes(frames, size)
     if size is not None and (frames.shape[2], frames.shape[1]) != tuple(size):
         frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
