@@ -17,9 +17,11 @@ from utils.reading.sentence_videos import VideoLipreader
 from utils.video.mouth_extractor import MouthExtractor
 
 REPO = Path(__file__).resolve().parents[2]
-PYTORCH_META = {"normalisation": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},  # pixels / 255
-                "decoder": {"method": "greedy", "beam_width": 1}, "framing": "lipnet_pytorch",
-                "channel_order": "bgr"}
+# As utils/import_weights.py describes an imported LipNet-PyTorch checkpoint: pixels / 255, BGR, its framing.
+PYTORCH_META = {"normalisation": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+                "decoder": {"method": "greedy", "beam_width": 1},
+                "crop": {"framing": "lipnet_pytorch", "channel_order": "bgr", "scale": "pixel / 255", "width": 128,
+                         "height": 64}}
 
 
 def checkpoint(folder: Path, **meta: object) -> Path:
@@ -62,7 +64,7 @@ def test_infer_reads_a_raw_video_in_the_checkpoints_framing_without_a_flag(grid_
 
 def test_an_unknown_framing_or_channel_order_is_named_with_the_checkpoint(tmp_path: Path):
     for key, value in (("framing", "lipnet_keras"), ("channel_order", "grb")):
-        folder = checkpoint(tmp_path / key, **{key: value})
+        folder = checkpoint(tmp_path / key, crop={**PYTORCH_META["crop"], key: value})
         done = run_infer(f"model_path={folder}", "video=x.mp4", "num_gpus=0")
         assert done.returncode == 2
         assert f"cannot load the model: {folder}: unknown" in done.stderr and repr(value) in done.stderr

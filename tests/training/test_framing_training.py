@@ -39,7 +39,8 @@ def imported(folder: Path) -> Path:
     net.initialize(mx.init.Xavier())
     return save_checkpoint(folder, net, None, {
         "normalisation": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}, "decoder": {"method": "greedy"},
-        "framing": "lipnet_pytorch", "channel_order": "bgr"})
+        "crop": {"framing": "lipnet_pytorch", "channel_order": "bgr", "scale": "pixel / 255", "width": 128,
+                 "height": 64}})
 
 
 def meta(folder: Path) -> dict:
@@ -52,13 +53,13 @@ def test_fine_tuning_a_bgr_checkpoint_on_its_crops_keeps_its_framing_and_channel
     assert main.main([f"model_path={start}", "fine_tune=true", f"save_dir={tmp_path / 'tuned'}", f"image_path={lip}",
                       f"align_path={aligns}", *TINY]) == 0
     tuned = meta(tmp_path / "tuned" / "last")
-    assert (tuned["framing"], tuned["channel_order"]) == ("lipnet_pytorch", "bgr")
+    assert tuned["crop"] == {"framing": "lipnet_pytorch", "channel_order": "bgr"}
     assert tuned["state"]["iteration"] == 2 and tuned["config"]["width"] == 128  # 8 clips of s1 and s2, batch 4
     # A fresh network trained on them takes RGB (our loader's) in their framing, at their size (160x80).
     assert main.main([f"save_dir={tmp_path / 'fresh'}", f"image_path={lip}", f"align_path={aligns}",
                       "channels=4,8,8", "hidden=16", *TINY]) == 0
     fresh = meta(tmp_path / "fresh" / "last")
-    assert (fresh["framing"], fresh["channel_order"], fresh["config"]["width"]) == ("lipnet_pytorch", "rgb", 160)
+    assert (fresh["crop"], fresh["config"]["width"]) == ({"framing": "lipnet_pytorch", "channel_order": "rgb"}, 160)
 
 
 def test_a_data_sets_framing_comes_from_its_manifest_and_may_not_be_mixed(tmp_path: Path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.text.alphabet import GRID, Alphabet
-from utils.video.framing import DEFAULT_CHANNEL_ORDER, DEFAULT_FRAMING, check_channel_order, check_framing
+from utils.video.framing import DEFAULT_CHANNEL_ORDER, DEFAULT_FRAMING, recorded_crop
 
 ONNX_SUFFIX = ".onnx"
 
@@ -54,20 +54,20 @@ class Network(ABC):
     def __post_init__(self) -> None:
         """ValueError naming the file where its framing or channel order is not one this reader knows."""
         try:
-            check_framing(self.framing)
-            check_channel_order(self.channel_order)
+            recorded_crop(self.meta)
         except ValueError as err:
             raise ValueError(f"{self.source}: {err}") from None
 
     @property
     def framing(self) -> str:
-        """How the network's crops are framed (``utils.video.framing``): meta.json's ``framing``, else the default."""
-        return self.meta.get("framing") or DEFAULT_FRAMING
+        """How the network's crops are framed (``utils.video.framing``): meta.json's ``crop.framing``, else the
+        default."""
+        return recorded_crop(self.meta)[0]
 
     @property
     def channel_order(self) -> str:
-        """The channel order the network takes (``rgb`` or ``bgr``): meta.json's ``channel_order``, else RGB."""
-        return self.meta.get("channel_order") or DEFAULT_CHANNEL_ORDER
+        """The channel order the network takes (``rgb`` or ``bgr``): meta.json's ``crop.channel_order``, else RGB."""
+        return recorded_crop(self.meta)[1]
 
     def describe(self) -> str:
         framing = "" if self.framing == DEFAULT_FRAMING else f" {self.framing} framing"

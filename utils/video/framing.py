@@ -21,6 +21,8 @@ takes it, so that a network reads crops framed as the ones it was trained on.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import cv2
 import numpy as np
 
@@ -81,6 +83,14 @@ def check_channel_order(order: str) -> str:
     if order not in CHANNEL_ORDERS:
         raise ValueError(f"unknown channel order {order!r}; expected one of {', '.join(CHANNEL_ORDERS)}")
     return order
+
+
+def recorded_crop(meta: Mapping) -> tuple[str, str]:
+    """``(framing, channel_order)`` a checkpoint's meta.json records in its ``crop`` (the defaults where it records
+    none: checkpoints from before framings were named); ValueError for a framing or order not known here."""
+    crop = meta.get("crop") or {}
+    return (check_framing(crop.get("framing") or DEFAULT_FRAMING),
+            check_channel_order(crop.get("channel_order") or DEFAULT_CHANNEL_ORDER))
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, float, np.ndarray]:
