@@ -76,3 +76,14 @@ def test_an_onnx_export_keeps_the_framing_and_channel_order(tmp_path: Path):
     assert export_onnx.main([f"model_path={checkpoint(tmp_path / 'best')}", f"out={tmp_path / 'lipnet.onnx'}"]) == 0
     network = load_network(tmp_path / "lipnet.onnx")
     assert (network.framing, network.channel_order) == ("lipnet_pytorch", "bgr")
+
+
+def test_the_framing_flag_overrides_the_checkpoints_for_videos(grid_dir: Path, tmp_path: Path):
+    folder = checkpoint(tmp_path / "best")
+    reader = VideoLipreader(load_network(folder), framing="lipnet_gluon")
+    assert reader.extractor.framing == "lipnet_gluon" and reader.normaliser.reverse  # the network's order stays
+    done = run_infer(f"model_path={folder}", f"video={grid_dir / 'bbaf2n.mpg'}", "num_gpus=0", "framing=lipnet_gluon",
+                     "progress=false")
+    assert done.returncode == 0 and done.stdout.startswith("bbaf2n.mpg\t"), done.stderr
+    bad = run_infer(f"model_path={folder}", f"video={grid_dir / 'bbaf2n.mpg'}", "framing=lipnet_keras")
+    assert bad.returncode == 2 and "invalid choice: 'lipnet_keras'" in bad.stderr
