@@ -32,9 +32,8 @@ FRAMINGS = (LIPNET_GLUON, LIPNET_PYTORCH)
 DEFAULT_FRAMING = LIPNET_GLUON
 CHANNEL_ORDERS = ("rgb", "bgr")
 DEFAULT_CHANNEL_ORDER = "rgb"
-# The crop size and channel order each framing's networks were trained with.
+# The crop size each framing's networks were trained with (its channel order is the network's: a checkpoint's ``crop``).
 FRAMING_SIZES = {LIPNET_GLUON: (100, 50), LIPNET_PYTORCH: (128, 64)}
-FRAMING_CHANNEL_ORDERS = {LIPNET_GLUON: "rgb", LIPNET_PYTORCH: "bgr"}
 # Landmarks on every how-many frames preprocessing finds (LipNet-PyTorch's crops: every frame's own).
 FRAMING_STEPS = {LIPNET_GLUON: 3, LIPNET_PYTORCH: 1}
 
