@@ -103,6 +103,19 @@ def test_a_video_read_as_a_stream_is_cropped_as_the_whole_clip(clip: dict):
     assert np.abs(utterance.frames.astype(int) - clip["mouth"].frames.astype(int)).max() <= 1
 
 
+def test_a_large_face_is_framed_as_the_same_face_small(clip: dict, tmp_path: Path):
+    """A copy of the clip enlarged 4x (H.264): its boxes shrink the source (blurred first, turned), and come out as
+    the original's crops, read whole or as a stream."""
+    from tests.own_videos import grid_rgb, transcode
+
+    big = transcode(grid_rgb(clip["path"]), tmp_path / "big.mp4", 25, (1440, 1152))
+    whole = clip["extractor"].extract(big)
+    assert whole.scale < 0.4  # 128 crop pixels for about 360 source pixels
+    assert np.abs(whole.frames.astype(int) - clip["mouth"].frames.astype(int)).mean() < 2.5
+    (utterance,) = UtteranceReader(clip["extractor"], step=1).read(big)
+    assert np.abs(utterance.frames.astype(int) - whole.frames.astype(int)).max() <= 1
+
+
 def test_preprocessing_writes_the_framing_as_png_folders_and_records_it(grid_dir: Path, tmp_path: Path, clip: dict):
     src, tgt = tmp_path / "videos", tmp_path / "crops"
     (src / "s1").mkdir(parents=True)
