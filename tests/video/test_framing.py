@@ -14,7 +14,7 @@ import pytest
 
 from tests.fake_data import write_lipnet_pytorch_crops
 from utils.data.clip_store import clip_length, load_png_folder
-from utils.data.sentence_clips import Normaliser, build_records, discover_clips, load_frames
+from utils.data.sentence_clips import Normaliser, build_records, clip_batches, discover_clips, load_frames
 from utils.data.splits import read_clip_list
 from utils.video.framing import (
     PYTORCH_MEAN_FACE,
@@ -184,6 +184,11 @@ def test_lipnet_pytorch_crop_folders_read_as_a_data_set(tmp_path: Path):
     resized = load_frames(found["s1/bbaf2n"], (128, 64))
     expected = np.stack([cv2.resize(f, (128, 64), interpolation=cv2.INTER_LANCZOS4) for f in frames])
     assert np.array_equal(resized, expected)
+    # A network taking BGR gets what LipNet-PyTorch's loader gives it: cv2.imread, Lanczos to 128x64, / 255.
+    ((_, data, lengths),) = clip_batches([record], (128, 64), Normaliser((0, 0, 0), (1, 1, 1), "bgr"), 1)
+    files = sorted(found["s1/bbaf2n"].glob("*.jpg"), key=lambda f: int(f.stem))
+    theirs = np.stack([cv2.resize(cv2.imread(str(f)), (128, 64), interpolation=cv2.INTER_LANCZOS4) for f in files])
+    assert lengths.tolist() == [12] and np.allclose(data[0], theirs.transpose(3, 0, 1, 2) / 255.0, atol=1e-6)
     listing = tmp_path / "unseen_val.txt"
     listing.write_text("s1/video/mpg_6000/bbaf2n\ns2/bbaf3n\n")
     assert read_clip_list(listing) == ["s1/bbaf2n", "s2/bbaf3n"]
