@@ -29,6 +29,7 @@ from utils.data.sentence_clips import (  # noqa: F401 (clip discovery, labels an
     Normaliser,
     build_records,
     check_label,
+    data_framing,
     discover_clips,
     fit_length,
     keep_spellable,
@@ -39,6 +40,7 @@ from utils.data.sentence_clips import (  # noqa: F401 (clip discovery, labels an
 from utils.data.word_clips import WORD_CROP, WORD_FRAMES, list_words, word_clips, word_input
 from utils.text.alphabet import GRID, Alphabet
 from utils.text.grid_text import AlignedWord, ctc_min_frames
+from utils.video.framing import DEFAULT_CHANNEL_ORDER
 
 
 def _keep_freed_clip_buffers() -> None:
@@ -355,8 +357,8 @@ class Batchify(Normaliser):
     normalising it.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__(mean, std)
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channel_order: str = DEFAULT_CHANNEL_ORDER) -> None:
+        super().__init__(mean, std, channel_order)
         self.buffers = BatchBuffers()
 
     def __call__(self, samples: list) -> tuple | None:
@@ -388,9 +390,10 @@ class Batchify(Normaliser):
 
 def make_loader(dataset: SentenceDataset, batch_size: int, mean: Sequence[float], std: Sequence[float],
                 sampler: gluon.data.Sampler | None = None, num_workers: int = 0,
-                last_batch: str = "keep") -> gluon.data.DataLoader:
-    """A DataLoader over ``sampler`` (default: in order) with ``num_workers`` worker threads."""
-    return _thread_loader(dataset, batch_size, Batchify(mean, std), sampler, num_workers, last_batch)
+                last_batch: str = "keep", channel_order: str = DEFAULT_CHANNEL_ORDER) -> gluon.data.DataLoader:
+    """A DataLoader over ``sampler`` (default: in order) with ``num_workers`` worker threads, its batches in the
+    network's ``channel_order``."""
+    return _thread_loader(dataset, batch_size, Batchify(mean, std, channel_order), sampler, num_workers, last_batch)
 
 
 def _thread_loader(dataset: gluon.data.Dataset, batch_size: int, batchify: object,

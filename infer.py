@@ -49,6 +49,7 @@ from utils.runtime.gpu_preflight import GpuProblem, preflight
 from utils.runtime.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.scoring.report import ClipResult, ordered_groups, write_report
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH
+from utils.video.framing import FRAMINGS
 
 if TYPE_CHECKING:
     from model.word_classifier import WordClassifier
@@ -95,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--face", default="largest", choices=("largest", "all"),
                        help="with several faces in view: read the largest, or every face track, each labelled "
                             "(default: %(default)s)")
+    video.add_argument("--framing", default=None, choices=FRAMINGS,
+                       help="where mouth crops are cut (docs/data.md#framings): lipnet_gluon or lipnet_pytorch; the "
+                            "network's channel order stays the checkpoint's (default: the checkpoint's crop.framing, "
+                            "lipnet_gluon when it records none)")
     video.add_argument("--max_utterance", type=bounded(float, 0.4, low_open=True), default=None, metavar="SECONDS",
                        help="longest utterance read at once; longer speech is cut where the mouth is stillest "
                             "(default: the training clip length, 75 frames at the checkpoint's frame rate)")
@@ -483,7 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"model {network.describe()}, decoder {describe_decoder(decoder, beam_width, lm)}", file=sys.stderr)
     try:
         if args.video is not None:
-            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm, args.margin, args.edge_search)
+            reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm, args.margin, args.edge_search,
+                                    args.framing)
             results, failed = run_videos(args, reader)
             rates, title = None, f"LipNet on {args.video}"
         else:

@@ -25,6 +25,7 @@ from model.lipnet import LipNetConfig
 from utils.data.sentence_clips import NUM_FRAMES
 from utils.reading.onnx_network import INPUT, LENGTHS
 from utils.text.alphabet import alphabet_from_record
+from utils.video.framing import recorded_crop
 from utils.video.reader import MODEL_FPS
 
 OPSET = 17
@@ -168,16 +169,16 @@ def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[f
                      source: str) -> dict[str, object]:
     """What reading with the ONNX file alone needs, from a checkpoint's config and description."""
     decoder = dict(meta.get("decoder") or {"method": "greedy"})
-    crop = meta.get("crop") or {}  # an imported network's crop framing and channel order (model/lipnet_pytorch.py)
+    framing, channel_order = recorded_crop(meta)
     return {
         "lipnet.version": METADATA_VERSION,
         "lipnet.config": config.to_dict(),
-        "lipnet.crop": crop,
-        "lipnet.input": {"layout": "NCTHW", "colour": str(crop.get("channel_order", "rgb")).upper(),
-                         "height": config.height, "width": config.width,
-                         "frames": NUM_FRAMES, "scale": "pixel / 255, then (value - mean) / std per channel"},
+        "lipnet.input": {"layout": "NCTHW", "colour": channel_order.upper(), "height": config.height,
+                         "width": config.width, "frames": NUM_FRAMES,
+                         "scale": "pixel / 255, then (value - mean) / std per channel"},
         "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
         "lipnet.frame_rate": float(meta.get("frame_rate") or MODEL_FPS),
+        "lipnet.crop": {"framing": framing, "channel_order": channel_order},  # how its crops are cut and ordered
         "lipnet.alphabet": alphabet_from_record(meta.get("alphabet")).to_dict(),
         "lipnet.decoder": {"method": decoder.get("method", "greedy"), "beam_width": decoder.get("beam_width"),
                            **{k: decoder[k] for k in ("lm_path", "lm_weight", "word_bonus") if k in decoder}},

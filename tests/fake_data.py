@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from utils.data.clip_store import save_packed
@@ -34,3 +35,20 @@ def write_fake_clips(root: Path, speakers: int = 3, per_speaker: int = 4, size: 
             save_packed(root / f"s{s}" / f"{name}.npz", clip)
             made[f"s{s}/{name}"] = sentence
     return made
+
+
+def write_lipnet_pytorch_crops(root: Path, clips: dict[str, np.ndarray]) -> tuple[Path, Path]:
+    """A LipNet-PyTorch download of ``clips`` (RGB frames by clip id): lip/sN/video/mpg_6000/CLIP/1.jpg ... and
+    GRID_align_txt/sN/align/CLIP.align (the sentence of the GRID name, 0.2 s a word)."""
+    lip, aligns = root / "lip", root / "GRID_align_txt"
+    for clip_id, frames in clips.items():
+        speaker, name = clip_id.split("/")
+        folder = lip / speaker / "video/mpg_6000" / name
+        folder.mkdir(parents=True)
+        for i, frame in enumerate(frames, start=1):
+            cv2.imwrite(str(folder / f"{i}.jpg"), frame[..., ::-1])
+        (aligns / speaker / "align").mkdir(parents=True, exist_ok=True)
+        words = ["sil", *sentence_from_clip_name(name).split(), "sil"]
+        (aligns / speaker / "align" / f"{name}.align").write_text(
+            "".join(f"{i * 5000} {(i + 1) * 5000} {word}\n" for i, word in enumerate(words)))
+    return lip, aligns

@@ -7,7 +7,7 @@ Each clip is cropped by ``utils.video.mouth_extractor`` and written atomically, 
 (``{tgt}/sN/{clip}/mouth_000.png ...``). ``{tgt}/manifest.jsonl`` records every clip's status
 (``ok`` or a failure reason), its message and frame count, a ``warning`` for an ok clip whose face is
 too small to read well (its crops enlarged more than twice; also listed by the summary), the settings
-that shaped it (size, format, layout) and the identity of its inputs (``utils.data.manifest.file_stamp``:
+that shaped it (size, format, layout, framing) and the identity of its inputs (``utils.data.manifest.file_stamp``:
 the video's size and modification time); it is appended to after each clip and rewritten atomically at the
 start and end, so a killed run leaves a valid manifest. A rerun skips a clip only when its record has the same
 settings and inputs and its output is there alone (failed ones unless ``--retry_failed``), so an
@@ -26,6 +26,10 @@ face) as ``{tgt}/WORD/{split}/WORD_NNNNN.npz`` with the clip's ``.txt`` (the wor
 beside it: the tree ``data_loader.WordDataset`` reads. A clip whose ``.txt`` is missing or has no
 duration fails with its own status; a word folder without clips is named and the run goes on
 (exit status 1).
+
+``--framing=lipnet_pytorch`` crops GRID's layout as LipNet-PyTorch did (``utils.video.framing``: each frame
+aligned to its mean face, a 160x80 box around the mouth resized to 128x64), for its networks and for
+training on crops framed as its published ones; the manifest records the framing of every clip.
 """
 import sys
 from pathlib import Path
@@ -56,6 +60,7 @@ from utils.runtime.atomic import NotWritableError, ensure_writable_dir, remove_o
 from utils.runtime.cli import parse_args, parse_size, positive_int, str2bool
 from utils.runtime.paths import DATASET_DIR, VIDEO_DIR
 from utils.video.crop_pool import become_worker, worker_results
+from utils.video.framing import DEFAULT_FRAMING, FRAMING_SIZES, FRAMING_STEPS, FRAMINGS
 from utils.video.mouth_extractor import ExtractionError, MouthExtractor
 from utils.video.reader import VIDEO_SUFFIXES, is_video_file
 from utils.video.word_crops import WORD_CROP_SIZE, WordCropper
@@ -64,6 +69,7 @@ FORMATS = ("packed", "png")
 LAYOUTS = ("grid", "lrw")
 GRID_FRAMES = 75
 EXPECTED_FRAMES = {"grid": GRID_FRAMES, "lrw": WORD_FRAMES}
+SETTING_DEFAULTS = {"framing": DEFAULT_FRAMING}  # what a record from before a setting existed was made with
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ def is_done(job: Job, record: dict | None, settings: dict[str, str], retry_faile
     no video is read) with the same ``settings`` (size, format, layout), and, when it was made ok,
     its output is still there and alone (no output of the other format beside it). A clip that failed
     counts as done unless ``retry_failed``."""
-    if not record or any(record.get(key) != value for key, value in settings.items()):
+    if not record or any(record.get(key, SETTING_DEFAULTS.get(key)) != value for key, value in settings.items()):
         return False
     if record.get("inputs") != input_stamps(job, settings["layout"]):
         return False
@@ -146,21 +152,22 @@ _extractor: MouthExtractor | WordCropper | None = None
 _settings: dict[str, str] = {}
 
 
-def _init_worker(size: tuple[int, int], fmt: str, layout: str, parent: int | None) -> None:
+def _init_worker(size: tuple[int, int], fmt: str, layout: str, framing: str, parent: int | None) -> None:
     """Give this process its extractor (dlib's models load once per process, or come with the fork):
-    GRID's mouth crops, or the word-level recipe's aligned mouth regions for ``layout`` lrw.
+    GRID's mouth crops in ``framing``, or the word-level recipe's aligned mouth regions for ``layout`` lrw.
 
     A pool worker (``parent`` is its parent's pid) leaves Ctrl-C to the parent, which keeps the
     manifest consistent, and dies with it."""
     global _extractor, _settings
     become_worker(parent)
-    _extractor = WordCropper(size=size[0]) if layout == "lrw" else MouthExtractor(size=size)
-    _settings = clip_settings(size, fmt, layout)
+    _extractor = (WordCropper(size=size[0]) if layout == "lrw" else
+                  MouthExtractor(size=size, step=FRAMING_STEPS[framing], framing=framing))
+    _settings = clip_settings(size, fmt, layout, framing)
 
 
-def clip_settings(size: tuple[int, int], fmt: str, layout: str) -> dict[str, str]:
+def clip_settings(size: tuple[int, int], fmt: str, layout: str, framing: str = DEFAULT_FRAMING) -> dict[str, str]:
     """The settings that shape a clip's output, as its manifest record holds them."""
-    return {"size": f"{size[0]}x{size[1]}", "format": fmt, "layout": layout}
+    return {"size": f"{size[0]}x{size[1]}", "format": fmt, "layout": layout, "framing": framing}
 
 
 def _write_word(job: Job, record: dict) -> None:
@@ -271,9 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="grid: any folder of videos, GRID's colour mouth crops; lrw: LRW's "
                              "WORD/{train,val,test}/WORD_NNNNN.mp4 + .txt, the word-level recipe's grey mouth "
                              "regions aligned to a mean face, the .txt copied beside (default: %(default)s)")
+    parser.add_argument("--framing", choices=FRAMINGS, default=DEFAULT_FRAMING,
+                        help="where the crop is cut, grid layout only: lipnet_gluon, the mouth tracked over the "
+                             "clip at one scale (the original MXNet example's); lipnet_pytorch, each frame aligned to "
+                             "LipNet-PyTorch's mean face, a 160x80 box around the mouth resized (its networks' "
+                             "crops; see docs/data.md) (default: %(default)s)")
     parser.add_argument("--size", type=parse_size, default=None,
-                        help="crop WIDTHxHEIGHT (default: 100x50, the original example's; lrw: "
-                             f"{WORD_CROP_SIZE}x{WORD_CROP_SIZE}, square only)")
+                        help="crop WIDTHxHEIGHT (default: 100x50, the original example's; lipnet_pytorch framing: "
+                             f"128x64, its networks'; lrw: {WORD_CROP_SIZE}x{WORD_CROP_SIZE}, square only)")
     parser.add_argument("--format", choices=FORMATS, default="packed",
                         help="packed: one .npz per clip; png: the original example's folder of "
                              "mouth_NNN.png per clip, grid layout only (default: %(default)s)")
@@ -286,10 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     lrw = args.layout == "lrw"
-    args.size = args.size or ((WORD_CROP_SIZE, WORD_CROP_SIZE) if lrw else (100, 50))
-    if lrw and (args.format != "packed" or args.size[0] != args.size[1]):
-        print("error: layout=lrw writes packed clips of square mouth regions (format=packed, size=NxN)",
-              file=sys.stderr)
+    args.size = args.size or ((WORD_CROP_SIZE, WORD_CROP_SIZE) if lrw else FRAMING_SIZES[args.framing])
+    if lrw and (args.format != "packed" or args.size[0] != args.size[1] or args.framing != DEFAULT_FRAMING):
+        print("error: layout=lrw writes packed clips of square mouth regions in its own framing (format=packed, "
+              "size=NxN, no --framing)", file=sys.stderr)
         return 2
     src, tgt = Path(args.src_path), Path(args.tgt_path)
     if not src.is_dir():
@@ -319,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"error: {tgt}: cannot write the crops and manifest here ({os_reason(err)})", file=sys.stderr)
         return 2
-    settings = clip_settings(args.size, args.format, args.layout)
+    settings = clip_settings(args.size, args.format, args.layout, args.framing)
     todo = [job for job in jobs if not is_done(job, records.get(job.clip), settings, args.retry_failed)]
     n_process = min(args.n_process, max(len(todo), 1))
     print(f"{len(jobs)} clip(s) under {src}: {len(jobs) - len(todo)} already done or failed before, "
@@ -339,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
 
     interrupted, write_failure = append_results(
         tgt, records,
-        worker_results(todo, n_process, _init_worker, (args.size, args.format, args.layout), process_clip),
+        worker_results(todo, n_process, _init_worker, (args.size, args.format, args.layout, args.framing),
+                       process_clip),
         lambda: tqdm(total=len(todo), unit="clip", desc="mouth crops", dynamic_ncols=True), handle)
     failed = summarise(jobs, records, processed, time.perf_counter() - start, EXPECTED_FRAMES[args.layout])
     if layout_problems:

@@ -22,6 +22,7 @@ from utils.scoring.sentence_evaluation import Evaluation, score_batch
 from utils.scoring.sentence_metrics import GroupedErrorRates
 from utils.text.alphabet import GRID, Alphabet, choose_alphabet
 from utils.text.lm_decoder import LMDecoder, lm_decoder_for
+from utils.video.framing import recorded_crop
 
 log = logging.getLogger("lipnet")
 
@@ -129,6 +130,12 @@ class SentenceTask:
             raise ValueError(f"no training clips under {args.image_path} for split {args.split!r}")
         if not val_records:
             raise ValueError(f"no validation clips under {args.image_path} for split {args.split!r}")
+        self.framing = data_loader.data_framing(args.image_path, train_records + val_records)
+        started, channel_order = recorded_crop(start.meta)
+        if start.config is not None and started != self.framing:
+            log.warning("%s was trained on crops in the %s framing, these clips are in the %s framing: it will read "
+                        "them less well at first", start.source, started, self.framing)
+        self.channel_order = channel_order  # a fresh network's: RGB
         mean, std = (start.mean, start.std) if start.mean else data_loader.channel_stats(train_records, seed=args.seed)
         self.mean, self.std = mean, std
         self.config = config = start.config or build_config(args, probe_frame_size(train_records), alphabet)
@@ -156,8 +163,10 @@ class SentenceTask:
         else:
             sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
         self.train_set, self.val_set, self.sampler = train_set, val_set, sampler
-        self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers)
-        self.val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers)
+        self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers,
+                                                    channel_order=self.channel_order)
+        self.val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers,
+                                                  channel_order=self.channel_order)
         self.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
         self._clip_frames: dict[int, int] = {}
 
@@ -239,4 +248,5 @@ class SentenceTask:
 
     def meta(self) -> dict:
         return {"normalisation": {"mean": self.mean, "std": self.std}, "decoder": self.decoder,
+                "crop": {"framing": self.framing, "channel_order": self.channel_order},
                 "split": self.selection, "alphabet": self.alphabet.to_dict()}

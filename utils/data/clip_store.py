@@ -31,6 +31,7 @@ from utils.runtime.atomic import make_readable, write_bytes_atomic
 
 PACKED_SUFFIX = ".npz"
 PNG_PATTERN = "mouth_{:03d}.png"
+FRAME_SUFFIXES = (".png", ".jpg")  # a folder's frames: our PNG folders, LipNet-PyTorch's JPEG crops
 JPEG_QUALITY = 90
 _BLOCK = 16
 
@@ -146,17 +147,26 @@ def _frame_order(file: Path) -> tuple[str, int, str]:
     return (match[1], int(match[2]), file.name) if match else (file.stem, -1, file.name)
 
 
+def _frame_files(folder: Path) -> list[Path]:
+    """A frame folder's files of the first suffix of ``FRAME_SUFFIXES`` it holds, in the order of their numbers."""
+    for suffix in FRAME_SUFFIXES:
+        if files := sorted(folder.glob(f"*{suffix}"), key=_frame_order):
+            return files
+    return []
+
+
 def load_png_folder(folder: str | Path) -> np.ndarray:
-    """Frames of a PNG folder, in the order of their numbers; raises ValueError naming the folder or frame."""
+    """Frames of a PNG folder (or of LipNet-PyTorch's JPEG frames), in the order of their numbers; raises
+    ValueError naming the folder or frame."""
     folder = Path(folder)
-    files = sorted(folder.glob("*.png"), key=_frame_order)
+    files = _frame_files(folder)
     if not files:
-        raise ValueError(f"{folder}: no PNG frames")
+        raise ValueError(f"{folder}: no PNG or JPEG frames")
     frames = []
     for file in files:
         image = cv2.imread(str(file), cv2.IMREAD_COLOR)
         if image is None:
-            raise ValueError(f"{file}: not a readable PNG")
+            raise ValueError(f"{file}: not a readable image")
         if frames and image.shape != frames[0].shape:
             raise ValueError(f"{file}: size {image.shape[1]}x{image.shape[0]} differs from the first frame")
         frames.append(image[..., ::-1])
@@ -164,11 +174,11 @@ def load_png_folder(folder: str | Path) -> np.ndarray:
 
 
 def clip_length(path: str | Path) -> int:
-    """A clip's frame count without decoding it: a packed clip's recorded shape, a PNG folder's file count.
+    """A clip's frame count without decoding it: a packed clip's recorded shape, a frame folder's file count.
     ValueError naming the file when it cannot be read."""
     path = Path(path)
     if path.is_dir():
-        return len(list(path.glob("*.png")))
+        return len(_frame_files(path))
     try:
         with zipfile.ZipFile(path) as archive:
             return int(_parse_npy(archive.read("shape.npy"))[0])

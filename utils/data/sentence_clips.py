@@ -14,10 +14,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.data import lipnet_pytorch
 from utils.data.clip_store import PACKED_SUFFIX, load_clip
+from utils.data.manifest import load_manifest
 from utils.data.splits import SPLITS, check_disjoint, listed_clips, make_split, speaker_of
 from utils.text.alphabet import CAPTIONS, GRID, Alphabet
 from utils.text.grid_text import AlignedWord, align_sentence, parse_align, sentence_from_clip_name
+from utils.video.framing import (
+    DEFAULT_CHANNEL_ORDER,
+    DEFAULT_FRAMING,
+    LIPNET_PYTORCH,
+    check_channel_order,
+    resize_boxes,
+)
 
 log = logging.getLogger("data_loader")
 
@@ -43,7 +52,8 @@ class ClipRecord:
 
 
 def discover_clips(image_path: str | Path) -> dict[str, Path]:
-    """``{clip_id: path}`` for every packed clip or PNG folder under ``image_path/sN/``.
+    """``{clip_id: path}`` for every packed clip or PNG folder under ``image_path/sN/``, or LipNet-PyTorch's
+    JPEG folder under ``image_path/sN/video/mpg_6000/`` (``utils.data.lipnet_pytorch``).
 
     A clip is one output, as ``utils/preprocess_data.py``'s manifest records it: a clip found both
     packed and as a PNG folder is a ValueError naming both (which one is current cannot be told from
@@ -53,7 +63,7 @@ def discover_clips(image_path: str | Path) -> dict[str, Path]:
         raise FileNotFoundError(f"{root}: no such image folder (run utils/preprocess_data.py first)")
     clips: dict[str, Path] = {}
     for speaker in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for entry in sorted(speaker.iterdir()):
+        for entry in list(lipnet_pytorch.clip_folders(speaker)) or sorted(speaker.iterdir()):
             if entry.name.startswith("."):
                 continue  # temporary files of an interrupted write
             if entry.suffix == PACKED_SUFFIX and entry.is_file():
@@ -90,14 +100,16 @@ def read_transcript(path: Path) -> str:
 
 
 def label_clip(clip_id: str, path: Path, align_path: str | Path | None) -> ClipRecord:
-    """The clip's sentence from its align file, else from its transcript beside it (``CLIP.txt``), else
+    """The clip's sentence from its align file (``ALIGN/sN/CLIP.align``, ``ALIGN/CLIP.align`` or LipNet-PyTorch's
+    ``ALIGN/sN/align/CLIP.align``), else from its transcript beside it (``CLIP.txt``), else
     from its GRID name; ValueError if none or unusable.
 
     Sentences are checked against the widest alphabet (CAPTIONS); a run keeps those its own alphabet
     spells (``keep_spellable``)."""
     speaker, name = clip_id.split("/", 1)
     if align_path is not None:
-        for candidate in (Path(align_path) / speaker / f"{name}.align", Path(align_path) / f"{name}.align"):
+        for candidate in (Path(align_path) / speaker / f"{name}.align", Path(align_path) / f"{name}.align",
+                          lipnet_pytorch.align_file(Path(align_path), speaker, name)):
             if candidate.is_file():
                 words = tuple(parse_align(candidate))
                 sentence = align_sentence(words)
@@ -121,6 +133,24 @@ def build_records(clips: dict[str, Path], align_path: str | Path | None) -> list
         except ValueError as err:
             log.warning("skipping %s: %s", path, err)
     return records
+
+
+def data_framing(image_path: str | Path, records: Sequence[ClipRecord]) -> str:
+    """The framing (``utils.video.framing``) the clips of ``records`` were cropped in: LipNet-PyTorch's for its
+    published crop folders, else what ``image_path``'s manifest records (the default framing where it records
+    none); ValueError naming the folder when the clips mix framings, which one network cannot read alike."""
+    manifest = load_manifest(image_path)
+    framings: dict[str, str] = {}
+    for record in records:
+        if lipnet_pytorch.is_lipnet_pytorch_clip(record.path):
+            framing = LIPNET_PYTORCH
+        else:
+            framing = manifest.get(record.clip_id, {}).get("framing") or DEFAULT_FRAMING
+        framings.setdefault(framing, record.clip_id)
+    if len(framings) > 1:
+        shown = ", ".join(f"{framing} ({clip} ...)" for framing, clip in sorted(framings.items()))
+        raise ValueError(f"{image_path}: clips cropped in different framings: {shown}; preprocess them in one")
+    return next(iter(framings), DEFAULT_FRAMING)
 
 
 def keep_spellable(records: Sequence[ClipRecord], alphabet: Alphabet) -> list[ClipRecord]:
@@ -175,23 +205,29 @@ def select_clips(
 
 
 def load_frames(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A clip's frames, resized to ``size`` (width, height) when that differs; maybe a view
-    (``SentenceDataset.__getitem__`` copies them once, with the augmentation)."""
+    """A clip's frames, resized to ``size`` (width, height) when that differs (LipNet-PyTorch's crops with
+    Lanczos interpolation, as its loader does); maybe a view (``SentenceDataset.__getitem__`` copies them
+    once, with the augmentation)."""
     frames = load_clip(path, contiguous=False)
+    if size is not None and lipnet_pytorch.is_lipnet_pytorch_clip(Path(path)):
+        return resize_boxes(frames, size)
     if size is not None and (frames.shape[2], frames.shape[1]) != tuple(size):
         frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
     return frames
 
 
 class Normaliser:
-    """Frames scaled to [0, 1] and normalised per channel, into float32 ``(3, T, H, W)``.
+    """Frames scaled to [0, 1] and normalised per channel, into float32 ``(3, T, H, W)`` in the network's
+    ``channel_order`` (frames are RGB; ``bgr`` for networks trained on frames read by OpenCV, as
+    LipNet-PyTorch's; ``mean`` and ``std`` are then in that order too).
 
     Scaling and normalisation is one lookup table per channel applied by OpenCV while splitting the
     channels straight into the output (under 1 ms per GRID clip, where NumPy arithmetic or MXNet
     operators take 10-15 ms).
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channel_order: str = DEFAULT_CHANNEL_ORDER) -> None:
+        self.reverse = check_channel_order(channel_order) == "bgr"
         levels = np.arange(256, dtype=np.float64) / 255.0
         self.tables = [((levels - m) / s).astype(np.float32).reshape(1, 256) for m, s in zip(mean, std)]
 
@@ -199,6 +235,8 @@ class Normaliser:
         """uint8 ``(T, H, W, 3)`` into float32 ``out`` of shape ``(3, T, H, W)``."""
         t, h, w, _ = frames.shape
         planes = cv2.split(np.ascontiguousarray(frames).reshape(t * h, w, 3))
+        if self.reverse:
+            planes = planes[::-1]
         for channel, table in enumerate(self.tables):
             cv2.LUT(planes[channel], table, dst=out[channel].reshape(t * h, w))
 

@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
+from utils.data.lipnet_pytorch import list_clip_id
+
 UNSEEN_VALIDATION_SPEAKERS = frozenset({"s1", "s2", "s20", "s22"})
 OVERLAP_HELD_OUT_PER_SPEAKER = 255
 OVERLAP_SEED = 1611  # the LipNet arXiv number; any fixed value keeps the split reproducible
@@ -130,7 +132,8 @@ def make_split(name: str, clip_ids: Iterable[str]) -> tuple[list[str], list[str]
 
 
 def read_clip_list(path: str | Path) -> list[str]:
-    """Clip ids from a list file, one ``SPEAKER/CLIP`` a line (blank lines and ``#`` comments skipped)."""
+    """Clip ids from a list file, one ``SPEAKER/CLIP`` (or LipNet-PyTorch's ``SPEAKER/video/mpg_6000/CLIP``) a
+    line (blank lines and ``#`` comments skipped)."""
     path = Path(path)
     ids = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -138,7 +141,7 @@ def read_clip_list(path: str | Path) -> list[str]:
         if not line:
             continue
         try:
-            ids.append(check_clip_id(line))
+            ids.append(check_clip_id(list_clip_id(line)))
         except ValueError as err:
             raise ValueError(f"{path}:{number}: {err}") from None
     return ids

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.text.alphabet import GRID, Alphabet
+from utils.video.framing import DEFAULT_CHANNEL_ORDER, DEFAULT_FRAMING, recorded_crop
 
 ONNX_SUFFIX = ".onnx"
 
@@ -50,8 +51,29 @@ class Network(ABC):
         normalised clips; ``lengths`` (N,) are the clips' real frame counts (the rest is padding).
         NetworkError when the backend fails on this batch."""
 
+    def __post_init__(self) -> None:
+        """ValueError naming the file where its framing or channel order is not one this reader knows."""
+        try:
+            recorded_crop(self.meta)
+        except ValueError as err:
+            raise ValueError(f"{self.source}: {err}") from None
+
+    @property
+    def framing(self) -> str:
+        """How the network's crops are framed (``utils.video.framing``): meta.json's ``crop.framing``, else the
+        default."""
+        return recorded_crop(self.meta)[0]
+
+    @property
+    def channel_order(self) -> str:
+        """The channel order the network takes (``rgb`` or ``bgr``): meta.json's ``crop.channel_order``, else RGB."""
+        return recorded_crop(self.meta)[1]
+
     def describe(self) -> str:
-        return f"{self.source} ({self.variant}, norm {self.norm}, input {self.width}x{self.height}, {self.backend})"
+        framing = "" if self.framing == DEFAULT_FRAMING else f" {self.framing} framing"
+        order = "" if self.channel_order == DEFAULT_CHANNEL_ORDER else f" {self.channel_order.upper()}"
+        return (f"{self.source} ({self.variant}, norm {self.norm}, input {self.width}x{self.height}{framing}{order}, "
+                f"{self.backend})")
 
 
 def is_onnx(model_path: str | Path) -> bool:

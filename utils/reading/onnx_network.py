@@ -72,7 +72,8 @@ class OnnxLipNet(Network):
             decoder = info.get("decoder") or {}
             meta = {"decoder": {k: v for k, v in decoder.items() if v is not None}, "config": config,
                     "normalisation": norm, "metrics": info.get("metrics") or {}, "alphabet": alphabet.to_dict(),
-                    "split": info.get("split") or {}, "data": info.get("data") or {}}
+                    "split": info.get("split") or {}, "data": info.get("data") or {},
+                    "crop": info.get("crop") or {}}
             super().__init__(config["variant"], config["norm"], int(config["width"]), int(config["height"]),
                              tuple(norm["mean"]), tuple(norm["std"]),
                              float(info.get("frame_rate") or MODEL_FPS),

@@ -27,16 +27,16 @@ _IN_FLIGHT = 2  # utterances read by the network while the video goes on (their 
 class VideoLipreader:
     """Raw video to sentence with one mouth extractor and one network, both reused across videos.
 
-    The extractor crops straight at the network's input size (as utils/preprocess_data.py does for
-    training data), so the frames need no second resampling; they are normalised by the same lookup
-    tables as training batches. Videos are read at the network's frame rate (``frame_rate`` in a
-    checkpoint's meta.json or the ONNX file; 25, GRID's, for the original example's parameter file
-    and older checkpoints).
+    The extractor crops straight at the network's input size and in its framing (``framing``, by default the
+    checkpoint's; as utils/preprocess_data.py does for training data), so the frames need no second
+    resampling; they are normalised by the same lookup tables as training batches, in the network's channel
+    order. Videos are read at the network's frame rate (``frame_rate`` in a checkpoint's meta.json or the
+    ONNX file; 25, GRID's, for the original example's parameter file and older checkpoints).
     """
 
     def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
                  max_utterance: float | None = None, lm: LMDecoder | None = None,
-                 margin: float | None = None, edge_search: float = 0.0) -> None:
+                 margin: float | None = None, edge_search: float = 0.0, framing: str | None = None) -> None:
         from utils.data.sentence_clips import NUM_FRAMES, Normaliser
         from utils.video.mouth_extractor import MouthExtractor
         from utils.video.utterances import UtteranceReader
@@ -46,8 +46,8 @@ class VideoLipreader:
         self.beam_width = beam_width
         self.lm = lm
         self.fps = network.frame_rate
-        self.normaliser = Normaliser(network.mean, network.std)
-        self.extractor = MouthExtractor(size=(network.width, network.height))
+        self.normaliser = Normaliser(network.mean, network.std, network.channel_order)
+        self.extractor = MouthExtractor(size=(network.width, network.height), framing=framing or network.framing)
         self.utterances = UtteranceReader(self.extractor, self.fps,
                                           max_utterance if max_utterance is not None else NUM_FRAMES / self.fps,
                                           margin=margin)

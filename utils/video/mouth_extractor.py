@@ -45,6 +45,15 @@ import numpy as np
 from utils.runtime.atomic import make_readable
 from utils.runtime.paths import cache_dir
 from utils.video.errors import REASONS, ExtractionError  # noqa: F401 (REASONS: re-exported for callers)
+from utils.video.framing import (
+    DEFAULT_FRAMING,
+    LIPNET_PYTORCH,
+    PYTORCH_BOX,
+    PYTORCH_WIDTH_RATIO,
+    check_framing,
+    pytorch_geometry,
+    resize_boxes,
+)
 from utils.video.reader import MODEL_FPS, Shortfall, read_frames
 
 MOUTH = slice(48, 68)  # the 20 mouth points of the 68-landmark scheme
@@ -292,6 +301,7 @@ class MouthExtractor:
         min_frames: int = 10,
         min_face_fraction: float = 0.7,
         predictor_path: str | Path | None = None,
+        framing: str = DEFAULT_FRAMING,
     ) -> None:
         """Load dlib's models (once per process) and keep the settings.
 
@@ -299,7 +309,9 @@ class MouthExtractor:
         between examined frames is interpolated). smooth: Gaussian sigma of the crop track, in
         frames. width_ratio: crop width over the clip's median mouth width. min_frames: fewer
         decoded frames are rejected as too_short. min_face_fraction: the share of examined frames
-        that must show a face, else no_face / few_faces.
+        that must show a face, else no_face / few_faces. framing: a name of ``utils.video.framing``;
+        ``lipnet_pytorch`` aligns each frame to LipNet-PyTorch's mean face instead (smooth and
+        width_ratio then do not apply).
         """
         if size[0] <= 0 or size[1] <= 0:
             raise ValueError(f"crop size must be positive, got {size}")
@@ -310,7 +322,8 @@ class MouthExtractor:
         self.size = (int(size[0]), int(size[1]))
         self.step = step
         self.smooth = smooth
-        self.width_ratio = width_ratio
+        self.framing = check_framing(framing)
+        self.width_ratio = PYTORCH_WIDTH_RATIO if framing == LIPNET_PYTORCH else width_ratio
         self.min_frames = min_frames
         self.min_face_fraction = min_face_fraction
         self.detector, self.predictor = load_models(predictor_path)
@@ -325,6 +338,10 @@ class MouthExtractor:
         converting every whole frame cost as much as decoding it."""
         stream = read_frames(path)
         frames = list(stream)
+        if self.framing == LIPNET_PYTORCH:
+            return self._extract_aligned(len(frames), lambda t: cv2.cvtColor(frames[t].bgr(), cv2.COLOR_BGR2GRAY),
+                                         lambda t, box: frames[t].rgb(_clipped(box, frames[t].size)),
+                                         frames[0].size if frames else (0, 0), stream.fps, path, stream.shortfall)
 
         def crops(centres: np.ndarray, scale: float) -> np.ndarray:
             patches, origins = zip(*(frame.rgb(_clipped(crop_source_box(centre, scale, self.size), frame.size))
@@ -340,6 +357,9 @@ class MouthExtractor:
         frames = list(frames)
         if not frames:
             raise ExtractionError("too_short", name, "no frames given")
+        if self.framing == LIPNET_PYTORCH:
+            return self._extract_aligned(len(frames), lambda t: cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY),
+                                         lambda t, box: (frames[t], (0, 0)), frames[0].shape[1::-1], fps, name)
         return self._extract(len(frames), lambda t: cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY),
                              lambda centres, scale: crop_frames(frames, centres, scale, self.size),
                              frames[0].shape[1::-1], fps, name)
@@ -444,6 +464,23 @@ class MouthExtractor:
         scale = self.size[0] / (self.width_ratio * max(float(np.median(widths)), 1.0))
         return MouthClip(crops(centres, scale), centres, scale, examined, found, float(fps), source_size, shortfall,
                          face_width)
+
+    def _extract_aligned(self, count: int, gray: Callable[[int], np.ndarray],
+                         patch: Callable[[int, tuple[int, int, int, int]], tuple[np.ndarray, tuple[int, int]]],
+                         source_size: tuple[int, int], fps: float, name: str | Path,
+                         shortfall: Shortfall | None = None) -> MouthClip:
+        """``_extract`` in LipNet-PyTorch's framing (``utils.video.framing``): every frame's landmarks (those of
+        frames without a face interpolated) give its box, cut from ``patch(t, source box)`` (RGB, and its
+        corner in source pixels), then resized to ``size``. ``scale`` and ``centres`` are the median scale and
+        the boxes' centres; each box is also turned."""
+        track = self._track(count, gray, name)
+        centres, scales, angles = pytorch_geometry(track.every_frame(count))
+        patches, origins = zip(*(patch(t, crop_source_box(centre, scale, PYTORCH_BOX, angle))
+                                 for t, (centre, scale, angle) in enumerate(zip(centres, scales, angles))))
+        boxes = crop_frames(patches, centres - np.asarray(origins, np.float64), scales, PYTORCH_BOX, angles)
+        scale = float(np.median(scales)) * self.size[0] / PYTORCH_BOX[0]
+        return MouthClip(resize_boxes(boxes, self.size), centres, scale, track.examined, track.found, float(fps),
+                         source_size, shortfall, float(np.median(track.face_widths)))
 
 
 def _clipped(box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -34,10 +34,12 @@ import cv2
 import numpy as np
 
 from utils.video.errors import ExtractionError
+from utils.video.framing import LIPNET_PYTORCH, PYTORCH_BOX, pytorch_geometry, resize_boxes
 from utils.video.mouth_extractor import (
     LEFT_CORNER,
     MOUTH,
     RIGHT_CORNER,
+    LandmarkTrack,
     MouthExtractor,
     crop_frames,
     gaussian_smooth,
@@ -175,6 +177,8 @@ class UtteranceReader:
         ex = self.extractor
         good = np.array(sorted(segment.marks))
         marks = np.stack([segment.marks[k] for k in good])
+        if ex.framing == LIPNET_PYTORCH:
+            return self._aligned_crops(segment, good, marks)
         centres = marks[:, MOUTH].mean(axis=1)
         times = np.arange(segment.start, segment.end)
         track = np.stack([np.interp(times, good, centres[:, d]) for d in range(2)], axis=1)
@@ -185,6 +189,17 @@ class UtteranceReader:
         # cv2.resize maps pixel centres: patch p = (x - origin + 0.5) * shrink - 0.5
         in_patch = (track - np.asarray(segment.origins, np.float64) + 0.5) * shrinks[:, None] - 0.5
         return crop_frames(segment.patches, in_patch, scale / shrinks, ex.size), scale
+
+    def _aligned_crops(self, segment: _Segment, good: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, float]:
+        """``_crops`` in LipNet-PyTorch's framing: each frame's landmarks (interpolated between examined frames)
+        give its box (``utils.video.framing``), cut from the patches."""
+        track = LandmarkTrack(good, np.ones(len(good), bool), good - segment.start, marks, np.zeros(len(good)))
+        centres, scales, angles = pytorch_geometry(track.every_frame(segment.end - segment.start))
+        shrinks = np.asarray(segment.shrinks)
+        in_patch = (centres - np.asarray(segment.origins, np.float64) + 0.5) * shrinks[:, None] - 0.5
+        boxes = crop_frames(segment.patches, in_patch, scales / shrinks, PYTORCH_BOX, angles)
+        size = self.extractor.size
+        return resize_boxes(boxes, size), float(np.median(scales)) * size[0] / PYTORCH_BOX[0]
 
     def _utterance(self, face: int, segment: _Segment) -> Utterance:
         frames, scale = self._crops(segment)

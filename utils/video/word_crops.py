@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.video.framing import similarity
 from utils.video.mouth_extractor import MOUTH, MouthExtractor, crop_frames, decode_video, gaussian_smooth
 from utils.video.reader import Shortfall
 
@@ -30,19 +31,6 @@ STABLE_POINTS = (33, 36, 39, 42, 45)  # nose tip, outer and inner corners of bot
 MEAN_FACE = np.array([(0.0, -0.30), (-0.50, -0.89), (-0.21, -0.88), (0.21, -0.88), (0.50, -0.89)])
 EYE_SPAN = 0.8  # outer eye corners apart, in crop widths
 WORD_CROP_SIZE = 96
-
-
-def similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """``(scale, angle, shift)`` of the least-squares similarity ``target ~ scale * R(angle) @ source + shift``
-    (Umeyama, 1991), for (N, 2) point sets; ``R(angle)`` turns x towards y."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    s, t = source - mu_s, target - mu_t
-    cov = t.T @ s / len(source)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-    rotation = u @ sign @ vt
-    scale = float(np.trace(np.diag(d) @ sign) / (s ** 2).sum(1).mean())
-    return scale, float(np.arctan2(rotation[1, 0], rotation[0, 0])), mu_t - scale * rotation @ mu_s
 
 
 def aligned_crops(frames: Sequence[np.ndarray], landmarks: np.ndarray, size: int = WORD_CROP_SIZE,
