@@ -26,6 +26,7 @@ from utils.data.sentence_clips import NUM_FRAMES
 from utils.reading.onnx_network import INPUT, LENGTHS
 from utils.text.alphabet import alphabet_from_record
 from utils.video.reader import MODEL_FPS
+from utils.video.roll import FRAMING
 
 OPSET = 17
 OUTPUT = "log_probs"
@@ -175,6 +176,7 @@ def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[f
                          "frames": NUM_FRAMES, "scale": "pixel / 255, then (value - mean) / std per channel"},
         "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
         "lipnet.frame_rate": float(meta.get("frame_rate") or MODEL_FPS),
+        "lipnet.framing": meta.get(FRAMING),  # how the training crops were cut; null: axis-aligned
         "lipnet.alphabet": alphabet_from_record(meta.get("alphabet")).to_dict(),
         "lipnet.decoder": {"method": decoder.get("method", "greedy"), "beam_width": decoder.get("beam_width"),
                            **{k: decoder[k] for k in ("lm_path", "lm_weight", "word_bonus") if k in decoder}},

@@ -17,6 +17,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from utils.reading.network import Network, NetworkError
 from utils.text.alphabet import alphabet_from_record
 from utils.video.reader import MODEL_FPS
+from utils.video.roll import FRAMING
 
 log = logging.getLogger(__name__)
 INPUT, LENGTHS = "frames", "lengths"
@@ -72,7 +73,7 @@ class OnnxLipNet(Network):
             decoder = info.get("decoder") or {}
             meta = {"decoder": {k: v for k, v in decoder.items() if v is not None}, "config": config,
                     "normalisation": norm, "metrics": info.get("metrics") or {}, "alphabet": alphabet.to_dict(),
-                    "split": info.get("split") or {}, "data": info.get("data") or {}}
+                    "split": info.get("split") or {}, "data": info.get("data") or {}, FRAMING: info.get(FRAMING)}
             super().__init__(config["variant"], config["norm"], int(config["width"]), int(config["height"]),
                              tuple(norm["mean"]), tuple(norm["std"]),
                              float(info.get("frame_rate") or MODEL_FPS),

@@ -31,7 +31,8 @@ class VideoLipreader:
     training data), so the frames need no second resampling; they are normalised by the same lookup
     tables as training batches. Videos are read at the network's frame rate (``frame_rate`` in a
     checkpoint's meta.json or the ONNX file; 25, GRID's, for the original example's parameter file
-    and older checkpoints).
+    and older checkpoints), and cropped as its training crops were (upright when its ``framing`` record
+    says so; axis-aligned for checkpoints without one: ``utils.video.roll``).
     """
 
     def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
@@ -39,6 +40,7 @@ class VideoLipreader:
                  margin: float | None = None, edge_search: float = 0.0) -> None:
         from utils.data.sentence_clips import NUM_FRAMES, Normaliser
         from utils.video.mouth_extractor import MouthExtractor
+        from utils.video.roll import upright_of
         from utils.video.utterances import UtteranceReader
 
         self.network = network
@@ -47,7 +49,7 @@ class VideoLipreader:
         self.lm = lm
         self.fps = network.frame_rate
         self.normaliser = Normaliser(network.mean, network.std)
-        self.extractor = MouthExtractor(size=(network.width, network.height))
+        self.extractor = MouthExtractor(size=(network.width, network.height), upright=upright_of(network.meta))
         self.utterances = UtteranceReader(self.extractor, self.fps,
                                           max_utterance if max_utterance is not None else NUM_FRAMES / self.fps,
                                           margin=margin)
