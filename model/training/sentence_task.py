@@ -101,7 +101,7 @@ class SentenceTask:
         self.val_groups: list[str] = []
         clips = data_loader.discover_clips(args.image_path)
         # How the crops were cut (utils.video.roll), so that reading cuts them alike; None: not recorded.
-        self.framing = data_framing(load_manifest(args.image_path).values(), Path(args.image_path))
+        self.framing = data_framing(load_manifest(args.image_path), Path(args.image_path))
         train_ids, val_ids = data_loader.select_clips(
             clips, args.split, args.train_list, args.val_list, args.speakers, args.val_speakers, args.missing_clips)
         definition = selection_definition(args)

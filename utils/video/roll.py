@@ -17,7 +17,7 @@ trained on axis-aligned crops and is read with them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +56,22 @@ def upright_of(meta: Mapping) -> bool:
     return isinstance(framing, Mapping) and framing.get(UPRIGHT) is True
 
 
-def data_framing(records: Iterable[dict], folder: Path) -> dict | None:
-    """The ``framing`` record of a data set from its manifest's records (``utils/preprocess_data.py``'s
-    clip records hold ``upright``, ``utils/prepare_captions.py``'s video records in their ``settings``):
-    None when none records it (crops made before the setting existed, or published ones: axis-aligned).
-    ValueError naming ``folder`` when its crops were cut both ways, which no checkpoint can be read as."""
-    values = set()
-    for record in records:
-        if record.get("status") == "ok":
-            settings = record.get("settings")
-            values.add(record.get(UPRIGHT, settings.get(UPRIGHT) if isinstance(settings, dict) else None))
+def data_framing(records: Mapping[str, dict], folder: Path) -> dict | None:
+    """The ``framing`` record of a data set from its manifest's records by id (``utils/preprocess_data.py``'s
+    clip records hold ``upright``; ``utils/prepare_captions.py``'s cue records take it from their video's
+    record, which holds it in its ``settings``): None when none records it (crops made before the setting
+    existed, or published ones: axis-aligned). ValueError naming ``folder`` when its crops were cut both
+    ways, which no checkpoint can be read as."""
+    def setting(record: dict) -> object:
+        if UPRIGHT in record:
+            return record[UPRIGHT]
+        settings = record.get("settings")
+        if isinstance(settings, dict):
+            return settings.get(UPRIGHT)
+        video = records.get(record.get("video"))  # type: ignore[arg-type]
+        return setting(video) if isinstance(video, dict) and video is not record else None
+
+    values = {setting(record) for record in records.values() if record.get("status") == "ok"}
     if values <= {None}:
         return None
     upright = {value is True for value in values}  # a clip without the setting was cut axis-aligned
