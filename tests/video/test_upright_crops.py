@@ -148,6 +148,31 @@ def test_preprocessing_records_the_framing_and_a_change_redoes_the_clip(turned_c
     assert "upright crop; false: axis-aligned crops" in " ".join(preprocess("--help").stdout.split())
 
 
+def test_caption_clips_record_the_framing(grid_dir: Path, turned_clips: dict, tmp_path: Path, extractors: dict):
+    src, tgt = tmp_path / "talks", tmp_path / "clips"
+    src.mkdir()
+    (src / "s1.mp4").symlink_to(turned_clips["bbaf2n", 15])
+    (src / "s1.srt").write_text("1\n00:00:00,000 --> 00:00:03,000\nBin blue at F two now\n")
+    reference = extractors[True].extract(grid_dir / "bbaf2n.mpg").frames  # the upright clip's crops
+
+    def prepare(*extra: str) -> float:
+        """Run utils/prepare_captions.py; the mean Pearson r of its clip against the reference."""
+        done = subprocess.run([sys.executable, "utils/prepare_captions.py", f"src_path={src}", f"tgt_path={tgt}",
+                               "n_process=1", *extra], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        frames = load_packed(tgt / "s1/s1_000.npz")
+        n = min(len(frames), len(reference))
+        assert n >= 70
+        return float(pearson(frames[:n], reference[:n]).mean())
+
+    assert prepare() >= 0.9
+    records = load_manifest(tgt)
+    assert records["s1/s1"]["settings"]["upright"] is True and data_framing(records, tgt) == {"upright": True}
+    assert prepare("upright=false") < 0.9  # the setting changed: the clip is cut again, axis-aligned
+    records = load_manifest(tgt)
+    assert records["s1/s1"]["settings"]["upright"] is False and data_framing(records, tgt) == {"upright": False}
+
+
 class _Stub(Network):
     def log_probs(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
