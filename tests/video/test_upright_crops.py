@@ -19,6 +19,7 @@ from utils.data.clip_store import load_packed
 from utils.data.manifest import load_manifest, write_manifest
 from utils.reading.network import Network
 from utils.reading.sentence_videos import VideoLipreader
+from utils.text.grid_text import sentence_from_clip_name
 from utils.video.mouth_extractor import MouthExtractor
 from utils.video.roll import data_framing, roll_angles, turned_growth, upright_of
 from utils.video.utterances import UtteranceReader
@@ -171,6 +172,22 @@ def test_caption_clips_record_the_framing(grid_dir: Path, turned_clips: dict, tm
     assert prepare("upright=false") < 0.9  # the setting changed: the clip is cut again, axis-aligned
     records = load_manifest(tgt)
     assert records["s1/s1"]["settings"]["upright"] is False and data_framing(records, tgt) == {"upright": False}
+
+
+def test_the_model_trained_on_the_shared_clips_reads_them_turned(real_model: dict, turned_clips: dict,
+                                                                 tmp_path: Path):
+    """infer.py on the turned copies, with the model trained on the upright clips (whose checkpoint records
+    upright crops, having been trained on preprocess_data.py's): every sentence read right."""
+    assert json.loads((real_model["model"] / "meta.json").read_text())["framing"] == {"upright": True}
+    for (name, degrees), path in turned_clips.items():
+        (tmp_path / f"{name}_{degrees}.mp4").symlink_to(path)
+    done = subprocess.run([sys.executable, "infer.py", f"model_path={real_model['model']}", f"video={tmp_path}",
+                           "num_gpus=0", "progress=false", "format=json"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    texts = {Path(r["file"]).name: " ".join(u["text"] for u in r["utterances"])
+             for r in map(json.loads, done.stdout.splitlines())}
+    assert texts == {f"{name}_{degrees}.mp4": sentence_from_clip_name(name) for name, degrees in turned_clips}
 
 
 class _Stub(Network):
