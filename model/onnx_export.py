@@ -178,7 +178,8 @@ def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[f
                          "scale": "pixel / 255, then (value - mean) / std per channel"},
         "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
         "lipnet.frame_rate": float(meta.get("frame_rate") or MODEL_FPS),
-        "lipnet.crop": {"framing": framing, "channel_order": channel_order},  # how its crops are cut and ordered
+        # how its crops are cut (with ``upright`` where recorded: utils.video.roll) and ordered
+        "lipnet.crop": {**(meta.get("crop") or {}), "framing": framing, "channel_order": channel_order},
         "lipnet.alphabet": alphabet_from_record(meta.get("alphabet")).to_dict(),
         "lipnet.decoder": {"method": decoder.get("method", "greedy"), "beam_width": decoder.get("beam_width"),
                            **{k: decoder[k] for k in ("lm_path", "lm_weight", "word_bonus") if k in decoder}},

@@ -45,6 +45,15 @@ def transcode(frames: np.ndarray, path: Path, fps: float, size: tuple[int, int] 
     return write_video(path, picked, fps)
 
 
+def turned(frames: np.ndarray, path: Path, degrees: float) -> Path:
+    """The clip with its picture turned ``degrees`` counter-clockwise about the frame's centre (a head tilted
+    in the image plane, as FFmpeg's ``rotate`` filter makes it: black where the turned picture leaves the frame),
+    as H.264."""
+    h, w = frames.shape[1:3]
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    return write_video(path, [cv2.warpAffine(f, matrix, (w, h), flags=cv2.INTER_LINEAR) for f in frames], GRID_FPS)
+
+
 def portrait(frames: np.ndarray, path: Path) -> Path:
     """A portrait video as phones store it: landscape frames turned on their side plus rotation metadata."""
     upright = [cv2.copyMakeBorder(f, 176, 176, 0, 0, cv2.BORDER_CONSTANT, value=(40, 40, 40)) for f in frames]

@@ -87,6 +87,7 @@ class Settings:
     max_duration: float
     margin: float = DEFAULT_MARGIN
     fps: float = MODEL_FPS
+    upright: bool = True  # crops turned with the head's roll (utils.video.roll)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ _settings: Settings | None = None
 def _init_worker(size: tuple[int, int], settings: Settings, parent: int | None) -> None:
     global _extractor, _reader, _settings
     become_worker(parent)
-    _extractor = MouthExtractor(size=size)
+    _extractor = MouthExtractor(size=size, upright=settings.upright)
     _reader = UtteranceReader(_extractor, fps=settings.fps, max_seconds=settings.max_duration,
                               min_seconds=settings.min_duration / 2)
     _settings = settings
@@ -283,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry_failed", type=str2bool, nargs="?", const=True, default=False,
                         help="read again the videos the manifest records as failed from the same video, "
                              "subtitles and settings (default: false, skip them)")
+    parser.add_argument("--upright", type=str2bool, default=True,
+                        help="turn each mouth crop with the head's roll, so a tilted head gives an upright crop; "
+                             "false: axis-aligned crops (default: %(default)s)")
     return parser
 
 
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = Settings(f"{args.size[0]}x{args.size[1]}", args.gap, args.min_duration, args.max_duration,
-                            args.margin)
+                            args.margin, upright=args.upright)
         plan_utterances([], settings.gap, settings.min_duration, settings.max_duration,
                         margin=settings.margin)  # checks the values
         speakers = read_speaker_map(Path(args.speaker)) if args.speaker else None

@@ -4,19 +4,19 @@
 
 Each clip is cropped by ``utils.video.mouth_extractor`` and written atomically, either packed
 (``{tgt}/sN/{clip}.npz``, the default) or as the original example's PNG folders
-(``{tgt}/sN/{clip}/mouth_000.png ...``). ``{tgt}/manifest.jsonl`` records every clip's status
-(``ok`` or a failure reason), its message and frame count, a ``warning`` for an ok clip whose face is
-too small to read well (its crops enlarged more than twice; also listed by the summary), the settings
-that shaped it (size, format, layout, framing) and the identity of its inputs (``utils.data.manifest.file_stamp``:
+(``{tgt}/sN/{clip}/mouth_000.png ...``). ``{tgt}/manifest.jsonl`` records every clip's status (``ok`` or a
+failure reason), its message and frame count, a ``warning`` for an ok clip whose face is too small to read
+well (its crops enlarged more than twice; also listed by the summary), the settings that shaped it (size,
+format, layout, framing, and for GRID's layout ``upright``: crops turned with the head's roll, ``utils.video.roll``;
+training records both in its checkpoints) and the identity of its inputs (``utils.data.manifest.file_stamp``:
 the video's size and modification time); it is appended to after each clip and rewritten atomically at the
 start and end, so a killed run leaves a valid manifest. A rerun skips a clip only when its record has the same
-settings and inputs and its output is there alone (failed ones unless ``--retry_failed``), so an
-interrupted run resumes where it stopped, and a replaced video or another size or format is redone,
-the new output replacing the old. Deciding reads no video. Every output folder is created and
-written to before any video is read. Exit status: 0 when every clip is ok (also on a rerun that
-finds everything done), 1 when some failed, 2 when the input or the output folder is unusable (no
-such folder, no videos, a ``tgt_path`` or speaker folder that cannot be written), 130 when
-interrupted.
+settings and inputs and its output is there alone (failed ones unless ``--retry_failed``), so an interrupted
+run resumes where it stopped, and a replaced video or another size or format is redone, the new output
+replacing the old. Deciding reads no video. Every output folder is created and written to before any video is
+read. Exit status: 0 when every clip is ok (also on a rerun that finds everything done), 1 when some failed, 2
+when the input or the output folder is unusable (no such folder, no videos, a ``tgt_path`` or speaker folder
+that cannot be written), 130 when interrupted.
 
     python utils/preprocess_data.py layout=lrw src_path=data/lipread_mp4 tgt_path=data/lrw
 
@@ -63,13 +63,15 @@ from utils.video.crop_pool import become_worker, worker_results
 from utils.video.framing import DEFAULT_FRAMING, FRAMING_SIZES, FRAMING_STEPS, FRAMINGS
 from utils.video.mouth_extractor import ExtractionError, MouthExtractor
 from utils.video.reader import VIDEO_SUFFIXES, is_video_file
+from utils.video.roll import UPRIGHT
 from utils.video.word_crops import WORD_CROP_SIZE, WordCropper
 
 FORMATS = ("packed", "png")
 LAYOUTS = ("grid", "lrw")
 GRID_FRAMES = 75
 EXPECTED_FRAMES = {"grid": GRID_FRAMES, "lrw": WORD_FRAMES}
-SETTING_DEFAULTS = {"framing": DEFAULT_FRAMING}  # what a record from before a setting existed was made with
+# What a record from before a setting existed was made with: today's framing, cut axis-aligned.
+SETTING_DEFAULTS = {"framing": DEFAULT_FRAMING, UPRIGHT: False}
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,9 @@ def input_stamps(job: Job, layout: str) -> dict[str, dict | None]:
     return stamps
 
 
-def is_done(job: Job, record: dict | None, settings: dict[str, str], retry_failed: bool = False) -> bool:
+def is_done(job: Job, record: dict | None, settings: dict[str, str | bool], retry_failed: bool = False) -> bool:
     """True when the manifest says the clip was made from the same inputs (``input_stamps``: a stat,
-    no video is read) with the same ``settings`` (size, format, layout), and, when it was made ok,
+    no video is read) with the same ``settings`` (size, format, layout, upright), and, when it was made ok,
     its output is still there and alone (no output of the other format beside it). A clip that failed
     counts as done unless ``retry_failed``."""
     if not record or any(record.get(key, SETTING_DEFAULTS.get(key)) != value for key, value in settings.items()):
@@ -149,10 +151,11 @@ def is_done(job: Job, record: dict | None, settings: dict[str, str], retry_faile
 
 
 _extractor: MouthExtractor | WordCropper | None = None
-_settings: dict[str, str] = {}
+_settings: dict[str, str | bool] = {}
 
 
-def _init_worker(size: tuple[int, int], fmt: str, layout: str, framing: str, parent: int | None) -> None:
+def _init_worker(size: tuple[int, int], fmt: str, layout: str, framing: str, upright: bool,
+                 parent: int | None) -> None:
     """Give this process its extractor (dlib's models load once per process, or come with the fork):
     GRID's mouth crops in ``framing``, or the word-level recipe's aligned mouth regions for ``layout`` lrw.
 
@@ -161,13 +164,19 @@ def _init_worker(size: tuple[int, int], fmt: str, layout: str, framing: str, par
     global _extractor, _settings
     become_worker(parent)
     _extractor = (WordCropper(size=size[0]) if layout == "lrw" else
-                  MouthExtractor(size=size, step=FRAMING_STEPS[framing], framing=framing))
-    _settings = clip_settings(size, fmt, layout, framing)
+                  MouthExtractor(size=size, step=FRAMING_STEPS[framing], framing=framing, upright=upright))
+    _settings = clip_settings(size, fmt, layout, framing, upright)
 
 
-def clip_settings(size: tuple[int, int], fmt: str, layout: str, framing: str = DEFAULT_FRAMING) -> dict[str, str]:
-    """The settings that shape a clip's output, as its manifest record holds them."""
-    return {"size": f"{size[0]}x{size[1]}", "format": fmt, "layout": layout, "framing": framing}
+def clip_settings(size: tuple[int, int], fmt: str, layout: str, framing: str = DEFAULT_FRAMING,
+                  upright: bool = True) -> dict[str, str | bool]:
+    """The settings that shape a clip's output, as its manifest record holds them (``upright`` in GRID's
+    layout only: the word-level recipe aligns its regions to a mean face anyway)."""
+    settings: dict[str, str | bool] = {"size": f"{size[0]}x{size[1]}", "format": fmt, "layout": layout,
+                                       "framing": framing}
+    if layout != "lrw":
+        settings[UPRIGHT] = upright
+    return settings
 
 
 def _write_word(job: Job, record: dict) -> None:
@@ -292,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry_failed", type=str2bool, nargs="?", const=True, default=False,
                         help="process again the clips the manifest records as failed from the same video "
                              "and settings (default: false, skip them)")
+    parser.add_argument("--upright", type=str2bool, default=True,
+                        help="turn each mouth crop with the head's roll, so a tilted head gives an upright crop; "
+                             "false: axis-aligned crops, as the original example cut them; grid layout only "
+                             "(default: %(default)s)")
     return parser
 
 
@@ -331,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"error: {tgt}: cannot write the crops and manifest here ({os_reason(err)})", file=sys.stderr)
         return 2
-    settings = clip_settings(args.size, args.format, args.layout, args.framing)
+    settings = clip_settings(args.size, args.format, args.layout, args.framing, args.upright)
     todo = [job for job in jobs if not is_done(job, records.get(job.clip), settings, args.retry_failed)]
     n_process = min(args.n_process, max(len(todo), 1))
     print(f"{len(jobs)} clip(s) under {src}: {len(jobs) - len(todo)} already done or failed before, "
@@ -351,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
     interrupted, write_failure = append_results(
         tgt, records,
-        worker_results(todo, n_process, _init_worker, (args.size, args.format, args.layout, args.framing),
+        worker_results(todo, n_process, _init_worker, (args.size, args.format, args.layout, args.framing, args.upright),
                        process_clip),
         lambda: tqdm(total=len(todo), unit="clip", desc="mouth crops", dynamic_ncols=True), handle)
     failed = summarise(jobs, records, processed, time.perf_counter() - start, EXPECTED_FRAMES[args.layout])

@@ -18,11 +18,13 @@ from model.training.distributed import Workers, combine_evaluations
 from model.training.interruption import StopFlag
 from model.training.state import Start
 from utils.data import splits
+from utils.data.manifest import load_manifest
 from utils.scoring.sentence_evaluation import Evaluation, score_batch
 from utils.scoring.sentence_metrics import GroupedErrorRates
 from utils.text.alphabet import GRID, Alphabet, choose_alphabet
 from utils.text.lm_decoder import LMDecoder, lm_decoder_for
 from utils.video.framing import recorded_crop
+from utils.video.roll import data_upright
 
 log = logging.getLogger("lipnet")
 
@@ -99,6 +101,8 @@ class SentenceTask:
         self.args = args
         self.val_groups: list[str] = []
         clips = data_loader.discover_clips(args.image_path)
+        # Whether the crops were turned upright (utils.video.roll), so that reading cuts them alike; {}: not recorded.
+        self.upright = data_upright(load_manifest(args.image_path), Path(args.image_path))
         train_ids, val_ids = data_loader.select_clips(
             clips, args.split, args.train_list, args.val_list, args.speakers, args.val_speakers, args.missing_clips)
         definition = selection_definition(args)
@@ -248,5 +252,5 @@ class SentenceTask:
 
     def meta(self) -> dict:
         return {"normalisation": {"mean": self.mean, "std": self.std}, "decoder": self.decoder,
-                "crop": {"framing": self.framing, "channel_order": self.channel_order},
+                "crop": {"framing": self.framing, "channel_order": self.channel_order, **self.upright},
                 "split": self.selection, "alphabet": self.alphabet.to_dict()}

@@ -149,8 +149,9 @@ def test_records_from_before_the_framing_setting_count_as_the_default_framing(tm
     job = Job("s1/x", video, tmp_path / "out/s1/x.npz")
     record = {"clip": "s1/x", "status": "failed", "size": "100x50", "format": "packed", "layout": "grid",
               "inputs": input_stamps(job, "grid")}
-    assert is_done(job, record, clip_settings((100, 50), "packed", "grid"))
-    assert not is_done(job, record, clip_settings((100, 50), "packed", "grid", "lipnet_pytorch"))
+    assert is_done(job, record, clip_settings((100, 50), "packed", "grid", upright=False))  # cut axis-aligned
+    assert not is_done(job, record, clip_settings((100, 50), "packed", "grid", "lipnet_pytorch", upright=False))
+    assert not is_done(job, record, clip_settings((100, 50), "packed", "grid"))  # upright now: cut again
 
 
 def test_bgr_networks_get_the_channels_reversed():

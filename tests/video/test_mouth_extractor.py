@@ -109,8 +109,10 @@ def test_crop_pixels_are_the_frame_at_the_documented_geometry(extracted, rgb_fra
     u, v = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
     for t in (0, 37, 74):
         cx, cy = clip.centres[t]
-        map_x = (cx + (u - (W - 1) / 2) / clip.scale).astype(np.float32)
-        map_y = (cy + (v - (H - 1) / 2) / clip.scale).astype(np.float32)
+        cos, sin = np.cos(clip.angles[t]), np.sin(clip.angles[t])  # the crop turned with the head (upright)
+        du, dv = (u - (W - 1) / 2) / clip.scale, (v - (H - 1) / 2) / clip.scale
+        map_x = (cx + cos * du - sin * dv).astype(np.float32)
+        map_y = (cy + sin * du + cos * dv).astype(np.float32)
         expected = cv2.remap(rgb_frames[name][t], map_x, map_y, cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_REPLICATE)
         assert np.abs(expected.astype(int) - clip.frames[t]).mean() < 1.0

@@ -27,11 +27,13 @@ _IN_FLIGHT = 2  # utterances read by the network while the video goes on (their 
 class VideoLipreader:
     """Raw video to sentence with one mouth extractor and one network, both reused across videos.
 
-    The extractor crops straight at the network's input size and in its framing (``framing``, by default the
-    checkpoint's; as utils/preprocess_data.py does for training data), so the frames need no second
-    resampling; they are normalised by the same lookup tables as training batches, in the network's channel
-    order. Videos are read at the network's frame rate (``frame_rate`` in a checkpoint's meta.json or the
-    ONNX file; 25, GRID's, for the original example's parameter file and older checkpoints).
+    The extractor crops straight at the network's input size (as utils/preprocess_data.py does for
+    training data), so the frames need no second resampling; they are normalised by the same lookup
+    tables as training batches. Videos are read at the network's frame rate (``frame_rate`` in a
+    checkpoint's meta.json or the ONNX file; 25, GRID's, for the original example's parameter file
+    and older checkpoints), and cropped as its training crops were: in its framing (``framing``, by default
+    the checkpoint's), upright when its ``crop`` record says so (axis-aligned for checkpoints without one:
+    ``utils.video.roll``), in the network's channel order.
     """
 
     def __init__(self, network: Network, decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
@@ -39,6 +41,7 @@ class VideoLipreader:
                  margin: float | None = None, edge_search: float = 0.0, framing: str | None = None) -> None:
         from utils.data.sentence_clips import NUM_FRAMES, Normaliser
         from utils.video.mouth_extractor import MouthExtractor
+        from utils.video.roll import upright_of
         from utils.video.utterances import UtteranceReader
 
         self.network = network
@@ -47,7 +50,8 @@ class VideoLipreader:
         self.lm = lm
         self.fps = network.frame_rate
         self.normaliser = Normaliser(network.mean, network.std, network.channel_order)
-        self.extractor = MouthExtractor(size=(network.width, network.height), framing=framing or network.framing)
+        self.extractor = MouthExtractor(size=(network.width, network.height), framing=framing or network.framing,
+                                        upright=upright_of(network.meta))
         self.utterances = UtteranceReader(self.extractor, self.fps,
                                           max_utterance if max_utterance is not None else NUM_FRAMES / self.fps,
                                           margin=margin)

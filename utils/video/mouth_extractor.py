@@ -18,6 +18,9 @@ frame, about 5.9 s per GRID clip, and cropped each frame at its own jittering ce
 - Examined frames where the detector finds no face get no landmarks: the crop track there, and on
   the frames between examined ones, is interpolated from the neighbours, then smoothed with a
   Gaussian so the crop does not jitter from frame to frame.
+- With ``upright`` (the default) the crop turns with the head's roll, measured from the eyes and
+  smoothed like the centre (``utils.video.roll``), so a tilted head gives an upright mouth crop;
+  without it crops are cut axis-aligned, as the original example's were.
 - One scale per clip, from the median mouth width, so lip motion is not confused with zooming.
   ``width_ratio`` (crop width over mouth-corner distance) defaults to the framing the original
   example produced on GRID, so crops made here and its published crops are interchangeable.
@@ -55,6 +58,7 @@ from utils.video.framing import (
     resize_boxes,
 )
 from utils.video.reader import MODEL_FPS, Shortfall, read_frames
+from utils.video.roll import roll_angles
 
 MOUTH = slice(48, 68)  # the 20 mouth points of the 68-landmark scheme
 LEFT_CORNER, RIGHT_CORNER = 48, 54
@@ -76,7 +80,8 @@ class MouthClip:
     """Mouth crops of one clip and where they came from.
 
     Geometry: crop pixel ``(u, v)`` of frame ``t`` shows source pixel
-    ``(x, y) = centres[t] + ((u, v) - ((W - 1) / 2, (H - 1) / 2)) / scale``.
+    ``(x, y) = centres[t] + R(angles[t]) ((u, v) - ((W - 1) / 2, (H - 1) / 2)) / scale``, R turning by
+    the angle (no turn when ``angles`` is None).
     """
 
     frames: np.ndarray  # (T, H, W, 3) RGB uint8
@@ -88,6 +93,7 @@ class MouthClip:
     source_size: tuple[int, int]  # (width, height) of the source frames
     shortfall: Shortfall | None = None  # the file was truncated or damaged, read only in part
     face_width: float = 0.0  # median width (source pixels) of the face boxes found
+    angles: np.ndarray | None = None  # (T,) radians each crop is turned by (``upright``); None: axis-aligned
 
     @property
     def missed(self) -> int:
@@ -302,6 +308,7 @@ class MouthExtractor:
         min_face_fraction: float = 0.7,
         predictor_path: str | Path | None = None,
         framing: str = DEFAULT_FRAMING,
+        upright: bool = True,
     ) -> None:
         """Load dlib's models (once per process) and keep the settings.
 
@@ -310,8 +317,10 @@ class MouthExtractor:
         frames. width_ratio: crop width over the clip's median mouth width. min_frames: fewer
         decoded frames are rejected as too_short. min_face_fraction: the share of examined frames
         that must show a face, else no_face / few_faces. framing: a name of ``utils.video.framing``;
-        ``lipnet_pytorch`` aligns each frame to LipNet-PyTorch's mean face instead (smooth and
-        width_ratio then do not apply).
+        ``lipnet_pytorch`` aligns each frame to LipNet-PyTorch's mean face instead (smooth, width_ratio
+        and upright then do not apply: its alignment turns every crop already). upright: turn each crop
+        with the head's roll (``utils.video.roll``); False cuts them axis-aligned, as checkpoints that
+        record no upright crops want.
         """
         if size[0] <= 0 or size[1] <= 0:
             raise ValueError(f"crop size must be positive, got {size}")
@@ -326,6 +335,7 @@ class MouthExtractor:
         self.width_ratio = PYTORCH_WIDTH_RATIO if framing == LIPNET_PYTORCH else width_ratio
         self.min_frames = min_frames
         self.min_face_fraction = min_face_fraction
+        self.upright = upright
         self.detector, self.predictor = load_models(predictor_path)
 
     def extract(self, path: str | Path) -> MouthClip:
@@ -343,10 +353,11 @@ class MouthExtractor:
                                          lambda t, box: frames[t].rgb(_clipped(box, frames[t].size)),
                                          frames[0].size if frames else (0, 0), stream.fps, path, stream.shortfall)
 
-        def crops(centres: np.ndarray, scale: float) -> np.ndarray:
-            patches, origins = zip(*(frame.rgb(_clipped(crop_source_box(centre, scale, self.size), frame.size))
-                                     for frame, centre in zip(frames, centres)))
-            return crop_frames(patches, centres - np.asarray(origins, np.float64), scale, self.size)
+        def crops(centres: np.ndarray, scale: float, angles: np.ndarray | None) -> np.ndarray:
+            turns = np.zeros(len(centres)) if angles is None else angles
+            patches, origins = zip(*(frame.rgb(_clipped(crop_source_box(centre, scale, self.size, a), frame.size))
+                                     for frame, centre, a in zip(frames, centres, turns)))
+            return crop_frames(patches, centres - np.asarray(origins, np.float64), scale, self.size, angles)
 
         return self._extract(len(frames), lambda t: cv2.cvtColor(frames[t].bgr(), cv2.COLOR_BGR2GRAY), crops,
                              frames[0].size if frames else (0, 0), stream.fps, path, stream.shortfall)
@@ -361,7 +372,7 @@ class MouthExtractor:
             return self._extract_aligned(len(frames), lambda t: cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY),
                                          lambda t, box: (frames[t], (0, 0)), frames[0].shape[1::-1], fps, name)
         return self._extract(len(frames), lambda t: cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY),
-                             lambda centres, scale: crop_frames(frames, centres, scale, self.size),
+                             lambda centres, scale, angles: crop_frames(frames, centres, scale, self.size, angles),
                              frames[0].shape[1::-1], fps, name)
 
     # -- detection -----------------------------------------------------------------------------------
@@ -450,9 +461,9 @@ class MouthExtractor:
                              np.array([landmarks[t][0][2] - landmarks[t][0][0] for t in good]))
 
     def _extract(self, count: int, gray: Callable[[int], np.ndarray],
-                 crops: Callable[[np.ndarray, float], np.ndarray], source_size: tuple[int, int], fps: float,
-                 name: str | Path, shortfall: Shortfall | None = None) -> MouthClip:
-        """The crops of ``count`` frames (RGB ``crops(centres, scale)``) from the track of their grey images."""
+                 crops: Callable[[np.ndarray, float, np.ndarray | None], np.ndarray], source_size: tuple[int, int],
+                 fps: float, name: str | Path, shortfall: Shortfall | None = None) -> MouthClip:
+        """The crops of ``count`` frames (RGB ``crops(centres, scale, angles)``) from the track of their grey images."""
         track = self._track(count, gray, name)
         examined, found, good, mouths = track.examined, track.found, track.good, track.points
         face_width = float(np.median(track.face_widths))
@@ -462,8 +473,16 @@ class MouthExtractor:
         centres = gaussian_smooth(track, self.smooth)
         widths = np.hypot(*(mouths[:, RIGHT_CORNER] - mouths[:, LEFT_CORNER]).T)
         scale = self.size[0] / (self.width_ratio * max(float(np.median(widths)), 1.0))
-        return MouthClip(crops(centres, scale), centres, scale, examined, found, float(fps), source_size, shortfall,
-                         face_width)
+        angles = self.roll(times, good, mouths)
+        return MouthClip(crops(centres, scale, angles), centres, scale, examined, found, float(fps), source_size,
+                         shortfall, face_width, angles)
+
+    def roll(self, times: np.ndarray, good: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+        """The crops' angles at ``times`` from the landmarks ``points`` of frames ``good``: the head's roll
+        interpolated and smoothed like the centre; None (axis-aligned) unless ``upright``."""
+        if not self.upright:
+            return None
+        return gaussian_smooth(np.interp(times, good, roll_angles(points))[:, None], self.smooth)[:, 0]
 
     def _extract_aligned(self, count: int, gray: Callable[[int], np.ndarray],
                          patch: Callable[[int, tuple[int, int, int, int]], tuple[np.ndarray, tuple[int, int]]],

@@ -20,7 +20,8 @@ A stretch where the mouth moves on fewer than ``min_seconds / 2`` (silence) is n
 
 The crops of an utterance are made as ``MouthExtractor`` makes a clip's: landmarks on every
 ``step``-th frame, the mouth centre interpolated between them and smoothed with a Gaussian, one
-scale from the median mouth width; ``crop_frames`` then samples them from the patches.
+scale from the median mouth width, turned with the head's roll when the extractor is ``upright``;
+``crop_frames`` then samples them from the patches.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from utils.video.mouth_extractor import (
     small_face_note,
 )
 from utils.video.reader import MODEL_FPS, Frame, Shortfall, read_frames
+from utils.video.roll import roll_angles, turned_growth
 from utils.video.tracks import FaceTracker
 
 CUT_LEVEL = 10.0  # thumbnail difference (grey levels) that is a scene cut ...
@@ -161,6 +163,10 @@ class UtteranceReader:
         width = max(float(np.hypot(*(landmarks[RIGHT_CORNER] - landmarks[LEFT_CORNER]))), 4.0)
         crop_w = self.extractor.width_ratio * width  # source pixels the crop will span
         half_w, half_h = _PATCH_HALF[0] * crop_w + 4, _PATCH_HALF[1] * crop_w + 4
+        if self.extractor.upright:  # room for the crop turned with the head
+            grow_w, grow_h = turned_growth(crop_w, crop_w * self.extractor.size[1] / self.extractor.size[0],
+                                           float(roll_angles(landmarks[None])[0]))
+            half_w, half_h = half_w + grow_w, half_h + grow_h
         patch, origin = frame.rgb((int(cx - half_w), int(cy - half_h), int(cx + half_w) + 1, int(cy + half_h) + 1))
         factor = int(crop_w // (_PATCH_MIN * self.extractor.size[0]))
         height, width = patch.shape[:2]
@@ -188,7 +194,7 @@ class UtteranceReader:
         shrinks = np.asarray(segment.shrinks)
         # cv2.resize maps pixel centres: patch p = (x - origin + 0.5) * shrink - 0.5
         in_patch = (track - np.asarray(segment.origins, np.float64) + 0.5) * shrinks[:, None] - 0.5
-        return crop_frames(segment.patches, in_patch, scale / shrinks, ex.size), scale
+        return crop_frames(segment.patches, in_patch, scale / shrinks, ex.size, ex.roll(times, good, marks)), scale
 
     def _aligned_crops(self, segment: _Segment, good: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, float]:
         """``_crops`` in LipNet-PyTorch's framing: each frame's landmarks (interpolated between examined frames)
