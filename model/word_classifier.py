@@ -30,6 +30,7 @@ class WordClassifier:
         self.region = region  # side of the mouth regions it was trained on (crops are cut from them)
         self.ctxs = ctxs
         self.source = source
+        self.crop = net.config.size  # side of the network's input, cut from the centre of the region
         prepare_word_net(net, ctxs)
 
     @classmethod
@@ -55,6 +56,7 @@ class WordClassifier:
         set_parameters(net, contents.arrays, contents.source, ctxs)
         return cls(net, words, ctxs, str(contents.folder), int(contents.meta.get("region", WORD_CROP_SIZE)),
                    contents.meta)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         lengths = np.full(len(batch), batch.shape[2], np.float32)
         ctxs = self.ctxs[: len(batch)]
