@@ -391,17 +391,17 @@ def score_word_set(args: argparse.Namespace, classifier: WordClassifier | OnnxWo
         predictions: list = []
         scores = evaluate_words(classifier.net, loader, classifier.words, classifier.ctxs, progress=progress,
                                 predictions=predictions)
-        clips, unreadable, problems = dataset.clips, dataset.unreadable, dataset.problems
+        read_clips, unreadable, problems = dataset.clips, dataset.unreadable, dataset.problems
     else:
         from utils.reading.onnx_words import read_word_set
 
         reading = read_word_set(classifier, args.image_path, split, classifier.words, classifier.crop,
                                 args.batch_size, progress)
         scores, predictions = reading.scores, reading.predictions
-        clips, unreadable, problems = reading.clips, reading.unreadable, reading.problems
+        read_clips, unreadable, problems = reading.clips, reading.unreadable, reading.problems
     failed = len(unreadable) + len(problems)
     if unreadable:
-        print(f"error: {len(unreadable)} of {len(clips)} clips could not be read (named above)", file=sys.stderr)
+        print(f"error: {len(unreadable)} of {len(read_clips)} clips could not be read (named above)", file=sys.stderr)
     if problems:
         print(f"error: {len(problems)} word folders were left out (named above)", file=sys.stderr)
     print(f"top-1 {scores.accuracy:.4f}  top-5 {scores.top5_accuracy:.4f}  ({scores.clips} clips, {split})")
@@ -410,7 +410,7 @@ def score_word_set(args: argparse.Namespace, classifier: WordClassifier | OnnxWo
     for said, read, count in scores.confused_pairs(10):
         print(f"  confused: {said} read as {read} x{count}")
     if args.out is not None:
-        results = [ClipResult(clips[i].clip_id, classifier.words[p], classifier.words[t])
+        results = [ClipResult(read_clips[i].clip_id, classifier.words[p], classifier.words[t])
                    for i, t, p, *_ in predictions]
         details = {"model": classifier.source, "clips": f"{scores.clips} read",
                    "top-1": f"{scores.accuracy:.4f}", "top-5": f"{scores.top5_accuracy:.4f}"}

@@ -207,16 +207,19 @@ def word_onnx(imported: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_infer_scores_an_lrw_set_and_reads_videos_alike_with_the_onnx_file(imported: dict, word_onnx: Path,
-                                                                          word_set: Path, grid_dir: Path):
+                                                                          word_set: Path, grid_dir: Path,
+                                                                          tmp_path: Path):
     scored = {}
     for model in (imported["swish"], word_onnx):
         result = run("infer.py", f"model_path={model}", f"image_path={word_set}", "data_type=test", "num_gpus=0",
-                     "progress=false", "batch_size=3")
+                     "progress=false", "batch_size=3", f"out={tmp_path / model.stem}")
         # The set holds 2 of the model's 12 words: the other 10 are named, and the run says so (exit 1).
         assert result.returncode == 1 and "error: 10 word folders were left out" in result.stderr, result.stderr
         assert "(4 clips, test)" in result.stdout
         scored[model] = result.stdout
     assert scored[imported["swish"]] == scored[word_onnx]
+    for name in ("words.csv", "predictions.csv"):
+        assert (tmp_path / "swish" / name).read_text() == (tmp_path / "tcn_words" / name).read_text()
     read = {}
     for model in (imported["swish"], word_onnx):
         result = run("infer.py", f"model_path={model}", f"video={grid_dir}", "num_gpus=0", "progress=false",
