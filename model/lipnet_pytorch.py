@@ -94,9 +94,9 @@ def convert(state: Mapping[str, np.ndarray], source: str | Path) -> tuple[LipNet
     return config, arrays
 
 
-def import_checkpoint(state: Mapping[str, np.ndarray], source: Path, out: str | Path, container: str) -> Path:
+def import_checkpoint(state: Mapping[str, np.ndarray], source: Path, out: str | Path, layout: str) -> Path:
     """Write ``out`` as our checkpoint of the LipNet-PyTorch state dict ``state`` read from ``source``
-    (``container``: the torch file layout it was read from); returns the folder."""
+    (``layout``: the torch file layout it was read from, ``zip`` or ``legacy``); returns the folder."""
     config, arrays = convert(state, source)
     net = LipNet(config)
     set_parameters(net, {name: mx.nd.array(array) for name, array in arrays.items()}, source, mx.cpu())
@@ -107,7 +107,7 @@ def import_checkpoint(state: Mapping[str, np.ndarray], source: Path, out: str | 
         "alphabet": GRID.to_dict(),
         "decoder": {"method": "greedy"},  # LipNet-PyTorch's own decoding (ctc_arr2txt)
         "metrics": {},  # nothing measured here; the publisher's figures are in "imported_from"
-        "imported_from": {"kind": KIND, "file": source.name, **file_record(source), "container": container,
+        "imported_from": {"kind": KIND, "file": source.name, **file_record(source), "layout": layout,
                           "repository": REPOSITORY, "licence": LICENCE, "published_wer": PUBLISHED_WER,
                           "class_order": "theirs: 0 blank, 1 space, 2-27 A-Z; reordered to a-z, space, blank"},
     }

@@ -168,10 +168,13 @@ def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[f
                      source: str) -> dict[str, object]:
     """What reading with the ONNX file alone needs, from a checkpoint's config and description."""
     decoder = dict(meta.get("decoder") or {"method": "greedy"})
+    crop = meta.get("crop") or {}  # an imported network's crop framing and channel order (model/lipnet_pytorch.py)
     return {
         "lipnet.version": METADATA_VERSION,
         "lipnet.config": config.to_dict(),
-        "lipnet.input": {"layout": "NCTHW", "colour": "RGB", "height": config.height, "width": config.width,
+        "lipnet.crop": crop,
+        "lipnet.input": {"layout": "NCTHW", "colour": str(crop.get("channel_order", "rgb")).upper(),
+                         "height": config.height, "width": config.width,
                          "frames": NUM_FRAMES, "scale": "pixel / 255, then (value - mean) / std per channel"},
         "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
         "lipnet.frame_rate": float(meta.get("frame_rate") or MODEL_FPS),

@@ -24,13 +24,21 @@ if __package__ in (None, ""):  # run as a file: find the project's packages
     import _bootstrap  # noqa: F401
 
 import argparse
+from types import ModuleType
 
 from utils.runtime.cli import parse_args, str2bool
 
-# Each kind of file and the module that imports it: its ``recognises(state)`` says whether a state dict is its
-# network's, its ``import_checkpoint(state, source, out, layout, **options)`` writes the checkpoint, taking the
-# flags its ``OPTIONS`` names (if any).
-KINDS = {"lipnet_pytorch": "model.lipnet_pytorch", "tcn": "model.tcn_weights"}
+# The kinds of file this imports, each by a module of model/ (see ``importers``).
+KINDS = ("lipnet_pytorch", "tcn")
+
+
+def importers() -> dict[str, ModuleType]:
+    """Each kind's module: its ``recognises(state)`` says whether a state dict is its network's, its
+    ``import_checkpoint(state, source, out, layout, **options)`` writes the checkpoint, taking the flags its
+    ``OPTIONS`` names (if any). Imported when a file is imported, so that ``--help`` needs no MXNet."""
+    from model import lipnet_pytorch, tcn_weights
+
+    return {module.KIND: module for module in (lipnet_pytorch, tcn_weights)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,12 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _importer(kind: str) -> object:
-    import importlib
-
-    return importlib.import_module(KINDS[kind])
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     from utils.runtime.atomic import NotWritableError, ensure_writable_dir
@@ -79,17 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}" if isinstance(err, TorchFileError) else f"error: {source}: cannot read ({err})",
               file=sys.stderr)
         return 2
-    kind = args.kind
+    kind, modules = args.kind, importers()
     if kind == "auto":
-        kind = next((name for name in KINDS if _importer(name).recognises(state)), None)
+        kind = next((name for name in KINDS if modules[name].recognises(state)), None)
         if kind is None:
             print(f"error: {source}: a state dict of {len(state)} tensors ({', '.join(list(state)[:4])}, ...) "
                   f"that none of {', '.join(KINDS)} recognises; give kind= to see what differs", file=sys.stderr)
             return 2
     try:
-        importer = _importer(kind)
-        options = {name: getattr(args, name) for name in getattr(importer, "OPTIONS", ())}
-        folder = importer.import_checkpoint(state, source, out, file_layout(source), **options)
+        options = {name: getattr(args, name) for name in getattr(modules[kind], "OPTIONS", ())}
+        folder = modules[kind].import_checkpoint(state, source, out, file_layout(source), **options)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

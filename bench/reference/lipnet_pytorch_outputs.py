@@ -9,7 +9,8 @@ reads back exactly those weights from each, loads them (``strict=True``) into Li
 model.py defines it (names ``conv1..3``, ``gru1``, ``gru2``, ``FC``; ReLU, Dropout3d and max-pooling after each
 convolution; log-softmax over its 28 classes, blank first) for 128x64 input, and saves the network's
 log-probabilities (N, T, 28), in its own class order, on the seeded clips in eval mode. The tests compare the
-imported network's (reordered) against them within 1e-4.
+imported network's (reordered) against them within 1e-4. With ``fixtures=true`` it also saves, with torch.save
+itself, the tiny files of ``tests/weights/torch_fixtures.py`` that the reader's tests read.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from tests.weights.lipnet_pytorch_case import GRU_INPUT, HIDDEN, REFERENCE, clips, state_dict
+from tests.weights.torch_fixtures import FOLDER, LAYOUT_FILES, fixture_state
 from tests.weights.torch_writer import write_torch_file
-from utils.runtime.cli import parse_args
+from utils.runtime.cli import parse_args, str2bool
 
 
 def lipnet_pytorch() -> object:
@@ -59,6 +61,9 @@ def lipnet_pytorch() -> object:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REFERENCE), help="the .npz to write (default: %(default)s)")
+    parser.add_argument("--fixtures", type=str2bool, default=True,
+                        help=f"also write torch's own files of a tiny state dict in both layouts to {FOLDER} "
+                             "(default: true)")
     return parser
 
 
@@ -85,7 +90,22 @@ def main(argv: list[str] | None = None) -> int:
              clips_sum=np.float64(data.astype(np.float64).sum()),
              weights_sum=np.float64(sum(float(np.abs(v).astype(np.float64).sum()) for v in state.values())))
     print(f"wrote {args.out}: log-probabilities {log_probs.shape} with torch {torch.__version__}")
+    if args.fixtures:
+        write_fixtures()
     return 0
+
+
+def write_fixtures() -> None:
+    """``tests/assets/torch_files``: ``fixture_state()`` and two views of its conv weight saved by torch itself."""
+    import torch
+
+    state = {name: torch.from_numpy(array) for name, array in fixture_state().items()}
+    flat = state["conv.weight"].view(4, -1)
+    state["row"], state["transposed"] = flat[1], flat.t()  # views: saved as offsets and strides in one storage
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    for layout, path in LAYOUT_FILES.items():
+        torch.save(state, path, _use_new_zipfile_serialization=layout == "zip")
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

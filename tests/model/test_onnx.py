@@ -132,6 +132,7 @@ def test_the_file_is_checked_has_dynamic_axes_and_carries_what_reading_needs(tmp
     assert {n.op_type for n in model.graph.node} >= {"Conv", "GRU", "LogSoftmax"}
     meta = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert meta["lipnet.input"]["height"] == 32 and meta["lipnet.input"]["width"] == 64
+    assert meta["lipnet.input"]["colour"] == "RGB" and meta["lipnet.crop"] == {}  # our own crops' framing
     assert meta["lipnet.normalisation"] == {"mean": list(MEAN), "std": list(STD)}
     assert meta["lipnet.frame_rate"] == 30 and meta["lipnet.alphabet"]["characters"] == "abcdefghijklmnopqrstuvwxyz "
     assert meta["lipnet.decoder"]["method"] == "greedy"

@@ -51,17 +51,29 @@ class Call:
 
 @dataclass
 class Strided:
-    """A tensor of ``shape`` and ``stride`` (elements) at ``offset`` in a storage holding the 1-D ``base``."""
+    """A tensor of ``shape`` and ``stride`` (elements) at ``offset`` in a storage holding the 1-D ``base``;
+    ``storage`` names torch's storage class where the dtype's own is not the one (``BFloat16Storage`` of
+    uint16 bits); ``view`` = (start, size) makes the tensor's storage a view of that part of the base's (the
+    legacy layout's storage views, of torch before 1.0), ``offset`` then counting from its start."""
 
     base: np.ndarray
     offset: int
     shape: tuple
     stride: tuple
+    storage: str | None = None
+    view: tuple[int, int] | None = None
 
 
 class _Storage:
-    def __init__(self, key: str, data: np.ndarray) -> None:
-        self.key, self.data = key, data  # 1-D; views of one base array share its storage
+    def __init__(self, key: str, data: np.ndarray, name: str) -> None:
+        self.key, self.data, self.name = key, data, name  # 1-D; views of one base array share its storage
+        self.view: tuple | None = None  # (view key, start, size) of a storage view
+
+
+class _View(_Storage):
+    def __init__(self, root: _Storage, start: int, size: int) -> None:
+        super().__init__(root.key, root.data, root.name)
+        self.view = (f"view{start}-{size}", start, size)
 
 
 class _Pickler(pickle._Pickler):  # the Python pickler: its save() can write a GLOBAL of any name
@@ -83,17 +95,20 @@ class _Pickler(pickle._Pickler):  # the Python pickler: its save() can write a G
                             tuple(int(np.prod(value.shape[i + 1:])) for i in range(value.ndim)))
         storage = next((s for s in self.storages.values() if s.data is value.base), None)
         if storage is None:
-            storage = _Storage(str(len(self.storages)), value.base)
+            storage = _Storage(str(len(self.storages)), value.base,
+                               value.storage or STORAGE_NAMES[value.base.dtype])
             self.storages[storage.key] = storage
+        if value.view is not None:
+            storage = _View(storage, *value.view)
         return Call(Global("torch._utils", "_rebuild_tensor_v2"),
                     (storage, value.offset, tuple(value.shape), tuple(value.stride), False, OrderedDict()))
 
     def persistent_id(self, obj: object) -> tuple | None:
         if not isinstance(obj, _Storage):
             return None
-        kind = Global("torch", STORAGE_NAMES[obj.data.dtype])
+        kind = Global("torch", obj.name)
         if self.legacy:
-            return "storage", kind, obj.key, "cpu", obj.data.size, None
+            return "storage", kind, obj.key, "cpu", obj.data.size, obj.view
         return "storage", kind, obj.key, "cpu", obj.data.size
 
 
@@ -104,27 +119,31 @@ def pickled(obj: object, legacy: bool = False) -> tuple[bytes, dict[str, np.ndar
     return buffer.getvalue(), {key: s.data for key, s in storages.items()}
 
 
-def write_torch_file(obj: object, path: str | Path, layout: str = "zip") -> Path:
-    """Write ``obj`` to ``path`` in torch.save's ``"zip"`` or ``"legacy"`` layout."""
+def write_torch_file(obj: object, path: str | Path, layout: str = "zip", byteorder: str = "little") -> Path:
+    """Write ``obj`` to ``path`` in torch.save's ``"zip"`` or ``"legacy"`` layout, as a machine of ``byteorder``
+    (``"little"`` or ``"big"``) writes it."""
     path = Path(path)
     data, storages = pickled(obj, legacy=layout == "legacy")
+    order = "<" if byteorder == "little" else ">"
+
+    def raw(array: np.ndarray) -> bytes:
+        return array.astype(array.dtype.newbyteorder(order)).tobytes()
+
     if layout == "zip":
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
             archive.writestr("archive/data.pkl", data)
-            archive.writestr("archive/byteorder", "little")
+            archive.writestr("archive/byteorder", byteorder)
             for key, array in storages.items():
-                archive.writestr(f"archive/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes())
+                archive.writestr(f"archive/data/{key}", raw(array))
             archive.writestr("archive/version", "3\n")
         return path
     with open(path, "wb") as f:
         for header in (MAGIC_NUMBER, PROTOCOL_VERSION,
-                       {"protocol_version": PROTOCOL_VERSION, "little_endian": True,
+                       {"protocol_version": PROTOCOL_VERSION, "little_endian": byteorder == "little",
                         "type_sizes": {"short": 2, "int": 4, "long": 4}}):
             pickle.dump(header, f, protocol=2)
         f.write(data)
         pickle.dump(sorted(storages), f, protocol=2)
         for key in sorted(storages):
-            array = storages[key]
-            f.write(struct.pack("<q", array.size))
-            f.write(array.astype(array.dtype.newbyteorder("<")).tobytes())
+            f.write(struct.pack(f"{order}q", storages[key].size) + raw(storages[key]))
     return path

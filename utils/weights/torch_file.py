@@ -21,6 +21,7 @@ files) is ``NotATorchFile`` saying what the file is.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
 import zipfile
@@ -34,7 +35,8 @@ import numpy as np
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy file
 PROTOCOL_VERSION = 1001
-MAX_ELEMENTS = 1 << 32  # a tensor larger than this is a hostile or damaged file, not a network's weights
+MAX_INFLATION = 64  # the most a zip member may inflate (torch's are stored: 1)
+BROADCAST_ELEMENTS = 1 << 20  # the most elements a tensor may have beyond its storage's (a broadcast view)
 # torch's storage classes and the NumPy types of their elements (bfloat16 is widened to float32).
 STORAGE_DTYPES = {
     "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "BFloat16Storage": "bfloat16",
@@ -56,9 +58,12 @@ class UnsafePickle(TorchFileError):
     """A pickle that asks for a global a saved state dict never needs; nothing it asked for has run."""
 
     def __init__(self, source: str | Path, global_name: str) -> None:
+        hint = ""
+        if global_name.startswith(("torch.nn.", "__torch__.", "__main__.")):
+            hint = " (a whole pickled model? save its state_dict() with torch.save instead)"
         super().__init__(f"{source}: refused: its pickle asks for {global_name}, which a saved state dict never "
                          "needs (only tensors, storages, OrderedDict and NumPy scalars are rebuilt); nothing it "
-                         "asked for was run")
+                         f"asked for was run{hint}")
         self.global_name = global_name
 
 
@@ -180,9 +185,7 @@ def _load_pickle(file: BinaryIO, source: str | Path, persistent: Callable[[tuple
     """One pickle from ``file``; UnsafePickle as it is, anything else going wrong a TorchFileError."""
     try:
         return _RestrictedUnpickler(file, source, persistent).load()
-    except UnsafePickle:
-        raise
-    except TorchFileError:
+    except TorchFileError:  # UnsafePickle among them, from find_class
         raise
     except Exception as err:  # noqa: BLE001 (a damaged pickle fails in many ways; each is reported as damage)
         raise TorchFileError(f"{source}: damaged or not a saved state dict ({type(err).__name__}: {err})") from None
@@ -203,6 +206,19 @@ def _elements(raw: bytes, kind: _StorageType, big_endian: bool) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.dtype(kind.code).newbyteorder(order)).astype(kind.code)
 
 
+def _member(archive: zipfile.ZipFile, name: str, source: str | Path) -> zipfile.ZipInfo:
+    """A member of the archive, refused before it is read when it inflates far beyond its stored size (torch
+    stores its members uncompressed; a zip bomb would fill the memory)."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise TorchFileError(f"{source}: damaged (no {name} in the archive)") from None
+    if info.file_size > MAX_INFLATION * info.compress_size + 4096:
+        raise TorchFileError(f"{source}: refused ({name} inflates from {info.compress_size} to {info.file_size} "
+                             "bytes; torch stores its members uncompressed)")
+    return info
+
+
 def _zip_storage_loader(archive: zipfile.ZipFile, prefix: str, source: str | Path,
                         big_endian: bool) -> Callable[[tuple], object]:
     storages: dict[str, _Storage] = {}
@@ -215,15 +231,12 @@ def _zip_storage_loader(archive: zipfile.ZipFile, prefix: str, source: str | Pat
         if key in storages:
             return storages[key]
         name = f"{prefix}data/{key}"
-        try:
-            raw = archive.read(name)
-        except KeyError:
-            raise TorchFileError(f"{source}: damaged (storage {key} has no {name} in the archive)") from None
-        if type(numel) is not int or len(raw) != numel * kind.itemsize:
-            raise TorchFileError(f"{source}: damaged ({name} holds {len(raw)} bytes, its {kind.name} of {numel} "
-                                 f"elements needs {numel * kind.itemsize if type(numel) is int else '?'})")
+        info = _member(archive, name, source)
+        if type(numel) is not int or info.file_size != numel * kind.itemsize:
+            raise TorchFileError(f"{source}: damaged ({name} holds {info.file_size} bytes, its {kind.name} of "
+                                 f"{numel} elements needs {numel * kind.itemsize if type(numel) is int else '?'})")
         storage = _Storage(kind, numel)
-        storage.data = _elements(raw, kind, big_endian)
+        storage.data = _elements(archive.read(info), kind, big_endian)
         storages[key] = storage
         return storage
 
@@ -253,7 +266,7 @@ def _read_zip(path: Path) -> object:
                 raise TorchFileError(f"{path}: damaged (byte order {order!r})")
             big_endian = order == "big"
         try:
-            data = archive.read(pickles[0])
+            data = archive.read(_member(archive, pickles[0], path))
             return _load_pickle(io.BytesIO(data), path, _zip_storage_loader(archive, prefix, path, big_endian))
         except (zipfile.BadZipFile, OSError) as err:  # a CRC mismatch, a truncated member
             raise TorchFileError(f"{path}: damaged ({err})") from None
@@ -297,6 +310,7 @@ def _read_legacy(path: Path, f: BinaryIO) -> object:
     if not isinstance(keys, list):
         raise TorchFileError(f"{path}: damaged (no list of storages after the object)")
     order = ">" if big_endian else "<"
+    size = os.fstat(f.fileno()).st_size
     for key in keys:
         storage = roots.get(key)
         if storage is None:
@@ -309,9 +323,10 @@ def _read_legacy(path: Path, f: BinaryIO) -> object:
             raise TorchFileError(f"{path}: damaged (storage {key} holds {count} elements, its tensors need "
                                  f"{storage.numel})")
         nbytes = count * storage.kind.itemsize
+        left = size - f.tell()
+        if nbytes > left:  # checked before reading: a hostile count must not allocate what the file does not hold
+            raise TorchFileError(f"{path}: truncated (storage {key} has {left} of its {nbytes} bytes)")
         raw = f.read(nbytes)
-        if len(raw) < nbytes:
-            raise TorchFileError(f"{path}: truncated (storage {key} has {len(raw)} of its {nbytes} bytes)")
         storage.data = _elements(raw, storage.kind, big_endian)
     return result
 
@@ -320,9 +335,11 @@ def _materialise(tensor: _PendingTensor, where: str, source: str | Path) -> np.n
     elements = tensor.storage.elements()
     if elements is None:
         raise TorchFileError(f"{source}: damaged ({where}: its storage's data is not in the file)")
-    count = int(np.prod(tensor.size, dtype=np.int64)) if tensor.size else 1
-    if count > MAX_ELEMENTS:
-        raise TorchFileError(f"{source}: damaged ({where}: {tensor.size} is {count} elements)")
+    count = int(np.prod(tensor.size, dtype=object)) if tensor.size else 1  # Python ints: no overflow
+    if count > max(elements.size, BROADCAST_ELEMENTS):
+        # Only a broadcast view (a stride of 0) has more elements than its storage; a big one is a hostile file.
+        raise TorchFileError(f"{source}: damaged ({where}: {tensor.size} is {count} elements, from a storage of "
+                             f"{elements.size})")
     if count == 0:
         return np.zeros(tensor.size, dtype=elements.dtype)
     last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride, strict=True))
@@ -331,15 +348,15 @@ def _materialise(tensor: _PendingTensor, where: str, source: str | Path) -> np.n
                              f"element {last} of a storage of {elements.size})")
     view = np.lib.stride_tricks.as_strided(elements[tensor.offset:], shape=tensor.size,
                                            strides=[s * elements.itemsize for s in tensor.stride], writeable=False)
-    return np.array(view)
+    return np.array(view, order="C")
 
 
 def _resolve(value: object, where: str, source: str | Path) -> object:
     """``value`` with every pending tensor made an array, containers rebuilt as their own types."""
     if isinstance(value, _PendingTensor):
         return _materialise(value, where, source)
-    if isinstance(value, dict):
-        resolved = type(value)() if type(value) in (dict, OrderedDict) else {}
+    if isinstance(value, dict):  # a dict or an OrderedDict: the only mappings the unpickler builds
+        resolved = type(value)()
         for key, item in value.items():
             resolved[key] = _resolve(item, f"{where}.{key}" if where else str(key), source)
         return resolved
@@ -367,6 +384,13 @@ def read_torch_file(path: str | Path) -> Any:  # noqa: ANN401 (whatever object w
     ``NotATorchFile`` for anything torch.save did not write (saying what it is), ``TorchFileError``
     for a damaged or truncated one, ``OSError`` when it cannot be read at all."""
     path = Path(path)
+    try:
+        return _read(path)
+    except RecursionError:  # containers nested thousands deep: no state dict, a hostile file
+        raise TorchFileError(f"{path}: damaged or hostile (containers nested too deep to read)") from None
+
+
+def _read(path: Path) -> object:
     with open(path, "rb") as f:
         head = f.read(512)
         if head.startswith(b"PK\x03\x04"):
