@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inference, one clip: {infer_ms:.0f} ms")
     if args.onnx:
         onnx_ms = time_onnx(config)
+        params = params or count_trainable(WordNet(config))
         print(f"inference, one clip, onnxruntime: {onnx_ms:.0f} ms")
     print(json.dumps({"params": params, "train_step_s": round(step_s, 3), "infer_ms": round(infer_ms, 1),
                       "onnx_ms": round(onnx_ms, 1)}))
