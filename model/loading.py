@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from utils.reading.network import Network, is_onnx
+from utils.reading.network import WORD_NETWORK, Network, is_onnx
 
 if TYPE_CHECKING:
     from model.word_classifier import WordClassifier
@@ -32,7 +32,7 @@ def load_word_classifier(model_path: str | Path, num_gpus: int = 0) -> WordClass
     cannot be used."""
     if is_onnx(model_path):
         from utils.reading.onnx_network import network_kind, open_session
-        from utils.reading.onnx_words import WORD_NETWORK, OnnxWordClassifier
+        from utils.reading.onnx_words import OnnxWordClassifier
 
         opened = open_session(model_path, use_gpu=num_gpus > 0)
         if network_kind(opened[0]) == WORD_NETWORK:

@@ -13,9 +13,8 @@ import numpy as np
 from model.backend import gluon, mx
 from model.checkpoint import META_FILE, read_checkpoint, read_meta, set_parameters
 from model.word_net import WordNet, prepare_word_net
+from utils.reading.network import WORD_NETWORK
 from utils.video.word_crops import WORD_CROP_SIZE
-
-WORD_NETWORK = "word_net"  # meta.json's "network" of a word checkpoint (model.checkpoint.NETWORKS)
 
 
 class WordClassifier:

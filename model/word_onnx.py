@@ -20,9 +20,8 @@ from onnx import TensorProto, helper
 from model.onnx_export import METADATA_VERSION, OPSET, OUTPUT, _array, _Graph
 from model.word_net import WordNetConfig
 from utils.data.word_clips import WORD_FPS
+from utils.reading.network import WORD_NETWORK
 from utils.reading.onnx_network import INPUT, LENGTHS
-
-WORD_NETWORK = "word_net"
 
 
 def _activation(g: _Graph, x: str, relu_type: str, arrays: Mapping[str, np.ndarray], prefix: str, dims: int) -> str:

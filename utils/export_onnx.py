@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lengths", type=str2bool, default=True,
                         help="give the graph a second input 'lengths' (N,) int32, each clip's frame count: the "
                              "GRUs stop at each clip's end and padding is masked out of the convolutions and "
-                             "instance norm, as MXNet reads a padded batch (default: true; false: a graph over "
-                             "every frame, as the network runs on full-length clips)")
+                             "instance norm, as MXNet reads a padded batch; a word classifier averages over each "
+                             "clip's frames only (default: true; false: a graph over every frame, as the network "
+                             "runs on full-length clips)")
     parser.add_argument("--check", type=str2bool, default=True,
                         help=f"compare onnxruntime's log-probabilities with MXNet's on a random clip (largest "
                              f"difference at most {CHECK_TOLERANCE:g}; default: true)")

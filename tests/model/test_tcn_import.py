@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+import onnx
 import pytest
 
 from model.checkpoint import read_checkpoint
@@ -109,6 +110,10 @@ def test_imported_model_and_its_onnx_export_equal_the_reference(case: str, refer
     assert result.returncode == 0, result.stderr
     assert "word classifier of 12 words, input 88x88" in result.stderr
     onnx_net = OnnxWordClassifier(tmp_path / "words.onnx")
+    graph = onnx.load(str(tmp_path / "words.onnx")).graph
+    norms = [node for node in graph.node if node.op_type == "BatchNormalization"]
+    assert len(norms) == 1 + 19 + 24 and not any(a.name == "training_mode" and a.i for n in norms for a in n.attribute)
+    assert not any(node.op_type == "Dropout" for node in graph.node)  # inference: batch norms' running statistics
     got = onnx_net(data, lengths)
     assert got.shape == (2, 12)
     assert np.abs(got - ours).max() <= TOLERANCE and np.abs(got - expected).max() <= TOLERANCE

@@ -16,6 +16,7 @@ import numpy as np
 from utils.text.alphabet import GRID, Alphabet
 
 ONNX_SUFFIX = ".onnx"
+WORD_NETWORK = "word_net"  # the "network" of a word classifier, in meta.json and an ONNX file's metadata
 
 
 class NetworkError(RuntimeError):

@@ -16,13 +16,12 @@ import onnxruntime as ort
 
 from utils.data.clip_store import load_clip
 from utils.data.word_clips import WORD_FPS, WordClip, word_clips, word_input
-from utils.reading.network import NetworkError
+from utils.reading.network import WORD_NETWORK, NetworkError
 from utils.reading.onnx_network import _RUN_ERRORS, INPUT, LENGTHS, open_session, read_metadata
 from utils.scoring.word_metrics import WordScores
 from utils.video.word_crops import WORD_CROP_SIZE
 
 log = logging.getLogger(__name__)
-WORD_NETWORK = "word_net"
 
 
 class OnnxWordClassifier:
