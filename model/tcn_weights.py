@@ -26,7 +26,7 @@ import numpy as np
 
 from model.backend import mx
 from model.checkpoint import file_record, save_checkpoint, set_parameters
-from model.word_net import RELU_TYPES, TCN_HIDDEN, TRUNK_CHANNELS, WordNet, WordNetConfig
+from model.word_net import TCN_HIDDEN, TRUNK_CHANNELS, WordNet, WordNetConfig
 from utils.data.word_clips import WORD_CROP, WORD_FPS, WORD_MEAN, WORD_STD, list_words
 from utils.video.word_crops import WORD_CROP_SIZE
 
@@ -40,6 +40,7 @@ DEFAULT_RELU = "swish"  # configs/lrw_resnet18_mstcn.json's relu_type; a file wi
 _OLD_OUTPUT = "tcn_output."  # the earliest version's top-level classifier
 _IGNORED = re.compile(r"(^|\.)num_batches_tracked$")
 _PARAM = {"gamma": "weight", "beta": "bias", "alpha": "weight"}
+SHOWN = 20  # names listed of each kind of mismatch (all are counted)
 
 
 class TcnWeightsError(ValueError):
@@ -139,8 +140,6 @@ def config_from_state(state: Mapping[str, np.ndarray], relu_type: str | None = N
     relu = "prelu" if has_slopes else relu_type or DEFAULT_RELU
     if relu == "prelu" and not has_slopes:
         raise TcnWeightsError("relu_type prelu, but the file has no PReLU slopes (frontend3D.2.weight)")
-    if relu not in RELU_TYPES:
-        raise TcnWeightsError(f"relu_type must be one of {', '.join(RELU_TYPES)}, got {relu!r}")
     try:
         return WordNetConfig(num_classes=classes, relu_type=relu, width_mult=front[0] / TRUNK_CHANNELS[0],
                              tcn_kernel_size=tuple(kernels), tcn_num_layers=levels,
@@ -161,7 +160,8 @@ def reference_arrays(state: Mapping[str, np.ndarray], config: WordNetConfig) -> 
     wrong = [f"{ref} {tuple(np.shape(state[ref]))} (expected {shape})" for ref, (_, shape) in expected.items()
              if ref in state and tuple(np.shape(state[ref])) != shape]
     if unknown or missing or wrong:
-        parts = [f"{label} ({len(items)}): {', '.join(items)}" for label, items in
+        parts = [f"{label} ({len(items)}): {', '.join(items[:SHOWN])}{', ...' if len(items) > SHOWN else ''}"
+                 for label, items in
                  (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong)) if items]
         raise TcnWeightsError("does not match lrw_resnet18_mstcn as WordNet rebuilds it "
                               f"({config.to_dict()}): " + "; ".join(parts))
