@@ -201,11 +201,12 @@ def read_words(path: str | Path) -> list[str]:
     return words
 
 
-def import_checkpoint(state: Mapping[str, np.ndarray], source: Path, out: str | Path, container: str,
+def import_checkpoint(state: Mapping[str, np.ndarray], source: Path, out: str | Path, layout: str,
                       words: str | Path | None = None, relu_type: str | None = None) -> Path:
     """Write ``out`` as our word checkpoint of the TCN reference's state dict ``state`` read from ``source``
-    (``container``: the torch file layout). Its classes keep their order and take the names of ``words`` (a
-    word-list file or an LRW-layout folder), which must have as many; returns the folder."""
+    (``layout``: the torch file layout it was read from, ``zip`` or ``legacy``). Its classes keep their order and
+    take the names of ``words`` (a word-list file or an LRW-layout folder), which must have as many; returns the
+    folder."""
     if words is None:
         raise ValueError(f"a TCN model's classes need their words: give words= the reference's {WORD_LIST} (LRW's "
                          "500 words in sorted order), a file of one word per line in class order, or an LRW folder")
@@ -228,7 +229,7 @@ def import_checkpoint(state: Mapping[str, np.ndarray], source: Path, out: str | 
                  "size": WORD_CROP, "reading": "centred"},
         "frame_rate": WORD_FPS,
         "metrics": {},  # nothing measured here
-        "imported_from": {"kind": KIND, "file": source.name, **file_record(source), "container": container,
+        "imported_from": {"kind": KIND, "file": source.name, **file_record(source), "layout": layout,
                           "repository": REPOSITORY, "licence": LICENCE, "relu_type": config.relu_type,
                           "words": str(words), "class_order": "theirs, unchanged"},
     }

@@ -174,7 +174,8 @@ def word_metadata(config: WordNetConfig, mean: tuple[float, ...], std: tuple[flo
         "lipnet.region": int(meta.get("region") or 0) or None,
         "lipnet.frame_rate": float(meta.get("frame_rate") or WORD_FPS),
         "lipnet.source": source,
-        "lipnet.imported": meta.get("imported") or {},
+        "lipnet.crop": meta.get("crop") or {},  # an imported network's crop framing (model/tcn_weights.py)
+        "lipnet.imported_from": meta.get("imported_from") or {},
         "lipnet.metrics": meta.get("metrics") or {},
         "lipnet.data": {k: v for k, v in (meta.get("args") or {}).items() if k == "image_path"},
     }

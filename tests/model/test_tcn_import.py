@@ -119,6 +119,8 @@ def test_imported_model_and_its_onnx_export_equal_the_reference(case: str, refer
     assert np.abs(got - ours).max() <= TOLERANCE and np.abs(got - expected).max() <= TOLERANCE
     assert (onnx_net.words, onnx_net.crop, onnx_net.region, onnx_net.mean, onnx_net.std) == (
         WORDS, 88, 96, (0.421,), (0.165,))
+    metadata = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "words.onnx")).metadata_props}
+    assert metadata["lipnet.crop"]["framing"] == "tcn" and metadata["lipnet.imported_from"]["kind"] == "tcn"
     # Without lengths: every frame of each clip counts, as a clip of the network's length is read.
     full = mx.nd.log_softmax(classifier.net(mx.nd.array(data), mx.nd.full((2,), 29))).asnumpy()
     assert np.abs(onnx_net(data) - full).max() <= TOLERANCE
@@ -131,7 +133,7 @@ def test_checkpoint_records_words_normalisation_framing_and_origin(imported: dic
     assert meta["normalisation"] == {"mean": [0.421], "std": [0.165]} and meta["region"] == 96
     assert meta["frame_rate"] == 25.0 and meta["crop"]["size"] == 88
     origin = meta["imported_from"]
-    assert origin["kind"] == "tcn" and origin["file"] == "swish.pth.tar" and origin["container"] == "zip"
+    assert origin["kind"] == "tcn" and origin["file"] == "swish.pth.tar" and origin["layout"] == "zip"
     assert len(origin["sha256"]) == 64 and origin["words"] == str(words_file)
     assert meta["files"]["model.params"]["bytes"] == (imported["swish"] / "model.params").stat().st_size
 

@@ -48,7 +48,8 @@ class OnnxWordClassifier:
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: incomplete word-classifier metadata ({err})") from None
         self.source = str(info.get("source") or source) if isinstance(model, bytes) else source
-        self.meta = {"data": info.get("data") or {}, "imported": info.get("imported") or {},
+        self.meta = {"data": info.get("data") or {}, "crop": info.get("crop") or {},
+                     "imported_from": info.get("imported_from") or {},
                      "metrics": info.get("metrics") or {}}
         self.takes_lengths = LENGTHS in {i.name for i in self.session.get_inputs()}
 
