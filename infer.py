@@ -6,8 +6,8 @@
     python infer.py model_path=checkpoint/words image_path=data/lrw data_type=test  # top-1 overall and per word
 
 ``model_path`` is one of our checkpoints (a run folder, whose best/ is used, a checkpoint folder or
-its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py,
-which runs on onnxruntime and never imports MXNet. ``--video`` takes a file or a folder of
+its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py
+(a LipNet's or a word classifier's), run on onnxruntime without MXNet. ``--video`` takes a file or a folder of
 videos of any frame rate, orientation, size and length (utils/video/utterances.py): each is read as
 utterances at the network's frame rate; only the ``FILE<TAB>SENTENCE`` lines (the utterances
 joined by spaces) or, with ``--format=json``, one JSON object per video go to stdout, everything

@@ -27,6 +27,7 @@ from model.word_net import WordNet, WordNetConfig
 from tests.tcn_reference import EXPECTED, LENGTHS, draw_state, grey_frames, reference_input
 from tests.weights.torch_writer import write_torch_file
 from utils.data.word_clips import word_input
+from utils.reading.onnx_network import OnnxLipNet
 from utils.reading.onnx_words import OnnxWordClassifier
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -234,6 +235,8 @@ def test_infer_scores_an_lrw_set_and_reads_videos_alike_with_the_onnx_file(impor
         assert result.returncode == 0, result.stderr
         read[model] = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(read[word_onnx]) == 3
+    with pytest.raises(ValueError, match="a word_net ONNX file, not a LipNet's"):
+        OnnxLipNet(word_onnx)
     for ours, onnx_line in zip(read[imported["swish"]], read[word_onnx]):
         assert [t["word"] for t in ours["top"]] == [t["word"] for t in onnx_line["top"]]
         assert np.allclose([t["probability"] for t in ours["top"]], [t["probability"] for t in onnx_line["top"]],
