@@ -6,8 +6,8 @@
     python infer.py model_path=checkpoint/words image_path=data/lrw data_type=test  # top-1 overall and per word
 
 ``model_path`` is one of our checkpoints (a run folder, whose best/ is used, a checkpoint folder or
-its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py,
-which runs on onnxruntime and never imports MXNet. ``--video`` takes a file or a folder of
+its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py
+(a LipNet's or a word classifier's), run on onnxruntime without MXNet. ``--video`` takes a file or a folder of
 videos of any frame rate, orientation, size and length (utils/video/utterances.py): each is read as
 utterances at the network's frame rate; only the ``FILE<TAB>SENTENCE`` lines (the utterances
 joined by spaces) or, with ``--format=json``, one JSON object per video go to stdout, everything
@@ -54,6 +54,7 @@ from utils.video.framing import FRAMINGS
 if TYPE_CHECKING:
     from model.word_classifier import WordClassifier
     from utils.reading.network import Network
+    from utils.reading.onnx_words import OnnxWordClassifier
     from utils.scoring.sentence_metrics import GroupedErrorRates
     from utils.text.lm_decoder import LMDecoder
 
@@ -378,35 +379,44 @@ def run_dataset(args: argparse.Namespace, network: Network, decoder: str, beam_w
     return results, failed, result.rates
 
 
-def score_word_set(args: argparse.Namespace, classifier: WordClassifier) -> int:
-    """A word checkpoint on a split of an LRW-layout tree (``--image_path``, ``--data_type``): top-1 and
+def score_word_set(args: argparse.Namespace, classifier: WordClassifier | OnnxWordClassifier) -> int:
+    """A word classifier on a split of an LRW-layout tree (``--image_path``, ``--data_type``): top-1 and
     top-5 accuracy, accuracy per word and the most confused pairs on stdout; with ``--out`` also
-    words.csv (per word) and the usual predictions.csv and report.html (said vs read per clip)."""
-    import data_loader
-    from model.training.word_task import evaluate_words
-
+    words.csv (per word) and the usual predictions.csv and report.html (said vs read per clip). An ONNX
+    file reads the clips without MXNet (``read_word_set``), a checkpoint through the training's loader."""
     choose_data_paths(args, classifier.meta)
     split = {"valid": "val"}.get(args.data_type, args.data_type)
-    dataset = data_loader.WordDataset(args.image_path, split, words=classifier.words,
-                                      crop=classifier.net.config.size)
-    loader = data_loader.make_word_loader(dataset, args.batch_size, num_workers=args.num_workers)
-    predictions: list = []
-    scores = evaluate_words(classifier.net, loader, classifier.words, classifier.ctxs,
-                            progress=f"{split} clips" if args.progress else None, predictions=predictions)
-    failed = len(dataset.unreadable) + len(dataset.problems)
-    if dataset.unreadable:
-        print(f"error: {len(dataset.unreadable)} of {len(dataset)} clips could not be read (named above)",
-              file=sys.stderr)
-    if dataset.problems:
-        print(f"error: {len(dataset.problems)} word folders were left out (named above)", file=sys.stderr)
+    progress = f"{split} clips" if args.progress else None
+    if hasattr(classifier, "net"):
+        import data_loader
+        from model.training.word_task import evaluate_words
+
+        dataset = data_loader.WordDataset(args.image_path, split, words=classifier.words, crop=classifier.crop)
+        loader = data_loader.make_word_loader(dataset, args.batch_size, num_workers=args.num_workers)
+        predictions: list = []
+        scores = evaluate_words(classifier.net, loader, classifier.words, classifier.ctxs, progress=progress,
+                                predictions=predictions)
+        read_clips, unreadable, problems = dataset.clips, dataset.unreadable, dataset.problems
+    else:
+        from utils.reading.onnx_words import read_word_set
+
+        reading = read_word_set(classifier, args.image_path, split, classifier.words, classifier.crop,
+                                args.batch_size, progress)
+        scores, predictions = reading.scores, reading.predictions
+        read_clips, unreadable, problems = reading.clips, reading.unreadable, reading.problems
+    failed = len(unreadable) + len(problems)
+    if unreadable:
+        print(f"error: {len(unreadable)} of {len(read_clips)} clips could not be read (named above)", file=sys.stderr)
+    if problems:
+        print(f"error: {len(problems)} word folders were left out (named above)", file=sys.stderr)
     print(f"top-1 {scores.accuracy:.4f}  top-5 {scores.top5_accuracy:.4f}  ({scores.clips} clips, {split})")
     for word, clips, correct, accuracy in scores.per_word():
         print(f"  {word}\t{accuracy:.4f}\t{correct}/{clips}")
     for said, read, count in scores.confused_pairs(10):
         print(f"  confused: {said} read as {read} x{count}")
     if args.out is not None:
-        results = [ClipResult(dataset.clips[i].clip_id, classifier.words[p], classifier.words[t])
-                   for i, t, p, _ in predictions]
+        results = [ClipResult(read_clips[i].clip_id, classifier.words[p], classifier.words[t])
+                   for i, t, p, *_ in predictions]
         details = {"model": classifier.source, "clips": f"{scores.clips} read",
                    "top-1": f"{scores.accuracy:.4f}", "top-5": f"{scores.top5_accuracy:.4f}"}
         try:
@@ -420,7 +430,7 @@ def score_word_set(args: argparse.Namespace, classifier: WordClassifier) -> int:
     return 1 if failed else 0
 
 
-def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:
+def read_words(args: argparse.Namespace, classifier: WordClassifier | OnnxWordClassifier) -> int:
     """``--video`` with a word checkpoint: the top 5 words of each clip (``run_word_videos``), and with
     ``--out`` the CSV and HTML report (the top word as the prediction)."""
     print(f"model {classifier.source} (word classifier, {len(classifier.words)} words)", file=sys.stderr)
@@ -428,7 +438,7 @@ def read_words(args: argparse.Namespace, classifier: WordClassifier) -> int:
         if args.video is None:
             return score_word_set(args, classifier)
         results, failed = run_word_videos(args, WordVideoReader(
-            classifier, classifier.words, crop=classifier.net.config.size, region=classifier.region))
+            classifier, classifier.words, crop=classifier.crop, region=classifier.region))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -448,7 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True)
-    from model.loading import load_network  # the backend loads here, after the command line is valid
+    # the backend loads here, after the command line is valid
+    from model.loading import load_network, load_word_classifier
     from utils.reading.network import is_onnx
     problem = check_outputs(args)
     if problem is not None:
@@ -463,17 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
 
-    if not is_onnx(args.model_path):
-        try:
-            from model.word_classifier import WordClassifier
-
-            classifier = WordClassifier.load(args.model_path, args.num_gpus)
-        except (OSError, ValueError) as err:
-            print(f"error: cannot load the model: {err}", file=sys.stderr)
-            return 2
+    try:
+        classifier = load_word_classifier(args.model_path, args.num_gpus)
         if classifier is not None:
             return read_words(args, classifier)
-    try:
         network = load_network(args.model_path, args.num_gpus)
     except (OSError, ValueError) as err:
         print(f"error: cannot load the model: {err}", file=sys.stderr)

@@ -3,8 +3,9 @@
 ``python bench/words.py`` prints a JSON object as its last line with ``params`` (trainable
 parameters), ``train_step_s`` (forward, cross-entropy, backward and AdamW update of a batch of 8
 clips of 1x29x88x88, as ``trainer.py`` runs it: hybridized with static memory, dropout reseeded
-for the batch) and ``infer_ms`` (one clip, batch 1, as ``infer.py`` runs it), each the median of
-several timed repetitions after warm-up. The reference PyTorch implementation took 3.34 s and
+for the batch), ``infer_ms`` (one clip, batch 1, as ``infer.py`` runs it) and ``onnx_ms`` (the same clip
+through the network's ONNX export on onnxruntime, as ``infer.py model_path=words.onnx`` reads it), each the
+median of several timed repetitions after warm-up. The reference PyTorch implementation took 3.34 s and
 129 ms on the same 2-core CPU (``shared/reference/tcn_reference.md``).
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ if __package__ in (None, ""):  # run as a file: find the project's packages
     import _bootstrap  # noqa: F401
 
 
+
+import numpy as np
 
 import model.adamw  # noqa: F401 (registers "adamw")
 from bench.timing import median_time
@@ -33,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=positive_int, default=5, help="timed repetitions (after 2 warm-up runs)")
     parser.add_argument("--train", type=str2bool, default=True, help="time the training step")
     parser.add_argument("--infer", type=str2bool, default=True, help="time the batch-1 forward pass")
+    parser.add_argument("--onnx", type=str2bool, default=True,
+                        help="time the batch-1 forward pass of the ONNX export on onnxruntime")
     return parser
 
 
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     data = mx.nd.random.normal(shape=(args.batch_size, 1, 29, 88, 88))
     lengths = mx.nd.full((args.batch_size,), 29)
     labels = mx.nd.array([i % args.num_classes for i in range(args.batch_size)])
-    step_s = infer_ms = float("nan")
+    step_s = infer_ms = onnx_ms = float("nan")
     params = 0
     if args.train:
         net = WordNet(config)
@@ -84,8 +89,31 @@ def main(argv: list[str] | None = None) -> int:
             infer()
         infer_ms = median_time(infer, args.repeats * 4) * 1000
         print(f"inference, one clip: {infer_ms:.0f} ms")
-    print(json.dumps({"params": params, "train_step_s": round(step_s, 3), "infer_ms": round(infer_ms, 1)}))
+    if args.onnx:
+        onnx_ms = time_onnx(config)
+        params = params or count_trainable(WordNet(config))
+        print(f"inference, one clip, onnxruntime: {onnx_ms:.0f} ms")
+    print(json.dumps({"params": params, "train_step_s": round(step_s, 3), "infer_ms": round(infer_ms, 1),
+                      "onnx_ms": round(onnx_ms, 1)}))
     return 0
+
+
+def time_onnx(config: WordNetConfig, repeats: int = 20) -> float:
+    """Milliseconds of a batch-1 forward pass of a fresh network's ONNX export on onnxruntime (median)."""
+    from model.word_onnx import build_word_model
+    from utils.reading.onnx_words import OnnxWordClassifier
+
+    net = WordNet(config)
+    net.initialize()
+    arrays = {name: param.data().asnumpy() for name, param in net._collect_params_with_prefix().items()}
+    metadata = {"lipnet.version": "1", "lipnet.network": "word_net", "lipnet.config": config.to_dict(),
+                "lipnet.words": [str(i) for i in range(config.num_classes)],
+                "lipnet.normalisation": {"mean": [0.0], "std": [1.0]}}
+    classifier = OnnxWordClassifier(build_word_model(config, arrays, metadata).SerializeToString())
+    one = np.random.default_rng(0).standard_normal((1, 1, config.frames, config.size, config.size), np.float32)
+    for _ in range(2):
+        classifier(one)
+    return median_time(lambda: classifier(one), repeats) * 1000
 
 
 if __name__ == "__main__":

@@ -13,9 +13,8 @@ import numpy as np
 from model.backend import gluon, mx
 from model.checkpoint import META_FILE, read_checkpoint, read_meta, set_parameters
 from model.word_net import WordNet, prepare_word_net
+from utils.reading.network import WORD_NETWORK
 from utils.video.word_crops import WORD_CROP_SIZE
-
-WORD_NETWORK = "word_net"  # meta.json's "network" of a word checkpoint (model.checkpoint.NETWORKS)
 
 
 class WordClassifier:
@@ -30,6 +29,7 @@ class WordClassifier:
         self.region = region  # side of the mouth regions it was trained on (crops are cut from them)
         self.ctxs = ctxs
         self.source = source
+        self.crop = net.config.size  # side of the network's input, cut from the centre of the region
         prepare_word_net(net, ctxs)
 
     @classmethod
@@ -55,6 +55,7 @@ class WordClassifier:
         set_parameters(net, contents.arrays, contents.source, ctxs)
         return cls(net, words, ctxs, str(contents.folder), int(contents.meta.get("region", WORD_CROP_SIZE)),
                    contents.meta)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         lengths = np.full(len(batch), batch.shape[2], np.float32)
         ctxs = self.ctxs[: len(batch)]

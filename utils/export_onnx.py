@@ -1,4 +1,4 @@
-"""Export a trained LipNet to ONNX, for reading without MXNet (infer.py, onnxruntime, any Python).
+"""Export a trained LipNet or word classifier to ONNX, for reading without MXNet (infer.py, onnxruntime, any Python).
 
     python utils/export_onnx.py model_path=checkpoint/best out=lipnet.onnx
 
@@ -6,7 +6,10 @@
 used, a checkpoint folder or its model.params) or the original example's parameter file. The file
 holds the network (input ``frames`` (N, 3, T, H, W) float32 normalised, output ``log_probs``
 (N, T, classes); batch and time dynamic) and, as metadata, the input size, normalisation, frame
-rate, alphabet and default decoder, so that reading needs nothing else. Before it is written the
+rate, alphabet and default decoder, so that reading needs nothing else. A word checkpoint (``task=words``, or one
+of utils/import_weights.py) becomes a graph of input ``frames`` (N, 1, T, 88, 88) float32 normalised grey crops
+(and ``lengths``), output ``log_probs`` (N, words), batch norms in inference mode, with the word list,
+normalisation, mouth-region side and frame rate as metadata (model/word_onnx.py). Before it is written the
 graph passes ``onnx.checker`` with shape inference, and with ``check=true`` (the default) its
 log-probabilities on a random clip are compared with MXNet's. Exit status: 0 written, 2 the
 checkpoint is unusable or the check failed.
@@ -36,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lengths", type=str2bool, default=True,
                         help="give the graph a second input 'lengths' (N,) int32, each clip's frame count: the "
                              "GRUs stop at each clip's end and padding is masked out of the convolutions and "
-                             "instance norm, as MXNet reads a padded batch (default: true; false: a graph over "
-                             "every frame, as the network runs on full-length clips)")
+                             "instance norm, as MXNet reads a padded batch; a word classifier averages over each "
+                             "clip's frames only (default: true; false: a graph over every frame, as the network "
+                             "runs on full-length clips)")
     parser.add_argument("--check", type=str2bool, default=True,
                         help=f"compare onnxruntime's log-probabilities with MXNet's on a random clip (largest "
                              f"difference at most {CHECK_TOLERANCE:g}; default: true)")
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     from model.checkpoint import read_checkpoint
     from model.onnx_export import build_model, reading_metadata
+    from model.word_net import WordNetConfig
+    from model.word_onnx import build_word_model, word_metadata
     from utils.runtime.atomic import write_bytes_atomic
 
     try:
@@ -57,15 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     source = str(contents.folder or contents.source)
     arrays = {name: array.asnumpy() for name, array in contents.arrays.items()}
-    metadata = reading_metadata(contents.config, contents.mean, contents.std, contents.meta, source)
+    words = isinstance(contents.config, WordNetConfig)
     try:
-        model = build_model(contents.config, arrays, metadata, with_lengths=args.lengths)
+        if words:
+            metadata = word_metadata(contents.config, contents.mean, contents.std, contents.meta, source)
+            model = build_word_model(contents.config, arrays, metadata, with_lengths=args.lengths)
+        else:
+            metadata = reading_metadata(contents.config, contents.mean, contents.std, contents.meta, source)
+            model = build_model(contents.config, arrays, metadata, with_lengths=args.lengths)
     except ValueError as err:
         print(f"error: {source}: cannot export: {err}", file=sys.stderr)
         return 2
     data = model.SerializeToString()
     if args.check:
-        difference = compare_with_mxnet(args.model_path, data, args.lengths)
+        compare = compare_words_with_mxnet if words else compare_with_mxnet
+        difference = compare(args.model_path, data, args.lengths)
         print(f"largest difference from MXNet's log-probabilities: {difference:.2e}", file=sys.stderr)
         if not difference <= CHECK_TOLERANCE:
             print(f"error: the exported graph differs from MXNet by {difference:.2e} (> {CHECK_TOLERANCE:g}); "
@@ -78,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {out}: {err}", file=sys.stderr)
         return 2
     config = contents.config
-    print(f"wrote {out} ({len(data) / 1e6:.2f} MB): {config.variant} LipNet, norm {config.norm}, input "
-          f"{config.width}x{config.height}, from {source}", file=sys.stderr)
+    what = (f"word classifier of {config.num_classes} words, input {config.size}x{config.size}" if words else
+            f"{config.variant} LipNet, norm {config.norm}, input {config.width}x{config.height}")
+    print(f"wrote {out} ({len(data) / 1e6:.2f} MB): {what}, from {source}", file=sys.stderr)
     return 0
 
 
@@ -98,6 +111,24 @@ def compare_with_mxnet(model_path: str, onnx_bytes: bytes, lengths: bool, frames
     expected = mxnet_net.log_probs(batch, clip_lengths)
     got = onnx_net.log_probs(batch, clip_lengths if lengths else None)
     return max(float(np.abs(expected[i, :n] - got[i, :n]).max()) for i, n in enumerate(clip_lengths))
+
+
+def compare_words_with_mxnet(model_path: str, onnx_bytes: bytes, lengths: bool) -> float:
+    """Largest absolute difference between both backends' word log-probabilities on two random clips of the
+    network's length, the second, for a graph that takes lengths, with its last third as padding."""
+    from model.backend import mx
+    from model.word_classifier import WordClassifier
+    from utils.reading.onnx_words import OnnxWordClassifier
+
+    classifier = WordClassifier.load(model_path, num_gpus=0)
+    onnx_net = OnnxWordClassifier(onnx_bytes)
+    frames = classifier.net.config.frames
+    clip_lengths = np.array([frames, frames - frames // 3] if lengths else [frames, frames], np.int32)
+    batch = np.random.default_rng(0).standard_normal((2, 1, frames, onnx_net.crop, onnx_net.crop), np.float32)
+    scores = classifier.net(mx.nd.array(batch), mx.nd.array(clip_lengths))
+    expected = mx.nd.log_softmax(scores).asnumpy()
+    got = onnx_net(batch, clip_lengths if lengths else None)
+    return float(np.abs(expected - got).max())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ earlier versions), read by an unpickler that rebuilds only tensors and the dicts
 any other global the pickle names, so nothing in the file runs (utils/weights/torch_file.py). Which
 network it holds is recognised from its parameter names (``kind=auto``) or forced with ``kind``:
 
-* ``lipnet_pytorch``: LipNet-PyTorch's GRID checkpoints (model/lipnet_pytorch.py).
+* ``lipnet_pytorch``: LipNet-PyTorch's GRID checkpoints (model/lipnet_pytorch.py);
+* ``tcn``: the LRW word models of "Lipreading using Temporal Convolutional Networks" (``lrw_resnet18_mstcn``,
+  model/tcn_weights.py), whose classes are named by ``words`` (the reference's labels/500WordsSortedList.txt).
 
 OUT becomes a checkpoint folder like a training run's (meta.json with the config, alphabet,
 normalisation, crop framing, frame rate, checksums and where the weights came from), which infer.py,
@@ -27,16 +29,16 @@ from types import ModuleType
 from utils.runtime.cli import parse_args, str2bool
 
 # The kinds of file this imports, each by a module of model/ (see ``importers``).
-KINDS = ("lipnet_pytorch",)
+KINDS = ("lipnet_pytorch", "tcn")
 
 
 def importers() -> dict[str, ModuleType]:
     """Each kind's module: its ``recognises(state)`` says whether a state dict is its network's, its
-    ``import_checkpoint(state, source, out, layout)`` writes the checkpoint. Imported when a file is imported,
-    so that ``--help`` needs no MXNet."""
-    from model import lipnet_pytorch
+    ``import_checkpoint(state, source, out, layout, **options)`` writes the checkpoint, taking the flags its
+    ``OPTIONS`` names (if any). Imported when a file is imported, so that ``--help`` needs no MXNet."""
+    from model import lipnet_pytorch, tcn_weights
 
-    return {module.KIND: module for module in (lipnet_pytorch,)}
+    return {module.KIND: module for module in (lipnet_pytorch, tcn_weights)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("out", help="the checkpoint folder to write (no default)")
     parser.add_argument("--kind", default="auto", choices=("auto", *KINDS),
                         help="which network the file holds; auto recognises it from its parameter names "
+                             "(default: %(default)s)")
+    parser.add_argument("--words", default=None,
+                        help="kind tcn: the class names, a file of one word per line in class order (the reference's "
+                             "labels/500WordsSortedList.txt, LRW's 500 words sorted) or an LRW-layout folder, whose "
+                             "sorted word folders name the classes (default: none; required for tcn)")
+    parser.add_argument("--relu_type", default="auto", choices=("auto", "relu", "prelu", "swish"),
+                        help="kind tcn: the activation, which a file without PReLU slopes cannot tell; auto: prelu "
+                             "when it has slopes, else swish, the published lrw_resnet18_mstcn's "
                              "(default: %(default)s)")
     parser.add_argument("--force", type=str2bool, default=False,
                         help="replace OUT when it already exists (default: false: refuse)")
@@ -79,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"that none of {', '.join(KINDS)} recognises; give kind= to see what differs", file=sys.stderr)
             return 2
     try:
-        folder = modules[kind].import_checkpoint(state, source, out, file_layout(source))
+        options = {name: getattr(args, name) for name in getattr(modules[kind], "OPTIONS", ())}
+        folder = modules[kind].import_checkpoint(state, source, out, file_layout(source), **options)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,12 @@ swish), which is how the reference implementation builds them:
   activation;
 - the TCN's output averaged over each clip's real frames, a linear layer to the words.
 
+The modules carry the reference's names (``frontend3D``, ``trunk.layer1.0.conv1``,
+``tcn.mb_ms_tcn.network.0.cbcr0_0.conv``, ``tcn.tcn_output``, ...), so a ``state_dict`` of this network is laid out
+as the published ``.pth`` files are (``model/tcn_weights.py`` maps them), and its TCN pads by ``(k-1)*d`` and
+chomps half of it from each end after the batch norm, as the reference does. ``width_mult`` scales the trunk and
+``hidden`` the TCN's branches, for the small models of the numerical tests (``bench/tcn_reference_outputs.py``).
+
 With 500 classes and swish (``configs/lrw_resnet18_mstcn.json``'s ``relu_type``) it has 36,361,396 trainable
 parameters, ``WordNet``'s count; PReLU adds one slope per channel of every activation (13,120 more).
 """
@@ -50,10 +56,10 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.act1 = activation(relu_type, channels)
+        self.relu1 = activation(relu_type, channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
-        self.act2 = activation(relu_type, channels)
+        self.relu2 = activation(relu_type, channels)
         self.downsample = None
         if stride != 1 or in_channels != channels:
             self.downsample = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False),
@@ -61,73 +67,113 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.act1(self.bn1(self.conv1(x)))
-        return self.act2(self.bn2(self.conv2(out)) + shortcut)
+        out = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu2(self.bn2(self.conv2(out)) + shortcut)
 
 
-class TemporalBranches(nn.Module):
-    """One Conv1d + BN + activation per kernel size, concatenated along channels."""
+class ResNetTrunk(nn.Module):
+    """ResNet-18's four stages (``layer1``-``layer4``) and the global average pool."""
 
-    def __init__(self, in_channels: int, dilation: int, relu_type: str) -> None:
+    def __init__(self, channels: tuple[int, ...], relu_type: str) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(in_channels, TCN_HIDDEN, k, padding=(k - 1) * dilation // 2, dilation=dilation),
-                          nn.BatchNorm1d(TCN_HIDDEN), activation(relu_type, TCN_HIDDEN))
-            for k in TCN_KERNELS)
+        in_channels = channels[0]
+        for stage, width in enumerate(channels):
+            blocks = []
+            for block in range(2):
+                blocks.append(BasicBlock(in_channels, width, 2 if stage and not block else 1, relu_type))
+                in_channels = width
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.stages = len(channels)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self.branches], dim=1)
+        for stage in range(self.stages):
+            x = getattr(self, f"layer{stage + 1}")(x)
+        return self.avgpool(x).flatten(1)
+
+
+class ConvBatchChompRelu(nn.Module):
+    """A dilated Conv1d padded by (k-1)*d on both sides, batch norm, half the padding chomped from each end."""
+
+    def __init__(self, in_channels: int, channels: int, kernel: int, dilation: int, relu_type: str) -> None:
+        super().__init__()
+        self.chomp = (kernel - 1) * dilation // 2
+        self.conv = nn.Conv1d(in_channels, channels, kernel, padding=2 * self.chomp, dilation=dilation)
+        self.batchnorm = nn.BatchNorm1d(channels)
+        self.non_lin = activation(relu_type, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.batchnorm(self.conv(x))
+        return self.non_lin(out[:, :, self.chomp:out.shape[2] - self.chomp] if self.chomp else out)
 
 
 class MultiscaleBlock(nn.Module):
-    """Two multi-branch convolutions with dropout, a 1x1-convolution shortcut and a last activation."""
+    """Two multi-branch convolutions (``cbcr0_*``, ``cbcr1_*``) with dropout, a 1x1-convolution shortcut and a
+    last activation."""
 
-    def __init__(self, in_channels: int, dilation: int, relu_type: str) -> None:
+    def __init__(self, in_channels: int, hidden: int, kernels: tuple[int, ...], dilation: int,
+                 relu_type: str) -> None:
         super().__init__()
-        out_channels = TCN_HIDDEN * len(TCN_KERNELS)
-        self.branches0 = TemporalBranches(in_channels, dilation, relu_type)
+        out_channels = hidden * len(kernels)
+        self.kernels = len(kernels)
+        for half, inputs in enumerate((in_channels, out_channels)):
+            for index, kernel in enumerate(kernels):
+                setattr(self, f"cbcr{half}_{index}", ConvBatchChompRelu(inputs, hidden, kernel, dilation, relu_type))
         self.dropout0 = nn.Dropout(TCN_DROPOUT)
-        self.branches1 = TemporalBranches(out_channels, dilation, relu_type)
         self.dropout1 = nn.Dropout(TCN_DROPOUT)
         self.downsample = nn.Conv1d(in_channels, out_channels, 1)
-        self.act = activation(relu_type, out_channels)
+        self.relu_final = activation(relu_type, out_channels)
+
+    def _branches(self, half: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([getattr(self, f"cbcr{half}_{i}")(x) for i in range(self.kernels)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dropout1(self.branches1(self.dropout0(self.branches0(x))))
-        return self.act(out + self.downsample(x))
+        out = self.dropout1(self._branches(1, self.dropout0(self._branches(0, x))))
+        return self.relu_final(out + self.downsample(x))
+
+
+class MultiscaleTCN(nn.Module):
+    """``mb_ms_tcn.network``: the TCN's blocks at dilation 1, 2, 4, ...; ``tcn_output``: the linear layer."""
+
+    def __init__(self, in_channels: int, hidden: int, kernels: tuple[int, ...], levels: int, num_classes: int,
+                 relu_type: str) -> None:
+        super().__init__()
+        tcn_channels = hidden * len(kernels)
+        self.mb_ms_tcn = nn.Module()
+        self.mb_ms_tcn.network = nn.Sequential(*(
+            MultiscaleBlock(in_channels if level == 0 else tcn_channels, hidden, kernels, 2**level, relu_type)
+            for level in range(levels)))
+        self.tcn_output = nn.Linear(tcn_channels, num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        seq = self.mb_ms_tcn.network(x)  # (N, C, T)
+        t = seq.shape[2]
+        mask = (torch.arange(t, device=x.device)[None, :] < lengths[:, None]).to(seq.dtype)  # (N, T)
+        mean = (seq * mask[:, None, :]).sum(dim=2) / lengths.clamp(min=1)[:, None].to(seq.dtype)
+        return self.tcn_output(mean)
 
 
 class TcnWordNet(nn.Module):
     """``net(frames, lengths)``: frames (N, 1, T, H, W), lengths (N,) real frames per clip -> word scores
     (N, classes)."""
 
-    def __init__(self, num_classes: int = 500, relu_type: str = "swish") -> None:
+    def __init__(self, num_classes: int = 500, relu_type: str = "swish", width_mult: float = 1.0,
+                 hidden: int = TCN_HIDDEN, kernels: tuple[int, ...] = TCN_KERNELS, levels: int = TCN_LEVELS) -> None:
         super().__init__()
-        self.frontend = nn.Sequential(
-            nn.Conv3d(1, TRUNK_CHANNELS[0], (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
-            nn.BatchNorm3d(TRUNK_CHANNELS[0]), activation(relu_type, TRUNK_CHANNELS[0]),
+        channels = tuple(max(int(c * width_mult), 1) for c in TRUNK_CHANNELS)
+        self.frontend3D = nn.Sequential(
+            nn.Conv3d(1, channels[0], (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
+            nn.BatchNorm3d(channels[0]), activation(relu_type, channels[0]),
             nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)))
-        blocks, in_channels = [], TRUNK_CHANNELS[0]
-        for stage, channels in enumerate(TRUNK_CHANNELS):
-            for block in range(2):
-                blocks.append(BasicBlock(in_channels, channels, 2 if stage and not block else 1, relu_type))
-                in_channels = channels
-        self.trunk = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        tcn_channels = TCN_HIDDEN * len(TCN_KERNELS)
-        self.tcn = nn.Sequential(*(MultiscaleBlock(TRUNK_CHANNELS[-1] if level == 0 else tcn_channels, 2**level,
-                                                   relu_type) for level in range(TCN_LEVELS)))
-        self.output = nn.Linear(tcn_channels, num_classes)
+        self.trunk = ResNetTrunk(channels, relu_type)
+        self.tcn = MultiscaleTCN(channels[-1], hidden, tuple(kernels), levels, num_classes, relu_type)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         n, _, t = x.shape[:3]
-        y = self.frontend(x)  # (N, C, T, H, W)
+        y = self.frontend3D(x)  # (N, C, T, H, W)
         y = y.transpose(1, 2).reshape(n * t, *y.shape[1:2], *y.shape[3:])  # (N*T, C, H, W)
-        y = self.pool(self.trunk(y)).flatten(1)  # (N*T, C)
-        seq = self.tcn(y.view(n, t, -1).transpose(1, 2))  # (N, C, T)
-        mask = (torch.arange(t, device=x.device)[None, :] < lengths[:, None]).to(seq.dtype)  # (N, T)
-        mean = (seq * mask[:, None, :]).sum(dim=2) / lengths.clamp(min=1)[:, None].to(seq.dtype)
-        return self.output(mean)
+        y = self.trunk(y)  # (N*T, C)
+        return self.tcn(y.view(n, t, -1).transpose(1, 2), lengths)
 
 
 def count_trainable(net: nn.Module) -> int:

@@ -77,3 +77,38 @@ def test_infer_decodes_with_a_word_language_model_without_mxnet(handoff: Path, g
     assert result.returncode == 0, result.stderr
     assert "decoder lm (" in result.stderr
     assert dict(line.split("\t") for line in result.stdout.splitlines()) == expected
+
+
+@pytest.fixture(scope="module")
+def word_handoff() -> Path:
+    folder = os.environ.get("LIPNET_ONNX_HANDOFF")
+    if not folder:
+        pytest.skip("needs LIPNET_ONNX_HANDOFF, the folder where tests/model/test_tcn_import.py left the exported "
+                    "word model (.ci/run sets it)")
+    handoff = Path(folder)
+    if not (handoff / "tcn_words.onnx").is_file() or not (handoff / "tcn_words.json").is_file():
+        pytest.fail(f"{handoff}: no tcn_words.onnx and tcn_words.json (tests/model/test_tcn_import.py did not run, "
+                    "or failed, before)")
+    return handoff
+
+
+def test_infer_scores_an_lrw_set_with_a_word_onnx_file(word_handoff: Path):
+    # The imported TCN model's export on a set holding 2 of its 12 words: the same lines as MXNet printed.
+    expected = json.loads((word_handoff / "tcn_words.json").read_text())["scored"]
+    result = run("infer.py", f"model_path={word_handoff / 'tcn_words.onnx'}", f"image_path={word_handoff / 'lrw'}",
+                 "data_type=test", "num_gpus=0", "progress=false", "batch_size=3")
+    assert result.returncode == 1 and "error: 10 word folders were left out" in result.stderr, result.stderr
+    assert result.stdout == expected
+
+
+def test_infer_reads_word_videos_with_a_word_onnx_file(word_handoff: Path, grid_dir: Path):
+    expected = json.loads((word_handoff / "tcn_words.json").read_text())["videos"]
+    result = run("infer.py", f"model_path={word_handoff / 'tcn_words.onnx'}", f"video={grid_dir}", "num_gpus=0",
+                 "progress=false", "format=json")
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [g["file"] for g in got] == [e["file"] for e in expected]
+    for ours, theirs in zip(got, expected):
+        assert [t["word"] for t in ours["top"]] == [t["word"] for t in theirs["top"]]
+        assert np.allclose([t["probability"] for t in ours["top"]], [t["probability"] for t in theirs["top"]],
+                           atol=1e-4)

@@ -130,7 +130,7 @@ def test_every_kind_has_its_importer():
 def test_a_state_dict_of_no_known_network_is_refused_and_an_output_replaced_only_with_force(tmp_path: Path):
     source = write_torch_file({"fc.weight": np.ones((2, 2), np.float32)}, tmp_path / "other.pt", "zip")
     result = run("utils/import_weights.py", source, tmp_path / "out")
-    assert result.returncode == 2 and "that none of lipnet_pytorch recognises" in result.stderr
+    assert result.returncode == 2 and "that none of lipnet_pytorch, tcn recognises" in result.stderr
     assert not (tmp_path / "out").exists()
     lipnet = write_torch_file(state_dict(), tmp_path / "l.pt", "zip")
     (tmp_path / "out").mkdir()

@@ -17,6 +17,7 @@ from utils.text.alphabet import GRID, Alphabet
 from utils.video.framing import DEFAULT_CHANNEL_ORDER, DEFAULT_FRAMING, recorded_crop
 
 ONNX_SUFFIX = ".onnx"
+WORD_NETWORK = "word_net"  # the "network" of a word classifier, in meta.json and an ONNX file's metadata
 
 
 class NetworkError(RuntimeError):

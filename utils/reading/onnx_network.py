@@ -25,7 +25,7 @@ _RUN_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeEx
 METADATA_VERSIONS = ("1",)
 
 
-def _metadata(session: ort.InferenceSession, source: str) -> dict[str, object]:
+def read_metadata(session: ort.InferenceSession, source: str) -> dict[str, object]:
     raw = session.get_modelmeta().custom_metadata_map
     if raw.get("lipnet.version") is None:
         raise ValueError(f"{source}: not a LipNet ONNX file of utils/export_onnx.py (no lipnet.* metadata)")
@@ -38,31 +38,53 @@ def _metadata(session: ort.InferenceSession, source: str) -> dict[str, object]:
         raise ValueError(f"{source}: unreadable LipNet metadata ({err})") from None
 
 
+def open_session(model: str | Path | bytes, use_gpu: bool = False) -> tuple[ort.InferenceSession, str, str]:
+    """An onnxruntime session of an ONNX file (or its bytes), its name for messages and the backend it runs on
+    (``onnxruntime CPU`` or ``onnxruntime CUDA``): the CPU, or with ``use_gpu`` CUDA where onnxruntime-gpu sees a
+    GPU (else the CPU, with a warning). ValueError naming the file when it is no readable ONNX file."""
+    source = "<in memory>" if isinstance(model, bytes) else str(model)
+    if not isinstance(model, bytes) and not Path(model).is_file():
+        raise FileNotFoundError(f"{source}: no such ONNX file")
+    providers = ["CPUExecutionProvider"]
+    if use_gpu:
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        else:
+            log.warning("num_gpus > 0 but onnxruntime has no CUDA provider (install onnxruntime-gpu): "
+                        "reading on the CPU. Pass num_gpus=0 to silence this.")
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # a file it cannot load is our error message, not its log too
+    try:
+        session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                       providers=providers)
+    except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        reason = lines[0] if len(lines[0]) <= 200 else lines[0][:200] + "..."
+        raise ValueError(f"{source}: not a readable ONNX file ({reason})") from None
+    return session, source, "onnxruntime " + ("CUDA" if providers[0].startswith("CUDA") else "CPU")
+
+
+def network_kind(session: ort.InferenceSession) -> str:
+    """meta.json's ``network`` of the model an ONNX file holds: ``lipnet`` (also for files from before the word
+    export, which do not say) or ``word_net``."""
+    raw = session.get_modelmeta().custom_metadata_map.get("lipnet.network")
+    try:
+        return str(json.loads(raw)) if raw else "lipnet"
+    except json.JSONDecodeError:
+        return "lipnet"
+
+
 class OnnxLipNet(Network):
     """An exported LipNet on onnxruntime: the CPU, or with ``use_gpu`` CUDA where onnxruntime-gpu
     sees a GPU (else the CPU, with a warning)."""
 
-    def __init__(self, model: str | Path | bytes, use_gpu: bool = False) -> None:
-        source = "<in memory>" if isinstance(model, bytes) else str(model)
-        if not isinstance(model, bytes) and not Path(model).is_file():
-            raise FileNotFoundError(f"{source}: no such ONNX file")
-        providers = ["CPUExecutionProvider"]
-        if use_gpu:
-            if "CUDAExecutionProvider" in ort.get_available_providers():
-                providers.insert(0, "CUDAExecutionProvider")
-            else:
-                log.warning("num_gpus > 0 but onnxruntime has no CUDA provider (install onnxruntime-gpu): "
-                            "reading on the CPU. Pass num_gpus=0 to silence this.")
-        options = ort.SessionOptions()
-        options.log_severity_level = 4  # a file it cannot load is our error message, not its log too
-        try:
-            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                                providers=providers)
-        except Exception as err:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
-            lines = str(err).strip().splitlines() or [type(err).__name__]
-            reason = lines[0] if len(lines[0]) <= 200 else lines[0][:200] + "..."
-            raise ValueError(f"{source}: not a readable ONNX file ({reason})") from None
-        info = _metadata(self.session, source)
+    def __init__(self, model: str | Path | bytes, use_gpu: bool = False,
+                 opened: tuple[ort.InferenceSession, str, str] | None = None) -> None:
+        """``opened``: what ``open_session`` gave for ``model``, when the caller opened it already."""
+        self.session, source, device = opened or open_session(model, use_gpu)
+        info = read_metadata(self.session, source)
+        if info.get("network", "lipnet") != "lipnet":
+            raise ValueError(f"{source}: a {info['network']} ONNX file, not a LipNet's")
         try:
             config, norm = info["config"], info["normalisation"]
             alphabet = alphabet_from_record(info["alphabet"])
@@ -78,7 +100,7 @@ class OnnxLipNet(Network):
                              tuple(norm["mean"]), tuple(norm["std"]),
                              float(info.get("frame_rate") or MODEL_FPS),
                              str(info.get("source") or source) if isinstance(model, bytes) else source,
-                             "onnxruntime " + ("CUDA" if providers[0].startswith("CUDA") else "CPU"), meta,
+                             device, meta,
                              alphabet)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: incomplete LipNet metadata ({err})") from None
