@@ -36,6 +36,8 @@ REPOSITORY = "https://github.com/mpc001/Lipreading_using_Temporal_Convolutional_
 LICENCE = ("the repository's README: the code only for comparative or benchmarking purposes, under its LICENSE "
            "for non-commercial purposes")
 WORD_LIST = "labels/500WordsSortedList.txt"  # the reference's class names, in its repository
+# The same 500 words (LRW's, sorted), shipped: a 500-class model takes them when no word list is given.
+LRW_WORDS = Path(__file__).resolve().parent.parent / "asset" / "lrw500_words.txt"
 DEFAULT_RELU = "swish"  # configs/lrw_resnet18_mstcn.json's relu_type; a file without PReLU slopes holds no hint
 _OLD_OUTPUT = "tcn_output."  # the earliest version's top-level classifier
 _IGNORED = re.compile(r"(^|\.)num_batches_tracked$")
@@ -205,18 +207,19 @@ def import_checkpoint(state: Mapping[str, np.ndarray], source: Path, out: str | 
                       words: str | Path | None = None, relu_type: str | None = None) -> Path:
     """Write ``out`` as our word checkpoint of the TCN reference's state dict ``state`` read from ``source``
     (``layout``: the torch file layout it was read from, ``zip`` or ``legacy``). Its classes keep their order and
-    take the names of ``words`` (a word-list file or an LRW-layout folder), which must have as many; returns the
-    folder."""
-    if words is None:
-        raise ValueError(f"a TCN model's classes need their words: give words= the reference's {WORD_LIST} (LRW's "
-                         "500 words in sorted order), a file of one word per line in class order, or an LRW folder")
-    names = read_words(words)
+    take the names of ``words`` (a word-list file or an LRW-layout folder), which must have as many; without
+    ``words``, a 500-class model's are LRW's sorted words (``LRW_WORDS``); returns the folder."""
     try:
         cleaned = clean_state(state)
         config = config_from_state(cleaned, None if relu_type in (None, "auto") else relu_type)
         arrays = reference_arrays(cleaned, config)
     except TcnWeightsError as err:
         raise TcnWeightsError(f"{source}: {err}") from None
+    if words is None and config.num_classes != 500:
+        raise ValueError(f"{source} has {config.num_classes} classes, not LRW's 500: give words= a file of one word "
+                         "per line in class order, or an LRW-layout folder")
+    words = LRW_WORDS if words is None else words
+    names = read_words(words)
     if len(names) != config.num_classes:
         raise ValueError(f"{words}: {len(names)} words, but {source} has {config.num_classes} classes")
     net = WordNet(config)

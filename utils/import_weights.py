@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--words", default=None,
                         help="kind tcn: the class names, a file of one word per line in class order (the reference's "
                              "labels/500WordsSortedList.txt, LRW's 500 words sorted) or an LRW-layout folder, whose "
-                             "sorted word folders name the classes (default: none; required for tcn)")
+                             "sorted word folders name the classes (default: asset/lrw500_words.txt, LRW's 500 "
+                             "words sorted, for a 500-class model; required for any other)")
     parser.add_argument("--relu_type", default="auto", choices=("auto", "relu", "prelu", "swish"),
                         help="kind tcn: the activation, which a file without PReLU slopes cannot tell; auto: prelu "
                              "when it has slopes, else swish, the published lrw_resnet18_mstcn's "

@@ -170,10 +170,23 @@ def test_unknown_missing_and_wrong_shapes_are_named_in_one_error(reference: dict
         config_from_state({**state, "tcn.mb_ms_tcn.network.0.cbcr0_0.conv.0.weight": np.zeros(1)})
 
 
+def test_a_500_word_model_takes_lrws_sorted_words_unless_given_others(reference: dict, tmp_path: Path):
+    listed = (REPO_ROOT / "asset" / "lrw500_words.txt").read_text().split()
+    assert len(set(listed)) == 500 and listed == sorted(listed)
+    assert {"ABOUT", "ALMOST", "REPORTS", "YOUNG"} <= set(listed)
+    drawn = shapes(reference["cases"]["swish"])
+    hidden = drawn["tcn.tcn_output.weight"][1]
+    drawn.update({"tcn.tcn_output.weight": (500, hidden), "tcn.tcn_output.bias": (500,)})
+    source = write_reference_file(tmp_path / "lrw.pth", draw_state(drawn))
+    result = run("utils/import_weights.py", source, tmp_path / "a")
+    assert result.returncode == 0, result.stderr
+    assert read_checkpoint(tmp_path / "a").meta["words"] == listed
+
+
 def test_word_list_is_required_checked_and_may_be_an_lrw_folder(reference: dict, tmp_path: Path):
     source = write_reference_file(tmp_path / "model.pth", draw_state(shapes(reference["cases"]["swish"])))
     result = run("utils/import_weights.py", source, tmp_path / "a")
-    assert result.returncode == 2 and "labels/500WordsSortedList.txt" in result.stderr
+    assert result.returncode == 2 and f"{source} has 12 classes, not LRW's 500: give words=" in result.stderr
     short = tmp_path / "short.txt"
     short.write_text("ABOUT\nMONEY\n")
     result = run("utils/import_weights.py", source, tmp_path / "b", f"words={short}", "kind=tcn")
