@@ -111,6 +111,24 @@ def temporal_jitter(count: int, rng: np.random.Generator, p: float) -> np.ndarra
     return order if len(order) else np.arange(count)
 
 
+LOW_RATE = 0.48  # lowest camera rate ``low_rate`` draws, as a fraction of the clip's: 12 fps for GRID's 25
+
+
+def low_rate(count: int, rng: np.random.Generator) -> np.ndarray:
+    """Frame indices of a ``count``-frame clip as a slower camera would show them once resampled to the
+    clip's rate: the camera's rate drawn from [LOW_RATE, 1) times the clip's and its first frame at a random
+    phase; each output frame is the camera frame nearest its time (as ``utils.video.reader`` resamples), that
+    frame being the clip frame nearest the camera frame's time. Non-decreasing; ``count`` long.
+
+    Why: a 15 fps source reaches the network with 2 of every 5 frames repeated, in a regular beat;
+    ``temporal_jitter`` repeats and drops scattered single frames (5% each by default), so a model trained
+    on it alone has rarely seen such a beat."""
+    ratio = rng.uniform(LOW_RATE, 1.0)
+    phase = rng.random()
+    camera = np.maximum(np.round(np.arange(count) * ratio - phase), 0)
+    return np.minimum(np.round((camera + phase) / ratio), count - 1).astype(np.int64)
+
+
 RECODE_SHRINK = 0.5  # smallest size, as a fraction of the crop's, that ``recode`` shrinks frames to
 RECODE_QUALITY = (30, 90)  # range of JPEG qualities ``recode`` compresses frames at
 
@@ -237,6 +255,7 @@ class SentenceDataset(gluon.data.Dataset):
         seed: int = 0,
         alphabet: Alphabet = GRID,
         recode_prob: float = 0.0,
+        low_rate_prob: float = 0.0,
     ) -> None:
         self.records = list(records)
         self.alphabet = alphabet
@@ -246,6 +265,7 @@ class SentenceDataset(gluon.data.Dataset):
         self.jitter_prob = jitter_prob if train else 0.0
         self.word_prob = word_prob if train else 0.0
         self.recode_prob = recode_prob if train else 0.0
+        self.low_rate_prob = low_rate_prob if train else 0.0
         self.seed = seed
         self._reported: set[str] = set()
         self.too_short = 0  # samples dropped for having fewer frames than their label needs
@@ -274,7 +294,13 @@ class SentenceDataset(gluon.data.Dataset):
             word = record.words[rng.integers(len(record.words))]
             start, end = word_span(word, count, ctc_min_frames(word.word))
             sentence = word.word
-        order = temporal_jitter(end - start, rng, self.jitter_prob) if self.jitter_prob else np.arange(end - start)
+        order = np.arange(end - start)
+        if self.low_rate_prob:  # its own stream: the draws below stay those of a run without it
+            slow = np.random.default_rng((self.seed, epoch, idx, 17))
+            if slow.random() < self.low_rate_prob:
+                order = low_rate(end - start, slow)
+        if self.jitter_prob:
+            order = order[temporal_jitter(len(order), rng, self.jitter_prob)]
         if len(order) < ctc_min_frames(sentence):  # jitter deleted frames the label needs
             order = np.arange(end - start)
         order, length = fit_length(start + order, self.num_frames or end - start)

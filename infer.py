@@ -225,9 +225,10 @@ def report_video(args: argparse.Namespace, video: Path, reading: VideoReading) -
             tqdm.write(f"error: cannot write the subtitles of {video}: {err}", file=sys.stderr)
     if args.format == "json":
         tqdm.write(video_json(video.name, reading, None, labelled, warnings), file=sys.stdout)
-    elif labelled and reading.faces_read:
-        for face in reading.faces_read:
-            tqdm.write(f"{video.name}#face{face}\t{reading.text(face)}", file=sys.stdout)
+    elif labelled and any(reading.text(face) for face in reading.faces_read):
+        for face in reading.faces_read:  # a face none of whose utterances was read is named on stderr only
+            if reading.text(face):
+                tqdm.write(f"{video.name}#face{face}\t{reading.text(face)}", file=sys.stdout)
     else:
         tqdm.write(f"{video.name}\t{reading.text()}", file=sys.stdout)
     sys.stdout.flush()

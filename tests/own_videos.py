@@ -54,6 +54,26 @@ def turned(frames: np.ndarray, path: Path, degrees: float) -> Path:
     return write_video(path, [cv2.warpAffine(f, matrix, (w, h), flags=cv2.INTER_LINEAR) for f in frames], GRID_FPS)
 
 
+def noisy(frames: np.ndarray, path: Path, seed: int, strength: int = 25) -> Path:
+    """A clip from a noisy camera, as H.264: FFmpeg's ``noise=alls=STRENGTH:allf=t`` (fresh noise on every
+    frame and plane, seeded) through PyAV's filter graph."""
+    graph = av.filter.Graph()
+    height, width = frames.shape[1:3]
+    source = graph.add_buffer(width=width, height=height, format="yuv420p", time_base="1/25")
+    noise = graph.add("noise", f"alls={strength}:allf=t:all_seed={seed}")
+    sink = graph.add("buffersink")
+    source.link_to(noise)
+    noise.link_to(sink)
+    graph.configure()
+    out = []
+    for i, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        graph.push(frame)
+        out.append(graph.pull().to_ndarray(format="rgb24"))
+    return write_video(path, out, GRID_FPS)
+
+
 def portrait(frames: np.ndarray, path: Path) -> Path:
     """A portrait video as phones store it: landscape frames turned on their side plus rotation metadata."""
     upright = [cv2.copyMakeBorder(f, 176, 176, 0, 0, cv2.BORDER_CONSTANT, value=(40, 40, 40)) for f in frames]

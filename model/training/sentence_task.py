@@ -158,7 +158,7 @@ class SentenceTask:
         train_set = data_loader.SentenceDataset(train_records, size=size, num_frames=args.frames, train=True,
                                            flip_prob=args.flip_prob, jitter_prob=args.jitter_prob,
                                            word_prob=args.word_prob, seed=args.seed, alphabet=alphabet,
-                                           recode_prob=args.recode_prob)
+                                           recode_prob=args.recode_prob, low_rate_prob=args.low_rate_prob)
         val_set = data_loader.SentenceDataset(val_records, size=size, num_frames=args.frames, alphabet=alphabet)
         if args.frames is None and args.bucket:
             lengths = data_loader.clip_lengths(train_records)

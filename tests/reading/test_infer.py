@@ -332,6 +332,18 @@ def test_unreadable_clip_is_named_and_the_rest_scored(dataset, checkpoint, tmp_p
     assert str(images / "s1" / "bbaf2n.npz") in stderr and "1 of 4 clips could not be read" in stderr
 
 
+def test_clip_too_short_for_the_grammar_is_named_and_the_rest_scored(dataset, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(dataset[0], images)
+    save_packed(images / "s1" / "lwbsza.npz", np.zeros((12, 25, 50, 3), np.uint8))  # under the grammar's 20 frames
+    grammar = make_checkpoint(tmp_path / "ckpt" / "best", {"method": "grammar"})
+    code, stdout, stderr = run(*data_args((images, dataset[1]), grammar))
+    assert code == 1
+    assert printed_clips(stdout) == ["s1/bbaf2n", "s2/pgiz5a", "s2/swwp2s"] and "CER " in stdout
+    assert str(images / "s1" / "lwbsza.npz") in stderr and "12 frames cannot hold any sentence" in stderr
+    assert "1 of 4 clips could not be read" in stderr
+
+
 def test_missing_image_folder_exits_2(checkpoint, tmp_path):
     code, stdout, stderr = run(f"image_path={tmp_path / 'none'}", f"model_path={checkpoint}", "num_gpus=0")
     assert code == 2 and stdout == "" and "none: no such image folder" in stderr

@@ -155,3 +155,29 @@ def test_an_utterance_too_short_for_the_grammar_is_named_and_the_rest_is_read(re
     assert text.returncode == 1
     assert text.stdout.splitlines() == ["a.mp4\tbin blue at f two now", "b.mp4\tlay white by s zero again"]
     assert [line for line in text.stderr.splitlines() if line.startswith("error:")] == errors
+
+
+def test_with_face_all_a_face_whose_utterances_all_failed_gets_no_empty_line(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture):
+    import argparse
+
+    import infer
+    from utils.scoring.report import UtteranceResult
+    from utils.video.utterances import StreamSummary
+
+    def said(face: int, start: float, text: str, error: str | None = None) -> UtteranceResult:
+        return UtteranceResult(start, start + 1.0, text, [], np.zeros((25, 2, 2, 3), np.uint8),
+                               np.zeros((25, GRID.num_classes)), face, error)
+
+    args = argparse.Namespace(face="all", subtitles=None, format="text")
+    video = tmp_path / "panel.mp4"
+    both = sentence_videos.VideoReading(video, 25.0, StreamSummary(faces=2), [
+        said(1, 0.0, "bin blue at f two now"), said(2, 1.0, "", "UndecodableClip: 8 frames cannot hold any")])
+    warnings = infer.report_video(args, video, both)
+    out, err = capsys.readouterr()
+    assert out == "panel.mp4#face1\tbin blue at f two now\n"
+    assert "utterance 1.00-2.00 s (face 2) not read: UndecodableClip" in err and len(warnings) == 1
+    # Nothing read from any face: the video still gets its one line, as without --face=all.
+    none = sentence_videos.VideoReading(video, 25.0, StreamSummary(faces=2), [said(2, 1.0, "", "NetworkError: x")])
+    infer.report_video(args, video, none)
+    assert capsys.readouterr().out == "panel.mp4\t\n"

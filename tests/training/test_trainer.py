@@ -145,9 +145,10 @@ import sys  # noqa: E402
 from model.training import loop, sentence_task  # noqa: E402
 from model.training.distributed import Workers  # noqa: E402
 
-# Dropout, flips, jitter, re-encoding and single-word clips (through the padded path) all on; 4 batches an epoch.
-AUGMENTED = ["dr_rate=0.5", "flip_prob=0.5", "jitter_prob=0.2", "word_prob=0.5", "recode_prob=0.5", "batch_size=2",
-             "epochs=2"]
+# Dropout, flips, jitter, re-encoding, low-rate and single-word clips (through the padded path) all on;
+# 4 batches an epoch.
+AUGMENTED = ["dr_rate=0.5", "flip_prob=0.5", "jitter_prob=0.2", "word_prob=0.5", "recode_prob=0.5",
+             "low_rate_prob=0.5", "batch_size=2", "epochs=2"]
 
 
 @pytest.fixture(scope="module")

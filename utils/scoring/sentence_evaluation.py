@@ -3,6 +3,7 @@ log-probabilities, and the error rates per speaker. ``model.training.sentence_ta
 and ``infer.py`` (any backend) fill it batch by batch."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,11 +14,13 @@ from tqdm import tqdm
 from utils.data.sentence_clips import ClipRecord, Normaliser, clip_batches
 from utils.scoring.sentence_metrics import GroupedErrorRates
 from utils.text.alphabet import GRID, Alphabet
-from utils.text.decoders import decode_batch
+from utils.text.decoders import UndecodableClip, decode_batch
 
 if TYPE_CHECKING:
     from utils.reading.network import Network
     from utils.text.lm_decoder import LMDecoder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,13 +48,20 @@ def score_batch(result: Evaluation, records: Sequence[ClipRecord], targets: Sequ
                 lengths: np.ndarray, decoder: str = "greedy", beam_width: int = 25,
                 keep_log_probs: bool = False, alphabet: Alphabet = GRID, lm: LMDecoder | None = None) -> None:
     """Decode a batch's ``(N, T, C)`` log-probabilities (the first ``lengths[i]`` frames of each clip)
-    and add its predictions and error rates to ``result``."""
-    texts = decode_batch(log_probs, lengths, method=decoder, beam_width=beam_width, alphabet=alphabet, lm=lm)
+    and add its predictions and error rates to ``result``. A clip no decoder can read (``UndecodableClip``:
+    too short for the grammar) is named in the log and left out, as an unreadable clip is, and the others
+    are scored."""
     for i, record in enumerate(records):
-        result.rates.add(record.speaker, targets[i], texts[i])
+        try:
+            text = decode_batch(log_probs[i: i + 1], lengths[i: i + 1], method=decoder, beam_width=beam_width,
+                                alphabet=alphabet, lm=lm)[0]
+        except UndecodableClip as err:
+            log.warning("skipping %s: %s", record.path, err)
+            continue
+        result.rates.add(record.speaker, targets[i], text)
         result.clip_ids.append(record.clip_id)
         result.targets.append(targets[i])
-        result.predictions.append(texts[i])
+        result.predictions.append(text)
         if keep_log_probs:
             result.log_probs.append(log_probs[i, : lengths[i]])
 

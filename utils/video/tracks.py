@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from utils.video.denoise import for_landmarks
 from utils.video.mouth_extractor import DETECT_MAX_SIDE, ROI_PAD, MouthExtractor
 from utils.video.reader import Frame
 
@@ -138,7 +139,8 @@ class FaceTracker:
 
 
 def _region(frame: Frame, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The grey pixels around a face box, and their offset as (x, y, x, y) to add to region coordinates."""
+    """The grey pixels around a face box (blurred when noisy: ``for_landmarks``), and their offset as
+    (x, y, x, y) to add to region coordinates."""
     pad = _REGION_PAD * max(box[2] - box[0], box[3] - box[1], 1.0)
     region, (x0, y0) = frame.gray_region((box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad))
-    return region, np.array([x0, y0, x0, y0], dtype=np.float64)
+    return for_landmarks(region), np.array([x0, y0, x0, y0], dtype=np.float64)
