@@ -46,7 +46,7 @@ class VideoLipreader:
         self.beam_width = beam_width
         self.lm = lm
         self.fps = network.frame_rate
-        self.normaliser = Normaliser(network.mean, network.std)
+        self.normaliser = Normaliser.recorded(network.mean, network.std, network.meta)
         self.extractor = MouthExtractor(size=(network.width, network.height))
         self.utterances = UtteranceReader(self.extractor, self.fps,
                                           max_utterance if max_utterance is not None else NUM_FRAMES / self.fps,

@@ -62,8 +62,8 @@ def evaluate_network(network: Network, records: Sequence[ClipRecord], batch_size
     """Read ``records`` with ``network`` (either backend) in batches as the validation loader makes them,
     decode and score them against their sentences; clips that cannot be read are reported and left out."""
     result = Evaluation(float("nan"), GroupedErrorRates())
-    batches = clip_batches(records, (network.width, network.height), Normaliser(network.mean, network.std),
-                           batch_size, num_workers=num_workers)
+    normaliser = Normaliser.recorded(network.mean, network.std, network.meta)
+    batches = clip_batches(records, (network.width, network.height), normaliser, batch_size, num_workers=num_workers)
     for batch_records, data, lengths in tqdm(batches, desc=progress, disable=progress is None, unit="batch",
                                              total=-(-len(records) // batch_size), leave=False):
         score_batch(result, batch_records, [r.sentence for r in batch_records], network.log_probs(data, lengths),
