@@ -216,6 +216,9 @@ class SentenceDataset(gluon.data.Dataset):
     every batch has one shape); ``None`` keeps each clip's own length (temporal jitter is cut or padded
     back to it) and ``Batchify`` pads a batch to its longest sample.
 
+    In training, ``recode_prob`` and ``light`` (``utils.data.light.relight``) degrade a sample as a re-encoded
+    video and as another light would, each from its own seeded stream.
+
     Frames stay uint8 until ``Batchify`` writes them, normalised, into the batch: a quarter of the
     memory traffic of float32 clips. A clip that cannot be read is reported once and yields
     ``None``; batches drop it. So does a sample with fewer frames than CTC needs for its label

@@ -92,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "independently that it is JPEG-compressed (quality 30-90): robustness to re-encoded, "
                            "upscaled videos, for models trained on very few clips")
     data.add_argument("--light_prob", type=probability, default=0.0,
-                      help="probability that a training clip is shown under another light: one change for the "
-                           "whole clip of brightness, contrast and gamma, drawn within light_brightness, "
-                           "light_contrast and light_gamma (docs/training.md: light)")
+                      help="probability that a training clip is shown under another light: one change of its "
+                           "luma (colour kept) for the whole clip, of brightness, contrast and gamma drawn within "
+                           "light_brightness, light_contrast and light_gamma (docs/training.md: light)")
     data.add_argument("--light_brightness", type=bounded(float, 0, 1), default=Light().brightness,
                       help="with light_prob: largest brightness offset, as a fraction of full scale (0: none)")
     data.add_argument("--light_contrast", type=bounded(float, 0, 1, high_open=True), default=Light().contrast,
