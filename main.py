@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser, argv)
     if args.fine_tune and not args.model_path:
         parser.error("fine_tune=true needs model_path (the checkpoint whose weights the new run starts from)")
+    if args.task == "words" and (args.input_norm == "clip" or args.light_prob):
+        parser.error("input_norm=clip and light_prob are settings of task=sentences: word clips are normalised "
+                     "by the LRW recipe's fixed mean and std")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:  # GPUs that cannot train stop the run now, not in its first epoch (the CPU build skips this)
         for line in preflight(args.num_gpus):

@@ -113,6 +113,13 @@ def test_out_of_range_light_settings_are_refused_before_training(setting: str, m
     assert message in result.stderr and setting.split("=")[0] in result.stderr
 
 
+def test_the_word_task_refuses_the_sentence_models_light_settings(tmp_path: Path):
+    for setting in ("input_norm=clip", "light_prob=0.5"):
+        result = subprocess.run([sys.executable, "main.py", "task=words", f"save_dir={tmp_path}", setting],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and "settings of task=sentences" in result.stderr
+
+
 def test_help_states_the_light_settings_and_their_defaults():
     result = subprocess.run([sys.executable, "main.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=120)
