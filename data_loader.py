@@ -22,6 +22,7 @@ import numpy as np
 
 from model.backend import gluon, mx
 from utils.data.clip_store import clip_length, load_clip
+from utils.data.light import NO_LIGHT, Light, relight
 from utils.data.sentence_clips import (  # noqa: F401 (clip discovery, labels and selection live there; re-exported)
     MAX_LABEL_LENGTH,
     NUM_FRAMES,
@@ -235,6 +236,9 @@ class SentenceDataset(gluon.data.Dataset):
     every batch has one shape); ``None`` keeps each clip's own length (temporal jitter is cut or padded
     back to it) and ``Batchify`` pads a batch to its longest sample.
 
+    In training, ``recode_prob`` and ``light`` (``utils.data.light.relight``) degrade a sample as a re-encoded
+    video and as another light would, each from its own seeded stream.
+
     Frames stay uint8 until ``Batchify`` writes them, normalised, into the batch: a quarter of the
     memory traffic of float32 clips. A clip that cannot be read is reported once and yields
     ``None``; batches drop it. So does a sample with fewer frames than CTC needs for its label
@@ -256,6 +260,7 @@ class SentenceDataset(gluon.data.Dataset):
         alphabet: Alphabet = GRID,
         recode_prob: float = 0.0,
         low_rate_prob: float = 0.0,
+        light: Light = NO_LIGHT,
     ) -> None:
         self.records = list(records)
         self.alphabet = alphabet
@@ -266,6 +271,7 @@ class SentenceDataset(gluon.data.Dataset):
         self.word_prob = word_prob if train else 0.0
         self.recode_prob = recode_prob if train else 0.0
         self.low_rate_prob = low_rate_prob if train else 0.0
+        self.light = light if train else NO_LIGHT
         self.seed = seed
         self._reported: set[str] = set()
         self.too_short = 0  # samples dropped for having fewer frames than their label needs
@@ -334,6 +340,8 @@ class SentenceDataset(gluon.data.Dataset):
             padded = cv2.flip(padded.reshape(t * h, w, c), 1).reshape(t, h, w, c)
         if self.recode_prob:  # its own stream: the draws above stay those of a run without it
             padded = recode(padded, np.random.default_rng((self.seed, epoch, idx, 13)), self.recode_prob)
+        if self.light.prob:  # its own stream too
+            padded = relight(padded, np.random.default_rng((self.seed, epoch, idx, 17)), *self.light)
         return padded, np.asarray(self.alphabet.encode(plan.sentence), np.int32), plan.length, idx
 
 
@@ -383,8 +391,9 @@ class Batchify(Normaliser):
     normalising it.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], channel_order: str = DEFAULT_CHANNEL_ORDER) -> None:
-        super().__init__(mean, std, channel_order)
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channel_order: str = DEFAULT_CHANNEL_ORDER,
+                 per_clip: bool = False) -> None:
+        super().__init__(mean, std, channel_order, per_clip)
         self.buffers = BatchBuffers()
 
     def __call__(self, samples: list) -> tuple | None:
@@ -402,10 +411,10 @@ class Batchify(Normaliser):
         # than MAX_LABEL_LENGTH frames gets narrower labels (frames=any)
         labels = np.full((n, max(min(MAX_LABEL_LENGTH, t), *(len(s[1]) for s in samples))), -1, np.float32)
         label_lengths = np.zeros(n, np.float32)
-        for i, (frames, label, _, _) in enumerate(samples):
+        for i, (frames, label, length, _) in enumerate(samples):
             if len(frames) < t:  # hold the last frame, as fit_length pads
                 frames = np.concatenate([frames, np.repeat(frames[-1:], t - len(frames), axis=0)])
-            self.normalise_into(frames, data[i])
+            self.normalise_into(frames, data[i], length)
             labels[i, : len(label)] = label
             label_lengths[i] = len(label)
         data_lengths = np.array([s[2] for s in samples], np.float32)
@@ -416,10 +425,13 @@ class Batchify(Normaliser):
 
 def make_loader(dataset: SentenceDataset, batch_size: int, mean: Sequence[float], std: Sequence[float],
                 sampler: gluon.data.Sampler | None = None, num_workers: int = 0,
-                last_batch: str = "keep", channel_order: str = DEFAULT_CHANNEL_ORDER) -> gluon.data.DataLoader:
+                last_batch: str = "keep", channel_order: str = DEFAULT_CHANNEL_ORDER,
+                per_clip: bool = False) -> gluon.data.DataLoader:
     """A DataLoader over ``sampler`` (default: in order) with ``num_workers`` worker threads, its batches in the
-    network's ``channel_order``."""
-    return _thread_loader(dataset, batch_size, Batchify(mean, std, channel_order), sampler, num_workers, last_batch)
+    network's ``channel_order``; ``per_clip`` normalises each clip by its own statistics (``input_norm=clip``)
+    instead of ``mean`` and ``std``."""
+    return _thread_loader(dataset, batch_size, Batchify(mean, std, channel_order, per_clip), sampler, num_workers,
+                          last_batch)
 
 
 def _thread_loader(dataset: gluon.data.Dataset, batch_size: int, batchify: object,

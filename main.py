@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from utils.data.light import INPUT_NORMS, Light
 from utils.data.splits import MISSING_CLIPS, SPLITS
 from utils.runtime.atomic import NotWritableError
 from utils.runtime.cli import (
@@ -94,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="probability that a training clip is shown as a slower camera (12 fps up to the clip's "
                            "rate) resampled to the clip's rate shows it: its frames repeated in a regular beat, so "
                            "that 12-15 fps videos read as well as 25 fps ones")
+    data.add_argument("--light_prob", type=probability, default=0.0,
+                      help="probability that a training clip is shown under another light: one change of its "
+                           "luma (colour kept) for the whole clip, of brightness, contrast and gamma drawn within "
+                           "light_brightness, light_contrast and light_gamma (docs/training.md: light)")
+    data.add_argument("--light_brightness", type=bounded(float, 0, 1), default=Light().brightness,
+                      help="with light_prob: largest brightness offset, as a fraction of full scale (0: none)")
+    data.add_argument("--light_contrast", type=bounded(float, 0, 1, high_open=True), default=Light().contrast,
+                      help="with light_prob: contrast factor drawn from [1 - this, 1 + this] (0: none)")
+    data.add_argument("--light_gamma", type=bounded(float, 0, 3), default=Light().gamma,
+                      help="with light_prob: gamma drawn from [1 / (1 + this), 1 + this] (0: none)")
     data.add_argument("--word_prob", type=probability, default=0.0,
                       help="probability of training on one aligned word of a clip instead of the sentence")
     data.add_argument("--aligned_ctc", type=str2bool, default=False,
@@ -106,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "or auto: the checkpoint's when starting from one, else grid when every training and "
                           "validation sentence is written in it, else captions. With fine_tune=true, a model_path "
                           "with another alphabet is fine-tuned to this one: every layer but the output is kept")
+    net.add_argument("--input_norm", default=None, choices=INPUT_NORMS,
+                     help="input normalisation, recorded in the checkpoint: dataset (each channel by the training "
+                          "set's mean and std) or clip (each clip by its own, so a darker or flatter video reads "
+                          "as the original; docs/training.md: light). Default: the checkpoint's when starting "
+                          "from one, else dataset (task=sentences)")
     net.add_argument("--variant", default="paper", choices=("paper", "example"),
                      help="paper: LipNet as published; example: the original MXNet example's layout")
     net.add_argument("--channels", type=positive_ints, default=[32, 64, 96],
@@ -198,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser, argv)
     if args.fine_tune and not args.model_path:
         parser.error("fine_tune=true needs model_path (the checkpoint whose weights the new run starts from)")
+    if args.task == "words" and (args.input_norm == "clip" or args.light_prob):
+        parser.error("input_norm=clip and light_prob are settings of task=sentences: word clips are normalised "
+                     "by the LRW recipe's fixed mean and std")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:  # GPUs that cannot train stop the run now, not in its first epoch (the CPU build skips this)
         for line in preflight(args.num_gpus):

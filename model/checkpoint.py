@@ -33,6 +33,7 @@ import numpy as np
 from model.backend import MXNetError, mx
 from model.lipnet import LipNet, LipNetConfig
 from model.word_net import WordNet, WordNetConfig
+from utils.data.light import recorded_input_norm
 from utils.text.alphabet import Alphabet, alphabet_from_record
 
 PARAMS_FILE = "model.params"
@@ -219,6 +220,7 @@ def _read_folder(path: Path, prefer: str, states: bool) -> CheckpointContents:
     try:
         config = NETWORKS[network][1](**meta["config"])
         mean, std = tuple(meta["normalisation"]["mean"]), tuple(meta["normalisation"]["std"])
+        recorded_input_norm(meta)
         alphabet = alphabet_from_record(meta.get("alphabet"))
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{folder / META_FILE}: incomplete checkpoint description ({err})") from None

@@ -22,6 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from model.lipnet import LipNetConfig
+from utils.data.light import recorded_input_norm
 from utils.data.sentence_clips import NUM_FRAMES
 from utils.reading.onnx_network import INPUT, LENGTHS
 from utils.text.alphabet import alphabet_from_record
@@ -30,7 +31,12 @@ from utils.video.reader import MODEL_FPS
 
 OPSET = 17
 OUTPUT = "log_probs"
-METADATA_VERSION = "1"
+# Version 2 is written for a network normalised per clip, which a version-1 reader would read as normalised by
+# the data set's statistics, silently wrong: such a reader refuses it instead. Everything else stays version 1.
+METADATA_VERSIONS = {"dataset": "1", "clip": "2"}
+# How the reader turns pixels into the graph's input, in words, for whoever reads the metadata by hand.
+SCALES = {"dataset": "pixel / 255, then (value - mean) / std per channel",
+          "clip": "pixel / 255, then each channel standardised by its own mean and std over the clip's frames"}
 
 
 def _gru_gates(array: np.ndarray) -> np.ndarray:
@@ -167,16 +173,18 @@ def build_model(config: LipNetConfig, arrays: Mapping[str, np.ndarray], metadata
 
 def reading_metadata(config: LipNetConfig, mean: tuple[float, ...], std: tuple[float, ...], meta: Mapping,
                      source: str) -> dict[str, object]:
-    """What reading with the ONNX file alone needs, from a checkpoint's config and description."""
+    """What reading with the ONNX file alone needs, from a checkpoint's config and description. The input
+    normalisation is the reader's to apply (``utils.data.sentence_clips.Normaliser.recorded``), as it is for a
+    checkpoint: ``input`` names it (``utils.data.light``)."""
+    input_norm = recorded_input_norm(meta)
     decoder = dict(meta.get("decoder") or {"method": "greedy"})
     framing, channel_order = recorded_crop(meta)
     return {
-        "lipnet.version": METADATA_VERSION,
+        "lipnet.version": METADATA_VERSIONS[input_norm],
         "lipnet.config": config.to_dict(),
         "lipnet.input": {"layout": "NCTHW", "colour": channel_order.upper(), "height": config.height,
-                         "width": config.width, "frames": NUM_FRAMES,
-                         "scale": "pixel / 255, then (value - mean) / std per channel"},
-        "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std))},
+                         "width": config.width, "frames": NUM_FRAMES, "scale": SCALES[input_norm]},
+        "lipnet.normalisation": {"mean": list(map(float, mean)), "std": list(map(float, std)), "input": input_norm},
         "lipnet.frame_rate": float(meta.get("frame_rate") or MODEL_FPS),
         # how its crops are cut (with ``upright`` where recorded: utils.video.roll) and ordered
         "lipnet.crop": {**(meta.get("crop") or {}), "framing": framing, "channel_order": channel_order},

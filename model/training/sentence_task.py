@@ -18,6 +18,7 @@ from model.training.distributed import Workers, combine_evaluations
 from model.training.interruption import StopFlag
 from model.training.state import Start
 from utils.data import splits
+from utils.data.light import DEFAULT_INPUT_NORM, Light, recorded_input_norm
 from utils.data.manifest import load_manifest
 from utils.scoring.sentence_evaluation import Evaluation, score_batch
 from utils.scoring.sentence_metrics import GroupedErrorRates
@@ -88,6 +89,25 @@ def probe_frame_size(records: Sequence[data_loader.ClipRecord]) -> tuple[int, in
     raise ValueError("no readable training clip")
 
 
+def choose_input_norm(given: str | None, start: Start) -> str:
+    """The input normalisation of a run: a checkpoint's own when starting from one (its weights expect it; the
+    original example's parameters: ``dataset``), else ``given`` or ``dataset``. ValueError when ``given``
+    differs from the checkpoint's."""
+    if start.arrays is None:
+        return given or DEFAULT_INPUT_NORM
+    recorded = recorded_input_norm(start.meta)
+    if given is not None and given != recorded:
+        raise ValueError(f"input_norm={given} differs from that of {start.source} ({recorded}), whose weights "
+                         f"expect its input normalised as they were trained: leave input_norm out, or start a "
+                         f"new run without model_path")
+    return recorded
+
+
+def training_light(args: argparse.Namespace) -> Light:
+    """The photometric augmentation ``args`` ask for (off for namespaces from before the setting)."""
+    return Light(*(getattr(args, f"light_{name}", default) for name, default in zip(Light._fields, Light())))
+
+
 class SentenceTask:
     """LipNet on GRID-style sentence clips with CTC: its data, loss, validation and checkpoint contents.
 
@@ -142,11 +162,13 @@ class SentenceTask:
         self.channel_order = channel_order  # a fresh network's: RGB
         mean, std = (start.mean, start.std) if start.mean else data_loader.channel_stats(train_records, seed=args.seed)
         self.mean, self.std = mean, std
+        self.input_norm = choose_input_norm(getattr(args, "input_norm", None), start)
+        per_clip = self.input_norm == "clip"
         self.config = config = start.config or build_config(args, probe_frame_size(train_records), alphabet)
         size = (config.width, config.height)
-        log.info("%d training and %d validation clips; input %dx%d; normalisation mean %s std %s",
-                 len(train_records), len(val_records), config.width, config.height,
-                 [round(v, 4) for v in mean], [round(v, 4) for v in std])
+        log.info("%d training and %d validation clips; input %dx%d; normalisation: %s", len(train_records),
+                 len(val_records), config.width, config.height, "each clip by its own mean and std" if per_clip
+                 else f"mean {[round(v, 4) for v in mean]} std {[round(v, 4) for v in std]}")
         if workers.kv is not None:
             self.val_groups = sorted({r.speaker for r in val_records})
             train_records = data_loader.shard_records(train_records, workers.rank, workers.count)
@@ -158,7 +180,8 @@ class SentenceTask:
         train_set = data_loader.SentenceDataset(train_records, size=size, num_frames=args.frames, train=True,
                                            flip_prob=args.flip_prob, jitter_prob=args.jitter_prob,
                                            word_prob=args.word_prob, seed=args.seed, alphabet=alphabet,
-                                           recode_prob=args.recode_prob, low_rate_prob=args.low_rate_prob)
+                                           recode_prob=args.recode_prob, low_rate_prob=args.low_rate_prob,
+                                           light=training_light(args))
         val_set = data_loader.SentenceDataset(val_records, size=size, num_frames=args.frames, alphabet=alphabet)
         if args.frames is None and args.bucket:
             lengths = data_loader.clip_lengths(train_records)
@@ -168,9 +191,9 @@ class SentenceTask:
             sampler = data_loader.EpochShuffleSampler(len(train_set), args.seed)
         self.train_set, self.val_set, self.sampler = train_set, val_set, sampler
         self.train_loader = data_loader.make_loader(train_set, args.batch_size, mean, std, sampler, args.num_workers,
-                                                    channel_order=self.channel_order)
+                                                    channel_order=self.channel_order, per_clip=per_clip)
         self.val_loader = data_loader.make_loader(val_set, args.batch_size, mean, std, num_workers=args.num_workers,
-                                                  channel_order=self.channel_order)
+                                                  channel_order=self.channel_order, per_clip=per_clip)
         self.loss_fn = gluon.loss.CTCLoss(layout="NTC", label_layout="NT")
         self._clip_frames: dict[int, int] = {}
 
@@ -251,6 +274,7 @@ class SentenceTask:
         return None
 
     def meta(self) -> dict:
-        return {"normalisation": {"mean": self.mean, "std": self.std}, "decoder": self.decoder,
-                "crop": {"framing": self.framing, "channel_order": self.channel_order, **self.upright},
+        return {"normalisation": {"mean": self.mean, "std": self.std, "input": self.input_norm},
+                "decoder": self.decoder, "crop": {"framing": self.framing, "channel_order": self.channel_order,
+                                                  **self.upright},
                 "split": self.selection, "alphabet": self.alphabet.to_dict()}

@@ -134,7 +134,8 @@ def test_the_file_is_checked_has_dynamic_axes_and_carries_what_reading_needs(tmp
     assert meta["lipnet.input"]["height"] == 32 and meta["lipnet.input"]["width"] == 64
     assert meta["lipnet.input"]["colour"] == "RGB"
     assert meta["lipnet.crop"] == {"framing": "lipnet_gluon", "channel_order": "rgb"}  # our own crops
-    assert meta["lipnet.normalisation"] == {"mean": list(MEAN), "std": list(STD)}
+    assert meta["lipnet.normalisation"] == {"mean": list(MEAN), "std": list(STD), "input": "dataset"}
+    assert meta["lipnet.version"] == "1"  # a file normalised by the data set's statistics: any reader reads it
     assert meta["lipnet.frame_rate"] == 30 and meta["lipnet.alphabet"]["characters"] == "abcdefghijklmnopqrstuvwxyz "
     assert meta["lipnet.decoder"]["method"] == "greedy"
     network = OnnxLipNet(out)
@@ -145,6 +146,43 @@ def test_the_file_is_checked_has_dynamic_axes_and_carries_what_reading_needs(tmp
     with pytest.raises(NetworkError, match=r"onnxruntime could not read a batch of shape \(1, 4, 9, 32, 64\): "
                                            r"InvalidArgument: .*dimensions"):
         network.log_probs(np.zeros((1, 4, 9, 32, 64), np.float32))
+
+
+def test_a_network_normalised_per_clip_is_read_per_clip_by_both_backends(tmp_path: Path):
+    """input_norm=clip travels from the checkpoint into the ONNX file's metadata, and both backends' readers
+    normalise each clip by its own statistics: the same input to the same log-probabilities."""
+    net = LipNet(LipNetConfig(channels=(4, 4, 4), hidden=8, width=48, height=24))
+    net.initialize(mx.init.Xavier())
+    folder = save_checkpoint(tmp_path / "best", net, None,
+                             {"normalisation": {"mean": list(MEAN), "std": list(STD), "input": "clip"}})
+    out = tmp_path / "x.onnx"
+    assert export(folder, out)[0] == 0
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(out)).metadata_props}
+    assert meta["lipnet.normalisation"]["input"] == "clip" and "own mean and std" in meta["lipnet.input"]["scale"]
+    assert meta["lipnet.version"] == "2"  # a reader that knows only version 1 would normalise it wrongly: it refuses
+    rng = np.random.default_rng(0)
+    frames = np.clip(rng.normal(60, 20, (30, 24, 48, 3)), 0, 255).astype(np.uint8)
+    inputs, readings = [], []
+    for network in (load_network(folder), load_network(out)):
+        normaliser = Normaliser.recorded(network.mean, network.std, network.meta)
+        assert normaliser.per_clip
+        data = np.empty((1, 3, 30, 24, 48), np.float32)
+        normaliser.normalise_into(frames, data[0])
+        inputs.append(data)
+        readings.append(network.log_probs(data, np.array([30])))
+    assert np.array_equal(inputs[0], inputs[1]) and abs(inputs[0].mean()) < 1e-4
+    assert np.abs(readings[0] - readings[1]).max() <= TOLERANCE
+    # a checkpoint or file naming a normalisation this version does not know is refused, naming the file
+    (folder / "meta.json").write_text((folder / "meta.json").read_text().replace('"clip"', '"frame"'))
+    with pytest.raises(ValueError, match="meta.json: incomplete checkpoint description .*'frame'"):
+        load_network(folder)
+    model = onnx.load(str(out))
+    for prop in model.metadata_props:
+        if prop.key == "lipnet.normalisation":
+            prop.value = prop.value.replace('"clip"', '"frame"')
+    onnx.save(model, str(tmp_path / "frame.onnx"))
+    with pytest.raises(ValueError, match="frame.onnx: incomplete LipNet metadata .*'frame'"):
+        OnnxLipNet(tmp_path / "frame.onnx")
 
 
 @pytest.mark.parametrize("norm", ["none", "instance", "batch"])

@@ -6,7 +6,7 @@ they fall on, and their frames as the network takes them (resized, normalised).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,7 @@ import numpy as np
 
 from utils.data import lipnet_pytorch
 from utils.data.clip_store import PACKED_SUFFIX, load_clip
+from utils.data.light import channel_tables, clip_stats, recorded_input_norm
 from utils.data.manifest import load_manifest
 from utils.data.splits import SPLITS, check_disjoint, listed_clips, make_split, speaker_of
 from utils.text.alphabet import CAPTIONS, GRID, Alphabet
@@ -219,25 +220,39 @@ def load_frames(path: str | Path, size: tuple[int, int] | None = None) -> np.nda
 class Normaliser:
     """Frames scaled to [0, 1] and normalised per channel, into float32 ``(3, T, H, W)`` in the network's
     ``channel_order`` (frames are RGB; ``bgr`` for networks trained on frames read by OpenCV, as
-    LipNet-PyTorch's; ``mean`` and ``std`` are then in that order too).
+    LipNet-PyTorch's; ``mean`` and ``std`` are then in that order too): by the data set's ``mean`` and
+    ``std``, or with ``per_clip`` by each clip's own (``utils.data.light``: ``input_norm=clip``).
 
     Scaling and normalisation is one lookup table per channel applied by OpenCV while splitting the
     channels straight into the output (under 1 ms per GRID clip, where NumPy arithmetic or MXNet
-    operators take 10-15 ms).
+    operators take 10-15 ms); a clip's own statistics come from its channels' histograms.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], channel_order: str = DEFAULT_CHANNEL_ORDER) -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channel_order: str = DEFAULT_CHANNEL_ORDER,
+                 per_clip: bool = False) -> None:
         self.reverse = check_channel_order(channel_order) == "bgr"
-        levels = np.arange(256, dtype=np.float64) / 255.0
-        self.tables = [((levels - m) / s).astype(np.float32).reshape(1, 256) for m, s in zip(mean, std)]
+        self.per_clip = per_clip
+        self.tables = channel_tables(mean, std)
 
-    def normalise_into(self, frames: np.ndarray, out: np.ndarray) -> None:
-        """uint8 ``(T, H, W, 3)`` into float32 ``out`` of shape ``(3, T, H, W)``."""
+    @classmethod
+    def recorded(cls, mean: Sequence[float], std: Sequence[float], meta: Mapping,
+                 channel_order: str = DEFAULT_CHANNEL_ORDER) -> Normaliser:
+        """The normalisation a network was trained with, as its checkpoint or ONNX description ``meta`` records it,
+        into its ``channel_order``."""
+        return cls(mean, std, channel_order, per_clip=recorded_input_norm(meta) == "clip")
+
+    def normalise_into(self, frames: np.ndarray, out: np.ndarray, length: int | None = None) -> None:
+        """uint8 ``(T, H, W, 3)`` into float32 ``out`` of shape ``(3, T, H, W)``. Per clip, the statistics are
+        those of the first ``length`` frames (default: all), the clip's own: padding does not count."""
         t, h, w, _ = frames.shape
         planes = cv2.split(np.ascontiguousarray(frames).reshape(t * h, w, 3))
         if self.reverse:
             planes = planes[::-1]
-        for channel, table in enumerate(self.tables):
+        tables = self.tables
+        if self.per_clip:
+            real = t if length is None else max(1, min(length, t))
+            tables = channel_tables(*clip_stats([plane[: real * h] for plane in planes]))
+        for channel, table in enumerate(tables):
             cv2.LUT(planes[channel], table, dst=out[channel].reshape(t * h, w))
 
 
@@ -275,9 +290,9 @@ def clip_batches(records: Sequence[ClipRecord], size: tuple[int, int], normalise
                 continue
             frames_in_batch = num_frames or max(length for _, (_, length) in kept)
             data = np.empty((len(kept), 3, frames_in_batch, height, width), np.float32)
-            for i, (_, (frames, _)) in enumerate(kept):
+            for i, (_, (frames, length)) in enumerate(kept):
                 order, _ = fit_length(np.arange(len(frames)), frames_in_batch)
-                normaliser.normalise_into(frames.take(order, axis=0), data[i])
+                normaliser.normalise_into(frames.take(order, axis=0), data[i], length)
             yield [record for record, _ in kept], data, np.array([length for _, (_, length) in kept], np.int64)
     finally:
         if pool is not None:

@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+from utils.data.light import recorded_input_norm
 from utils.reading.network import Network, NetworkError
 from utils.text.alphabet import alphabet_from_record
 from utils.video.reader import MODEL_FPS
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 INPUT, LENGTHS = "frames", "lengths"
 # What onnxruntime raises when a run fails (its types derive from Exception alone).
 _RUN_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException, ort_errors.EPFail)
-METADATA_VERSIONS = ("1",)
+METADATA_VERSIONS = ("1", "2")  # 2: may record an input normalisation per clip (``utils.data.light``)
 
 
 def read_metadata(session: ort.InferenceSession, source: str) -> dict[str, object]:
@@ -91,6 +92,7 @@ class OnnxLipNet(Network):
             if int(config.get("num_classes", alphabet.num_classes)) != alphabet.num_classes:
                 raise ValueError(f"{config['num_classes']} output classes but the {alphabet.name} alphabet "
                                  f"needs {alphabet.num_classes}")
+            recorded_input_norm(info)
             decoder = info.get("decoder") or {}
             meta = {"decoder": {k: v for k, v in decoder.items() if v is not None}, "config": config,
                     "normalisation": norm, "metrics": info.get("metrics") or {}, "alphabet": alphabet.to_dict(),

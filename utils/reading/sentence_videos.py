@@ -49,7 +49,7 @@ class VideoLipreader:
         self.beam_width = beam_width
         self.lm = lm
         self.fps = network.frame_rate
-        self.normaliser = Normaliser(network.mean, network.std, network.channel_order)
+        self.normaliser = Normaliser.recorded(network.mean, network.std, network.meta, network.channel_order)
         self.extractor = MouthExtractor(size=(network.width, network.height), framing=framing or network.framing,
                                         upright=upright_of(network.meta))
         self.utterances = UtteranceReader(self.extractor, self.fps,

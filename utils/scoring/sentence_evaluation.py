@@ -72,7 +72,7 @@ def evaluate_network(network: Network, records: Sequence[ClipRecord], batch_size
     """Read ``records`` with ``network`` (either backend) in batches as the validation loader makes them,
     decode and score them against their sentences; clips that cannot be read are reported and left out."""
     result = Evaluation(float("nan"), GroupedErrorRates())
-    normaliser = Normaliser(network.mean, network.std, network.channel_order)
+    normaliser = Normaliser.recorded(network.mean, network.std, network.meta, network.channel_order)
     batches = clip_batches(records, (network.width, network.height), normaliser, batch_size, num_workers=num_workers)
     for batch_records, data, lengths in tqdm(batches, desc=progress, disable=progress is None, unit="batch",
                                              total=-(-len(records) // batch_size), leave=False):
