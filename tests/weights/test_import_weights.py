@@ -157,4 +157,4 @@ def test_infer_and_fine_tuning_take_the_imported_checkpoint(imported: Path, tmp_
     assert trained.returncode == 0, trained.stderr
     meta = json.loads((tmp_path / "run" / "last" / "meta.json").read_text())
     assert (meta["config"]["width"], meta["config"]["height"]) == (128, 64)
-    assert meta["normalisation"] == {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    assert meta["normalisation"] == {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "input": "dataset"}
