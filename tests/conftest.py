@@ -1,5 +1,5 @@
 """Shared fixtures: the real GRID clips in ``../shared`` beside the checkout (or the folder ``LIPNET_SHARED``
-names), and a LipNet trained on them. Where there are none (a user's fresh clone), the tests that need them
+names), and the committed LipNets trained on them. Where there are none (a user's fresh clone), the tests that need them
 skip, each saying what is missing; CI (``.ci/run``) refuses to start without them, so it never skips them."""
 from __future__ import annotations
 
