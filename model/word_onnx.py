@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from model.onnx_export import METADATA_VERSION, OPSET, OUTPUT, _array, _Graph
+from model.onnx_export import METADATA_VERSIONS, OPSET, OUTPUT, _array, _Graph
 from model.word_net import WordNetConfig
 from utils.data.word_clips import WORD_FPS
 from utils.reading.network import WORD_NETWORK
@@ -164,7 +164,7 @@ def word_metadata(config: WordNetConfig, mean: tuple[float, ...], std: tuple[flo
     if len(words) != config.num_classes:
         raise ValueError(f"{len(words)} words for {config.num_classes} classes")
     return {
-        "lipnet.version": METADATA_VERSION,
+        "lipnet.version": METADATA_VERSIONS["dataset"],  # a word model normalises by its data set
         "lipnet.network": WORD_NETWORK,
         "lipnet.config": config.to_dict(),
         "lipnet.input": {"layout": "NCTHW", "colour": "grey", "height": config.size, "width": config.size,

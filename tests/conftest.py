@@ -1,5 +1,5 @@
 """Shared fixtures: the real GRID clips in ``../shared`` beside the checkout (or the folder ``LIPNET_SHARED``
-names), and a LipNet trained on them. Where there are none (a user's fresh clone), the tests that need them
+names), and the committed LipNets trained on them. Where there are none (a user's fresh clone), the tests that need them
 skip, each saying what is missing; CI (``.ci/run``) refuses to start without them, so it never skips them."""
 from __future__ import annotations
 
@@ -44,23 +44,34 @@ def grid_dir(shared_dir: Path) -> Path:
     return shared_dir / "grid"
 
 
-@pytest.fixture(scope="session")
-def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A narrow LipNet that reads the three shared clips exactly, with its words where they were said
-    (``tests/real_model.py``): the committed one when its digest matches the code and recipe, else retrained
-    here (4-5 minutes), naming the files to commit; in CI a stale model fails instead.
+def committed_model(name: str, grid_dir: Path, root: Path) -> dict[str, Path]:
+    """The committed model ``name`` (``tests/real_model.py``): loaded when its digest matches the code and recipe,
+    else retrained here, naming the files to commit; in CI a stale model fails the test instead.
 
-    Returns the crops folder, the model (a checkpoint folder) and a folder of links to the raw videos
-    (speaker s1).
+    Returns its crops folder, the model (a checkpoint folder) and a folder of links to the raw videos (speaker s1).
     """
     from tests import real_model as recipe
 
     try:
-        data, last, files = recipe.load_or_train(grid_dir, tmp_path_factory.mktemp("real"),
+        data, last, files = recipe.load_or_train(recipe.MODELS[name], grid_dir, root,
                                                  may_train=not os.environ.get("CI"))
     except recipe.StaleModel as err:
         pytest.fail(str(err))
     if files:
-        warnings.warn("retrained the real-clip model for a changed recipe: commit "
+        warnings.warn(f"retrained the committed model {name} for a changed recipe: commit "
                       + " ".join(str(f.relative_to(REPO_ROOT)) for f in files), stacklevel=1)
     return {"crops": data["crops"], "model": last, "videos": data["videos"]}
+
+
+@pytest.fixture(scope="session")
+def real_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A narrow LipNet that reads the three shared clips exactly, with its words where they were said (retrained
+    in 4-5 minutes when stale)."""
+    return committed_model("real_model", grid_dir, tmp_path_factory.mktemp("real"))
+
+
+@pytest.fixture(scope="session")
+def light_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small LipNet on 48x24 crops, normalised per clip (``input_norm=clip``), that reads the three shared
+    clips and darker copies of them (retrained in a few minutes when stale)."""
+    return committed_model("light_model", grid_dir, tmp_path_factory.mktemp("light"))

@@ -1,7 +1,7 @@
 """Light that does not matter, end to end: a small LipNet trained with ``input_norm=clip`` on the three shared
-GRID clips reads a darker, lower-contrast copy of each video (ffmpeg's ``eq=brightness=-0.25:contrast=0.6``,
-made here) as it reads the original, with its checkpoint on MXNet and with its ONNX export; and the
-command line's checks of the settings."""
+GRID clips (the committed ``light_model`` of ``tests/real_model.py``) reads a darker, lower-contrast copy of each
+video (ffmpeg's ``eq=brightness=-0.25:contrast=0.6``, made here) as it reads the original, with its checkpoint on
+MXNet and with its ONNX export; and the command line's checks of the settings."""
 from __future__ import annotations
 
 import json
@@ -18,13 +18,6 @@ from utils.text.grid_text import sentence_from_clip_name
 from utils.video.writer import write_video
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Small and quick: 48x24 crops, a narrow network with batch norm and no dropout, aligned CTC and the grammar
-# decoder, so that it memorises the three sentences in 600 steps; light_prob, for what input_norm=clip leaves.
-RECIPE = ("input_norm=clip", "light_prob=0.5", "aligned_ctc=true", "decoder=grammar", "num_gpus=0",
-          "channels=8,16,16", "hidden=96", "norm=batch", "dr_rate=0", "flip_prob=0", "jitter_prob=0", "batch_size=3",
-          "lr=0.01", "lr_schedule=cosine", "epochs=600", "val_interval=100", "seed=0", "progress=false",
-          "show_examples=0")
-SIZE = "48x24"
 
 
 def eq_copy(video: Path, out: Path, brightness: float, contrast: float) -> Path:
@@ -41,36 +34,20 @@ def eq_copy(video: Path, out: Path, brightness: float, contrast: float) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clip_model(grid_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A checkpoint trained with input_norm=clip on the shared clips, its ONNX export, the raw videos (s1)
-    and their darker, lower-contrast copies."""
-    import main
-    from utils import estimate_aligns, export_onnx, preprocess_data
+def clip_model(light_model: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The committed model normalised per clip (the ``light_model`` fixture), its ONNX export, the raw videos
+    (s1) and, beside them, their darker, lower-contrast copies."""
+    from utils import export_onnx
 
     root = tmp_path_factory.mktemp("light")
-    videos, both = root / "videos" / "s1", root / "both"
-    videos.mkdir(parents=True)
+    both = root / "both"
     both.mkdir()
-    for clip in sorted(grid_dir.glob("*.mpg")):
-        (videos / clip.name).symlink_to(clip)
-        (both / clip.name).symlink_to(clip)
+    for clip in sorted(light_model["videos"].iterdir()):
+        (both / clip.name).symlink_to(clip.resolve())
         eq_copy(clip, both / f"{clip.stem}_darker.mp4", -0.25, 0.6)
-    crops, aligns = root / "crops", root / "aligns"
-    assert preprocess_data.main([f"src_path={root / 'videos'}", f"tgt_path={crops}", f"size={SIZE}",
-                                 "n_process=1"]) == 0
-    (aligns / "s1").mkdir(parents=True)
-    for align in grid_dir.glob("*.align"):
-        (aligns / "s1" / align.name).symlink_to(align)
-    assert estimate_aligns.main([f"src_path={root / 'videos'}", f"tgt_path={aligns}", "n_process=1"]) == 0
-    (crops / "s2").symlink_to(crops / "s1")  # validation: the same crops as another speaker
-    train_list, val_list = root / "train.txt", root / "val.txt"
-    train_list.write_text("".join(f"s1/{clip.stem}\n" for clip in sorted(grid_dir.glob("*.mpg"))))
-    val_list.write_text(train_list.read_text().replace("s1/", "s2/"))
-    assert main.main([f"image_path={crops}", f"align_path={aligns}", f"train_list={train_list}",
-                      f"val_list={val_list}", f"save_dir={root / 'run'}", *RECIPE]) == 0
-    model = root / "run" / "last"
-    assert export_onnx.main([f"model_path={model}", f"out={root / 'model.onnx'}"]) == 0
-    return {"model": model, "onnx": root / "model.onnx", "videos": videos, "both": both}
+    assert export_onnx.main([f"model_path={light_model['model']}", f"out={root / 'model.onnx'}"]) == 0
+    return {"model": light_model["model"], "onnx": root / "model.onnx", "videos": light_model["videos"],
+            "both": both}
 
 
 def _read(model: Path, videos: Path) -> dict[str, str]:
