@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "upscaled videos, for models trained on very few clips")
     data.add_argument("--low_rate_prob", type=probability, default=0.0,
                       help="probability that a training clip is shown as a slower camera (12 fps up to the clip's "
-                           "rate) resampled to the clip's rate shows it: its frames repeated in a regular beat, so "
-                           "that 12-15 fps videos read as well as 25 fps ones")
+                           "rate) resampled to the clip's rate shows it: its frames repeated in the regular beat with "
+                           "which 12-15 fps videos reach the network")
     data.add_argument("--word_prob", type=probability, default=0.0,
                       help="probability of training on one aligned word of a clip instead of the sentence")
     data.add_argument("--aligned_ctc", type=str2bool, default=False,
