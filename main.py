@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "upscaled videos, for models trained on very few clips")
     data.add_argument("--low_rate_prob", type=probability, default=0.0,
                       help="probability that a training clip is shown as a slower camera (12 fps up to the clip's "
-                           "rate) resampled to the clip's rate shows it: its frames repeated in a regular beat, so "
-                           "that 12-15 fps videos read as well as 25 fps ones")
+                           "rate) resampled to the clip's rate shows it: its frames repeated in the regular beat with "
+                           "which 12-15 fps videos reach the network")
     data.add_argument("--light_prob", type=probability, default=0.0,
                       help="probability that a training clip is shown under another light: one change of its "
                            "luma (colour kept) for the whole clip, of brightness, contrast and gamma drawn within "

@@ -52,7 +52,8 @@ class CommittedModel:
 MODELS = {model.name: model for model in (
     # Batch norm and no dropout, so that it can memorise three sentences; aligned_ctc, so that words are spelt
     # where they were said; recode_prob and temporal jitter, so that it reads re-encoded and variable-rate copies;
-    # 900 epochs, so that late learners get there (all 18 seeds tried pass).
+    # 900 epochs, so that late learners get there (all 18 seeds tried pass). No low_rate_prob: jitter alone reads
+    # 12-15 fps copies of the clips as well; with it, no better.
     CommittedModel("real_model", (
         "aligned_ctc=true", "num_gpus=0", "channels=16,32,48", "hidden=128", "norm=batch", "dr_rate=0",
         "flip_prob=0", "jitter_prob=0.05", "batch_size=3", "lr=0.003", "lr_schedule=cosine", "epochs=900",

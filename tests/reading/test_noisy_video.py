@@ -77,6 +77,8 @@ def test_low_frame_rate_copies_are_one_utterance_each(clips: dict[str, np.ndarra
     for name in CLIPS:
         video = transcode(clips[name], tmp_path / f"{name}_{fps}fps.mp4", fps)
         assert len(list(read_frames(video))) == 75  # repeated to the network's 25 fps
+        # Not the text: models trained by the recipe, with or without low_rate_prob, slip a letter or a
+        # space on 0-2 of 15 such copies (phases 0-0.06 s), which copy being luck.
         assert spans(video) == [(0.0, 3.0)], name
 
 
