@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from utils.text.captions import normalise_text, read_captions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +20,7 @@ def words(srt: Path) -> int:
     return sum(len(normalise_text(c.text)[0].split()) for c in read_captions(srt))
 
 
+@pytest.mark.slow
 def test_each_seed_reads_the_validation_and_test_speakers_and_the_spread_is_reported(tmp_path: Path):
     work = tmp_path / "work"
     result = subprocess.run(

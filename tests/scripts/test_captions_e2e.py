@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from utils import captions_quickstart
 from utils.text.captions import read_captions
 
@@ -20,6 +22,7 @@ It's cold at home.
 """
 
 
+@pytest.mark.slow
 def test_talks_to_clips_to_model_to_subtitles_of_an_unseen_speaker(tmp_path: Path):
     text = tmp_path / "sentences.txt"
     text.write_text(SENTENCES)

@@ -145,6 +145,7 @@ def _metrics(run: Path) -> list[dict[str, float]]:
     return [dict(zip(keys, map(float, line.split(",")))) for line in lines[1:]]
 
 
+@pytest.mark.slow
 def test_two_workers_equal_one_process_and_resume(clips: Path, tmp_path: Path, reference: list[dict]):
     done = _train_two_workers(clips, tmp_path / "a", "epochs=1")
     assert re.search(r"^\[worker 0\] ", done.stdout, re.M) and re.search(r"^\[worker 1\] ", done.stdout, re.M)
@@ -165,6 +166,7 @@ def test_two_workers_equal_one_process_and_resume(clips: Path, tmp_path: Path, r
     _check_workers(resumed, reference[1], steps=2)
 
 
+@pytest.mark.slow
 def test_killed_worker_stops_the_job(clips: Path, tmp_path: Path):
     # Also the other synchronous store, with two servers.
     command = [PY, "utils/launch.py", "-n", "2", "-s", "2", "--grace", "3", "--timeout", "240", "--",
@@ -191,6 +193,7 @@ def test_killed_worker_stops_the_job(clips: Path, tmp_path: Path):
             os.kill(pid, 0)  # every process the launcher started is gone
 
 
+@pytest.mark.slow
 def test_dist_async_trains_and_resumes_without_optimiser_state(clips: Path, tmp_path: Path):
     run = ["-n", "2", "-s", "1", "--timeout", "240", "--grace", "5", "--", PY, "main.py", f"image_path={clips}",
            f"save_dir={tmp_path}", "kvstore=dist_async", *TINY]
@@ -355,6 +358,7 @@ def test_free_port_is_bindable():
         sock.bind(("127.0.0.1", port))
 
 
+@pytest.mark.slow
 def test_scale_bench_runs_and_reports(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     from bench import scale
 

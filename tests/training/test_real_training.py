@@ -46,6 +46,7 @@ def test_infer_scores_the_preprocessed_clips(real_model: dict[str, Path], capsys
 
 
 @pytest.mark.slow
+@pytest.mark.retrain
 @pytest.mark.timeout(1800)  # 4-5 minutes of training the real-clip model on 2 quiet cores
 @pytest.mark.parametrize("name", ["real_model", "light_model"])
 def test_the_recipe_trains_a_model_that_reads_the_three_clips(name: str, grid_dir: Path, tmp_path: Path):

@@ -118,6 +118,7 @@ def test_word_scoring_names_unreadable_clips_and_unknown_words_and_exits_1(tiny_
     assert "(3 clips, val)" in result.stdout
 
 
+@pytest.mark.slow
 def test_small_model_reads_unseen_speakers(tmp_path: Path):
     """The done-when check: >= 90% top-1 on speakers never trained on (asset/configs/synthetic_words.yaml,
     stopping once it gets there; 98% at epoch 9 of 20 when run to the end)."""
