@@ -82,6 +82,8 @@ BENCHMARKS = (
               (Row("word network `lrw_resnet18_mstcn`, training step, batch 8 of 1x29x88x88, AdamW", "train_step_s",
                    "train_step_s", "s"),
                Row("word network, forward pass, one clip, batch 1", "infer_ms", "infer_ms", "ms"),
+               Row("word network, forward pass, one clip, batch 1, its ONNX export on onnxruntime", "onnx_ms",
+                   "infer_ms", "ms"),
                Row("word network, trainable parameters", "params", "parameters", ""))),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)
