@@ -3,8 +3,10 @@ names), and the committed LipNets trained on them. Where there are none (a user'
 skip, each saying what is missing; CI (``.ci/run``) refuses to start without them, so it never skips them."""
 from __future__ import annotations
 
+import compileall
 import importlib.util
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,14 @@ if importlib.util.find_spec("mxnet") is not None:  # (the ONNX reading tests run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LIPNET_SHARED") or REPO_ROOT.parent / "shared")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Byte-compile the checkout once, before any test: the tests start some 200 Python processes, and where
+    ``PYTHONDONTWRITEBYTECODE`` is set (as on the development machine) each compiles every module it imports from source
+    again, 0.1 s of its 1.2-1.3 s start. Compiled files are read whatever that variable says."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # once, in the process that starts the workers
+        compileall.compile_dir(REPO_ROOT, quiet=1, rx=re.compile(r"[/\\](\.venv|\.git|site|tests[/\\]assets)([/\\]|$)"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
