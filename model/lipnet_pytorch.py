@@ -26,6 +26,7 @@ from model.checkpoint import file_record, save_checkpoint, set_parameters
 from model.lipnet import LipNet, LipNetConfig
 from utils.text.alphabet import GRID
 from utils.text.grid_text import FPS
+from utils.weights.torch_file import state_mismatches
 
 KIND = "lipnet_pytorch"
 REPOSITORY = "https://github.com/VIPL-Audio-Visual-Speech-Understanding/LipNet-PyTorch"
@@ -74,10 +75,8 @@ def convert(state: Mapping[str, np.ndarray], source: str | Path) -> tuple[LipNet
     ValueError naming ``source`` and, at once, every unknown name, missing name and wrong shape."""
     config = config_for(state)
     expected = _their_names(config)
-    unknown = sorted(set(state) - set(expected))
-    missing = sorted(set(expected) - set(state))
-    wrong = [f"{name} {tuple(state[name].shape)} (needs {shape})" for name, (_, shape) in expected.items()
-             if name in state and tuple(np.shape(state[name])) != shape]
+    unknown, missing, mismatched = state_mismatches(state, expected)
+    wrong = [f"{name} {shape} (needs {needed})" for name, shape, needed in mismatched]
     if unknown or missing or wrong:
         parts = [f"{label}: {', '.join(items)}" for label, items in
                  (("unknown keys", unknown), ("missing keys", missing), ("wrong shapes", wrong)) if items]

@@ -29,6 +29,7 @@ from model.checkpoint import file_record, save_checkpoint, set_parameters
 from model.word_net import TCN_HIDDEN, TRUNK_CHANNELS, WordNet, WordNetConfig
 from utils.data.word_clips import WORD_CROP, WORD_FPS, WORD_MEAN, WORD_STD, list_words
 from utils.video.word_crops import WORD_CROP_SIZE
+from utils.weights.torch_file import state_mismatches
 
 KIND = "tcn"
 OPTIONS = ("words", "relu_type")  # utils/import_weights.py's flags this importer takes
@@ -157,10 +158,8 @@ def reference_arrays(state: Mapping[str, np.ndarray], config: WordNetConfig) -> 
     lists the unknown keys, the missing keys and the wrong shapes (reference name, its shape, the one expected).
     """
     expected = expected_names(config)
-    unknown = sorted(set(state) - set(expected))
-    missing = sorted(set(expected) - set(state))
-    wrong = [f"{ref} {tuple(np.shape(state[ref]))} (expected {shape})" for ref, (_, shape) in expected.items()
-             if ref in state and tuple(np.shape(state[ref])) != shape]
+    unknown, missing, mismatched = state_mismatches(state, expected)
+    wrong = [f"{ref} {shape} (expected {needed})" for ref, shape, needed in mismatched]
     if unknown or missing or wrong:
         parts = [f"{label} ({len(items)}): {', '.join(items[:SHOWN])}{', ...' if len(items) > SHOWN else ''}"
                  for label, items in

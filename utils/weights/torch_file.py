@@ -430,3 +430,15 @@ def find_state_dict(saved: object, source: str | Path,
     if all(n.startswith("module.") for n in names):
         names = [n.removeprefix("module.") for n in names]
     return key, dict(zip(names, state.values(), strict=True))
+
+
+def state_mismatches(state: Mapping[str, object], expected: Mapping[str, tuple[str, tuple[int, ...]]]
+                     ) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+    """How a published state dict differs from what an importer expects (``expected``: each of its names with our
+    name for it and the shape it needs): its unknown names, its missing names, and ``(name, shape, needed)`` for
+    each wrong shape, so that the importer names them all in one error."""
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    wrong = [(name, tuple(np.shape(state[name])), shape) for name, (_, shape) in expected.items()
+             if name in state and tuple(np.shape(state[name])) != shape]
+    return unknown, missing, wrong
