@@ -15,6 +15,9 @@ from utils.video.writer import write_video
 GRID_FPS = 25.0
 
 
+GRID_CLIPS = ("bbaf2n", "lwbsza", "swwp2s")  # the shared clips, by name
+
+
 def grid_rgb(path: Path) -> np.ndarray:
     """A GRID clip's frames, RGB (75, 288, 360, 3)."""
     return np.stack([f[..., ::-1] for f in read_video(path)[0]])

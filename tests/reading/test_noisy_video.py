@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import infer
-from tests.own_videos import grid_rgb, noisy, transcode
+from tests.own_videos import GRID_CLIPS, noisy, transcode
 from utils.synthetic.talks import generate_talks
 from utils.text.captions import read_captions
 from utils.video.denoise import NOISY, for_landmarks, noise_level
@@ -21,19 +21,13 @@ from utils.video.mouth_extractor import MouthExtractor
 from utils.video.reader import read_frames
 from utils.video.utterances import UtteranceReader
 
-CLIPS = ("bbaf2n", "lwbsza", "swwp2s")
 SEEDS = (1, 2)  # before the noise was measured, lwbsza with either seed was cut short (0-1.88 s, 1.68-2.32 s)
-
-
-@pytest.fixture(scope="module")
-def clips(grid_dir: Path) -> dict[str, np.ndarray]:
-    return {name: grid_rgb(grid_dir / f"{name}.mpg") for name in CLIPS}
 
 
 @pytest.fixture(scope="module")
 def noisy_folder(clips: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("noisy")
-    for name in CLIPS:
+    for name in GRID_CLIPS:
         for seed in SEEDS:
             noisy(clips[name], folder / f"{name}_noise{seed}.mp4", seed)
     return folder
@@ -74,7 +68,7 @@ def test_noisy_copies_of_the_shared_clips_are_one_utterance_each(noisy_folder: P
 
 @pytest.mark.parametrize("fps", [12, 15])
 def test_low_frame_rate_copies_are_one_utterance_each(clips: dict[str, np.ndarray], tmp_path: Path, fps: int):
-    for name in CLIPS:
+    for name in GRID_CLIPS:
         video = transcode(clips[name], tmp_path / f"{name}_{fps}fps.mp4", fps)
         assert len(list(read_frames(video))) == 75  # repeated to the network's 25 fps
         # Not the text: models trained by the recipe, with or without low_rate_prob, slip a letter or a

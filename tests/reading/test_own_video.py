@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import infer
-from tests.own_videos import concatenated, grid_rgb, portrait, transcode, two_faces
+from tests.own_videos import GRID_CLIPS, concatenated, portrait, transcode, two_faces
 from utils.reading import sentence_videos
 from utils.scoring.report import UtteranceResult
 from utils.text.grid_text import sentence_from_clip_name
@@ -22,19 +22,12 @@ from utils.video.errors import ExtractionError
 from utils.video.reader import probe, read_frames
 from utils.video.writer import write_video
 
-CLIPS = ("bbaf2n", "lwbsza", "swwp2s")
-
 
 def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = infer.main(list(argv))
     return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def clips(grid_dir: Path) -> dict[str, np.ndarray]:
-    return {name: grid_rgb(grid_dir / f"{name}.mpg") for name in CLIPS}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +39,7 @@ def own(clips: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFactory) 
         "swwp2s_portrait.mp4": portrait(clips["swwp2s"], folder / "swwp2s_portrait.mp4"),
         "two_faces.mp4": two_faces(clips["bbaf2n"], clips["swwp2s"], folder / "two_faces.mp4"),
     }
-    path, cuts = concatenated([clips[c] for c in CLIPS], folder / "three.mp4")
+    path, cuts = concatenated([clips[c] for c in GRID_CLIPS], folder / "three.mp4")
     videos["three.mp4"] = path
     return {"folder": folder, "videos": videos, "cuts": cuts}
 
@@ -79,7 +72,7 @@ def test_frames_are_resampled_by_time_and_turned_upright(own: dict, clips: dict[
 def test_variable_rate_frames_keep_their_times(own: dict, clips: dict[str, np.ndarray]):
     frames = [np.ascontiguousarray(f.bgr()[..., ::-1]) for f in read_frames(own["videos"]["three.mp4"])]
     assert len(frames) == 225
-    whole = np.concatenate([clips[c] for c in CLIPS])
+    whole = np.concatenate([clips[c] for c in GRID_CLIPS])
     # Each output frame shows the source frame of its time (within one 25 fps frame: the source
     # held 20-30 fps frames), so its own GRID frame or a neighbour matches it best (still faces
     # make some far frames match as well); a rate off by 4% would be 9 frames out by the end.
@@ -151,7 +144,7 @@ def test_transcoded_clips_read_as_their_originals(json_run: dict, name: str, cli
 
 def test_concatenation_gives_three_utterances_in_order_split_at_the_cuts(json_run: dict, own: dict):
     record = json_run["records"]["three.mp4"]
-    assert [u["text"] for u in record["utterances"]] == [sentence_from_clip_name(c) for c in CLIPS]
+    assert [u["text"] for u in record["utterances"]] == [sentence_from_clip_name(c) for c in GRID_CLIPS]
     for u in record["utterances"]:
         for cut in own["cuts"]:
             # No utterance reaches more than 0.3 s across a true cut.
@@ -190,10 +183,10 @@ def test_default_stdout_is_one_tab_line_per_video_and_failures_go_on(real_model:
     code, stdout, stderr = run(f"model_path={real_model['model']}", f"video={folder}", "num_gpus=0",
                                "progress=false", f"out={out}")
     assert code == 1
-    assert stdout == "a_three.mp4\t" + " ".join(sentence_from_clip_name(c) for c in CLIPS) + "\n"
+    assert stdout == "a_three.mp4\t" + " ".join(sentence_from_clip_name(c) for c in GRID_CLIPS) + "\n"
     assert "error:" in stderr and "b_broken.mp4" in stderr and "[decode_error]" in stderr
     page = (out / "report.html").read_text()
-    for clip in CLIPS:
+    for clip in GRID_CLIPS:
         for word in sentence_from_clip_name(clip).split():
             assert f">{word}<" in page  # each word placed on the frame strip
 
