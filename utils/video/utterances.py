@@ -11,8 +11,8 @@ the video. An utterance ends
   jumps: 21-22 levels between two GRID clips against at most 0.65 within one),
 - where its face is lost for ``lost`` seconds (the frames after the face was last seen are
   dropped; the span is reported as having no face),
-- in the middle of a pause, where the mouth has been still for ``pause`` seconds after speech
-  (of a longer silence before speech only the last half pause is kept),
+- in a pause, where the mouth has been still for ``pause`` seconds after speech, ``keep`` seconds
+  into it (by default its middle; of a longer silence before speech only the last ``keep`` is kept),
 - and before it grows past ``max_seconds``: it is then cut where the mouth is stillest in its
   second half (the pause between two phrases), and the rest starts the next utterance.
 
@@ -133,14 +133,16 @@ class UtteranceReader:
 
     def __init__(self, extractor: MouthExtractor, fps: float = MODEL_FPS, max_seconds: float = 3.0,
                  min_seconds: float = 0.4, lost: float = 0.5, pause: float = 1.0, step: int = 3,
-                 margin: float | None = None) -> None:
+                 margin: float | None = None, keep: float | None = None) -> None:
         """fps: the network's frame rate. max_seconds: the longest utterance (default: GRID's clip
         length, what LipNet is trained on). min_seconds: shorter utterances are dropped, and a video
         must be at least this long. lost: seconds without its face that end an utterance. pause:
-        seconds of a still mouth after speech that end one. margin: seconds kept before an utterance's
-        speech begins and after it ends (``speaking_frames``; None: all of it, up to half a pause on
-        each side, as GRID's clips hold; a model trained on clips cut at subtitle cues reads best
-        with about the stillness its clips had)."""
+        seconds of a still mouth after speech that end one. keep: seconds of that stillness (and of a
+        silence before speech) kept in the utterance (None: half the pause; a live reader, which cannot
+        wait a whole second, ends an utterance after half a second of stillness and keeps all of it).
+        margin: seconds kept before an utterance's speech begins and after it ends (``speaking_frames``;
+        None: all of it, up to half a pause on each side, as GRID's clips hold; a model trained on clips
+        cut at subtitle cues reads best with about the stillness its clips had)."""
         if max_seconds <= min_seconds or min_seconds <= 0:
             raise ValueError(f"need 0 < min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
         self.extractor = extractor
@@ -149,6 +151,9 @@ class UtteranceReader:
         self.min_frames = max(2, int(round(min_seconds * fps)))
         self.lost_frames = max(step, int(round(lost * fps)))
         self.pause_frames = max(2 * step, int(round(pause * fps)))
+        self.keep_frames = self.pause_frames // 2 if keep is None else int(round(keep * fps))
+        if not 0 <= self.keep_frames <= self.pause_frames:
+            raise ValueError(f"need 0 <= keep <= pause, got {keep} and {pause}")
         self.speech_frames = max(2, self.min_frames // 2)  # frames of a moving mouth that make speech
         self.step = step
         if margin is not None and margin < 0:
@@ -221,8 +226,8 @@ class UtteranceReader:
         return lo + int(np.argmin(motion[lo - segment.start: hi - segment.start]))
 
     def _pause(self, segment: _Segment) -> int | None:
-        """Where to end the segment when it closes on a long enough still mouth after speech: the
-        middle of the pause's first ``pause`` seconds."""
+        """Where to end the segment when it closes on a long enough still mouth after speech: ``keep``
+        seconds into the pause (by default the middle of its first ``pause`` seconds)."""
         last = max(segment.marks) + 1
         motion = mouth_motion(segment.marks, segment.start, last)
         if motion is None or len(motion) <= self.pause_frames:
@@ -230,7 +235,7 @@ class UtteranceReader:
         moving = np.flatnonzero(motion > STILL)
         if len(moving) < self.speech_frames or last - (segment.start + moving[-1] + 1) < self.pause_frames:
             return None
-        return segment.start + int(moving[-1]) + 1 + self.pause_frames // 2
+        return segment.start + int(moving[-1]) + 1 + self.keep_frames
 
     def _speaks(self, segment: _Segment) -> bool:
         motion = mouth_motion(segment.marks, segment.start, max(segment.marks) + 1)
@@ -271,101 +276,25 @@ class UtteranceReader:
         as the video is read. Raises ExtractionError for a file that cannot be read, is too short,
         or shows no face long enough to read."""
         summary = summary if summary is not None else StreamSummary()
-        summary.fps = self.fps
-        tracker = FaceTracker(self.extractor, step=self.step, lost_after=self.lost_frames)
-        segments: dict[int, _Segment] = {}
-        last_marks: dict[int, np.ndarray] = {}  # latest landmarks of each face
-        covered: list[tuple[int, int]] = []
-        previous_thumb: np.ndarray | None = None
-        diffs: deque[float] = deque(maxlen=12)  # recent frame differences without a cut
-        frames = 0
-
-        def finish(face: int, segment: _Segment) -> Iterator[Utterance]:
-            if segment.end - segment.start >= self.min_frames and len(segment.marks) >= 2:
-                covered.append((segment.start, segment.end))  # a face was seen (even if silent)
-            utterance = self._finish(segment, face)
-            if utterance is not None:
-                yield utterance
-
+        cutter = UtteranceCutter(self)
         stream = read_frames(path, self.fps)
         for frame in stream:
-            index = frame.index
-            frames = index + 1
-            luma = frame.luma
-            every = max(1, min(luma.shape) // (4 * _THUMB[1]))  # a sparse grid first: 0.05 ms, not 0.7 for 720p
-            thumb = cv2.resize(luma[::every, ::every], _THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
-            if previous_thumb is not None:
-                diff = float(np.abs(thumb - previous_thumb).mean())
-                if diff > CUT_LEVEL and diff > CUT_RATIO * float(np.median(diffs or [0.0])):
-                    for face, segment in sorted(segments.items()):
-                        yield from finish(face, segment)
-                    segments.clear()
-                    last_marks.clear()
-                    tracker.restart(index)
-                else:
-                    diffs.append(diff)
-            previous_thumb = thumb
-            found = tracker.update(frame)
-            if found is not None:
-                last_marks.update(found)
-                for face in list(segments):
-                    if face not in found and index - tracker.tracks[face].last_seen >= self.lost_frames:
-                        segment = segments.pop(face)
-                        last_marks.pop(face, None)
-                        seen = tracker.tracks[face].last_seen + 1
-                        if seen > segment.start:
-                            segment.split(seen)
-                            yield from finish(face, segment)
-                for face, landmarks in found.items():
-                    segment = segments.setdefault(face, _Segment(index))
-                    segment.marks[index] = landmarks
-                    segment.faces.append(tracker.tracks[face].width)
-                    at = self._pause(segment)
-                    if at is not None:
-                        segments[face] = segment.split(at)
-                        yield from finish(face, segment)
-                    elif index - segment.start > self.pause_frames and not self._speaks(segment):
-                        # A long silence before speech: keep only its last half pause.
-                        at = index - self.pause_frames // 2
-                        covered.append((segment.start, at))
-                        segments[face] = segment.split(at)
-            for face, segment in list(segments.items()):
-                patch, origin, shrink = self._patch(frame, last_marks[face])
-                segment.patches.append(patch)
-                segment.origins.append(origin)
-                segment.shrinks.append(shrink)
-                if len(segment.patches) > self.max_frames:
-                    at = self._stillest(segment, segment.start + self.max_frames // 2, segment.start + self.max_frames)
-                    rest = segment.split(at)
-                    segments[face] = rest
-                    yield from finish(face, segment)
+            yield from cutter.feed(frame)
             if progress is not None:
-                progress(frames)
-        if frames and tracker.last_examined < frames - 1:
-            # The last frame is examined too (as MouthExtractor does), so the track ends on landmarks.
-            for face, landmarks in (tracker.update(frame, force=True) or {}).items():
-                if face in segments:
-                    segments[face].marks[frame.index] = landmarks
-        for face, segment in sorted(segments.items()):
-            # Frames after the face was last missed are not part of its utterance.
-            seen = tracker.tracks[face].last_seen
-            if tracker.last_examined > seen:
-                segment.split(max(seen + 1, segment.start))
-            yield from finish(face, segment)
-        summary.frames = frames
-        summary.faces = sum(t.hits >= 3 for t in tracker.tracks)
-        summary.no_face = [(a / self.fps, b / self.fps) for a, b in _gaps(covered, frames) if b - a >= self.min_frames]
+                progress(cutter.frames)
+        yield from cutter.close()
+        cutter.summarise(summary)
         summary.shortfall = stream.shortfall
+        frames = cutter.frames
         if frames < self.min_frames:
             cut = f" ({stream.shortfall.description})" if stream.shortfall else ""
             raise ExtractionError("too_short", path, f"the video lasts {frames / self.fps:.2f} s, at least "
                                   f"{self.min_frames / self.fps:.2f} s needed to read it{cut}")
-        if not covered:
+        if not cutter.covered:
             reason = "no_face" if not summary.faces else "few_faces"
             raise ExtractionError(reason, path, "no face seen long enough to read (at least "
                                   f"{self.min_frames / self.fps:.2f} s)" if summary.faces else
                                   "no face found in any examined frame")
-
 
     # -- given spans ----------------------------------------------------------------------------------
 
@@ -450,6 +379,129 @@ class UtteranceReader:
             segments.clear()
             last_marks.clear()
             examined, last = 0, None
+
+
+class UtteranceCutter:
+    """One stream being cut into utterances, a frame at a time: ``feed`` each frame in order of index and
+    get the utterances that end with it; ``close`` ends those still open. Frames may skip indices (a live
+    reader drops frames it cannot keep up with): each face's last patch then stands in for the missing
+    frames, so times stay the decoder's, and the next frame is examined at once."""
+
+    def __init__(self, reader: UtteranceReader) -> None:
+        self.reader = reader
+        self.tracker = FaceTracker(reader.extractor, step=reader.step, lost_after=reader.lost_frames)
+        self.segments: dict[int, _Segment] = {}
+        self.last_marks: dict[int, np.ndarray] = {}  # latest landmarks of each face
+        self.covered: list[tuple[int, int]] = []  # frame spans where a face was seen long enough
+        self.frames = 0  # index of the last frame fed, plus one
+        self._previous_thumb: np.ndarray | None = None
+        self._diffs: deque[float] = deque(maxlen=12)  # recent frame differences without a cut
+        self._last: Frame | None = None
+
+    def _finish(self, face: int, segment: _Segment) -> Iterator[Utterance]:
+        if segment.end - segment.start >= self.reader.min_frames and len(segment.marks) >= 2:
+            self.covered.append((segment.start, segment.end))  # a face was seen (even if silent)
+        utterance = self.reader._finish(segment, face)
+        if utterance is not None:
+            yield utterance
+
+    def _cut(self, frame: Frame) -> bool:
+        """Whether ``frame`` starts a new scene (its thumbnail differs from the previous frame's)."""
+        luma = frame.luma
+        every = max(1, min(luma.shape) // (4 * _THUMB[1]))  # a sparse grid first: 0.05 ms, not 0.7 for 720p
+        thumb = cv2.resize(luma[::every, ::every], _THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+        previous, self._previous_thumb = self._previous_thumb, thumb
+        if previous is None:
+            return False
+        diff = float(np.abs(thumb - previous).mean())
+        if diff > CUT_LEVEL and diff > CUT_RATIO * float(np.median(self._diffs or [0.0])):
+            return True
+        self._diffs.append(diff)
+        return False
+
+    def feed(self, frame: Frame) -> Iterator[Utterance]:
+        """The utterances that end at ``frame`` (a scene cut, a lost face, a pause, the longest length)."""
+        reader, tracker, segments, last_marks = self.reader, self.tracker, self.segments, self.last_marks
+        index = frame.index
+        for segment in segments.values():  # frames dropped before this one: the last patch stands in
+            missing = index - segment.end
+            segment.patches.extend([segment.patches[-1]] * missing)
+            segment.origins.extend([segment.origins[-1]] * missing)
+            segment.shrinks.extend([segment.shrinks[-1]] * missing)
+        self.frames = index + 1
+        self._last = frame
+        if self._cut(frame):
+            for face, segment in sorted(segments.items()):
+                yield from self._finish(face, segment)
+            segments.clear()
+            last_marks.clear()
+            tracker.restart(index)
+        found = tracker.update(frame, force=index - tracker.last_examined > reader.step and tracker.last_examined >= 0)
+        if found is not None:
+            last_marks.update(found)
+            for face in list(segments):
+                if face not in found and index - tracker.tracks[face].last_seen >= reader.lost_frames:
+                    segment = segments.pop(face)
+                    last_marks.pop(face, None)
+                    seen = tracker.tracks[face].last_seen + 1
+                    if seen > segment.start:
+                        segment.split(seen)
+                        yield from self._finish(face, segment)
+            for face, landmarks in found.items():
+                segment = segments.setdefault(face, _Segment(index))
+                segment.marks[index] = landmarks
+                segment.faces.append(tracker.tracks[face].width)
+                at = reader._pause(segment)
+                if at is not None:
+                    segments[face] = segment.split(at)
+                    yield from self._finish(face, segment)
+                elif index - segment.start > reader.pause_frames and not reader._speaks(segment):
+                    # A long silence before speech: keep only its last ``keep`` seconds.
+                    at = index - reader.keep_frames
+                    self.covered.append((segment.start, at))
+                    segments[face] = segment.split(at)
+        for face, segment in list(segments.items()):
+            patch, origin, shrink = reader._patch(frame, last_marks[face])
+            segment.patches.append(patch)
+            segment.origins.append(origin)
+            segment.shrinks.append(shrink)
+            if len(segment.patches) > reader.max_frames:
+                at = reader._stillest(segment, segment.start + reader.max_frames // 2,
+                                      segment.start + reader.max_frames)
+                segments[face] = segment.split(at)
+                yield from self._finish(face, segment)
+
+    def close(self) -> Iterator[Utterance]:
+        """The utterances still open when the stream ends (or is stopped)."""
+        tracker, segments, frame = self.tracker, self.segments, self._last
+        if frame is not None and tracker.last_examined < frame.index:
+            # The last frame is examined too (as MouthExtractor does), so the track ends on landmarks.
+            for face, landmarks in (tracker.update(frame, force=True) or {}).items():
+                if face in segments:
+                    segments[face].marks[frame.index] = landmarks
+        for face, segment in sorted(segments.items()):
+            # Frames after the face was last missed are not part of its utterance.
+            seen = tracker.tracks[face].last_seen
+            if tracker.last_examined > seen:
+                segment.split(max(seen + 1, segment.start))
+            yield from self._finish(face, segment)
+        segments.clear()
+
+    def mouth_box(self) -> tuple[float, float, float, float] | None:
+        """Where the largest tracked face's mouth was last seen (x0, y0, x1, y1 source pixels): for a window."""
+        if not self.last_marks:
+            return None
+        face = max(self.last_marks, key=lambda f: self.tracker.tracks[f].width)
+        mouth = self.last_marks[face][MOUTH]
+        return (*mouth.min(axis=0), *mouth.max(axis=0))
+
+    def summarise(self, summary: StreamSummary) -> None:
+        """What was read so far: frames, faces and the spans without a face to read."""
+        fps, minimum = self.reader.fps, self.reader.min_frames
+        summary.fps = fps
+        summary.frames = self.frames
+        summary.faces = sum(t.hits >= 3 for t in self.tracker.tracks)
+        summary.no_face = [(a / fps, b / fps) for a, b in _gaps(self.covered, self.frames) if b - a >= minimum]
 
 
 def mouth_motion(marks: dict[int, np.ndarray], start: int, end: int) -> np.ndarray | None:
