@@ -3,6 +3,10 @@ track out, read back with PyAV; frames dropped (not queued) when the encoder fal
 only under its name once it is whole; recording paths checked before the work."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from utils.video import recorder as recorder_module
 from utils.video.recorder import Recorder, check_record_path
 
 FPS = 25
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _frame(i: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:
@@ -57,6 +62,36 @@ def test_round_trip_keeps_frames_their_times_and_the_cues(tmp_path: Path, suffix
     assert cues == [pytest.approx((0.2, 0.987, "BIN BLUE AT F TWO NOW"), abs=1e-6),
                     pytest.approx((1.25, 1.5, "LAY GRÜN"), abs=1e-6)]
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    if suffix == ".mp4":  # faststart: the index before the media, for playing while downloading
+        data = path.read_bytes()
+        assert data.index(b"moov") < data.index(b"mdat")
+
+
+def test_closing_after_ctrl_c_keeps_what_was_recorded(tmp_path: Path) -> None:
+    """A real SIGINT in the middle of a read, and close() in a finally, as infer.py does."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        import numpy as np
+        from utils.video.recorder import Recorder
+        recorder = Recorder(sys.argv[1], 25, queue_frames=64)
+        try:
+            for i in range(1000):
+                recorder.add(np.full((48, 64, 3), i % 256, np.uint8), i / 25)
+                if i == 30:
+                    recorder.cue(0.1, 0.9, "INTERRUPTED")
+                    os.kill(os.getpid(), signal.SIGINT)
+        finally:
+            print("closed", recorder.close(), recorder.frames + recorder.dropped, flush=True)
+    """)
+    path = tmp_path / "interrupted.mp4"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", script, str(path)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode != 0 and "KeyboardInterrupt" in run.stderr
+    assert f"closed {path} 31" in run.stdout
+    types, decoded, cues = _read_back(path)
+    assert sorted(types) == ["subtitle", "video"] and len(decoded) == 31
+    assert [c[2] for c in cues] == ["INTERRUPTED"]
 
 
 def test_recording_starts_at_its_first_frame_and_overlapping_cues_follow_each_other(tmp_path: Path) -> None:

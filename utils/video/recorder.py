@@ -212,7 +212,10 @@ class Recorder:
             if first is None:
                 self._input_ended = True
                 return
-            container = av.open(str(self._tmp), "w", format="mp4" if self._suffix == ".mp4" else "matroska")
+            if self._suffix == ".mp4":  # the index up front at close, so a shared file plays while it downloads
+                container = av.open(str(self._tmp), "w", format="mp4", options={"movflags": "+faststart"})
+            else:
+                container = av.open(str(self._tmp), "w", format="matroska")
             video = container.add_stream("libx264", rate=self.rate)
             video.height, video.width = first[0].shape[:2]
             video.pix_fmt = "yuv420p"
