@@ -202,3 +202,13 @@ def test_check_record_path(tmp_path: Path) -> None:
         check_record_path(tmp_path / "file" / "read.mp4")
     with pytest.raises(ValueError, match=r"read\.mov: cannot record"):
         Recorder(tmp_path / "read.mov", FPS)
+    with pytest.raises(ValueError, match="at least 1 frame"):
+        Recorder(tmp_path / "read.mp4", FPS, queue_frames=0)
+
+
+def test_cues_need_times_in_order(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "cues.mp4", FPS)
+    with pytest.raises(ValueError, match=r"cues\.mp4: a cue needs 0 <= start < end"):
+        recorder.cue(2.0, 1.0, "BACKWARDS")
+    recorder.cue(2.0, 2.0, "")  # no text: nothing to show, no error
+    recorder.close()

@@ -107,6 +107,8 @@ class Recorder:
         check_record_path(self.path)
         if not fps > 0:
             raise ValueError(f"{self.path}: frame rate must be positive, got {fps}")
+        if queue_frames < 1:  # queue.Queue(0) would have no bound at all
+            raise ValueError(f"{self.path}: the encoder's queue needs at least 1 frame, got {queue_frames}")
         self.rate = Fraction(fps).limit_denominator(1001)
         self.crf = crf
         self.dropped = 0  # frames the encoder could not keep up with (or added after it failed)
@@ -116,7 +118,6 @@ class Recorder:
         self._queue: queue.Queue[tuple[np.ndarray, float] | None] = queue.Queue(maxsize=queue_frames)
         self._cues: list[Cue] = []
         self._lock = threading.Lock()
-        self._last_cue_end = 0.0
         self._text_end_ms = 0  # where the last muxed cue ends, in ms of the recording
         self._input_ended = False  # the encoder has taken close()'s end mark
         self._closed = False
@@ -153,17 +154,18 @@ class Recorder:
             self.dropped += 1
 
     def cue(self, start: float, end: float, text: str) -> None:
-        """Add a subtitle showing ``text`` from ``start`` to ``end`` (stream seconds). Cues come in
-        order of time; one that starts before the previous one ends is shown from that end (a
-        subtitle track holds one cue at a time), and one left with no time or no text is skipped."""
+        """Add a subtitle showing ``text`` from ``start`` to ``end`` (stream seconds; ValueError unless
+        0 <= start < end). Cues come in order of time; one that starts before the previous one ends is
+        shown from that end (a subtitle track shows one cue at a time), and one without text is skipped."""
         if self._closed:
             raise ValueError(f"{self.path}: recorder is closed")
-        start = max(float(start), self._last_cue_end)
         text = "\n".join(line for line in text.splitlines() if line.strip())
-        if not text or not end > start:
+        if not text:
             return
-        cue = Cue(start, float(end), text)
-        self._last_cue_end = cue.end
+        try:
+            cue = Cue(float(start), float(end), text)
+        except ValueError as err:
+            raise ValueError(f"{self.path}: {err}") from None
         with self._lock:
             self._cues.append(cue)
 
