@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from utils.data.splits import MISSING_CLIPS, SPLITS
+from utils.reading.live_reading import LIVE_PAUSE, LiveSettings, read_live
 from utils.reading.selection import select_like_training
 from utils.reading.sentence_videos import VideoLipreader, VideoReading, list_videos, video_json
 from utils.reading.word_videos import WordVideoReader, word_json, word_line
@@ -50,6 +51,7 @@ from utils.runtime.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.scoring.report import ClipResult, ordered_groups, write_report
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH
 from utils.video.framing import FRAMINGS
+from utils.video.sources import SourceError, parse_source
 
 if TYPE_CHECKING:
     from model.word_classifier import WordClassifier
@@ -85,9 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="GPUs to run on (an ONNX file: onnxruntime-gpu's CUDA, one GPU); 0 or no visible GPU: "
                             "the CPU (default: %(default)s)")
     video = parser.add_argument_group("raw videos")
-    video.add_argument("--video", default=None,
+    video.add_argument("--video", default=None, metavar="SOURCE",
                        help="a video file, or a folder of them (read in file-name order): prints FILE<TAB>SENTENCE "
-                            "per video and ignores the data-set options (default: none, score a data set)")
+                            "per video and ignores the data-set options; or a live source (docs/live.md): a camera "
+                            "(/dev/video0, or an index), a network stream (rtsp://, rtmp://, http(s)://, udp://, "
+                            "tcp://, srt://), a named pipe or - (standard input), printing SOURCE<TAB>START<TAB>END"
+                            "<TAB>TEXT per utterance as it ends (default: none, score a data set)")
     video.add_argument("--format", default="text", choices=("text", "json"),
                        help="stdout per video: FILE<TAB>SENTENCE, or one JSON object with utterances and word "
                             "timings (default: %(default)s)")
@@ -113,6 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
                             "of 2 frames, at which the decoder scores its reading best per frame: for models that "
                             "read by their clips' edges, such as ones trained on clips cut at subtitle cues (about "
                             "20 readings an utterance per 0.4 s searched; default: 0, off)")
+    live = parser.add_argument_group("live reading (docs/live.md)")
+    live.add_argument("--live", type=str2bool, default=None,
+                      help="read as it happens: each utterance printed as soon as it ends, frames dropped (and "
+                           "counted) when reading falls behind; a file is then paced by its timestamps; false on a "
+                           "stream or pipe reads every frame however far behind (default: true for a camera, "
+                           "stream, pipe or -, false for files)")
+    live.add_argument("--pause", type=bounded(float, 0.2, 5.0), default=LIVE_PAUSE, metavar="SECONDS",
+                      help="read live: seconds of a still mouth after speech that end an utterance, all kept in it; "
+                           "a longer pause splits fewer slow sentences and prints later (default: %(default)s; "
+                           "files end one after 1.0 s and keep half)")
+    live.add_argument("--stall", type=bounded(float, 0.5, 3600.0), default=5.0, metavar="SECONDS",
+                      help="seconds a camera or network stream may send nothing (or take to open) before it counts "
+                           "as lost; a pipe waits for its writer (default: %(default)s)")
+    live.add_argument("--reconnect", type=non_negative_float, default=0.0, metavar="SECONDS",
+                      help="keep trying to reopen a lost network stream for this long, its times going on where "
+                           "they were lost (default: 0, end when lost)")
+    live.add_argument("--show", type=str2bool, default=False,
+                      help="read live in a window (OpenCV): the video, the tracked mouth and the text read; "
+                           "without a display it says so and reads on (default: %(default)s)")
+    live.add_argument("--record", default=None, metavar="FILE.mp4",
+                      help="read live: write the video read, with the text as a soft subtitle track, to FILE.mp4 "
+                           "(or .mkv) when the read ends (default: none)")
     data = parser.add_argument_group("data set (as main.py selects it)")
     data.add_argument("--data_type", default="valid", choices=("train", "valid", "test"),
                       help="which side of the split to run on; test: a word checkpoint's LRW-layout test split "
@@ -284,6 +311,7 @@ def check_outputs(args: argparse.Namespace) -> str | None:
     folder; None when each is a folder this process can write (made if missing). Checked before any
     model loads or video is read, so a run does not do its work and then fail to keep it."""
     from utils.runtime.atomic import NotWritableError, ensure_writable_dir
+    from utils.video.recorder import check_record_path
 
     outputs = [("--out", args.out)] + ([("--subtitles", args.subtitles)] if args.video is not None else [])
     for flag, folder in outputs:
@@ -292,6 +320,11 @@ def check_outputs(args: argparse.Namespace) -> str | None:
                 ensure_writable_dir(folder)
             except NotWritableError as err:
                 return f"{flag} {err}"
+    try:
+        if args.record is not None:
+            check_record_path(args.record)
+    except ValueError as err:
+        return f"--record {err}"
     return None
 
 
@@ -455,6 +488,22 @@ def read_words(args: argparse.Namespace, classifier: WordClassifier | OnnxWordCl
     return exit_status(results, failed)
 
 
+def check_live(args: argparse.Namespace) -> str | None:
+    """Why the live options cannot go together as given (one line), or None."""
+    try:
+        source = parse_source(args.video) if args.video is not None else None
+    except SourceError as err:
+        return str(err)
+    live = source is not None and (source.live or bool(args.live))
+    if not live and (args.show or args.record is not None or args.live):
+        return "--show, --record and --live=true read a video or stream live: give one with --video"
+    if live and Path(args.video).is_dir():
+        return f"{args.video}: a folder is read file by file, not live (drop --live)"
+    if live and args.out is not None:
+        return "--out reports on files and data sets; a live read writes --subtitles and --record"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
@@ -462,10 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the backend loads here, after the command line is valid
     from model.loading import load_network, load_word_classifier
     from utils.reading.network import is_onnx
-    problem = check_outputs(args)
+    problem = check_outputs(args) or check_live(args)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    video_source = parse_source(args.video) if args.video is not None else None
 
     if not is_onnx(args.model_path):  # GPUs MXNet cannot run stop here, with the reason (the CPU build skips this)
         try:
@@ -478,6 +528,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         classifier = load_word_classifier(args.model_path, args.num_gpus)
         if classifier is not None:
+            if video_source is not None and (video_source.live or args.live):
+                print("error: live reading needs a sentence model (LipNet); a word classifier reads word clips",
+                      file=sys.stderr)
+                return 2
             return read_words(args, classifier)
         network = load_network(args.model_path, args.num_gpus)
     except (OSError, ValueError) as err:
@@ -495,6 +549,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.video is not None:
             reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm, args.margin, args.edge_search,
                                     args.framing)
+            if video_source.live or args.live:
+                return read_live(video_source, reader, LiveSettings(
+                    args.live if args.live is not None else video_source.live, args.pause, args.stall, args.reconnect,
+                    args.show, args.record, args.format, args.face, args.subtitles))
             results, failed = run_videos(args, reader)
             rates, title = None, f"LipNet on {args.video}"
         else:

@@ -232,24 +232,29 @@ def video_json(name: str, reading: VideoReading | None, error: str | None, label
     """The --format=json line of one video: its reading (each utterance with its ``error``, null when it
     was read), or ``error`` when the video could not be read, and ``warnings`` (a video read only in part,
     an utterance not read or read from a face too small, an output not written)."""
-    def seconds(value: float) -> float:
-        return round(float(value), 3)
-
-    utterances = []
-    for u in reading.utterances if reading else []:
-        item = {"start": seconds(u.start), "end": seconds(u.end), "text": u.text,
-                "words": [{"word": w.word, "start": seconds(w.start), "end": seconds(w.end),
-                           "confidence": round(float(w.confidence), 4)} for w in u.words]}
-        if labelled:
-            item["face"] = u.face
-        item["error"] = u.error
-        utterances.append(item)
+    utterances = [utterance_json(u, labelled) for u in (reading.utterances if reading else [])]
     record = {"file": name,
-              "duration": seconds(reading.summary.duration) if reading else None,
-              "fps": seconds(reading.source_fps) if reading else None,
+              "duration": _seconds(reading.summary.duration) if reading else None,
+              "fps": _seconds(reading.source_fps) if reading else None,
               "faces": reading.summary.faces if reading else 0,
               "utterances": utterances, "error": error, "warnings": list(warnings)}
     return json.dumps(record, ensure_ascii=False)
+
+
+def _seconds(value: float) -> float:
+    return round(float(value), 3)
+
+
+def utterance_json(u: UtteranceResult, labelled: bool) -> dict:
+    """One utterance as JSON records hold it: start, end, text, words with times and confidence, its face
+    (``labelled``: when faces are numbered) and its ``error`` (null when it was read)."""
+    item = {"start": _seconds(u.start), "end": _seconds(u.end), "text": u.text,
+            "words": [{"word": w.word, "start": _seconds(w.start), "end": _seconds(w.end),
+                       "confidence": round(float(w.confidence), 4)} for w in u.words]}
+    if labelled:
+        item["face"] = u.face
+    item["error"] = u.error
+    return item
 
 
 def _name(utterance: UtteranceResult) -> str:

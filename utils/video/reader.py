@@ -252,6 +252,9 @@ _ESTIMATED = frozenset({"mpeg", "mpegts", "mpegvideo", "m4v", "h264", "hevc"})  
 # How far from the end (decoded frames) a frame the decoder marks corrupt makes the video's end damaged:
 # a file cut inside a picture gives that picture damaged, and B-frames reordered after it come out later.
 _DAMAGED_TAIL = 4
+# Timestamps that jump by more than this many seconds (either way) between two frames are a discontinuity,
+# not a still picture: MPEG-TS timestamps wrap every 26.5 hours, and a restarted stream starts again at zero.
+_JUMP = 10.0
 
 
 @dataclass(frozen=True)
@@ -311,10 +314,13 @@ class FrameStream:
     ``shortfall`` says whether the video was read only in part (None: read whole, or not yet at its end).
     The check needs no second pass: it compares what was decoded with what the container declares."""
 
-    def __init__(self, path: Path, fps: float) -> None:
+    def __init__(self, path: Path, fps: float, container: av.container.InputContainer | None = None) -> None:
+        """``container``: already opened (a live source, ``utils.video.sources.open_live``), else ``path`` is."""
         self.path = path
         self.fps = fps
         self.shortfall: Shortfall | None = None
+        self.failure: str | None = None  # why decoding stopped before the end of the stream, once it has
+        self._container = container
         self._frames = self._read()
 
     def __iter__(self) -> FrameStream:
@@ -325,7 +331,7 @@ class FrameStream:
 
     def _read(self) -> Iterator[Frame]:
         path, fps = self.path, self.fps
-        container = _open(path)
+        container = self._container if self._container is not None else _open(path)
         with container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame threads: 3.3 ms a 720p frame instead of 6 ms on 2 cores
@@ -341,7 +347,7 @@ class FrameStream:
                 try:
                     frame = next(frames, None)
                 except av.error.FFmpegError as err:
-                    if previous is None:
+                    if previous is None and self._container is None:
                         raise ExtractionError("decode_error", path, f"{REASONS['decode_error']} ({err})") from None
                     failure = f"decoding failed ({getattr(err, 'strerror', None) or err})"
                     break
@@ -356,6 +362,10 @@ class FrameStream:
                 elif previous is None:
                     start = t
                 t = t - start if previous is not None else 0.0
+                if previous is not None and abs(t - prev_t) > _JUMP:
+                    # A discontinuity (a live stream restarted, timestamps wrapped): time goes on by one frame.
+                    start += t - prev_t - gap
+                    t = prev_t + gap
                 if previous is not None:
                     if t <= prev_t:  # a repeated or out-of-order timestamp: keep the first frame shown
                         continue
@@ -365,7 +375,10 @@ class FrameStream:
                         yield Frame(k, k / fps, previous, turns)
                         k += 1
                 previous, prev_t = frame, t
+            self.failure = failure
             if previous is None:
+                if failure is not None:
+                    return
                 raise ExtractionError("decode_error", path, REASONS["decode_error"] + " (not a video or damaged)")
             shown = float(previous.duration * previous.time_base) if previous.duration and previous.time_base else gap
             end = prev_t + (shown if shown > 0 else gap)

@@ -11,8 +11,8 @@ the video. An utterance ends
   jumps: 21-22 levels between two GRID clips against at most 0.65 within one),
 - where its face is lost for ``lost`` seconds (the frames after the face was last seen are
   dropped; the span is reported as having no face),
-- in a pause, where the mouth has been still for ``pause`` seconds after speech, ``keep`` seconds
-  into it (by default its middle; of a longer silence before speech only the last ``keep`` is kept),
+- in a pause, where the mouth has been still for ``pause`` seconds after speech: in its middle (of a
+  longer silence before speech only the last half pause is kept; ``paused_after`` for a live reader),
 - and before it grows past ``max_seconds``: it is then cut where the mouth is stillest in its
   second half (the pause between two phrases), and the rest starts the next utterance.
 
@@ -25,6 +25,7 @@ scale from the median mouth width, turned with the head's roll when the extracto
 """
 from __future__ import annotations
 
+import copy
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -133,16 +134,15 @@ class UtteranceReader:
 
     def __init__(self, extractor: MouthExtractor, fps: float = MODEL_FPS, max_seconds: float = 3.0,
                  min_seconds: float = 0.4, lost: float = 0.5, pause: float = 1.0, step: int = 3,
-                 margin: float | None = None, keep: float | None = None) -> None:
+                 margin: float | None = None) -> None:
         """fps: the network's frame rate. max_seconds: the longest utterance (default: GRID's clip
         length, what LipNet is trained on). min_seconds: shorter utterances are dropped, and a video
         must be at least this long. lost: seconds without its face that end an utterance. pause:
-        seconds of a still mouth after speech that end one. keep: seconds of that stillness (and of a
-        silence before speech) kept in the utterance (None: half the pause; a live reader, which cannot
-        wait a whole second, ends an utterance after half a second of stillness and keeps all of it).
-        margin: seconds kept before an utterance's speech begins and after it ends (``speaking_frames``;
-        None: all of it, up to half a pause on each side, as GRID's clips hold; a model trained on clips
-        cut at subtitle cues reads best with about the stillness its clips had)."""
+        seconds of a still mouth after speech that end one; half of it is kept in the utterance (and of a
+        silence before speech: see ``paused_after`` for a live reader's). margin: seconds kept before an
+        utterance's speech begins and after it ends (``speaking_frames``; None: all of it, up to half a
+        pause on each side, as GRID's clips hold; a model trained on clips cut at subtitle cues reads best
+        with about the stillness its clips had)."""
         if max_seconds <= min_seconds or min_seconds <= 0:
             raise ValueError(f"need 0 < min_seconds < max_seconds, got {min_seconds} and {max_seconds}")
         self.extractor = extractor
@@ -151,14 +151,20 @@ class UtteranceReader:
         self.min_frames = max(2, int(round(min_seconds * fps)))
         self.lost_frames = max(step, int(round(lost * fps)))
         self.pause_frames = max(2 * step, int(round(pause * fps)))
-        self.keep_frames = self.pause_frames // 2 if keep is None else int(round(keep * fps))
-        if not 0 <= self.keep_frames <= self.pause_frames:
-            raise ValueError(f"need 0 <= keep <= pause, got {keep} and {pause}")
+        self.keep_frames = self.pause_frames // 2  # frames of a pause kept after (and before) speech
         self.speech_frames = max(2, self.min_frames // 2)  # frames of a moving mouth that make speech
         self.step = step
         if margin is not None and margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
         self.margin_frames = None if margin is None else int(round(margin * fps))
+
+    def paused_after(self, pause: float) -> UtteranceReader:
+        """These settings, but an utterance ends after ``pause`` seconds of a still mouth and keeps all of
+        them (a live reader's: it ends where a file reading ends it, half a second after the speech, as
+        soon as that is known)."""
+        reader = copy.copy(self)
+        reader.pause_frames = reader.keep_frames = max(2 * self.step, int(round(pause * self.fps)))
+        return reader
 
     # -- one face's patches ---------------------------------------------------------------------------
 
@@ -226,8 +232,8 @@ class UtteranceReader:
         return lo + int(np.argmin(motion[lo - segment.start: hi - segment.start]))
 
     def _pause(self, segment: _Segment) -> int | None:
-        """Where to end the segment when it closes on a long enough still mouth after speech: ``keep``
-        seconds into the pause (by default the middle of its first ``pause`` seconds)."""
+        """Where to end the segment when it closes on a long enough still mouth after speech: ``keep_frames``
+        into the pause (the middle of its first ``pause`` seconds, or all of it for a live reader)."""
         last = max(segment.marks) + 1
         motion = mouth_motion(segment.marks, segment.start, last)
         if motion is None or len(motion) <= self.pause_frames:
@@ -456,7 +462,7 @@ class UtteranceCutter:
                     segments[face] = segment.split(at)
                     yield from self._finish(face, segment)
                 elif index - segment.start > reader.pause_frames and not reader._speaks(segment):
-                    # A long silence before speech: keep only its last ``keep`` seconds.
+                    # A long silence before speech: keep only its last ``keep_frames``.
                     at = index - reader.keep_frames
                     self.covered.append((segment.start, at))
                     segments[face] = segment.split(at)
