@@ -20,6 +20,8 @@ from utils.video.errors import ExtractionError
 from utils.video.pacer import UDP_PACKET, stream_video
 from utils.video.writer import write_video
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "utils" / "stream_video.py"
 # What a live receiver opens the stream with: read from the first bytes, not after seconds of probing.
 LOW_LATENCY = {"probesize": "32", "analyzeduration": "0"}
 
@@ -139,3 +141,25 @@ def test_an_unreadable_input_is_refused_before_anything_is_sent(tmp_path: Path):
     with pytest.raises(ValueError, match="loops"):
         stream_video(good, out, loops=0)
 
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
+                          check=False, env=os.environ | {"OMP_NUM_THREADS": "1"})
+
+
+def test_the_script_streams_files_to_a_path_and_refuses_a_bad_file_in_one_line(tmp_path: Path):
+    first, second = synthetic(tmp_path / "a.mp4", 4), synthetic(tmp_path / "b.mp4", 3)
+    target = tmp_path / "out.ts"
+    done = run_script(f"video={first},{second}", f"to={target}", "loops=2")
+    assert done.returncode == 0, done.stderr
+    assert "done: 14 frames" in done.stderr
+    assert len(decode(target.read_bytes())) == 14
+
+    missing = tmp_path / "missing.mp4"
+    failed = run_script(f"--video={first}", f"--video={missing}", f"--to={tmp_path / 'x.ts'}")
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines() == [f"error: {missing}: the file does not exist"]
+    assert not (tmp_path / "x.ts").exists()
+
+    bad_loops = run_script(f"--video={first}", "--loops=0")
+    assert bad_loops.returncode == 2 and "--loops" in bad_loops.stderr
