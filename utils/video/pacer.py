@@ -54,7 +54,7 @@ def _sources(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(item) for item in items]
 
 
-def check_video(path: Path) -> None:
+def _check_video(path: Path) -> None:
     """ExtractionError naming ``path`` when it is missing, unreadable, empty or has no decodable video frame,
     so that a stream of several files fails before its first frame rather than in the middle."""
     check_readable(path)
@@ -113,7 +113,7 @@ def stream_video(source: str | Path | Sequence[str | Path], target: str | Binary
         raise ValueError(f"loops must be at least 1, not {loops}")
     paths = _sources(source)
     for path in paths:
-        check_video(path)
+        _check_video(path)
     flush = getattr(target, "flush", None) if not isinstance(target, str) else None
     container = _open_target(target)
     stream = None
