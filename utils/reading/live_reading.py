@@ -89,7 +89,7 @@ class LiveOutput:
         label = f"[face {u.face}] " if self.labelled else ""
         if self.format == "json":
             line = json.dumps({"source": self.name, **utterance_json(u, self.labelled)}, ensure_ascii=False)
-        elif u.error is None:
+        elif u.error is None and u.text:  # an utterance read as nothing has a JSON record, not an empty line
             line = f"{self.name}\t{u.start:.2f}\t{u.end:.2f}\t{label}{u.text}"
         else:
             line = None

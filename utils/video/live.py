@@ -18,7 +18,7 @@ from pathlib import Path
 
 import av
 
-from utils.video.reader import MODEL_FPS, Frame, FrameStream
+from utils.video.reader import MODEL_FPS, Frame, FrameStream, probe
 from utils.video.sources import Source, SourceError, open_live
 
 # Frames waiting for the reader: 0.32 s at 25 fps. The reader's work per frame is steady (a few ms) but
@@ -65,7 +65,8 @@ class LiveFrames:
     def _open(self) -> av.container.InputContainer | None:
         if self.source.live:
             return open_live(self.source, self.stall)
-        return None  # a file: FrameStream opens it, with its own checks
+        probe(self.source.url)  # a file: ExtractionError now if it is no video; FrameStream opens it
+        return None
 
     def start(self) -> LiveFrames:
         self._thread.start()

@@ -342,7 +342,7 @@ class FrameStream:
             k = decoded = 0
             damaged_at = -_DAMAGED_TAIL  # the decoded count when a frame last came out marked corrupt
             failure = None
-            frames = container.decode(stream)
+            frames = container.decode(stream) if self._container is None else _joined(container, stream)
             while True:
                 try:
                     frame = next(frames, None)
@@ -388,6 +388,20 @@ class FrameStream:
             while k / fps < end - 1e-6:
                 yield Frame(k, k / fps, previous, turns)
                 k += 1
+
+
+def _joined(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
+    """A live stream's frames from wherever it was joined: packets the decoder cannot use before the first
+    frame (a stream joined between keyframes, at most a second of them) are passed over, not the end."""
+    started = False
+    for packet in container.demux(stream):
+        try:
+            for frame in packet.decode():
+                started = True
+                yield frame
+        except av.error.InvalidDataError:
+            if started:
+                raise
 
 
 def _shortfall(path: Path, failure: str | None, damaged_end: bool, seconds: float, frames: int, rate: float,
