@@ -169,3 +169,43 @@ def test_a_udp_stream_that_stops_sending_is_lost_after_the_stall(real_model: dic
     lost = [line for line in run.errors if "lost" in line]
     assert len(lost) == 1 and lost[0].startswith(f"{url}: the stream was lost") and lost == run.errors[-1:]
     assert_valid_subtitles(tmp_path, f"udp_127.0.0.1_{port}", [u["text"] for u in utterances if u["text"]])
+
+
+def test_a_lost_udp_stream_is_reconnected_and_its_times_go_on(real_model: dict, paused: Path, tmp_path: Path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"udp://127.0.0.1:{port}"
+    run = LiveRun(real_model["model"], f"video={url}", "stall=1", "reconnect=30")
+    time.sleep(0.5)
+    stop = threading.Event()
+    run.stream(paused, url, stop)
+    run.sent(3.5)  # the first utterance is out
+    stop.set()
+    time.sleep(2.5)  # lost after 1 s without data, then reconnecting
+    second = LiveRun.stream(run, paused, url)
+    second.join(30)
+    time.sleep(1.0)
+    run.process.send_signal(signal.SIGINT)
+    assert run.wait() == 0, run.errors
+    utterances = [u for _, u in run.lines]
+    assert [u["text"] for u in utterances] == ["bin blue at f two now", "bin blue at f two now",
+                                               "lay white by s zero again", "set white with p two soon"]
+    # the stream's time went on through the 2-3 s without it: the second "bin blue" starts after them
+    assert utterances[0]["end"] + 2.0 < utterances[1]["start"] < 9.0
+    assert utterances[3]["end"] - utterances[1]["start"] > 10
+    assert any("reconnecting for up to 30 s" in line for line in run.errors)
+    assert any(line.startswith(f"{url}: reconnected after") for line in run.errors)
+
+
+def test_a_file_read_live_is_paced_and_printed_utterance_by_utterance(real_model: dict, paused: Path):
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "infer.py"), f"model_path={real_model['model']}",
+                           f"video={paused}", "live=true", "num_gpus=0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started > 12.0  # the 12 s video took its own time
+    lines = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [(name, text) for name, _, _, text in lines] == [(str(paused), "bin blue at f two now"), (
+        str(paused), "lay white by s zero again"), (str(paused), "set white with p two soon")]
+    assert [float(start) for _, start, _, _ in lines] == sorted(float(start) for _, start, _, _ in lines)
+    assert f"{paused}: the video ended; 12.0 s read, 3 utterances" in done.stderr

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+import numpy as np
+
 from utils.reading.sentence_videos import VideoLipreader, utterance_json
 
 if TYPE_CHECKING:
@@ -147,6 +149,8 @@ class LiveLipreader:
         from utils.video.live import DropNotes
         from utils.video.utterances import UtteranceCutter
 
+        self.reader.log_probs([np.zeros((self.utterances.max_frames, self.reader.network.height,
+                                         self.reader.network.width, 3), np.uint8)])  # warm: graphs built now
         cutter = UtteranceCutter(self.utterances)
         notes = DropNotes(say)
         recent: deque[tuple[int, float, float, float]] = deque(maxlen=_RECENT)  # (face, width, start, end)
@@ -264,7 +268,7 @@ def read_live(source: Source, reader: VideoLipreader, settings: LiveSettings,
     say(f"reading {source.name} {'live' if settings.live else 'every frame'} (Ctrl-C ends it)")
     try:
         frames = LiveFrames(source, reader.fps, paced=settings.live and not source.live, drop=settings.live,
-                            stall=settings.stall, reconnect=settings.reconnect)
+                            stall=settings.stall, reconnect=settings.reconnect, say=say)
     except (SourceError, ExtractionError) as err:
         say(f"error: {err}")
         return 2

@@ -5,7 +5,7 @@ mouth extractor, and counted, so reading never lags by more than the queue and m
 Times are the decoder's (``utils.video.reader``: frame ``k`` shows ``k / fps`` seconds after the first
 frame read), never the wall clock's. A file read live is paced by its timestamps, as a camera would
 deliver it. A network stream that is lost can be reopened for ``reconnect`` seconds; its time then
-goes on from where it was lost, plus the time spent reconnecting.
+goes on from its last frame, plus the time that passed without frames.
 """
 from __future__ import annotations
 
@@ -43,21 +43,25 @@ class LiveFrames:
     the frames the reader has no room for (False: wait for it, reading every frame however far behind
     that falls). ``stall``:
     seconds a camera or network stream may give nothing before it counts as lost (a pipe waits for its
-    writer). ``reconnect``: seconds to keep trying to reopen a lost network stream (0: never)."""
+    writer). ``reconnect``: seconds to keep trying to reopen a lost network stream (0: never). ``say``:
+    a line on what happens to the source (lost, reconnected), from the capture thread."""
 
     def __init__(self, source: Source, fps: float = MODEL_FPS, paced: bool = False, drop: bool = True,
-                 stall: float = 5.0, reconnect: float = 0.0, queue_frames: int = QUEUE_FRAMES) -> None:
+                 stall: float = 5.0, reconnect: float = 0.0, queue_frames: int = QUEUE_FRAMES,
+                 say: Callable[[str], None] = lambda line: None) -> None:
         self.source = source
         self.fps = fps
         self.paced = paced
         self.drop = drop
         self.stall = stall if source.kind in ("camera", "network") else None
         self.reconnect = reconnect if source.kind == "network" else 0.0
+        self.say = say
         self.dropped = 0  # frames the reader had no room for
         self.taken = 0  # frames decoded at the reader's rate, dropped or not
         self.ending: Ending | None = None
         self.reconnections = 0
         self._queue: queue.Queue[Frame | None] = queue.Queue(queue_frames)
+        self._last_wall = 0.0  # time.monotonic() when the last frame came
         self._stop = threading.Event()
         self._container = self._open()  # a source that cannot be opened fails here, before any thread starts
         self._thread = threading.Thread(target=self._capture, name="capture", daemon=True)
@@ -102,13 +106,17 @@ class LiveFrames:
                     self.ending = Ending(False, "the stream ended" if self.source.live else "the video ended")
                     return
                 lost_at = time.monotonic()
+                if self.reconnect:
+                    self.say(f"{self.source.name}: the stream was lost ({failure}); reconnecting for up to "
+                             f"{self.reconnect:g} s")
                 container = self._reopen()
                 if container is None:
                     self.ending = Ending(True, f"the stream was lost ({failure})")
                     return
                 self.reconnections += 1
-                if last is not None:
-                    offset = last + 1 / self.fps + (time.monotonic() - lost_at)
+                self.say(f"{self.source.name}: reconnected after {time.monotonic() - lost_at:.1f} s")
+                if last is not None:  # the time without frames goes by in the stream too
+                    offset = last + max(1 / self.fps, time.monotonic() - self._last_wall)
                     index = int(round(offset * self.fps))
         except Exception as err:  # noqa: BLE001 - the reader hears of it as a lost source, not a silent hang
             self.ending = Ending(True, f"reading it failed ({type(err).__name__}: {err})")
@@ -123,7 +131,7 @@ class LiveFrames:
                 break
             frame.index += index
             frame.time += offset
-            last = frame.time
+            last, self._last_wall = frame.time, time.monotonic()
             if self.paced:
                 delay = started + frame.time - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
@@ -146,11 +154,11 @@ class LiveFrames:
     def _reopen(self) -> av.container.InputContainer | None:
         """The lost stream opened again within ``reconnect`` seconds, or None."""
         deadline = time.monotonic() + self.reconnect
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
             try:
-                return open_live(self.source, self.stall)
+                return open_live(self.source, self.stall, open_timeout=left)
             except SourceError:
-                self._stop.wait(_RETRY)
+                self._stop.wait(min(_RETRY, max(0.0, deadline - time.monotonic())))
         return None
 
     def _put_end(self) -> None:

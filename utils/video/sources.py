@@ -21,9 +21,9 @@ import av
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
 KINDS = ("file", "camera", "network", "pipe", "stdin")
 # FFmpeg's options for a source read as it happens: look at 32 KB (at most half a second) to learn the
-# stream, and decode without waiting for frames that come later. Not ``fflags=nobuffer``: through a pipe
-# it lost 250 of an MPEG-TS stream's 300 frames.
-LIVE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000", "flags": "low_delay"}
+# stream (the decoder's low-delay flag is set on the stream: utils.video.reader). Not ``fflags=nobuffer``:
+# through a pipe it lost 250 of an MPEG-TS stream's 300 frames.
+LIVE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
 # UDP: a large socket buffer the demuxer drains in its own thread; a full one drops packets, not the stream.
 _UDP_OPTIONS = {"fifo_size": "1000000", "overrun_nonfatal": "1", "buffer_size": "4194304"}
 
@@ -57,6 +57,12 @@ class Source:
         if self.kind == "camera":
             return f"camera{self.url}"
         return re.sub(r"[^A-Za-z0-9.-]+", "_", self.url.split("?", 1)[0]).strip("_") or "stream"
+
+    @property
+    def waits(self) -> bool:
+        """Opened by waiting for a sender (UDP, a listening TCP, SRT or RTMP URL, a pipe), not by reaching it."""
+        url = self.url.lower()
+        return self.kind in ("pipe", "stdin") or url.startswith("udp://") or "listen" in url.split("?", 1)[-1]
 
     def options(self) -> dict[str, str]:
         """FFmpeg's options to open it with: the low-delay ones for a live source, UDP's buffering for udp://."""
@@ -92,14 +98,18 @@ def parse_source(text: str) -> Source:
     return Source(text, "pipe" if fifo else "file", text)
 
 
-def open_live(source: Source, timeout: float | None) -> av.container.InputContainer:
-    """``source`` opened for reading as it happens (``Source.options``), waiting at most ``timeout`` seconds
-    for it to open and then for each read (None: forever, as for a pipe whose writer has not started).
+def open_live(source: Source, read_timeout: float | None,
+              open_timeout: float | None = None) -> av.container.InputContainer:
+    """``source`` opened for reading as it happens (``Source.options``), waiting at most ``open_timeout``
+    seconds for it to open (None: ``read_timeout``, or forever for a source that waits for its sender)
+    and ``read_timeout`` for each read (None: forever, as for a pipe whose writer has not started).
     Raises SourceError with one line: no such camera, a camera busy in another program, permission
     denied, a stream that cannot be reached, or one without video."""
+    if open_timeout is None and not source.waits:
+        open_timeout = read_timeout
+    timeouts = None if read_timeout is None and open_timeout is None else (open_timeout, read_timeout)
     try:
-        container = av.open(source.url, format=source.format, options=source.options(),
-                            timeout=None if timeout is None else (timeout, timeout))
+        container = av.open(source.url, format=source.format, options=source.options(), timeout=timeouts)
     except OSError as err:
         raise SourceError(f"{source.name}: {_why(source, err)}") from None
     except av.error.FFmpegError as err:  # not an OSError: an invalid stream, an exit by the timeout

@@ -391,7 +391,8 @@ class UtteranceCutter:
     """One stream being cut into utterances, a frame at a time: ``feed`` each frame in order of index and
     get the utterances that end with it; ``close`` ends those still open. Frames may skip indices (a live
     reader drops frames it cannot keep up with): each face's last patch then stands in for the missing
-    frames, so times stay the decoder's, and the next frame is examined at once."""
+    frames, so times stay the decoder's, and the next frame is examined at once. A gap longer than a face
+    may be lost (a stream lost and reconnected) ends every utterance, as a scene cut does."""
 
     def __init__(self, reader: UtteranceReader) -> None:
         self.reader = reader
@@ -429,14 +430,16 @@ class UtteranceCutter:
         """The utterances that end at ``frame`` (a scene cut, a lost face, a pause, the longest length)."""
         reader, tracker, segments, last_marks = self.reader, self.tracker, self.segments, self.last_marks
         index = frame.index
-        for segment in segments.values():  # frames dropped before this one: the last patch stands in
-            missing = index - segment.end
-            segment.patches.extend([segment.patches[-1]] * missing)
-            segment.origins.extend([segment.origins[-1]] * missing)
-            segment.shrinks.extend([segment.shrinks[-1]] * missing)
+        gap = index - self.frames > reader.lost_frames  # longer than a face may be lost: a stream reconnected
+        if not gap:
+            for segment in segments.values():  # frames dropped before this one: the last patch stands in
+                missing = index - segment.end
+                segment.patches.extend([segment.patches[-1]] * missing)
+                segment.origins.extend([segment.origins[-1]] * missing)
+                segment.shrinks.extend([segment.shrinks[-1]] * missing)
         self.frames = index + 1
         self._last = frame
-        if self._cut(frame):
+        if self._cut(frame) or gap:
             for face, segment in sorted(segments.items()):
                 yield from self._finish(face, segment)
             segments.clear()
