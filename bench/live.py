@@ -205,9 +205,10 @@ def run_live(video: Path, model: str, args: argparse.Namespace, work: Path, expe
         if args.source == "pipe":
             with contextlib.suppress(BrokenPipeError):
                 process.stdin.close()
-        else:  # wait for the last utterance's line (well within infer.py's 5 s stall), then Ctrl-C
-            deadline = time.monotonic() + 3.0
-            while len(lines) + len(bad_lines) < expected and time.monotonic() < deadline and process.poll() is None:
+        else:  # Ctrl-C once the last frames sent are taken and the last line is out (within its 5 s stall)
+            sent, deadline = time.monotonic(), time.monotonic() + 3.0
+            while (time.monotonic() < sent + 1.0 or len(lines) + len(bad_lines) < expected) \
+                    and time.monotonic() < deadline and process.poll() is None:
                 time.sleep(0.05)
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGINT)
