@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.live import build_parser, latency_figures, make_stream, parse_summary, report, rss_at
+from bench.live import build_parser, latency_figures, make_stream, match_clips, parse_summary, report, rss_at
 from utils.runtime.cli import parse_args
 from utils.video.pacer import StreamReport
 
@@ -38,9 +38,20 @@ def test_resident_memory_at_a_time_is_the_last_sample_before_it():
     assert rss_at(samples, 60.0) == 420.0 and rss_at(samples, 600.0) == 431.0 and rss_at(samples, 1.0) is None
 
 
+def test_utterances_are_matched_to_the_clips_their_middles_fall_in():
+    parts = [("a", 4.0), ("b", 4.0), ("c", 4.0)]
+    spans = [(0.2, 3.5), (4.1, 5.0), (5.6, 7.2), (12.3, 15.0), (23.0, 23.9), (24.5, 25.0)]
+    # b of the first loop in two pieces; c of the first loop and b of the second unread; the last one past the
+    # stream's end belongs to no clip
+    assert match_clips(parts, 2, spans) == [[0], [1, 2], [], [3], [], [4]]
+
+
+PARTS = [("bbaf2n", 4.0), ("lwbsza", 4.0), ("swwp2s", 4.0)]
+
+
 def canned_run(ends_and_latencies: list[tuple[float, float]], texts: list[str], returncode: int = 0) -> dict:
     t0 = 5000.0
-    lines = [(t0 + end + latency, {"end": end, "text": text, "error": None})
+    lines = [(t0 + end + latency, {"start": end - 2.5, "end": end, "text": text, "error": None})
              for (end, latency), text in zip(ends_and_latencies, texts, strict=True)]
     return {"source": "-", "returncode": returncode, "t0": t0, "lines": lines, "bad_lines": [],
             "stderr": [f"-: the stream ended; 24.0 s read, {len(lines)} utterances, 2 of 600 frames dropped"],
@@ -58,14 +69,14 @@ def args(*argv: str) -> argparse.Namespace:
 @pytest.mark.parametrize(("latencies", "returncode", "status"), [
     ([0.3] * 6, 0, 0),
     ([0.3] * 5 + [0.9], 0, 1),  # the slowest of six is over the target at p95
-    ([0.3] * 5, 0, 1),  # an utterance is missing
+    ([0.3] * 5, 0, 1),  # the last clip is not read
     ([0.3] * 6, 1, 1),  # infer.py failed
 ])
 def test_the_report_fails_over_the_target_or_short_of_utterances(latencies: list[float], returncode: int, status: int,
                                                                   capsys: pytest.CaptureFixture):
     ends = [4.0, 8.0, 12.0, 16.0, 20.0, 24.0][:len(latencies)]
     run = canned_run(list(zip(ends, latencies, strict=True)), (SENTENCES * 2)[:len(latencies)], returncode)
-    assert report(args("model_path=trained"), run, ["bbaf2n", "lwbsza", "swwp2s"], expected=6) == status
+    assert report(args("model_path=trained"), run, PARTS) == status
     out = capsys.readouterr().out
     figures = json.loads(out.splitlines()[-1])
     assert figures["utterances_read"] == len(latencies) and figures["utterances_expected"] == 6
@@ -73,20 +84,31 @@ def test_the_report_fails_over_the_target_or_short_of_utterances(latencies: list
     assert figures["cpu_per_stream_second"] == 0.25 and figures["peak_mb"] == 495.0
     assert figures["rss_mb_end"] == 490.0 and figures["rss_mb_first_minute"] is None  # a stream under a minute
     assert figures["texts_match"] == len(latencies) and figures["target_met"] == (status == 0)
+    assert figures["clips_unread"] == 6 - len(latencies) and figures["clips_in_pieces"] == 0
     assert f"{len(latencies)} of 6" in out
 
 
 def test_a_wrong_text_is_counted(capsys: pytest.CaptureFixture):
     run = canned_run([(4.0, 0.2), (8.0, 0.2), (12.0, 0.2)], [SENTENCES[0], "lay white by s zero", SENTENCES[2]])
-    assert report(args("loops=1", "model_path=trained"), run, ["bbaf2n", "lwbsza", "swwp2s"], expected=3) == 0
+    assert report(args("loops=1", "model_path=trained"), run, PARTS) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["texts_match"] == 2
+
+
+def test_a_clip_in_pieces_reads_right_when_its_pieces_join_to_its_sentence(capsys: pytest.CaptureFixture):
+    run = canned_run([(4.0, 0.2), (6.0, 0.2), (8.0, 0.2), (12.0, 0.2)],
+                     [SENTENCES[0], "lay white by", "s zero again", SENTENCES[2]])
+    run["lines"][1][1]["start"], run["lines"][2][1]["start"] = 4.2, 6.2
+    assert report(args("loops=1", "model_path=trained"), run, PARTS) == 0
+    figures = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert figures["utterances_read"] == 4 and figures["clips_in_pieces"] == 1 and figures["clips_unread"] == 0
+    assert figures["texts_match"] == 3
 
 
 def test_the_stream_is_the_three_clips_each_with_its_last_frame_held(grid_dir: Path, tmp_path: Path):
     from utils.video.reader import probe, read_frames
 
-    path, names = make_stream(grid_dir, tmp_path / "stream.mp4", hold=1.0)
-    assert names == ["bbaf2n", "lwbsza", "swwp2s"]
+    path, parts = make_stream(grid_dir, tmp_path / "stream.mp4", hold=1.0)
+    assert parts == PARTS
     assert probe(path).duration == pytest.approx(12.0, abs=0.05)
     frames = [f.bgr() for f in read_frames(path)]
     assert len(frames) == 300
@@ -97,3 +119,11 @@ def test_the_stream_is_the_three_clips_each_with_its_last_frame_held(grid_dir: P
     for held_end in (100, 200, 300):
         assert max(change(k, k - 1) for k in range(held_end - 18, held_end)) < 0.05
     assert change(100, 99) > 10 and change(200, 199) > 10
+
+
+def test_a_port_without_udp_is_refused(capsys: pytest.CaptureFixture):
+    from bench.live import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["port=5000"])
+    assert exit_info.value.code == 2 and "--port is for --source=udp" in capsys.readouterr().err
