@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample_every", type=positive_float, default=5.0,
                         help="seconds between samples of infer.py's resident memory (default: %(default)s)")
     parser.add_argument("--work", default=None,
-                        help="folder for the stream, the checkpoint and infer.py's stderr, kept and reused "
-                             "(default: a temporary one)")
+                        help="folder to keep the stream, the fresh checkpoint and infer.py's stderr and stdout "
+                             "(live.log, live.jsonl) in (default: a temporary one, removed)")
     return parser
 
 
