@@ -76,7 +76,7 @@ def test_live_sources_open_without_long_probing():
 
 def test_a_camera_that_is_not_there_is_one_line():
     with pytest.raises(SourceError) as caught:
-        open_live(parse_source("/dev/video63"), timeout=2.0)
+        open_live(parse_source("/dev/video63"), 2.0)
     assert str(caught.value).startswith("/dev/video63: no such camera")
     assert "\n" not in str(caught.value)
 
