@@ -69,7 +69,7 @@ def test_outputs_are_named_after_the_source():
 
 
 def test_live_sources_open_without_long_probing():
-    assert parse_source("udp://127.0.0.1:5000").options()["probesize"] == "32768"
+    assert int(parse_source("udp://127.0.0.1:5000").options()["analyzeduration"]) <= 100_000
     assert "fifo_size" in parse_source("udp://127.0.0.1:5000").options()
     assert parse_source("clip.mp4").options() == {}
 

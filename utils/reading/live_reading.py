@@ -140,6 +140,12 @@ class LiveLipreader:
         self.reader = reader
         self.utterances = reader.utterances.paused_after(pause)
 
+    def warm(self) -> None:
+        """Read a blank utterance of the longest length, so the network's graphs are built before the
+        source is opened: a source opened first sends on meanwhile, and its first second was dropped."""
+        network = self.reader.network
+        self.reader.log_probs([np.zeros((self.utterances.max_frames, network.height, network.width, 3), np.uint8)])
+
     def read(self, frames: LiveFrames, output: LiveOutput, stop: threading.Event, faces: str = "largest",
              window: LiveWindow | None = None, recorder: Recorder | None = None,
              say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> LiveReport:
@@ -149,8 +155,6 @@ class LiveLipreader:
         from utils.video.live import DropNotes
         from utils.video.utterances import UtteranceCutter
 
-        self.reader.log_probs([np.zeros((self.utterances.max_frames, self.reader.network.height,
-                                         self.reader.network.width, 3), np.uint8)])  # warm: graphs built now
         cutter = UtteranceCutter(self.utterances)
         notes = DropNotes(say)
         recent: deque[tuple[int, float, float, float]] = deque(maxlen=_RECENT)  # (face, width, start, end)
@@ -265,6 +269,8 @@ def read_live(source: Source, reader: VideoLipreader, settings: LiveSettings,
     from utils.video.recorder import Recorder
     from utils.video.sources import SourceError
 
+    lipreader = LiveLipreader(reader, settings.pause)
+    lipreader.warm()
     say(f"reading {source.name} {'live' if settings.live else 'every frame'} (Ctrl-C ends it)")
     try:
         frames = LiveFrames(source, reader.fps, paced=settings.live and not source.live, drop=settings.live,
@@ -285,8 +291,7 @@ def read_live(source: Source, reader: VideoLipreader, settings: LiveSettings,
     stop = threading.Event()
     try:
         with stop_on_signals(stop, say):
-            report = LiveLipreader(reader, settings.pause).read(frames, output, stop, settings.faces, window,
-                                                                recorder, say)
+            report = lipreader.read(frames, output, stop, settings.faces, window, recorder, say)
     finally:
         if window is not None:
             window.close()

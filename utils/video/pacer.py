@@ -12,6 +12,8 @@ frame to decode, encode and mux on one of the 2 shared cores, against 40 ms of f
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -116,6 +118,29 @@ def stream_video(source: str | Path | Sequence[str | Path], target: str | Binary
     paths = _sources(source)
     for path in paths:
         _check_video(path)
+    fifo = None
+    if isinstance(target, str) and "://" not in target and _is_fifo(target):
+        # FFmpeg opens a named pipe without waiting for its reader and fills the pipe's buffer (about 0.9 s of a
+        # 360x288 stream) before anyone reads, which the reader then gets at once: opened here, the stream
+        # starts when its reader opens the pipe.
+        fifo = target = open(target, "wb", buffering=0)  # noqa: SIM115 - closed after the stream
+    try:
+        return _stream(paths, target, loops, on_start, stop)
+    finally:
+        if fifo is not None:
+            with contextlib.suppress(OSError):
+                fifo.close()
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _stream(paths: list[Path], target: str | BinaryIO, loops: int, on_start: Callable[[float], None] | None,
+            stop: threading.Event | None) -> StreamReport:
     flush = getattr(target, "flush", None) if not isinstance(target, str) else None
     container = _open_target(target)
     stream = None

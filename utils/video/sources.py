@@ -20,10 +20,11 @@ import av
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
 KINDS = ("file", "camera", "network", "pipe", "stdin")
-# FFmpeg's options for a source read as it happens: look at 32 KB (at most half a second) to learn the
-# stream (the decoder's low-delay flag is set on the stream: utils.video.reader). Not ``fflags=nobuffer``:
-# through a pipe it lost 250 of an MPEG-TS stream's 300 frames.
-LIVE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
+# FFmpeg's options for a source read as it happens: look at 4 KB and at most 0.1 s of it to learn the stream
+# (by default 5 MB or 5 s, and with 32 KB a 360x288 stream's first half second came in one burst, more than
+# the capture queue holds); the decoder's low-delay flag is set on the stream (utils.video.reader). Not
+# ``fflags=nobuffer``: through a pipe it lost 250 of an MPEG-TS stream's 300 frames.
+LIVE_OPTIONS = {"probesize": "4096", "analyzeduration": "100000"}
 # UDP: a large socket buffer the demuxer drains in its own thread; a full one drops packets, not the stream.
 _UDP_OPTIONS = {"fifo_size": "1000000", "overrun_nonfatal": "1", "buffer_size": "4194304"}
 
