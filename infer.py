@@ -4,6 +4,7 @@
     python infer.py model_path=checkpoint video=clips/ > out.tsv  # FILE<TAB>SENTENCE per video
     python infer.py model_path=checkpoint/words video=clips/   # a word checkpoint: FILE<TAB>WORD P ... (top 5)
     python infer.py model_path=checkpoint/words image_path=data/lrw data_type=test  # top-1 overall and per word
+    python infer.py model_path=checkpoint video=/dev/video0    # live: SOURCE<TAB>START<TAB>END<TAB>TEXT per utterance
 
 ``model_path`` is one of our checkpoints (a run folder, whose best/ is used, a checkpoint folder or
 its model.params), the original example's parameter file, or an ONNX file of utils/export_onnx.py
@@ -21,7 +22,8 @@ small to read well (its crops enlarged more than twice) is read with a warning n
 times and face size (JSON: ``warnings``). Exit status: 0 when every clip was read whole, without
 warnings, and every output written, 1 when some clip or utterance could not be read, a clip was
 read only in part or with a warning, or an output was lost (each is named on stderr), 2 when the
-checkpoint, the input or an output folder is unusable.
+checkpoint, the input or an output folder is unusable. A camera, a network stream, a named pipe or ``-``
+is read live, each utterance printed as it ends (utils/reading/live_reading.py, docs/live.md).
 """
 from __future__ import annotations
 

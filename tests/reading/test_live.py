@@ -107,3 +107,47 @@ def test_a_camera_that_is_not_there_is_one_line_and_exit_2(real_model: dict, tmp
     assert done.returncode == 2 and done.stdout == ""
     errors = [line for line in done.stderr.splitlines() if line.startswith("error")]
     assert errors == ["error: /dev/video63: no such camera (No such file or directory)"]
+
+
+def test_a_stream_piped_in_is_read_every_frame_with_live_false(real_model: dict, grid_dir: Path, tmp_path: Path):
+    """A recorded stream piped in (here a GRID clip remuxed to MPEG-TS, sent at once): live=false reads every
+    frame, dropping none, and prints its utterance in the live format."""
+    import av
+
+    ts = tmp_path / "bbaf2n.ts"
+    with av.open(str(grid_dir / "bbaf2n.mpg")) as source, av.open(str(ts), "w", format="mpegts") as target:
+        stream = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                target.mux(packet)
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "infer.py"), f"model_path={real_model['model']}", "video=-",
+                           "live=false", "num_gpus=0"], input=ts.read_bytes(), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.decode().splitlines()
+    name, start, end, text = line.split("\t")
+    assert (name, float(start), text) == ("-", 0.0, "bin blue at f two now") and 2.0 < float(end) <= 3.0
+    stderr = done.stderr.decode()
+    assert "reading - every frame (Ctrl-C ends it)" in stderr
+    assert stderr.rstrip().endswith("-: the stream ended; 3.0 s read, 1 utterance")  # no frame dropped
+
+
+def test_ctrl_c_while_a_stream_is_awaited_ends_cleanly(real_model: dict):
+    """A UDP source waits for its sender; Ctrl-C is heard meanwhile (FFmpeg's own wait cannot be interrupted)."""
+    import socket
+    import time
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "infer.py"), f"model_path={real_model['model']}",
+                                f"video=udp://127.0.0.1:{port}", "num_gpus=0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if " live (Ctrl-C ends it)" in line:
+            break
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0 and stdout == ""
+    assert stderr.rstrip().endswith(f"udp://127.0.0.1:{port}: stopped; 0.0 s read, 0 utterances")

@@ -209,3 +209,18 @@ def test_a_file_read_live_is_paced_and_printed_utterance_by_utterance(real_model
         str(paused), "lay white by s zero again"), (str(paused), "set white with p two soon")]
     assert [float(start) for _, start, _, _ in lines] == sorted(float(start) for _, start, _, _ in lines)
     assert f"{paused}: the video ended; 12.0 s read, 3 utterances" in done.stderr
+
+
+def test_the_largest_face_is_read_live_and_every_face_with_face_all(real_model: dict, clips: dict, tmp_path: Path):
+    from tests.own_videos import two_faces
+
+    video = two_faces(clips["bbaf2n"], clips["swwp2s"], tmp_path / "two_faces.mp4")
+    texts = {}
+    for faces in ("largest", "all"):
+        done = subprocess.run([sys.executable, str(REPO_ROOT / "infer.py"), f"model_path={real_model['model']}",
+                               f"video={video}", "live=true", f"face={faces}", "num_gpus=0"], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        texts[faces] = [line.split("\t")[3] for line in done.stdout.splitlines()]
+    assert texts["largest"] == ["bin blue at f two now"]
+    assert sorted(texts["all"]) == ["[face 1] bin blue at f two now", "[face 2] set white with p two soon"]

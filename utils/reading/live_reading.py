@@ -272,9 +272,11 @@ def read_live(source: Source, reader: VideoLipreader, settings: LiveSettings,
     lipreader = LiveLipreader(reader, settings.pause)
     lipreader.warm()
     say(f"reading {source.name} {'live' if settings.live else 'every frame'} (Ctrl-C ends it)")
+    stop = threading.Event()
     try:
-        frames = LiveFrames(source, reader.fps, paced=settings.live and not source.live, drop=settings.live,
-                            stall=settings.stall, reconnect=settings.reconnect, say=say)
+        with stop_on_signals(stop, say):  # Ctrl-C is heard while a source waits for its sender, too
+            frames = LiveFrames(source, reader.fps, paced=settings.live and not source.live, drop=settings.live,
+                                stall=settings.stall, reconnect=settings.reconnect, say=say, stop=stop)
     except (SourceError, ExtractionError) as err:
         say(f"error: {err}")
         return 2
@@ -288,7 +290,6 @@ def read_live(source: Source, reader: VideoLipreader, settings: LiveSettings,
         recorder = Recorder(settings.record, reader.fps)
     output = LiveOutput(source.name, source.stem, settings.format, settings.faces == "all",
                         Path(settings.subtitles) if settings.subtitles is not None else None, recorder)
-    stop = threading.Event()
     try:
         with stop_on_signals(stop, say):
             report = lipreader.read(frames, output, stop, settings.faces, window, recorder, say)

@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 
 from utils.video.reader import MODEL_FPS, Frame, FrameStream, probe
-from utils.video.sources import Source, SourceError, open_live
+from utils.video.sources import Source, SourceError, SourceSilent, open_live
 
 # Frames waiting for the reader: 0.32 s at 25 fps. The reader's work per frame is steady (a few ms) but
 # stalls when an utterance ends and its crops are made; a short queue rides that out, and what it holds
@@ -44,11 +44,12 @@ class LiveFrames:
     that falls). ``stall``:
     seconds a camera or network stream may give nothing before it counts as lost (a pipe waits for its
     writer). ``reconnect``: seconds to keep trying to reopen a lost network stream (0: never). ``say``:
-    a line on what happens to the source (lost, reconnected), from the capture thread."""
+    a line on what happens to the source (lost, reconnected), from the capture thread. ``stop``: an event
+    that stops the frames, as ``stop()`` does (Ctrl-C, even while the source is being opened)."""
 
     def __init__(self, source: Source, fps: float = MODEL_FPS, paced: bool = False, drop: bool = True,
                  stall: float = 5.0, reconnect: float = 0.0, queue_frames: int = QUEUE_FRAMES,
-                 say: Callable[[str], None] = lambda line: None) -> None:
+                 say: Callable[[str], None] = lambda line: None, stop: threading.Event | None = None) -> None:
         self.source = source
         self.fps = fps
         self.paced = paced
@@ -62,14 +63,24 @@ class LiveFrames:
         self.reconnections = 0
         self._queue: queue.Queue[Frame | None] = queue.Queue(queue_frames)
         self._last_wall = 0.0  # time.monotonic() when the last frame came
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
         self._container = self._open()  # a source that cannot be opened fails here, before any thread starts
         self._thread = threading.Thread(target=self._capture, name="capture", daemon=True)
 
     def _open(self) -> av.container.InputContainer | None:
-        if self.source.live:
+        """The source opened (None: a file, which FrameStream opens; checked here). A source that waits for
+        its sender (UDP, a pipe) is tried a second at a time, so that Ctrl-C (``stop``) is heard while it
+        waits: FFmpeg's wait cannot be interrupted."""
+        if not self.source.live:
+            probe(self.source.url)  # ExtractionError now if it is no video
+            return None
+        if not self.source.waits:
             return open_live(self.source, self.stall)
-        probe(self.source.url)  # a file: ExtractionError now if it is no video; FrameStream opens it
+        while not self._stop.is_set():
+            try:
+                return open_live(self.source, self.stall, open_timeout=_RETRY)
+            except SourceSilent:
+                continue
         return None
 
     def start(self) -> LiveFrames:
@@ -95,6 +106,9 @@ class LiveFrames:
         container = self._container
         started = time.monotonic()
         try:
+            if self.source.live and container is None:  # stopped while it was being opened
+                self.ending = Ending(False, "stopped")
+                return
             while True:
                 stream = self._stream(container)
                 last = self._take(stream, offset, index, started)
@@ -156,7 +170,9 @@ class LiveFrames:
         deadline = time.monotonic() + self.reconnect
         while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
             try:
-                return open_live(self.source, self.stall, open_timeout=left)
+                return open_live(self.source, self.stall, open_timeout=min(left, _RETRY))
+            except SourceSilent:
+                continue
             except SourceError:
                 self._stop.wait(min(_RETRY, max(0.0, deadline - time.monotonic())))
         return None

@@ -33,6 +33,10 @@ class SourceError(Exception):
     """A live source that cannot be opened: ``str()`` is one line naming it and saying why."""
 
 
+class SourceSilent(SourceError):
+    """Nothing came from a source within the time it was given to open."""
+
+
 @dataclass(frozen=True)
 class Source:
     """A place to read frames from. ``name`` is as given; ``url`` and ``format`` are what FFmpeg opens."""
@@ -113,7 +117,9 @@ def open_live(source: Source, read_timeout: float | None,
         container = av.open(source.url, format=source.format, options=source.options(), timeout=timeouts)
     except OSError as err:
         raise SourceError(f"{source.name}: {_why(source, err)}") from None
-    except av.error.FFmpegError as err:  # not an OSError: an invalid stream, an exit by the timeout
+    except av.error.ExitError:  # the timeout
+        raise SourceSilent(f"{source.name}: nothing came within {open_timeout:g} s") from None
+    except av.error.FFmpegError as err:  # not an OSError: an invalid stream
         raise SourceError(f"{source.name}: cannot be opened ({err})") from None
     if not container.streams.video:
         container.close()
