@@ -305,7 +305,8 @@ def report(args: argparse.Namespace, run: dict, parts: list[tuple[str, float]]) 
                                 f"not JSON)"),
             ("latency p50 / p95 / max", f"{show(figures['p50_s'], ' s')} / {show(figures['p95_s'], ' s')} / "
                                         f"{show(figures['max_s'], ' s')} (target p95 <= {TARGET_P95_S} s)"),
-            ("dropped frames", f"{show(figures['dropped_frames'])} of {show(figures['frames_taken'])}"),
+            ("dropped frames", show(figures["dropped_frames"]) + (f" of {figures['frames_taken']}" if figures[
+                "frames_taken"] is not None else "")),
             ("CPU per stream second", f"{figures['cpu_per_stream_second']} s (all threads)"),
             ("peak memory", show(figures["peak_mb"], " MB")),
             ("resident memory after 1 min / at the end", f"{show(figures['rss_mb_first_minute'], ' MB')} / "

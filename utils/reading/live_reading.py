@@ -128,8 +128,10 @@ class LiveReport:
     def summary(self) -> str:
         """One line: why the read ended and what it read."""
         dropped = f", {self.dropped} of {self.taken} frames dropped" if self.dropped else ""
+        smaller = (f", {self.overshadowed} of a smaller face left out (--face=all reads them)"
+                   if self.overshadowed else "")
         return (f"{self.ending.reason}; {self.seconds:.1f} s read, {self.utterances} "
-                f"utterance{'s' if self.utterances != 1 else ''}{dropped}")
+                f"utterance{'s' if self.utterances != 1 else ''}{dropped}{smaller}")
 
 
 class LiveLipreader:

@@ -60,7 +60,6 @@ class LiveFrames:
         self.dropped = 0  # frames the reader had no room for
         self.taken = 0  # frames decoded at the reader's rate, dropped or not
         self.ending: Ending | None = None
-        self.reconnections = 0
         self._queue: queue.Queue[Frame | None] = queue.Queue(queue_frames)
         self._last_wall = 0.0  # time.monotonic() when the last frame came
         self._stop = stop if stop is not None else threading.Event()
@@ -127,7 +126,6 @@ class LiveFrames:
                 if container is None:
                     self.ending = Ending(True, f"the stream was lost ({failure})")
                     return
-                self.reconnections += 1
                 self.say(f"{self.source.name}: reconnected after {time.monotonic() - lost_at:.1f} s")
                 if last is not None:  # the time without frames goes by in the stream too
                     offset = last + max(1 / self.fps, time.monotonic() - self._last_wall)

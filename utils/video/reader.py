@@ -395,17 +395,14 @@ class FrameStream:
 
 
 def _joined(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
-    """A live stream's frames from wherever it was joined: packets the decoder cannot use before the first
-    frame (a stream joined between keyframes, at most a second of them) are passed over, not the end."""
-    started = False
+    """A live stream's frames from wherever it was joined: packets the decoder cannot use are passed over,
+    not the end of the stream: those before the first keyframe of a stream joined between two (at most a
+    second of them), and damaged ones (a datagram lost on the way); the frame before stands in for them."""
     for packet in container.demux(stream):
         try:
-            for frame in packet.decode():
-                started = True
-                yield frame
+            yield from packet.decode()
         except av.error.InvalidDataError:
-            if started:
-                raise
+            continue
 
 
 def _shortfall(path: Path, failure: str | None, damaged_end: bool, seconds: float, frames: int, rate: float,

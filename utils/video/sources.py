@@ -19,7 +19,6 @@ from pathlib import Path
 import av
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
-KINDS = ("file", "camera", "network", "pipe", "stdin")
 # FFmpeg's options for a source read as it happens: look at 4 KB and at most 0.1 s of it to learn the stream
 # (by default 5 MB or 5 s, and with 32 KB a 360x288 stream's first half second came in one burst, more than
 # the capture queue holds); the decoder's low-delay flag is set on the stream (utils.video.reader). Not
@@ -42,7 +41,7 @@ class Source:
     """A place to read frames from. ``name`` is as given; ``url`` and ``format`` are what FFmpeg opens."""
 
     name: str
-    kind: str  # one of KINDS
+    kind: str  # file, camera, network, pipe or stdin
     url: str
     format: str | None = None  # FFmpeg's input device or demuxer (v4l2 for a Linux camera), None: detected
 
