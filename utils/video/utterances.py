@@ -152,7 +152,7 @@ class UtteranceReader:
         self.lost_frames = max(step, int(round(lost * fps)))
         self.pause_frames = max(2 * step, int(round(pause * fps)))
         self.keep_frames = self.pause_frames // 2  # frames of a pause kept after (and before) speech
-        self.speech_only = False  # a pause follows speech (``speaking_frames``), not any movement: live readers'
+        self.speech_only = False  # a pause ends nothing before speech (``speaking_frames``): live readers'
         self.speech_frames = max(2, self.min_frames // 2)  # frames of a moving mouth that make speech
         self.step = step
         if margin is not None and margin < 0:
@@ -165,8 +165,10 @@ class UtteranceReader:
         soon as that is known)."""
         reader = copy.copy(self)
         reader.pause_frames = reader.keep_frames = max(2 * self.step, int(round(pause * self.fps)))
-        # Only a pause after speech counts: half a second of stillness after the lips get ready to speak
-        # (movement above STILL, below SPEECH_LEVEL) cut bbaf2n before its first word.
+        # A pause ends nothing until there has been speech: half a second of stillness after the lips got
+        # ready to speak (movement above STILL, below SPEECH_LEVEL) cut bbaf2n before its first word. The
+        # pause itself still starts after the last movement: from the last speaking-pace frame, swwp2s lost
+        # the end of "soon".
         reader.speech_only = True
         return reader
 
@@ -242,8 +244,9 @@ class UtteranceReader:
         motion = mouth_motion(segment.marks, segment.start, last)
         if motion is None or len(motion) <= self.pause_frames:
             return None
-        moving = speaking_frames(motion) if self.speech_only else np.flatnonzero(motion > STILL)
-        if len(moving) < self.speech_frames or last - (segment.start + moving[-1] + 1) < self.pause_frames:
+        moving = np.flatnonzero(motion > STILL)
+        said = len(speaking_frames(motion)) if self.speech_only else len(moving)
+        if said < self.speech_frames or last - (segment.start + moving[-1] + 1) < self.pause_frames:
             return None
         return segment.start + int(moving[-1]) + 1 + self.keep_frames
 
