@@ -53,7 +53,7 @@ from utils.runtime.paths import ALIGN_DIR, CHECKPOINT_DIR, DATASET_DIR
 from utils.scoring.report import ClipResult, ordered_groups, write_report
 from utils.text.decoders import DECODERS, DEFAULT_BEAM_WIDTH
 from utils.video.framing import FRAMINGS
-from utils.video.sources import SourceError, parse_source
+from utils.video.sources import Source, SourceError, parse_source
 
 if TYPE_CHECKING:
     from model.word_classifier import WordClassifier
@@ -490,13 +490,19 @@ def read_words(args: argparse.Namespace, classifier: WordClassifier | OnnxWordCl
     return exit_status(results, failed)
 
 
+def reads_live(source: Source | None, args: argparse.Namespace) -> bool:
+    """Whether ``--video`` is read live: a camera, stream or pipe, or anything with --live=true given (a
+    stream with --live=false is still read as a stream, every frame)."""
+    return source is not None and (source.live or bool(args.live))
+
+
 def check_live(args: argparse.Namespace) -> str | None:
     """Why the live options cannot go together as given (one line), or None."""
     try:
         source = parse_source(args.video) if args.video is not None else None
     except SourceError as err:
         return str(err)
-    live = source is not None and (source.live or bool(args.live))
+    live = reads_live(source, args)
     if not live and (args.show or args.record is not None or args.live):
         return "--show, --record and --live=true read a video or stream live: give one with --video"
     if live and Path(args.video).is_dir():
@@ -530,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         classifier = load_word_classifier(args.model_path, args.num_gpus)
         if classifier is not None:
-            if video_source is not None and (video_source.live or args.live):
+            if reads_live(video_source, args):
                 print("error: live reading needs a sentence model (LipNet); a word classifier reads word clips",
                       file=sys.stderr)
                 return 2
@@ -551,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.video is not None:
             reader = VideoLipreader(network, decoder, beam_width, args.max_utterance, lm, args.margin, args.edge_search,
                                     args.framing)
-            if video_source.live or args.live:
+            if reads_live(video_source, args):
                 return read_live(video_source, reader, LiveSettings(
                     args.live if args.live is not None else video_source.live, args.pause, args.stall, args.reconnect,
                     args.show, args.record, args.format, args.face, args.subtitles))

@@ -46,6 +46,10 @@ _SHOWN = 3  # utterance texts the window keeps
 _RECENT = 16  # finished utterances remembered to tell which face is the largest while they were said
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 @dataclass
 class LiveOutput:
     """Where each utterance read live goes: a line on ``stream`` (``SOURCE<TAB>START<TAB>END<TAB>TEXT``, or
@@ -150,7 +154,7 @@ class LiveLipreader:
 
     def read(self, frames: LiveFrames, output: LiveOutput, stop: threading.Event, faces: str = "largest",
              window: LiveWindow | None = None, recorder: Recorder | None = None,
-             say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> LiveReport:
+             say: Callable[[str], None] = _to_stderr) -> LiveReport:
         """Read ``frames`` until the source ends or ``stop`` is set (Ctrl-C), then read the utterance in
         progress; every utterance goes to ``output`` as it is read. ``faces``: ``largest`` leaves out an
         utterance while a larger face's overlaps most of it; ``all`` reads every face."""
@@ -262,7 +266,7 @@ class LiveSettings:
 
 
 def read_live(source: Source, reader: VideoLipreader, settings: LiveSettings,
-              say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> int:
+              say: Callable[[str], None] = _to_stderr) -> int:
     """Read ``source`` as it happens until it ends, is lost or Ctrl-C; one line on stderr says which. Exit
     status: 0 ended or stopped, 1 lost or an output not written, 2 the source cannot be opened."""
     from utils.video.errors import ExtractionError
