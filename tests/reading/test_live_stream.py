@@ -28,7 +28,9 @@ from utils.text.subtitles import read_subtitles
 from utils.video.pacer import stream_video
 from utils.video.writer import write_video
 
-pytestmark = pytest.mark.slow
+# realtime: the lines are timed against the stream, so CI runs these alone on the cores (-n 0), after the
+# other slow tests: sharing 2 cores with a training test made the first line 0.6 s late.
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAUSE_FRAMES = 25  # a second of the clip's last frame after each clip
 LATENCY = 0.5  # seconds of stream past an utterance's end by which its line must be out
