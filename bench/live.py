@@ -16,7 +16,8 @@ first frame it reads: frames lost before it, as UDP may lose them, would only ov
 Also reported: utterances read against those streamed (each matched to the clip its middle falls in: clips
 unread, clips read in pieces), the frames infer.py dropped (its last stderr line), its CPU time (all
 threads) per stream second while streaming, its peak resident memory (VmHWM as it exits) and its resident
-memory sampled during the stream (after the first minute and at the end: flat on a long stream). Without
+memory sampled every ``--sample_every`` seconds: the medians in the second and the last minute and the
+trend in between, in MB a minute (level on a long stream). Without
 ``--model_path`` a freshly initialised paper LipNet reads (its texts are meaningless; speed does not depend
 on the weights); with a trained one the texts are checked against the clips' sentences. infer.py's stderr
 and stdout lines are kept in ``--work`` (live.log, live.jsonl).
@@ -134,10 +135,17 @@ def parse_summary(stderr_lines: list[str]) -> dict | None:
     return None
 
 
-def rss_at(samples: list[tuple[float, float]], seconds: float) -> float | None:
-    """The resident memory (MB) of the last sample taken at or before ``seconds`` of stream time."""
-    before = [mb for t, mb in samples if t <= seconds]
-    return before[-1] if before else None
+def memory_trend(samples: list[tuple[float, float]]) -> dict:
+    """The resident memory (MB) over the stream, from (stream second, MB) samples: the median in its second
+    minute and in its last (a single sample is no level: reading an utterance holds some memory for a moment)
+    and the least-squares slope in MB a minute from the second minute on; None for a stream under 2 minutes."""
+    if not samples or samples[-1][0] < 120:
+        return {"rss_mb_minute_2": None, "rss_mb_last_minute": None, "rss_growth_mb_per_min": None}
+    end = samples[-1][0]
+    times, mbs = np.array([t for t, _ in samples if t >= 60]), np.array([mb for t, mb in samples if t >= 60])
+    return {"rss_mb_minute_2": round(float(np.median(mbs[times < 120])), 1),
+            "rss_mb_last_minute": round(float(np.median(mbs[times >= end - 60])), 1),
+            "rss_growth_mb_per_min": round(float(np.polyfit(times / 60, mbs, 1)[0]), 2)}
 
 
 def _proc_cpu(pid: int) -> float:
@@ -281,8 +289,7 @@ def report(args: argparse.Namespace, run: dict, parts: list[tuple[str, float]]) 
     figures["summary_line"] = summary["line"] if summary else None
     figures["cpu_per_stream_second"] = round(run["cpu_streaming_s"] / max(stream.stream_seconds, 1e-9), 3)
     figures["peak_mb"] = run["peak_mb"]
-    figures["rss_mb_first_minute"] = rss_at(run["samples"], 60.0) if stream.stream_seconds >= 60 else None
-    figures["rss_mb_end"] = run["samples"][-1][1] if run["samples"] else None
+    figures.update(memory_trend(run["samples"]))
     figures["rss_samples"] = run["samples"]
     if args.model_path:  # a clip read in pieces counts as read right when its pieces' texts join to its sentence
         sentences = [sentence_from_clip_name(name) for name, _ in parts] * args.loops
@@ -309,8 +316,9 @@ def report(args: argparse.Namespace, run: dict, parts: list[tuple[str, float]]) 
                 "frames_taken"] is not None else "")),
             ("CPU per stream second", f"{figures['cpu_per_stream_second']} s (all threads)"),
             ("peak memory", show(figures["peak_mb"], " MB")),
-            ("resident memory after 1 min / at the end", f"{show(figures['rss_mb_first_minute'], ' MB')} / "
-                                                          f"{show(figures['rss_mb_end'], ' MB')}"),
+            ("resident memory, 2nd / last minute", f"{show(figures['rss_mb_minute_2'], ' MB')} / "
+                                                    f"{show(figures['rss_mb_last_minute'], ' MB')} (medians; "
+                                                    f"trend {show(figures['rss_growth_mb_per_min'], ' MB/min')})"),
             ("infer.py exit status", str(run["returncode"]))]
     if "texts_match" in figures:
         rows.append(("clips read as their sentences", f"{figures['texts_match']} of {expected}"))

@@ -12,11 +12,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from utils.reading.live_reading import LiveOutput, stop_on_signals
+from utils.reading.live_reading import LiveLipreader, LiveOutput, stop_on_signals
 from utils.scoring.report import UtteranceResult
 from utils.text.subtitles import read_subtitles
 from utils.text.timings import WordTiming
@@ -60,6 +61,18 @@ def test_json_has_the_source_times_words_and_confidence():
                      "words": [{"word": "set", "start": 1.0, "end": 1.2, "confidence": 0.9},
                                {"word": "white", "start": 1.2, "end": 1.4, "confidence": 0.9}]}
     assert second["error"] == "NetworkError: x" and second["text"] == ""
+    assert output._cues == []  # no subtitle files: a read without end keeps no cue
+
+
+def test_warming_reads_a_blank_utterance_of_every_length_longest_first():
+    """Whatever the network builds for a length is built before the source opens, not while it is read."""
+    lengths: list[int] = []
+    cut = SimpleNamespace(min_frames=10, max_frames=75)
+    reader = SimpleNamespace(network=SimpleNamespace(height=50, width=100),
+                             utterances=SimpleNamespace(paused_after=lambda pause: cut),
+                             log_probs=lambda clips: lengths.extend(len(c) for c in clips))
+    LiveLipreader(reader).warm()
+    assert lengths == list(range(75, 9, -1))
 
 
 def test_subtitles_that_cannot_be_written_are_named_once(tmp_path: Path):

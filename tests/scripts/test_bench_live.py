@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.live import build_parser, latency_figures, make_stream, match_clips, parse_summary, report, rss_at
+from bench.live import build_parser, latency_figures, make_stream, match_clips, memory_trend, parse_summary, report
 from utils.runtime.cli import parse_args
 from utils.video.pacer import StreamReport
 
@@ -33,9 +34,16 @@ def test_the_summary_line_gives_the_dropped_frames():
     assert parse_summary(["reading - live (Ctrl-C ends it)", "Traceback ..."]) is None
 
 
-def test_resident_memory_at_a_time_is_the_last_sample_before_it():
-    samples = [(5.0, 400.0), (55.0, 420.0), (60.5, 430.0), (600.0, 431.0)]
-    assert rss_at(samples, 60.0) == 420.0 and rss_at(samples, 600.0) == 431.0 and rss_at(samples, 1.0) is None
+def test_memory_is_the_medians_of_the_second_and_last_minute_and_the_trend_after_the_first():
+    # 10 minutes at 5 s: level at 500 MB but for a reading's bump every 12 s, after a first minute at 400
+    samples = [(t, 400.0 if t < 60 else 500.0 + 8.0 * (t % 12 == 0)) for t in np.arange(5.0, 601.0, 5.0)]
+    level = memory_trend(samples)
+    assert level["rss_mb_minute_2"] == level["rss_mb_last_minute"] == 500.0
+    assert level["rss_growth_mb_per_min"] == pytest.approx(0.0, abs=0.1)
+    growing = [(t, 500.0 + t / 60) for t in np.arange(5.0, 601.0, 5.0)]  # a megabyte a minute
+    figures = memory_trend(growing)
+    assert figures["rss_growth_mb_per_min"] == 1.0 and figures["rss_mb_last_minute"] > figures["rss_mb_minute_2"] + 7
+    assert memory_trend([(5.0, 400.0), (115.0, 420.0)])["rss_mb_minute_2"] is None  # under 2 minutes
 
 
 def test_utterances_are_matched_to_the_clips_their_middles_fall_in():
@@ -82,7 +90,7 @@ def test_the_report_fails_over_the_target_or_short_of_utterances(latencies: list
     assert figures["utterances_read"] == len(latencies) and figures["utterances_expected"] == 6
     assert figures["dropped_frames"] == 2 and figures["frames_taken"] == 600
     assert figures["cpu_per_stream_second"] == 0.25 and figures["peak_mb"] == 495.0
-    assert figures["rss_mb_end"] == 490.0 and figures["rss_mb_first_minute"] is None  # a stream under a minute
+    assert figures["rss_mb_minute_2"] is None and figures["rss_growth_mb_per_min"] is None  # under 2 minutes
     assert figures["texts_match"] == len(latencies) and figures["target_met"] == (status == 0)
     assert figures["clips_unread"] == 6 - len(latencies) and figures["clips_in_pieces"] == 0
     assert f"{len(latencies)} of 6" in out

@@ -68,9 +68,10 @@ def test_outputs_are_named_after_the_source():
         "stdin", "video0", "udp_127.0.0.1_5000", "talk"]
 
 
-def test_live_sources_open_without_long_probing():
+def test_live_sources_open_without_long_probing_or_a_large_udp_ring():
     assert int(parse_source("udp://127.0.0.1:5000").options()["analyzeduration"]) <= 100_000
-    assert "fifo_size" in parse_source("udp://127.0.0.1:5000").options()
+    udp = parse_source("udp://127.0.0.1:5000").options()
+    assert int(udp["fifo_size"]) * 188 <= 8 * 2**20  # its ring is kept whole: a few seconds, not minutes
     assert parse_source("clip.mp4").options() == {}
 
 
@@ -186,3 +187,31 @@ def test_utterances_cut_from_frames_with_gaps_keep_the_decoders_times(grid_dir: 
     assert (cut.start, len(cut.frames)) == (read.start, len(read.frames))
     assert cut.end == pytest.approx(read.end, abs=0.05)
     assert np.array_equal(cut.frames[0], read.frames[0])
+
+
+def test_a_long_stream_keeps_the_cutters_records_short(grid_dir: Path):
+    """One face talking on (the three clips twice, one after another, as a live reader cuts them): the spans
+    with a face are joined as they come, so a second pass adds none, and an open utterance keeps the face's
+    widths of its own frames only, not of every frame since the face appeared."""
+    from tests.own_videos import GRID_CLIPS
+    from utils.video.mouth_extractor import MouthExtractor
+    from utils.video.reader import read_frames
+    from utils.video.utterances import UtteranceCutter, UtteranceReader
+
+    cutter = UtteranceCutter(UtteranceReader(MouthExtractor()).paused_after(0.5))
+    utterances, spans = [], []
+    for _ in range(2):
+        for name in GRID_CLIPS:
+            offset = cutter.frames
+            for frame in read_frames(grid_dir / f"{name}.mpg"):
+                frame.index += offset
+                frame.time += offset / 25
+                utterances += cutter.feed(frame)
+                for segment in cutter.segments.values():
+                    assert set(segment.faces) == set(segment.marks)
+                    assert all(segment.start <= k < segment.end for k in segment.faces)
+        spans.append(list(cutter.covered))
+    utterances += cutter.close()
+    assert len(utterances) >= 6
+    assert len(spans[1]) == len(spans[0]) and spans[1][-1][1] > spans[0][-1][1]
+    assert all(u.face_width > 0 for u in utterances)

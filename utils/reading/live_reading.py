@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, TextIO
 import numpy as np
 
 from utils.reading.sentence_videos import VideoLipreader, utterance_json
+from utils.runtime.memory import return_free_memory
 
 if TYPE_CHECKING:
     from utils.scoring.report import UtteranceResult
@@ -112,8 +113,9 @@ class LiveOutput:
             print(line, file=self.stream, flush=True)
         if u.error is None and u.text:
             self.shown.append(label + u.text)
-            self._cues.append(Cue(u.start, u.end, label + u.text))
-            self._write_subtitles()
+            if self.subtitles is not None:  # the files are rewritten whole: every cue is kept, and only then
+                self._cues.append(Cue(u.start, u.end, label + u.text))
+                self._write_subtitles()
             if self.recorder is not None:
                 self.recorder.cue(u.start, u.end, label + u.text)
 
@@ -147,10 +149,13 @@ class LiveLipreader:
         self.utterances = reader.utterances.paused_after(pause)
 
     def warm(self) -> None:
-        """Read a blank utterance of the longest length, so the network's graphs are built before the
-        source is opened: a source opened first sends on meanwhile, and its first second was dropped."""
-        network = self.reader.network
-        self.reader.log_probs([np.zeros((self.utterances.max_frames, network.height, network.width, 3), np.uint8)])
+        """Read a blank utterance of every length an utterance can have (3.6-3.8 s on 2 cores), before the
+        source is opened: the network builds and keeps kernels and buffers for each length it meets, 1-4 MB
+        a length, and met on the way, rare lengths kept a 10-minute stream's memory rising to its end; and
+        a source opened before the network was first run sent on meanwhile, and its first second was dropped."""
+        network, cut = self.reader.network, self.utterances
+        for length in range(cut.max_frames, cut.min_frames - 1, -1):  # the longest first: its buffers serve the rest
+            self.reader.log_probs([np.zeros((length, network.height, network.width, 3), np.uint8)])
 
     def read(self, frames: LiveFrames, output: LiveOutput, stop: threading.Event, faces: str = "largest",
              window: LiveWindow | None = None, recorder: Recorder | None = None,
@@ -215,6 +220,7 @@ class LiveLipreader:
         if labelled:
             result.face = utterance.face + 1  # faces numbered from 1 in order of appearance, as files' are
         output.write(result)
+        return_free_memory()  # after the line is out: a read without end keeps a level footprint
 
 
 def _overshadowed(utterance: Utterance, cutter: UtteranceCutter, recent: deque) -> bool:
@@ -224,8 +230,7 @@ def _overshadowed(utterance: Utterance, cutter: UtteranceCutter, recent: deque) 
     fps = cutter.reader.fps
     for face, segment in cutter.segments.items():
         if face != utterance.face and segment.faces:
-            widths = sorted(segment.faces)
-            spans.append((face, widths[len(widths) // 2], segment.start / fps, segment.end / fps))
+            spans.append((face, segment.face_width, segment.start / fps, segment.end / fps))
     length = max(utterance.end - utterance.start, 1e-9)
     return any(width > utterance.face_width and
                max(0.0, min(end, utterance.end) - max(start, utterance.start)) / length > 0.5

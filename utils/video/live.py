@@ -97,9 +97,6 @@ class LiveFrames:
             self._queue.put(None)  # the end stays the end for later calls
         return frame
 
-    def _stream(self, container: av.container.InputContainer | None) -> FrameStream:
-        return FrameStream(Path(self.source.url), self.fps, container)
-
     def _capture(self) -> None:
         offset, index = 0.0, 0  # stream time and index where this connection's frames start
         container = self._container
@@ -109,7 +106,7 @@ class LiveFrames:
                 self.ending = Ending(False, "stopped")
                 return
             while True:
-                stream = self._stream(container)
+                stream = FrameStream(Path(self.source.url), self.fps, container)
                 last = self._take(stream, offset, index, started)
                 if self._stop.is_set():
                     self.ending = Ending(False, "stopped")

@@ -25,7 +25,10 @@ NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", 
 # ``fflags=nobuffer``: through a pipe it lost 250 of an MPEG-TS stream's 300 frames.
 LIVE_OPTIONS = {"probesize": "4096", "analyzeduration": "100000"}
 # UDP: a large socket buffer the demuxer drains in its own thread; a full one drops packets, not the stream.
-_UDP_OPTIONS = {"fifo_size": "1000000", "overrun_nonfatal": "1", "buffer_size": "4194304"}
+# Its ring of 188-byte packets is filled page by page as data comes and kept whole: 28672 of them (FFmpeg's
+# default, 5.4 MB) hold 5 s of an 8 Mbit/s camera; a million made a 10-minute stream's memory rise by the
+# stream's own bitrate (7.6 MB a minute), toward 188 MB.
+_UDP_OPTIONS = {"fifo_size": "28672", "overrun_nonfatal": "1", "buffer_size": "4194304"}
 
 
 class SourceError(Exception):

@@ -113,19 +113,31 @@ class _Segment:
     origins: list[tuple[int, int]] = field(default_factory=list)  # patch corner in source pixels
     shrinks: list[float] = field(default_factory=list)  # patch pixels per source pixel
     marks: dict[int, np.ndarray] = field(default_factory=dict)  # frame index -> 68 landmarks
-    faces: list[float] = field(default_factory=list)  # face widths where found
+    faces: dict[int, float] = field(default_factory=dict)  # frame index -> face width, where found
 
     @property
     def end(self) -> int:
         return self.start + len(self.patches)
 
+    @property
+    def face_width(self) -> float:
+        """The median width of the face where it was found (0 before it was)."""
+        return float(np.median(list(self.faces.values()))) if self.faces else 0.0
+
+    def found(self, index: int, landmarks: np.ndarray, width: float) -> None:
+        """The face found at frame ``index``: its landmarks and its width."""
+        self.marks[index] = landmarks
+        self.faces[index] = width
+
     def split(self, at: int) -> _Segment:
         """Keep frames before index ``at`` here, return the rest as a new segment."""
         cut = at - self.start
         rest = _Segment(at, self.patches[cut:], self.origins[cut:], self.shrinks[cut:],
-                        {k: v for k, v in self.marks.items() if k >= at}, self.faces[:])
+                        {k: v for k, v in self.marks.items() if k >= at},
+                        {k: v for k, v in self.faces.items() if k >= at})
         del self.patches[cut:], self.origins[cut:], self.shrinks[cut:]
         self.marks = {k: v for k, v in self.marks.items() if k < at}
+        self.faces = {k: v for k, v in self.faces.items() if k < at}
         return rest
 
 
@@ -227,7 +239,7 @@ class UtteranceReader:
     def _utterance(self, face: int, segment: _Segment) -> Utterance:
         frames, scale = self._crops(segment)
         return Utterance(face, segment.start / self.fps, segment.end / self.fps, frames,
-                         float(np.median(segment.faces)), scale)
+                         segment.face_width, scale)
 
     @staticmethod
     def _stillest(segment: _Segment, lo: int, hi: int) -> int:
@@ -337,8 +349,8 @@ class UtteranceReader:
                 examined += 1
                 for face, marks in (tracker.update(last, force=True) or {}).items():
                     if face in segments:
-                        segments[face].marks[last.index] = marks
-            candidates = [(len(s.marks), float(np.median(s.faces)), face) for face, s in segments.items() if s.marks]
+                        segments[face].found(last.index, marks, tracker.tracks[face].width)
+            candidates = [(len(s.marks), s.face_width, face) for face, s in segments.items() if s.marks]
             seen, _, face = max(candidates) if candidates else (0, 0.0, -1)
             needed = self.extractor.min_face_fraction * max(examined, 1)
             if seen < 2 or seen < needed or segments[face].end - segments[face].start < self.min_frames:
@@ -372,8 +384,7 @@ class UtteranceReader:
                 last_marks.update(found)
                 for face, landmarks in found.items():
                     segment = segments.setdefault(face, _Segment(index))
-                    segment.marks[index] = landmarks
-                    segment.faces.append(tracker.tracks[face].width)
+                    segment.found(index, landmarks, tracker.tracks[face].width)
             for face, segment in segments.items():
                 patch, origin, shrink = self._patch(frame, last_marks[face])
                 segment.patches.append(patch)
@@ -414,10 +425,19 @@ class UtteranceCutter:
 
     def _finish(self, face: int, segment: _Segment) -> Iterator[Utterance]:
         if segment.end - segment.start >= self.reader.min_frames and len(segment.marks) >= 2:
-            self.covered.append((segment.start, segment.end))  # a face was seen (even if silent)
+            self._cover(segment.start, segment.end)  # a face was seen (even if silent)
         utterance = self.reader._finish(segment, face)
         if utterance is not None:
             yield utterance
+
+    def _cover(self, start: int, end: int) -> None:
+        """Frames [start, end) had a face: joined to the last span when less than ``min_frames`` apart
+        (a shorter span without a face is not reported), so a stream read for hours keeps a short list."""
+        near, spans = self.reader.min_frames, self.covered
+        if spans and start < spans[-1][1] + near and end > spans[-1][0] - near:
+            spans[-1] = (min(spans[-1][0], start), max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
 
     def _cut(self, frame: Frame) -> bool:
         """Whether ``frame`` starts a new scene (its thumbnail differs from the previous frame's)."""
@@ -465,8 +485,7 @@ class UtteranceCutter:
                         yield from self._finish(face, segment)
             for face, landmarks in found.items():
                 segment = segments.setdefault(face, _Segment(index))
-                segment.marks[index] = landmarks
-                segment.faces.append(tracker.tracks[face].width)
+                segment.found(index, landmarks, tracker.tracks[face].width)
                 at = reader._pause(segment)
                 if at is not None:
                     segments[face] = segment.split(at)
@@ -474,7 +493,7 @@ class UtteranceCutter:
                 elif index - segment.start > reader.pause_frames and not reader._speaks(segment):
                     # A long silence before speech: keep only its last ``keep_frames``.
                     at = index - reader.keep_frames
-                    self.covered.append((segment.start, at))
+                    self._cover(segment.start, at)
                     segments[face] = segment.split(at)
         for face, segment in list(segments.items()):
             patch, origin, shrink = reader._patch(frame, last_marks[face])
@@ -494,7 +513,7 @@ class UtteranceCutter:
             # The last frame is examined too (as MouthExtractor does), so the track ends on landmarks.
             for face, landmarks in (tracker.update(frame, force=True) or {}).items():
                 if face in segments:
-                    segments[face].marks[frame.index] = landmarks
+                    segments[face].found(frame.index, landmarks, tracker.tracks[face].width)
         for face, segment in sorted(segments.items()):
             # Frames after the face was last missed are not part of its utterance.
             seen = tracker.tracks[face].last_seen
