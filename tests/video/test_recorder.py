@@ -73,6 +73,7 @@ def test_closing_after_ctrl_c_keeps_what_was_recorded(tmp_path: Path) -> None:
         import os, signal, sys
         import numpy as np
         from utils.video.recorder import Recorder
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal, even if started in the background
         recorder = Recorder(sys.argv[1], 25, queue_frames=64)
         try:
             for i in range(1000):
