@@ -12,8 +12,6 @@ frame to decode, encode and mux on one of the 2 shared cores, against 40 ms of f
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +24,7 @@ import av
 from av.video.frame import PictureType
 
 from utils.video.errors import REASONS, ExtractionError, check_readable
+from utils.video.sources import is_named_pipe
 
 TIME_BASE = Fraction(1, 90000)  # MPEG-TS's clock: any other is rescaled to it by the muxer
 UDP_PACKET = 1316  # 7 TS packets of 188 bytes: the largest datagram that fits a 1500-byte Ethernet MTU
@@ -119,7 +118,7 @@ def stream_video(source: str | Path | Sequence[str | Path], target: str | Binary
     for path in paths:
         _check_video(path)
     fifo = None
-    if isinstance(target, str) and "://" not in target and _is_fifo(target):
+    if isinstance(target, str) and "://" not in target and is_named_pipe(target):
         # FFmpeg opens a named pipe without waiting for its reader and fills the pipe's buffer (about 0.9 s of a
         # 360x288 stream) before anyone reads, which the reader then gets at once: opened here, the stream
         # starts when its reader opens the pipe.
@@ -130,13 +129,6 @@ def stream_video(source: str | Path | Sequence[str | Path], target: str | Binary
         if fifo is not None:
             with contextlib.suppress(OSError):
                 fifo.close()
-
-
-def _is_fifo(path: str) -> bool:
-    try:
-        return stat.S_ISFIFO(os.stat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _stream(paths: list[Path], target: str | BinaryIO, loops: int, on_start: Callable[[float], None] | None,

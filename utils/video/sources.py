@@ -98,11 +98,15 @@ def parse_source(text: str) -> Source:
         raise SourceError(f"{text}: unknown stream type {scheme}:// (read are {', '.join(sorted(NETWORK_SCHEMES))})")
     if re.fullmatch(r"/dev/video\d+", text):
         return Source(text, "camera", text, "v4l2")
+    return Source(text, "pipe" if is_named_pipe(text) else "file", text)
+
+
+def is_named_pipe(path: str) -> bool:
+    """Whether ``path`` is a named pipe (False where there is nothing, or nothing readable, there)."""
     try:
-        fifo = stat.S_ISFIFO(os.stat(text).st_mode)
+        return stat.S_ISFIFO(os.stat(path).st_mode)
     except OSError:
-        fifo = False
-    return Source(text, "pipe" if fifo else "file", text)
+        return False
 
 
 def open_live(source: Source, read_timeout: float | None,
